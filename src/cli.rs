@@ -1,0 +1,187 @@
+//! Command-line definitions and dispatch; no engine logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine;
+use crate::error::Result;
+
+/// Execute an operational runbook as a DAG, with checkpoints and handoffs.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, long_about = None)]
+pub struct Cli {
+    /// State database (default: state/runbook.db under the current directory).
+    #[arg(long, global = true, env = "RUNBOOK_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Print more: every attempt start.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only the summary.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by `run` and `resume`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Override a var: `--var key=value` (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// A dotenv file to look secrets up in, after the environment (repeatable).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Steps run in parallel at most.
+    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Validate, resolve secrets and print what would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON event per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a runbook; resumes its latest unfinished run unless --fresh.
+    #[command(
+        after_help = "Example:\n  runbook run hetzner-parity --var deploy_dir=/opt/stack --jobs 8"
+    )]
+    Run {
+        /// Runbook name (runbooks/NAME.yaml or runbooks/NAME/runbook.yaml) or path.
+        name: String,
+        /// Start a new run even when the latest one is unfinished.
+        #[arg(long)]
+        fresh: bool,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Resume a run (the latest one, or of NAME, or RUN_ID).
+    #[command(after_help = "Example:\n  runbook resume hetzner-parity")]
+    Resume {
+        /// Runbook name or run id; default: the latest run.
+        target: Option<String>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Show where a run stands.
+    #[command(after_help = "Example:\n  runbook status hetzner-parity --json")]
+    Status {
+        /// Runbook name or run id; default: the latest run.
+        target: Option<String>,
+        /// Print the JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the page for the person who must act.
+    #[command(after_help = "Example:\n  runbook handoff hetzner-parity -o handoff.md")]
+    Handoff {
+        /// Runbook name or run id; default: the latest run.
+        target: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Print the handoff as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a step that waits for approval.
+    #[command(
+        after_help = "Example:\n  runbook approve 7 restart-prod --note \"maintenance window ok\""
+    )]
+    Approve {
+        /// Run id.
+        run_id: i64,
+        /// Step id.
+        step: String,
+        /// A note stored with the approval.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Send a step and everything that depends on it back to pending.
+    #[command(after_help = "Example:\n  runbook reset 7 rebuild && runbook resume 7")]
+    Reset {
+        /// Run id.
+        run_id: i64,
+        /// Step id.
+        step: String,
+    },
+    /// Print a step's captured output.
+    #[command(after_help = "Example:\n  runbook logs 7 rebuild --attempt 2")]
+    Logs {
+        /// Run id.
+        run_id: i64,
+        /// Step id.
+        step: String,
+        /// Attempt number; default: the latest.
+        #[arg(long)]
+        attempt: Option<i64>,
+    },
+    /// Check a runbook without running anything.
+    #[command(after_help = "Example:\n  runbook validate hetzner-parity")]
+    Validate {
+        /// Runbook name or path.
+        name: String,
+        /// Override a var.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Print the step graph.
+    #[command(after_help = "Example:\n  runbook graph hetzner-parity --format mermaid")]
+    Graph {
+        /// Runbook name or path.
+        name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// List the runbooks found and the recent runs.
+    #[command(after_help = "Example:\n  runbook list")]
+    List,
+}
+
+/// Graph output formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid, renders in Markdown.
+    Mermaid,
+}
+
+fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// Runs the parsed command; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let ctx = engine::Ctx::new(&cli)?;
+    match cli.command {
+        Command::Run { name, fresh, args } => ctx.run(engine::Target::Name(name), fresh, args),
+        Command::Resume { target, args } => ctx.run(engine::Target::parse(target), false, args),
+        Command::Status { target, json } => ctx.status(engine::Target::parse(target), json),
+        Command::Handoff {
+            target,
+            output,
+            json,
+        } => ctx.handoff(engine::Target::parse(target), output, json),
+        Command::Approve { run_id, step, note } => ctx.approve(run_id, &step, note.as_deref()),
+        Command::Reset { run_id, step } => ctx.reset(run_id, &step),
+        Command::Logs {
+            run_id,
+            step,
+            attempt,
+        } => ctx.logs(run_id, &step, attempt),
+        Command::Validate { name, vars } => ctx.validate(&name, &vars),
+        Command::Graph { name, format } => ctx.graph(&name, format),
+        Command::List => ctx.list(),
+    }
+}

@@ -1,0 +1,60 @@
+//! `runbook`: thin entry point. Parses arguments, runs the command, maps the
+//! result to an exit code.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+
+mod cli;
+mod engine;
+mod error;
+mod events;
+mod exec;
+mod plan;
+mod report;
+mod runbook;
+mod scheduler;
+mod secrets;
+mod state;
+mod store;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if cli.verbose { "info" } else { "warn" })
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&err);
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn report_error(err: &error::Error) {
+    match err {
+        error::Error::Invalid {
+            diagnostics,
+            source_text,
+        } => {
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            eprint!(
+                "{}",
+                report::diagnostic::render(diagnostics, source_text, color)
+            );
+            eprintln!(
+                "error: {} problem{} found; nothing was run",
+                diagnostics.len(),
+                if diagnostics.len() == 1 { "" } else { "s" }
+            );
+        }
+        other => eprintln!("error: {other}"),
+    }
+}

@@ -1,0 +1,77 @@
+//! Validation errors rendered like a compiler's: file:line:col, the line,
+//! a caret under the span, and a hint.
+
+use miette::{GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
+
+use crate::error::Diagnostic;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Rendered {
+    message: String,
+    src: NamedSource<String>,
+    span: Option<SourceSpan>,
+    help: Option<String>,
+}
+
+impl miette::Diagnostic for Rendered {
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.span.map(|_| &self.src as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let span = self.span?;
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(Some("here".into()), span),
+        )))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+}
+
+/// Renders diagnostics for a terminal (colors when `color`), each starting
+/// with `error: FILE:LINE:COL: MESSAGE` so the place is greppable.
+pub fn render(diagnostics: &[Diagnostic], source_text: &str, color: bool) -> String {
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+    let mut out = String::new();
+    for d in diagnostics {
+        let place = match d.span {
+            Some((offset, _)) => {
+                let (line, col) = line_col(source_text, offset);
+                format!("{}:{line}:{col}", d.file.display())
+            }
+            None => d.file.display().to_string(),
+        };
+        out.push_str(&format!("error: {place}: {}\n", d.message));
+        let rendered = Rendered {
+            message: d.message.clone(),
+            src: NamedSource::new(d.file.display().to_string(), source_text.to_string()),
+            span: d
+                .span
+                .map(|(o, l)| SourceSpan::new(o.min(source_text.len()).into(), l)),
+            help: d.hint.clone(),
+        };
+        let mut body = String::new();
+        if handler.render_report(&mut body, &rendered).is_ok() {
+            // The first line repeats the message we already printed.
+            let body: Vec<&str> = body.lines().skip(1).collect();
+            out.push_str(&body.join("\n"));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    (line, col)
+}

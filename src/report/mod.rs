@@ -1,0 +1,38 @@
+//! Everything the user reads: live output, status, diagnostics, NDJSON events.
+
+pub mod diagnostic;
+pub mod live;
+pub mod status;
+
+use crate::events::Event;
+
+/// Consumes the scheduler's events.
+pub trait Reporter {
+    /// Called for every event, in order.
+    fn event(&mut self, event: &Event);
+}
+
+/// NDJSON: one event per line on stdout.
+pub struct JsonReporter;
+
+impl Reporter for JsonReporter {
+    fn event(&mut self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// A duration in milliseconds, for people.
+pub fn human_ms(ms: i64) -> String {
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        let s = ms / 1000;
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,319 @@
+//! Finding a runbook file and parsing it (YAML → model). This is the only
+//! module that knows which YAML crate is in use.
+
+use std::path::{Path, PathBuf};
+
+use super::model::RunbookFile;
+use crate::error::{Diagnostic, Error, Result};
+
+/// The text of a runbook file, kept for error locations.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Path of the file as found.
+    pub path: PathBuf,
+    /// Its full text.
+    pub text: String,
+    /// Byte offset where each step's block starts, in step order.
+    step_starts: Vec<usize>,
+}
+
+/// Resolves a runbook argument: `runbooks/NAME.yaml`, `runbooks/NAME/runbook.yaml`,
+/// or a path when it contains `/` or ends in `.yaml`/`.yml`.
+pub fn resolve(arg: &str, base: &Path) -> Result<PathBuf> {
+    if arg.contains('/') || arg.ends_with(".yaml") || arg.ends_with(".yml") {
+        let path = base.join(arg);
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(Error::Usage(format!(
+            "runbook file {} not found",
+            path.display()
+        )));
+    }
+    let candidates = [
+        base.join("runbooks").join(format!("{arg}.yaml")),
+        base.join("runbooks").join(arg).join("runbook.yaml"),
+    ];
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return Ok(candidate.clone());
+        }
+    }
+    let known = list(base);
+    let hint = crate::runbook::validate::nearest(arg, known.iter().map(|(n, _)| n.as_str()))
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_else(|| "; `runbook list` shows the runbooks found".to_string());
+    Err(Error::Usage(format!(
+        "no runbook named `{arg}`: looked for {} and {}{hint}",
+        candidates[0].display(),
+        candidates[1].display()
+    )))
+}
+
+/// Runbooks found under `base/runbooks`, as (name, path), sorted by name.
+pub fn list(base: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(base.join("runbooks")) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if path.is_file() {
+            if let Some(stem) = name.strip_suffix(".yaml") {
+                found.push((stem.to_string(), path));
+            }
+        } else if path.join("runbook.yaml").is_file() {
+            found.push((name, path.join("runbook.yaml")));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Reads and parses a runbook file. Syntax errors, type errors and unknown
+/// keys come back as a located diagnostic.
+pub fn load(path: &Path) -> Result<(RunbookFile, Source)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read runbook {}", path.display()), e))?;
+    let mut source = Source {
+        path: path.to_path_buf(),
+        text,
+        step_starts: Vec::new(),
+    };
+    let file: RunbookFile = match parse(&source.text) {
+        Ok(file) => file,
+        Err(err) => {
+            let diagnostic = yaml_diagnostic(&source, &err);
+            return Err(Error::Invalid {
+                diagnostics: vec![diagnostic],
+                source_text: source.text,
+            });
+        }
+    };
+    source.index_steps(file.steps.iter().map(|s| s.id.as_str()));
+    Ok((file, source))
+}
+
+fn parse(text: &str) -> Result<RunbookFile, serde_norway::Error> {
+    if text.trim().is_empty() {
+        return Ok(RunbookFile::default());
+    }
+    serde_norway::from_str(text)
+}
+
+fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
+    let full = err.to_string();
+    // The crate appends " at line L column C"; the span carries that instead.
+    let message = match full.find(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full.clone(),
+    };
+    let span = err.location().map(|loc| {
+        let start = loc.index().min(source.text.len());
+        (start, source.token_len(start))
+    });
+    let mut diagnostic = Diagnostic::new(&source.path, message.clone()).at(span);
+    if let Some(unknown) = unknown_field(&message) {
+        let expected = expected_fields(&message);
+        diagnostic = diagnostic.maybe_hint(
+            crate::runbook::validate::nearest(&unknown, expected.iter().map(String::as_str))
+                .map(|n| format!("did you mean `{n}`?"))
+                .or_else(|| {
+                    (!expected.is_empty())
+                        .then(|| format!("allowed keys here: {}", expected.join(", ")))
+                }),
+        );
+    } else if message.contains("did not match any variant") {
+        diagnostic = diagnostic.hint(
+            "check the value's shape against the runbook format (`runbook schema` prints it)",
+        );
+    }
+    diagnostic
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = &message[message.find("unknown field `")? + "unknown field `".len()..];
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn expected_fields(message: &str) -> Vec<String> {
+    let Some(i) = message.find("expected ") else {
+        return Vec::new();
+    };
+    message[i..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+impl Source {
+    /// A source for text that did not come from a file (tests, generated runbooks).
+    pub fn from_text(path: impl Into<PathBuf>, text: String) -> Self {
+        Source {
+            path: path.into(),
+            text,
+            step_starts: Vec::new(),
+        }
+    }
+
+    /// Finds where each step's block starts, scanning `id:` lines in order so
+    /// that duplicate ids each get their own place.
+    pub fn index_steps<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
+        let mut from = self.find_key_line("steps").map(|(s, _)| s).unwrap_or(0);
+        let mut starts = Vec::new();
+        for id in ids {
+            match self.find_id_line(id, from) {
+                Some(at) => {
+                    starts.push(at);
+                    from = self.line_end(at);
+                }
+                None => starts.push(from),
+            }
+        }
+        self.step_starts = starts;
+    }
+
+    /// Span of the `id: X` value of step number `index`.
+    pub fn step_span(&self, index: usize) -> Option<(usize, usize)> {
+        let start = *self.step_starts.get(index)?;
+        let line = &self.text[start..self.line_end(start)];
+        let after_key = line.find("id:")? + 3;
+        let rest = &line[after_key..];
+        let lead = rest.len() - rest.trim_start().len();
+        let value = rest
+            .trim()
+            .split([',', '}', '#'])
+            .next()
+            .unwrap_or("")
+            .trim();
+        Some((start + after_key + lead, value.len().max(1)))
+    }
+
+    /// Span of `key:` inside step number `index`.
+    pub fn step_key_span(&self, index: usize, key: &str) -> Option<(usize, usize)> {
+        let (start, end) = self.step_block(index)?;
+        self.find_key_in(key, start, end)
+            .or_else(|| self.step_span(index))
+    }
+
+    /// Span of the first `needle` token inside the value of `key` in step number `index`.
+    pub fn step_value_span(&self, index: usize, key: &str, needle: &str) -> Option<(usize, usize)> {
+        let (start, end) = self.step_block(index)?;
+        let (key_at, _) = self.find_key_in(key, start, end)?;
+        let hay = &self.text[key_at..end];
+        let mut from = 0;
+        while let Some(i) = hay[from..].find(needle) {
+            let at = from + i;
+            let before = hay[..at].chars().next_back();
+            let after = hay[at + needle.len()..].chars().next();
+            let boundary = |c: Option<char>| !matches!(c, Some(c) if c.is_alphanumeric() || c == '_' || c == '-');
+            if boundary(before) && boundary(after) && at > 0 {
+                return Some((key_at + at, needle.len()));
+            }
+            from = at + needle.len();
+        }
+        Some((key_at, key.len()))
+    }
+
+    /// Span of a top-level (or any) `key:` line in the file.
+    pub fn key_span(&self, key: &str) -> Option<(usize, usize)> {
+        self.find_key_in(key, 0, self.text.len())
+    }
+
+    /// Span of `key:` nested after the line of `parent:`.
+    pub fn nested_key_span(&self, parent: &str, key: &str) -> Option<(usize, usize)> {
+        let (p, _) = self.key_span(parent)?;
+        self.find_key_in(key, p, self.text.len())
+            .or(Some((p, parent.len())))
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        (line, col)
+    }
+
+    fn step_block(&self, index: usize) -> Option<(usize, usize)> {
+        let start = *self.step_starts.get(index)?;
+        let end = self
+            .step_starts
+            .get(index + 1)
+            .copied()
+            .filter(|&e| e > start)
+            .unwrap_or(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        Some((line_start, end))
+    }
+
+    fn find_id_line(&self, id: &str, from: usize) -> Option<usize> {
+        let mut offset = from;
+        for line in self.text[from..].split_inclusive('\n') {
+            let trimmed = line.trim_start().trim_start_matches('-').trim_start();
+            let trimmed = trimmed.trim_start_matches('{').trim_start();
+            if let Some(rest) = trimmed.strip_prefix("id:") {
+                let value = rest
+                    .trim()
+                    .split([',', '}', '#'])
+                    .next()
+                    .unwrap_or("")
+                    .trim();
+                let value = value.trim_matches(['"', '\'']);
+                if value == id {
+                    return Some(offset + line.len() - line.trim_start().len());
+                }
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    fn find_key_in(&self, key: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+        let hay = &self.text[start..end];
+        let mut offset = start;
+        for line in hay.split_inclusive('\n') {
+            let body = line.trim_start();
+            let body_at = line.len() - body.len();
+            let body2 = body.trim_start_matches('-').trim_start();
+            let at2 = body_at + (body.len() - body2.len());
+            if body2.starts_with(key) && body2[key.len()..].trim_start().starts_with(':') {
+                return Some((offset + at2, key.len()));
+            }
+            // Flow mappings: `{ a: 1, key: 2 }`.
+            for pat in [
+                format!("{{ {key}:"),
+                format!(", {key}:"),
+                format!("{{{key}:"),
+                format!(",{key}:"),
+            ] {
+                if let Some(i) = line.find(&pat) {
+                    return Some((offset + i + pat.len() - key.len() - 1, key.len()));
+                }
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    fn find_key_line(&self, key: &str) -> Option<(usize, usize)> {
+        self.key_span(key)
+    }
+
+    fn line_end(&self, offset: usize) -> usize {
+        self.text[offset..]
+            .find('\n')
+            .map(|i| offset + i)
+            .unwrap_or(self.text.len())
+    }
+
+    fn token_len(&self, start: usize) -> usize {
+        let rest = &self.text[start..self.line_end(start)];
+        rest.find(|c: char| c == ':' || c.is_whitespace())
+            .unwrap_or(rest.len())
+            .max(1)
+    }
+}

@@ -1,0 +1,9 @@
+//! The runbook as written: model, loading, validation, templates.
+
+pub mod load;
+pub mod model;
+pub mod template;
+pub mod validate;
+
+pub use load::Source;
+pub use validate::{Action, Runbook, Step};

@@ -1,0 +1,270 @@
+//! The runbook as written: the serde types of the file format (SPEC §1).
+//!
+//! Every struct denies unknown keys, so a typo is an error with a location
+//! instead of a silently ignored field.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A whole runbook file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookFile {
+    /// Name of the runbook; defaults to the file stem.
+    pub name: Option<String>,
+    /// One line shown by `status` and `handoff`.
+    pub description: Option<String>,
+    /// Values available to templates as `vars.NAME`; overridable with `--var`.
+    #[serde(default)]
+    pub vars: IndexMap<String, serde_json::Value>,
+    /// Remote hosts, reached over SSH.
+    #[serde(default)]
+    pub hosts: IndexMap<String, HostSpec>,
+    /// Dotenv files where secrets are looked up, after the process environment.
+    #[serde(default)]
+    pub env_files: Vec<EnvFileSpec>,
+    /// Secrets the steps may require.
+    #[serde(default)]
+    pub secrets: IndexMap<String, SecretSpec>,
+    /// Defaults for every step.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The steps, in file order.
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+}
+
+/// An SSH host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Hostname or address (templated).
+    pub address: String,
+    /// Login user; defaults to the current user.
+    pub user: Option<String>,
+    /// SSH port; defaults to 22.
+    pub port: Option<u16>,
+    /// Private key to use.
+    pub identity_file: Option<String>,
+    /// Host key policy.
+    #[serde(default)]
+    pub known_hosts: KnownHosts,
+    /// known_hosts file; defaults to ssh's own.
+    pub known_hosts_file: Option<String>,
+}
+
+/// How an unknown host key is treated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnownHosts {
+    /// Only keys already in known_hosts are accepted.
+    #[default]
+    Strict,
+    /// Unknown hosts are added; changed keys are still refused.
+    AcceptNew,
+}
+
+/// A dotenv file: a local path, or a path on a host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EnvFileSpec {
+    /// A local path, relative to the runbook's folder.
+    Local(String),
+    /// A file on a host, read over SSH.
+    Remote(RemoteEnvFile),
+}
+
+/// A dotenv file on a host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteEnvFile {
+    /// Host name from `hosts`.
+    pub host: String,
+    /// Path on that host (templated).
+    pub path: String,
+}
+
+/// A secret that steps may require.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// What the secret is, for the person who must supply it.
+    pub description: Option<String>,
+    /// Who must supply it; the handoff groups by owner.
+    pub owner: Option<String>,
+    /// A probe that proves the value is still accepted.
+    pub check: Option<SecretCheck>,
+}
+
+/// A secret's check.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretCheck {
+    /// The HTTP request to make.
+    pub http: HttpSpec,
+}
+
+/// Defaults for every step.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Default step timeout, e.g. `10m`.
+    pub timeout: Option<String>,
+    /// Default number of retries after a failed attempt.
+    pub retries: Option<u32>,
+    /// Default delay between attempts, e.g. `5s`.
+    pub retry_delay: Option<String>,
+}
+
+/// `approval: true` or the question to ask.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Approval {
+    /// `true` asks for a plain approval; `false` asks for none.
+    Flag(bool),
+    /// The question shown to the approver.
+    Question(String),
+}
+
+/// A scalar that is used as a string (env values, header values).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// A string.
+    Str(String),
+    /// A number or boolean, used as written.
+    Other(ScalarOther),
+}
+
+/// Non-string scalars.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ScalarOther {
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Scalar {
+    /// The value as text.
+    pub fn as_text(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.clone(),
+            Scalar::Other(ScalarOther::Int(i)) => i.to_string(),
+            Scalar::Other(ScalarOther::Bool(b)) => b.to_string(),
+        }
+    }
+}
+
+/// One step.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Unique id, `[a-z0-9][a-z0-9_-]*`.
+    pub id: String,
+    /// A human title.
+    pub title: Option<String>,
+    /// Free text shown in the handoff.
+    pub doc: Option<String>,
+    /// Steps that must succeed first.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// A host name, or `local` (the default).
+    pub on: Option<String>,
+    /// Secret names the step needs.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Held until `runbook approve`.
+    pub approval: Option<Approval>,
+    /// Template expression; false → skipped.
+    pub when: Option<String>,
+    /// A command; exit 0 means the work is already done.
+    pub unless: Option<String>,
+    /// Environment for the command.
+    #[serde(default)]
+    pub env: IndexMap<String, Scalar>,
+    /// Time limit per attempt, e.g. `20m`.
+    pub timeout: Option<String>,
+    /// Retries after a failed attempt.
+    pub retries: Option<u32>,
+    /// Delay between attempts.
+    pub retry_delay: Option<String>,
+    /// A shell script, run with `sh -c`.
+    pub run: Option<String>,
+    /// A file or folder to copy.
+    pub upload: Option<UploadSpec>,
+    /// An HTTP request with expectations.
+    pub http: Option<HttpSpec>,
+}
+
+/// The `upload` action.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSpec {
+    /// Local file or folder, relative to the runbook.
+    pub src: String,
+    /// Destination path.
+    pub dest: String,
+    /// Render the source with the template engine.
+    #[serde(default)]
+    pub template: bool,
+    /// File mode, e.g. `"0644"`.
+    pub mode: Option<String>,
+}
+
+/// The `http` action (also used by secret checks).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// HTTP method; defaults to GET.
+    pub method: Option<String>,
+    /// The URL.
+    pub url: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, Scalar>,
+    /// A text body.
+    pub body: Option<String>,
+    /// A JSON body.
+    pub json: Option<serde_json::Value>,
+    /// A host whose SSH connection carries the request.
+    pub via: Option<String>,
+    /// What the response must look like.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// Expectations on an HTTP response.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Accepted status codes; default 2xx.
+    pub status: Option<StatusSet>,
+    /// Text the body must contain.
+    pub body_contains: Option<String>,
+    /// Text the body must not contain.
+    pub body_not_contains: Option<String>,
+    /// JSON pointer → expected value.
+    pub json: Option<IndexMap<String, serde_json::Value>>,
+}
+
+/// One status code or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StatusSet {
+    /// A single status code.
+    One(u16),
+    /// Any of these.
+    Any(Vec<u16>),
+}
+
+impl StatusSet {
+    /// Whether `status` is accepted.
+    pub fn accepts(&self, status: u16) -> bool {
+        match self {
+            StatusSet::One(s) => *s == status,
+            StatusSet::Any(list) => list.contains(&status),
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! Validation: turns the model as written into a [`Runbook`] whose ids, needs,
+//! hosts, secrets and durations are known to be good (SPEC §1).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use petgraph::graph::DiGraph;
+
+use super::load::Source;
+use super::model::{
+    Approval, EnvFileSpec, HostSpec, HttpSpec, RunbookFile, SecretSpec, StepSpec, UploadSpec,
+};
+use crate::error::{Diagnostic, Error, Result};
+
+/// A validated runbook.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// The runbook's name.
+    pub name: String,
+    /// One-line description.
+    pub description: Option<String>,
+    /// The folder relative paths are resolved against.
+    pub dir: PathBuf,
+    /// Vars, with `--var` overrides applied.
+    pub vars: IndexMap<String, serde_json::Value>,
+    /// Hosts by name.
+    pub hosts: IndexMap<String, HostSpec>,
+    /// Where secrets are looked up after the environment.
+    pub env_files: Vec<EnvFileSpec>,
+    /// Declared secrets.
+    pub secrets: IndexMap<String, SecretSpec>,
+    /// Steps in file order; `needs` are indexes into this list.
+    pub steps: Vec<Step>,
+    /// The file's text, for locating later (template) errors.
+    pub source: Source,
+}
+
+/// A validated step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Position in the file.
+    pub index: usize,
+    /// The step as written.
+    pub spec: StepSpec,
+    /// Indexes of the steps this one needs.
+    pub needs: Vec<usize>,
+    /// The host it runs on; `None` is local.
+    pub host: Option<String>,
+    /// Time limit per attempt.
+    pub timeout: Option<Duration>,
+    /// Retries after a failed attempt.
+    pub retries: u32,
+    /// Delay between attempts.
+    pub retry_delay: Duration,
+    /// What the step does.
+    pub action: Action,
+    /// The question, when the step waits for an approval.
+    pub approval: Option<String>,
+}
+
+/// A step's single action.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A shell script.
+    Run(String),
+    /// A file or folder copy.
+    Upload(UploadSpec),
+    /// An HTTP request.
+    Http(HttpSpec),
+    /// No action: a join point or an approval gate.
+    Checkpoint,
+}
+
+impl Action {
+    /// A short name of the action kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Run(_) => "run",
+            Action::Upload(_) => "upload",
+            Action::Http(_) => "http",
+            Action::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// Validates a parsed runbook. `overrides` are `--var` values.
+pub fn validate(
+    file: RunbookFile,
+    source: Source,
+    overrides: &[(String, String)],
+) -> Result<Runbook> {
+    let mut v = Validator {
+        source: &source,
+        diagnostics: Vec::new(),
+    };
+    let ids: HashMap<&str, usize> = {
+        let mut ids = HashMap::new();
+        for (index, step) in file.steps.iter().enumerate() {
+            v.check_id(index, &step.id);
+            if let Some(first) = ids.insert(step.id.as_str(), index) {
+                let (line, _) = source.line_col(source.step_span(first).map(|s| s.0).unwrap_or(0));
+                v.push(
+                    Diagnostic::new(&source.path, format!("duplicate step id `{}`", step.id))
+                        .at(source.step_span(index))
+                        .hint(format!("the first step with this id is on line {line}; give each step its own id")),
+                );
+                ids.insert(step.id.as_str(), first);
+            }
+        }
+        ids
+    };
+
+    if file.steps.is_empty() {
+        v.push(
+            Diagnostic::new(&source.path, "the runbook has no steps")
+                .at(source.key_span("steps"))
+                .hint("add a `steps:` list with at least one step"),
+        );
+    }
+    for name in file.hosts.keys() {
+        if name == "local" {
+            v.push(
+                Diagnostic::new(
+                    &source.path,
+                    "a host cannot be named `local`: that name means this machine",
+                )
+                .at(source.nested_key_span("hosts", name))
+                .hint("rename the host"),
+            );
+        }
+    }
+    for (i, env_file) in file.env_files.iter().enumerate() {
+        if let EnvFileSpec::Remote(remote) = env_file {
+            if !file.hosts.contains_key(&remote.host) {
+                v.push(
+                    v.unknown_host(&remote.host, &file.hosts)
+                        .at(source.nested_key_span("env_files", "host"))
+                        .hint(format!(
+                            "env_files[{i}] names host `{}`; declare it under `hosts:`",
+                            remote.host
+                        )),
+                );
+            }
+        }
+    }
+    for (name, secret) in &file.secrets {
+        if let Some(check) = &secret.check {
+            v.check_http(None, &check.http, &file.hosts);
+        }
+        if !is_env_name(name) {
+            v.push(
+                Diagnostic::new(
+                    &source.path,
+                    format!("secret name `{name}` is not a valid environment variable name"),
+                )
+                .at(source.nested_key_span("secrets", name))
+                .hint("use letters, digits and underscores, not starting with a digit"),
+            );
+        }
+    }
+    let default_timeout = v.duration(None, "timeout", file.defaults.timeout.as_deref());
+    let default_delay = v.duration(None, "retry_delay", file.defaults.retry_delay.as_deref());
+    let default_retries = file.defaults.retries.unwrap_or(0);
+
+    let mut steps = Vec::with_capacity(file.steps.len());
+    for (index, spec) in file.steps.iter().enumerate() {
+        let mut needs = Vec::with_capacity(spec.needs.len());
+        for need in &spec.needs {
+            match ids.get(need.as_str()) {
+                Some(&n) => needs.push(n),
+                None => v.push(
+                    Diagnostic::new(
+                        &source.path,
+                        format!("step `{}` needs `{need}`, but no step has that id", spec.id),
+                    )
+                    .at(source.step_value_span(index, "needs", need))
+                    .maybe_hint(
+                        nearest(need, ids.keys().copied()).map(|n| format!("did you mean `{n}`?")),
+                    ),
+                ),
+            }
+        }
+        let host = match spec.on.as_deref() {
+            None | Some("local") => None,
+            Some(h) if file.hosts.contains_key(h) => Some(h.to_string()),
+            Some(h) => {
+                v.push(
+                    v.unknown_host(h, &file.hosts)
+                        .at(source.step_value_span(index, "on", h)),
+                );
+                None
+            }
+        };
+        for secret in &spec.requires {
+            if !file.secrets.contains_key(secret) {
+                v.push(
+                    Diagnostic::new(
+                        &source.path,
+                        format!(
+                            "step `{}` requires secret `{secret}`, which is not declared",
+                            spec.id
+                        ),
+                    )
+                    .at(source.step_value_span(index, "requires", secret))
+                    .maybe_hint(
+                        nearest(secret, file.secrets.keys().map(String::as_str))
+                            .map(|n| format!("did you mean `{n}`?"))
+                            .or_else(|| {
+                                Some(format!(
+                                    "declare it under `secrets:` with a description and an owner"
+                                ))
+                            }),
+                    ),
+                );
+            }
+        }
+        for name in spec.env.keys() {
+            if !is_env_name(name) {
+                v.push(
+                    Diagnostic::new(
+                        &source.path,
+                        format!("`{name}` is not a valid environment variable name"),
+                    )
+                    .at(source.step_value_span(index, "env", name))
+                    .hint("use letters, digits and underscores, not starting with a digit"),
+                );
+            }
+        }
+        let action = v.action(index, spec, &file.hosts);
+        let approval = match &spec.approval {
+            None | Some(Approval::Flag(false)) => None,
+            Some(Approval::Flag(true)) => Some(format!("Approve step `{}`?", spec.id)),
+            Some(Approval::Question(q)) => Some(q.clone()),
+        };
+        steps.push(Step {
+            index,
+            needs,
+            host,
+            timeout: v
+                .duration(Some(index), "timeout", spec.timeout.as_deref())
+                .or(default_timeout),
+            retries: spec.retries.unwrap_or(default_retries),
+            retry_delay: v
+                .duration(Some(index), "retry_delay", spec.retry_delay.as_deref())
+                .or(default_delay)
+                .unwrap_or(Duration::from_secs(5)),
+            action,
+            approval,
+            spec: spec.clone(),
+        });
+    }
+
+    if v.diagnostics.is_empty() {
+        if let Some(cycle) = find_cycle(&steps) {
+            let names: Vec<&str> = cycle.iter().map(|&i| steps[i].spec.id.as_str()).collect();
+            let drawn = names.join(" → ");
+            let first = cycle[0];
+            let message = if cycle.len() == 2 {
+                format!("step `{}` needs itself", names[0])
+            } else {
+                format!("dependency cycle: {drawn}")
+            };
+            v.push(
+                Diagnostic::new(&source.path, message)
+                    .at(source.step_value_span(first, "needs", names[1]))
+                    .hint(format!(
+                        "each step needs the next one in `{drawn}`; remove one of these `needs`"
+                    )),
+            );
+        }
+    }
+
+    let mut vars = file.vars;
+    for (key, value) in overrides {
+        vars.insert(key.clone(), serde_json::Value::String(value.clone()));
+    }
+
+    if !v.diagnostics.is_empty() {
+        return Err(Error::Invalid {
+            diagnostics: v.diagnostics,
+            source_text: source.text.clone(),
+        });
+    }
+    let name = file.name.unwrap_or_else(|| {
+        let stem = source
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if stem == "runbook" {
+            source
+                .path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or(stem)
+        } else {
+            stem
+        }
+    });
+    Ok(Runbook {
+        name,
+        description: file.description,
+        dir: source.path.parent().map(PathBuf::from).unwrap_or_default(),
+        vars,
+        hosts: file.hosts,
+        env_files: file.env_files,
+        secrets: file.secrets,
+        steps,
+        source,
+    })
+}
+
+struct Validator<'a> {
+    source: &'a Source,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    fn check_id(&mut self, index: usize, id: &str) {
+        let mut chars = id.chars();
+        let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !ok {
+            self.push(
+                Diagnostic::new(&self.source.path, format!("step id `{id}` is not allowed"))
+                    .at(self.source.step_span(index))
+                    .hint("ids are lowercase letters, digits, `_` and `-`, starting with a letter or digit"),
+            );
+        }
+    }
+
+    fn unknown_host(&self, name: &str, hosts: &IndexMap<String, HostSpec>) -> Diagnostic {
+        Diagnostic::new(&self.source.path, format!("unknown host `{name}`")).maybe_hint(
+            nearest(name, hosts.keys().map(String::as_str))
+                .map(|n| format!("did you mean `{n}`?"))
+                .or_else(|| Some("declare it under `hosts:`, or use `local`".to_string())),
+        )
+    }
+
+    fn duration(&mut self, step: Option<usize>, key: &str, text: Option<&str>) -> Option<Duration> {
+        let text = text?;
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let span = match step {
+                    Some(i) => self.source.step_key_span(i, key),
+                    None => self.source.nested_key_span("defaults", key),
+                };
+                self.push(
+                    Diagnostic::new(
+                        &self.source.path,
+                        format!("bad duration `{text}` for `{key}`: {e}"),
+                    )
+                    .at(span)
+                    .hint("write a number with a unit, e.g. `30s`, `5m`, `1h 30m`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn action(
+        &mut self,
+        index: usize,
+        spec: &StepSpec,
+        hosts: &IndexMap<String, HostSpec>,
+    ) -> Action {
+        let given: Vec<&str> = [
+            spec.run.as_ref().map(|_| "run"),
+            spec.upload.as_ref().map(|_| "upload"),
+            spec.http.as_ref().map(|_| "http"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() > 1 {
+            self.push(
+                Diagnostic::new(
+                    &self.source.path,
+                    format!(
+                        "step `{}` has {} actions ({}); a step does exactly one thing",
+                        spec.id,
+                        given.len(),
+                        given.join(", ")
+                    ),
+                )
+                .at(self.source.step_key_span(index, given[1]))
+                .hint("split it into two steps, the second one `needs` the first"),
+            );
+        }
+        if let Some(upload) = &spec.upload {
+            if let Some(mode) = &upload.mode {
+                if u32::from_str_radix(mode, 8).is_err() || mode.len() > 4 || mode.is_empty() {
+                    self.push(
+                        Diagnostic::new(&self.source.path, format!("bad file mode `{mode}`"))
+                            .at(self.source.step_key_span(index, "mode"))
+                            .hint("write it in octal as a string, e.g. \"0644\""),
+                    );
+                }
+            }
+            return Action::Upload(upload.clone());
+        }
+        if let Some(http) = &spec.http {
+            self.check_http(Some(index), http, hosts);
+            return Action::Http(http.clone());
+        }
+        match &spec.run {
+            Some(script) => Action::Run(script.clone()),
+            None => Action::Checkpoint,
+        }
+    }
+
+    fn check_http(
+        &mut self,
+        step: Option<usize>,
+        http: &HttpSpec,
+        hosts: &IndexMap<String, HostSpec>,
+    ) {
+        let span = |key: &str| match step {
+            Some(i) => self.source.step_key_span(i, key),
+            None => self.source.nested_key_span("secrets", key),
+        };
+        if let Some(method) = &http.method {
+            const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+            if !METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+                let d =
+                    Diagnostic::new(&self.source.path, format!("unknown HTTP method `{method}`"))
+                        .at(span("method"))
+                        .hint(format!("use one of {}", METHODS.join(", ")));
+                self.push(d);
+            }
+        }
+        if http.body.is_some() && http.json.is_some() {
+            let d = Diagnostic::new(
+                &self.source.path,
+                "an http request has both `body` and `json`",
+            )
+            .at(span("json"))
+            .hint("keep one of them");
+            self.push(d);
+        }
+        if let Some(via) = &http.via {
+            if !hosts.contains_key(via) {
+                let d = self.unknown_host(via, hosts).at(span("via"));
+                self.push(d);
+            }
+        }
+        for pointer in http.expect.json.iter().flat_map(|m| m.keys()) {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                let d = Diagnostic::new(
+                    &self.source.path,
+                    format!("`{pointer}` is not a JSON pointer"),
+                )
+                .at(span("json"))
+                .hint(format!("JSON pointers start with `/`, e.g. `/{pointer}`"));
+                self.push(d);
+            }
+        }
+    }
+}
+
+/// The steps on a dependency cycle, in order, the first repeated at the end;
+/// `None` when the graph is acyclic.
+pub fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
+    let mut graph = DiGraph::<usize, ()>::with_capacity(steps.len(), steps.len());
+    let nodes: Vec<_> = (0..steps.len()).map(|i| graph.add_node(i)).collect();
+    for step in steps {
+        for &need in &step.needs {
+            graph.add_edge(nodes[step.index], nodes[need], ());
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        let members: std::collections::HashSet<usize> = scc.iter().map(|n| graph[*n]).collect();
+        let start = *members.iter().min()?;
+        // Walk needs inside the component until we come back to the start.
+        let mut path = vec![start];
+        let mut seen = std::collections::HashSet::from([start]);
+        let mut current = start;
+        loop {
+            let next = steps[current]
+                .needs
+                .iter()
+                .copied()
+                .filter(|n| members.contains(n))
+                .find(|&n| n == start || !seen.contains(&n))
+                .or_else(|| {
+                    steps[current]
+                        .needs
+                        .iter()
+                        .copied()
+                        .find(|n| members.contains(n))
+                })?;
+            path.push(next);
+            if next == start {
+                return Some(path);
+            }
+            if !seen.insert(next) {
+                // Entered a smaller loop: cut the path to it.
+                let at = path.iter().position(|&p| p == next)?;
+                return Some(path[at..].to_vec());
+            }
+            current = next;
+        }
+    }
+    None
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= (word.len().max(c.len()) / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

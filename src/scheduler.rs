@@ -1,0 +1,583 @@
+//! Walks the plan's DAG: starts ready steps up to `--jobs`, commits each
+//! step's state before its dependents start, propagates failures and holds
+//! to dependents only, and stops cleanly on SIGINT/SIGTERM.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::events::Event;
+use crate::exec::{self, Outcome, Stream};
+use crate::plan::{Plan, Rendered, RenderedAction};
+use crate::report::Reporter;
+use crate::secrets::Redactor;
+use crate::state::{RunState, StepState};
+use crate::store::{now, StepRow, Store};
+
+/// Why a step cannot start yet: a human must act.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    /// Secrets that are missing.
+    pub missing: Vec<String>,
+    /// Secrets whose check rejected them, with the reason.
+    pub rejected: Vec<(String, String)>,
+    /// The approval question, when not yet approved.
+    pub approval: Option<String>,
+}
+
+impl Hold {
+    /// Whether anything holds the step.
+    pub fn is_held(&self) -> bool {
+        !self.missing.is_empty() || !self.rejected.is_empty() || self.approval.is_some()
+    }
+
+    /// The reason shown in status.
+    pub fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        for m in &self.missing {
+            parts.push(format!("secret {m} is missing"));
+        }
+        for (name, why) in &self.rejected {
+            parts.push(format!("secret {name} was rejected: {why}"));
+        }
+        if let Some(q) = &self.approval {
+            parts.push(format!("waiting for approval: {q}"));
+        }
+        parts.join("; ")
+    }
+}
+
+/// What the scheduler asks before starting a step: held, or ready with the
+/// definition to run (rendered with real secret values).
+pub trait Gate {
+    /// Checks holds and renders the step for execution.
+    fn prepare(&mut self, step: usize) -> std::result::Result<Rendered, Hold>;
+    /// The redactor for everything the step prints.
+    fn redactor(&self) -> Arc<Redactor>;
+}
+
+/// Options of one pass.
+pub struct Options {
+    /// Parallel steps at most.
+    pub jobs: usize,
+    /// Folder local commands run in.
+    pub dir: PathBuf,
+}
+
+enum Msg {
+    Attempt {
+        step: usize,
+        attempt: i64,
+    },
+    Output {
+        step: usize,
+        attempt: i64,
+        stream: Stream,
+        line: String,
+    },
+    Done {
+        step: usize,
+        outcome: Outcome,
+    },
+}
+
+/// Resets the stored steps of a run to what this pass must do, and writes
+/// them in one transaction. Returns the rows in plan order.
+pub fn prepare_rows(
+    store: &mut Store,
+    run_id: i64,
+    plan: &Plan,
+    fresh: bool,
+) -> Result<Vec<StepRow>> {
+    let mut old: BTreeMap<String, StepRow> = if fresh {
+        BTreeMap::new()
+    } else {
+        store
+            .steps(run_id)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect()
+    };
+    let mut rows: Vec<StepRow> = Vec::with_capacity(plan.steps.len());
+    let mut changed = vec![false; plan.steps.len()];
+    for (i, step) in plan.steps.iter().enumerate() {
+        let needs: Vec<String> = step
+            .needs
+            .iter()
+            .map(|&n| plan.steps[n].id.clone())
+            .collect();
+        let mut row = old.remove(&step.id).unwrap_or_else(|| StepRow {
+            id: step.id.clone(),
+            position: i as i64,
+            state: StepState::Pending,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            exit_code: None,
+            reason: None,
+            fingerprint: None,
+            needs: Vec::new(),
+            host: None,
+            missing: Vec::new(),
+            rejected: Vec::new(),
+        });
+        row.position = i as i64;
+        row.needs = needs;
+        row.host = step.host.clone();
+        if row.state.satisfies_needs() {
+            if row.fingerprint.as_deref() != Some(step.fingerprint.as_str()) {
+                changed[i] = true;
+                row.state = StepState::Pending;
+                row.reason = Some("definition changed".into());
+            }
+        } else if row.state != StepState::Pending {
+            row.reason = Some(format!("was {}, running again", row.state));
+            row.state = StepState::Pending;
+        }
+        rows.push(row);
+    }
+    // What depends on a changed step runs again too (needs come before their dependents in topo order).
+    for &node in &petgraph::algo::toposort(&plan.graph, None).unwrap_or_default() {
+        let i = plan.graph[node];
+        if changed[i] {
+            for &d in &plan.steps[i].dependents {
+                if rows[d].state.satisfies_needs() {
+                    rows[d].state = StepState::Pending;
+                    rows[d].reason = Some(format!("`{}` changed", plan.steps[i].id));
+                }
+                changed[d] = true;
+            }
+        }
+    }
+    store.save_steps(run_id, &rows, true)?;
+    Ok(rows)
+}
+
+/// Runs one pass over the plan; returns the run's state at the end.
+pub async fn run_pass(
+    plan: &Plan,
+    store: &mut Store,
+    run_id: i64,
+    mut rows: Vec<StepRow>,
+    gate: &mut dyn Gate,
+    reporter: &mut dyn Reporter,
+    options: &Options,
+) -> Result<RunState> {
+    let n = plan.steps.len();
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut waiting: Vec<usize> = (0..n)
+        .map(|i| {
+            plan.steps[i]
+                .needs
+                .iter()
+                .filter(|&&d| !rows[d].state.satisfies_needs())
+                .count()
+        })
+        .collect();
+    let mut ready: VecDeque<usize> = (0..n)
+        .filter(|&i| rows[i].state == StepState::Pending && waiting[i] == 0)
+        .collect();
+    let mut started_at: Vec<Option<Instant>> = vec![None; n];
+    let mut current_attempt: Vec<i64> = vec![0; n];
+    let mut running = 0usize;
+    let mut stopping = false;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
+    let mut output: Vec<(String, i64, &'static str, String)> = Vec::new();
+
+    loop {
+        while !stopping && running < options.jobs {
+            let Some(i) = ready.pop_front() else { break };
+            let step = &plan.steps[i];
+            let rendered = match gate.prepare(i) {
+                Ok(r) => r,
+                Err(hold) => {
+                    let row = &mut rows[i];
+                    row.missing = hold.missing.clone();
+                    row.rejected = hold.rejected.iter().map(|(n, _)| n.clone()).collect();
+                    settle(
+                        store,
+                        run_id,
+                        row,
+                        StepState::Held,
+                        Some(hold.reason()),
+                        None,
+                        None,
+                        reporter,
+                    )?;
+                    block_dependents(plan, store, run_id, &mut rows, i, reporter)?;
+                    continue;
+                }
+            };
+            rows[i].missing.clear();
+            rows[i].rejected.clear();
+            if !rendered.when {
+                settle(
+                    store,
+                    run_id,
+                    &mut rows[i],
+                    StepState::Skipped,
+                    Some("`when` is false".into()),
+                    None,
+                    None,
+                    reporter,
+                )?;
+                release(plan, &rows, i, &mut waiting, &mut ready);
+                continue;
+            }
+            started_at[i] = Some(Instant::now());
+            let row = &mut rows[i];
+            row.started_at = Some(now());
+            transition(row, StepState::Running);
+            row.exit_code = None;
+            row.fingerprint = Some(step.fingerprint.clone());
+            store.save_step(run_id, row)?;
+            running += 1;
+            let job = Job {
+                step: i,
+                first_attempt: row.attempts + 1,
+                rendered,
+                dir: options.dir.clone(),
+                redactor: gate.redactor(),
+            };
+            tokio::spawn(job.run(tx.clone(), cancel.clone()));
+        }
+        if running == 0 {
+            break;
+        }
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
+            _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
+        };
+        let Some(first) = msg else { break };
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        for msg in batch {
+            match msg {
+                Msg::Output {
+                    step,
+                    attempt,
+                    stream,
+                    line,
+                } => {
+                    reporter.event(&Event::StepOutput {
+                        run_id,
+                        step: plan.steps[step].id.clone(),
+                        attempt,
+                        stream: stream.as_str(),
+                        line: line.clone(),
+                    });
+                    output.push((plan.steps[step].id.clone(), attempt, stream.as_str(), line));
+                }
+                Msg::Attempt { step, attempt } => {
+                    store.append_output(run_id, &output)?;
+                    output.clear();
+                    current_attempt[step] = attempt;
+                    rows[step].attempts = attempt;
+                    store.save_step(run_id, &rows[step])?;
+                    reporter.event(&Event::StepStarted {
+                        run_id,
+                        step: plan.steps[step].id.clone(),
+                        attempt,
+                        host: plan.steps[step].host.clone(),
+                        state: StepState::Running,
+                    });
+                }
+                Msg::Done { step, outcome } => {
+                    store.append_output(run_id, &output)?;
+                    output.clear();
+                    if current_attempt[step] > 0 {
+                        store.trim_output(run_id, &plan.steps[step].id, current_attempt[step])?;
+                    }
+                    running -= 1;
+                    let duration = started_at[step].map(|s| s.elapsed().as_millis() as i64);
+                    let (state, exit_code, reason) = match outcome {
+                        Outcome::Succeeded { exit_code, note } => {
+                            (StepState::Succeeded, exit_code, note)
+                        }
+                        Outcome::Failed { exit_code, reason } => {
+                            (StepState::Failed, exit_code, Some(reason))
+                        }
+                        Outcome::Interrupted => (
+                            StepState::Interrupted,
+                            None,
+                            Some("stopped by signal".into()),
+                        ),
+                    };
+                    settle(
+                        store,
+                        run_id,
+                        &mut rows[step],
+                        state,
+                        reason,
+                        exit_code.map(i64::from),
+                        duration,
+                        reporter,
+                    )?;
+                    if state.satisfies_needs() {
+                        release(plan, &rows, step, &mut waiting, &mut ready);
+                    } else if state == StepState::Failed {
+                        block_dependents(plan, store, run_id, &mut rows, step, reporter)?;
+                    }
+                }
+            }
+        }
+    }
+    let state = RunState::from_steps(rows.iter().map(|r| r.state));
+    let state = if stopping {
+        RunState::Interrupted
+    } else {
+        state
+    };
+    store.set_run_state(run_id, state)?;
+    reporter.event(&Event::RunFinished { run_id, state });
+    Ok(state)
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
+}
+
+async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves a row to a new state through the one rule that allows transitions.
+fn transition(row: &mut StepRow, to: StepState) {
+    debug_assert!(row.state.can_become(to), "{} -> {}", row.state, to);
+    row.state = to;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn settle(
+    store: &Store,
+    run_id: i64,
+    row: &mut StepRow,
+    state: StepState,
+    reason: Option<String>,
+    exit_code: Option<i64>,
+    duration_ms: Option<i64>,
+    reporter: &mut dyn Reporter,
+) -> Result<()> {
+    transition(row, state);
+    row.reason = reason;
+    row.exit_code = exit_code;
+    row.duration_ms = duration_ms;
+    row.finished_at = Some(now());
+    store.save_step(run_id, row)?;
+    reporter.event(&Event::StepFinished {
+        run_id,
+        step: row.id.clone(),
+        state,
+        attempts: row.attempts,
+        duration_ms,
+        exit_code,
+        reason: row.reason.clone(),
+    });
+    Ok(())
+}
+
+/// A step succeeded or was skipped: dependents whose needs are all met become ready.
+fn release(
+    plan: &Plan,
+    rows: &[StepRow],
+    step: usize,
+    waiting: &mut [usize],
+    ready: &mut VecDeque<usize>,
+) {
+    for &d in &plan.steps[step].dependents {
+        waiting[d] -= 1;
+        if waiting[d] == 0 && rows[d].state == StepState::Pending {
+            ready.push_back(d);
+        }
+    }
+}
+
+/// A step failed or is held: everything downstream that has not run is blocked.
+fn block_dependents(
+    plan: &Plan,
+    store: &Store,
+    run_id: i64,
+    rows: &mut [StepRow],
+    step: usize,
+    reporter: &mut dyn Reporter,
+) -> Result<()> {
+    let mut stack = vec![step];
+    while let Some(s) = stack.pop() {
+        for &d in &plan.steps[s].dependents {
+            if rows[d].state == StepState::Pending {
+                let reason = format!("`{}` is {}", plan.steps[s].id, rows[s].state);
+                settle(
+                    store,
+                    run_id,
+                    &mut rows[d],
+                    StepState::Blocked,
+                    Some(reason),
+                    None,
+                    None,
+                    reporter,
+                )?;
+                stack.push(d);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Job {
+    step: usize,
+    first_attempt: i64,
+    rendered: Rendered,
+    dir: PathBuf,
+    redactor: Arc<Redactor>,
+}
+
+impl Job {
+    async fn run(self, tx: mpsc::UnboundedSender<Msg>, cancel: CancellationToken) {
+        let outcome = self.attempts(&tx, &cancel).await;
+        let _ = tx.send(Msg::Done {
+            step: self.step,
+            outcome,
+        });
+    }
+
+    async fn attempts(
+        &self,
+        tx: &mpsc::UnboundedSender<Msg>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let r = &self.rendered;
+        if let Some(unless) = &r.unless {
+            let (sink, mut lines) = mpsc::unbounded_channel();
+            let check = exec::local::LocalCommand {
+                script: unless,
+                env: &r.env,
+                dir: &self.dir,
+                timeout: r.timeout,
+            };
+            let outcome = exec::local::run(check, cancel, &sink).await;
+            drop(sink);
+            while lines.try_recv().is_ok() {}
+            match outcome {
+                Outcome::Succeeded { .. } => {
+                    return Outcome::Succeeded {
+                        exit_code: Some(0),
+                        note: Some("already satisfied (`unless` exited 0)".into()),
+                    }
+                }
+                Outcome::Interrupted => return Outcome::Interrupted,
+                Outcome::Failed { .. } => {}
+            }
+        }
+        let mut attempt = self.first_attempt;
+        let last = self.first_attempt + i64::from(r.retries);
+        loop {
+            let _ = tx.send(Msg::Attempt {
+                step: self.step,
+                attempt,
+            });
+            let outcome = self.once(attempt, tx, cancel).await;
+            match outcome {
+                Outcome::Failed { .. } if attempt < last => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(r.retry_delay) => {}
+                        _ = cancel.cancelled() => return Outcome::Interrupted,
+                    }
+                    attempt += 1;
+                }
+                Outcome::Failed { exit_code, reason } if attempt > self.first_attempt => {
+                    let tries = attempt - self.first_attempt + 1;
+                    return Outcome::Failed {
+                        exit_code,
+                        reason: format!("{reason} (after {tries} attempts)"),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn once(
+        &self,
+        attempt: i64,
+        tx: &mpsc::UnboundedSender<Msg>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let (sink, mut lines) = mpsc::unbounded_channel::<(Stream, String)>();
+        let forward = {
+            let tx = tx.clone();
+            let redactor = self.redactor.clone();
+            let step = self.step;
+            tokio::spawn(async move {
+                while let Some((stream, line)) = lines.recv().await {
+                    let line = redactor.redact(&line);
+                    let _ = tx.send(Msg::Output {
+                        step,
+                        attempt,
+                        stream,
+                        line,
+                    });
+                }
+            })
+        };
+        let r = &self.rendered;
+        let outcome = match &r.action {
+            RenderedAction::Run { script } => {
+                let cmd = exec::local::LocalCommand {
+                    script,
+                    env: &r.env,
+                    dir: &self.dir,
+                    timeout: r.timeout,
+                };
+                exec::local::run(cmd, cancel, &sink).await
+            }
+            RenderedAction::Checkpoint => Outcome::Succeeded {
+                exit_code: None,
+                note: None,
+            },
+            RenderedAction::Upload { .. } | RenderedAction::Http(_) => Outcome::Failed {
+                exit_code: None,
+                reason: format!(
+                    "`{}` steps are not supported by this build yet",
+                    action_name(&r.action)
+                ),
+            },
+        };
+        drop(sink);
+        let _ = forward.await;
+        match outcome {
+            Outcome::Failed { exit_code, reason } => Outcome::Failed {
+                exit_code,
+                reason: self.redactor.redact(&reason),
+            },
+            other => other,
+        }
+    }
+}
+
+fn action_name(action: &RenderedAction) -> &'static str {
+    match action {
+        RenderedAction::Run { .. } => "run",
+        RenderedAction::Upload { .. } => "upload",
+        RenderedAction::Http(_) => "http",
+        RenderedAction::Checkpoint => "checkpoint",
+    }
+}

@@ -1,0 +1,547 @@
+//! The SQLite state file: runs, steps, captured output, approvals and locks
+//! (SPEC §3). WAL mode, `synchronous=FULL`: a committed checkpoint survives
+//! a crash of the engine or of the machine.
+
+mod lock;
+mod schema;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub use lock::{LockHolder, ProcessId};
+
+use crate::error::{Error, Result};
+use crate::state::{RunState, StepState};
+
+/// Lines of output kept per step attempt; older lines are dropped.
+pub const OUTPUT_LINES_KEPT: i64 = 5_000;
+
+/// The state database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One run.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    /// Run id.
+    pub id: i64,
+    /// Runbook name.
+    pub runbook: String,
+    /// Runbook file path.
+    pub path: String,
+    /// Stored state.
+    pub state: RunState,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// RFC 3339 end time.
+    pub finished_at: Option<String>,
+    /// `--var` overrides given when the run started or resumed.
+    pub vars: Vec<(String, String)>,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    /// Step id.
+    pub id: String,
+    /// Position in the runbook.
+    pub position: i64,
+    /// Stored state.
+    pub state: StepState,
+    /// Attempts made so far in this run.
+    pub attempts: i64,
+    /// Start of the last attempt.
+    pub started_at: Option<String>,
+    /// End of the last pass.
+    pub finished_at: Option<String>,
+    /// Duration of the last pass.
+    pub duration_ms: Option<i64>,
+    /// Exit code of the last command.
+    pub exit_code: Option<i64>,
+    /// Why it is in this state.
+    pub reason: Option<String>,
+    /// Fingerprint of the definition it last ran with.
+    pub fingerprint: Option<String>,
+    /// Ids of the steps it needs.
+    pub needs: Vec<String>,
+    /// Host it runs on, if remote.
+    pub host: Option<String>,
+    /// Secrets that were missing.
+    pub missing: Vec<String>,
+    /// Secrets whose check rejected them.
+    pub rejected: Vec<String>,
+}
+
+/// An approval given with `runbook approve`.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    /// The OS user who approved.
+    pub by: String,
+    /// When.
+    pub at: String,
+    /// The note given.
+    pub note: Option<String>,
+}
+
+/// The current time as RFC 3339, seconds precision, UTC.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the state file.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(format!("cannot create state folder {}", dir.display()), e)
+            })?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io(format!("cannot open state file {}", path.display()), e))?;
+        let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        Ok(store)
+    }
+
+    /// Opens an existing state file without creating it; `None` when absent.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Store::open(path).map(Some)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| store_err(&path, e))?;
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            )
+            .map_err(|e| store_err(&path, e))?;
+        schema::migrate(&mut self.conn).map_err(|e| match e {
+            schema::MigrateError::Sqlite(e) => store_err(&path, e),
+            schema::MigrateError::TooNew(v) => Error::Usage(format!(
+                "state file {} has schema version {v}, newer than this runbook ({}); upgrade runbook",
+                path.display(),
+                schema::VERSION
+            )),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        store_err(&self.path, e)
+    }
+
+    /// Path of the state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a new run, or picks up the latest unfinished run of `runbook`
+    /// (unless `fresh`), and takes its lock, all in one transaction so two
+    /// engines started together cannot both get it. Returns the run and
+    /// whether it was resumed.
+    pub fn begin_run(
+        &mut self,
+        runbook: &str,
+        path: &str,
+        vars: &[(String, String)],
+        fresh: bool,
+        me: &ProcessId,
+    ) -> Result<(RunRow, bool)> {
+        let path_buf = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| store_err(&path_buf, e))?;
+        let latest = if fresh {
+            None
+        } else {
+            latest_run_in(&tx, Some(runbook)).map_err(|e| store_err(&path_buf, e))?
+        };
+        let (run_id, resumed) = match latest {
+            Some(run) if run.state.is_unfinished() => (run.id, true),
+            _ => {
+                tx.execute(
+                    "INSERT INTO runs (runbook, path, state, started_at, vars) VALUES (?1, ?2, 'running', ?3, ?4)",
+                    params![runbook, path, now(), vars_json(vars)],
+                )
+                .map_err(|e| store_err(&path_buf, e))?;
+                (tx.last_insert_rowid(), false)
+            }
+        };
+        lock::acquire(&tx, run_id, me).map_err(|e| match e {
+            lock::LockError::Held(h) => Error::Locked {
+                run_id,
+                pid: h.pid,
+                host: h.host,
+                since: h.acquired_at,
+            },
+            lock::LockError::Sqlite(e) => store_err(&path_buf, e),
+        })?;
+        if resumed {
+            let merged = merge_vars(
+                &latest_vars(&tx, run_id).map_err(|e| store_err(&path_buf, e))?,
+                vars,
+            );
+            tx.execute(
+                "UPDATE runs SET state = 'running', finished_at = NULL, vars = ?2, path = ?3 WHERE id = ?1",
+                params![run_id, vars_json(&merged), path],
+            )
+            .map_err(|e| store_err(&path_buf, e))?;
+        }
+        let run = run_in(&tx, run_id)
+            .map_err(|e| store_err(&path_buf, e))?
+            .ok_or_else(|| Error::Usage(format!("run {run_id} vanished")))?;
+        tx.commit().map_err(|e| store_err(&path_buf, e))?;
+        Ok((run, resumed))
+    }
+
+    /// Takes the lock of an existing run (for resume, reset, approve).
+    pub fn lock_run(&mut self, run_id: i64, me: &ProcessId) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| store_err(&path, e))?;
+        lock::acquire(&tx, run_id, me).map_err(|e| match e {
+            lock::LockError::Held(h) => Error::Locked {
+                run_id,
+                pid: h.pid,
+                host: h.host,
+                since: h.acquired_at,
+            },
+            lock::LockError::Sqlite(e) => store_err(&path, e),
+        })?;
+        tx.commit().map_err(|e| store_err(&path, e))
+    }
+
+    /// Releases a run's lock if this process holds it.
+    pub fn unlock_run(&self, run_id: i64, me: &ProcessId) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM locks WHERE run_id = ?1 AND pid = ?2 AND host = ?3",
+                params![run_id, me.pid, me.host],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The live holder of a run's lock, if any.
+    pub fn live_holder(&self, run_id: i64) -> Result<Option<LockHolder>> {
+        lock::live_holder(&self.conn, run_id).map_err(|e| self.err(e))
+    }
+
+    /// A run by id.
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        run_in(&self.conn, id).map_err(|e| self.err(e))
+    }
+
+    /// The latest run, of one runbook or of any.
+    pub fn latest_run(&self, runbook: Option<&str>) -> Result<Option<RunRow>> {
+        latest_run_in(&self.conn, runbook).map_err(|e| self.err(e))
+    }
+
+    /// Recent runs, newest first.
+    pub fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{RUN_SELECT} ORDER BY id DESC LIMIT ?1"))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit], run_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Sets a run's state; a settled state also records the end time.
+    pub fn set_run_state(&self, id: i64, state: RunState) -> Result<()> {
+        let finished = (state != RunState::Running).then(now);
+        self.conn
+            .execute(
+                "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, state.as_str(), finished],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every step of a run, in runbook order.
+    pub fn steps(&self, run_id: i64) -> Result<Vec<StepRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, position, state, attempts, started_at, finished_at, duration_ms, exit_code,
+                        reason, fingerprint, needs, host, missing, rejected
+                 FROM steps WHERE run_id = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(StepRow {
+                    id: r.get(0)?,
+                    position: r.get(1)?,
+                    state: StepState::parse(&r.get::<_, String>(2)?).unwrap_or(StepState::Pending),
+                    attempts: r.get(3)?,
+                    started_at: r.get(4)?,
+                    finished_at: r.get(5)?,
+                    duration_ms: r.get(6)?,
+                    exit_code: r.get(7)?,
+                    reason: r.get(8)?,
+                    fingerprint: r.get(9)?,
+                    needs: json_list(r.get::<_, String>(10)?),
+                    host: r.get(11)?,
+                    missing: json_list(r.get::<_, String>(12)?),
+                    rejected: json_list(r.get::<_, String>(13)?),
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Writes the given steps (a whole pass's start-up changes) in one transaction.
+    pub fn save_steps(&mut self, run_id: i64, rows: &[StepRow], keep_only: bool) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        if keep_only {
+            let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+            let existing: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM steps WHERE run_id = ?1")
+                    .map_err(|e| store_err(&path, e))?;
+                let ids = stmt
+                    .query_map([run_id], |r| r.get(0))
+                    .map_err(|e| store_err(&path, e))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| store_err(&path, e))?;
+                ids
+            };
+            for gone in existing.iter().filter(|e| !ids.contains(&e.as_str())) {
+                tx.execute(
+                    "DELETE FROM steps WHERE run_id = ?1 AND id = ?2",
+                    params![run_id, gone],
+                )
+                .map_err(|e| store_err(&path, e))?;
+            }
+        }
+        for row in rows {
+            upsert_step(&tx, run_id, row).map_err(|e| store_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| store_err(&path, e))
+    }
+
+    /// Writes one step; committed when this returns.
+    pub fn save_step(&self, run_id: i64, row: &StepRow) -> Result<()> {
+        upsert_step(&self.conn, run_id, row).map_err(|e| self.err(e))
+    }
+
+    /// Appends captured lines of one attempt.
+    pub fn append_output(
+        &mut self,
+        run_id: i64,
+        lines: &[(String, i64, &'static str, String)],
+    ) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO output (run_id, step_id, attempt, seq, stream, line)
+                     VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
+                                          WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3), ?4, ?5)",
+                )
+                .map_err(|e| store_err(&path, e))?;
+            for (step, attempt, stream, line) in lines {
+                stmt.execute(params![run_id, step, attempt, stream, line])
+                    .map_err(|e| store_err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| store_err(&path, e))
+    }
+
+    /// Drops all but the last [`OUTPUT_LINES_KEPT`] lines of an attempt.
+    pub fn trim_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3
+                 AND seq <= (SELECT MAX(seq) FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3) - ?4",
+                params![run_id, step, attempt, OUTPUT_LINES_KEPT],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Captured lines of one attempt as (stream, line); the last `tail` if given.
+    pub fn output(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: i64,
+        tail: Option<i64>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT stream, line FROM (SELECT seq, stream, line FROM output
+                  WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3 ORDER BY seq DESC LIMIT ?4)
+                 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id, step, attempt, tail.unwrap_or(-1)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Records an approval.
+    pub fn approve(&self, run_id: i64, step: &str, by: &str, note: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO approvals (run_id, step_id, approved_by, approved_at, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, step, by, now(), note],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The approval of a step, if given.
+    pub fn approval(&self, run_id: i64, step: &str) -> Result<Option<Approval>> {
+        self.conn
+            .query_row(
+                "SELECT approved_by, approved_at, note FROM approvals WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+                |r| Ok(Approval { by: r.get(0)?, at: r.get(1)?, note: r.get(2)? }),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs `PRAGMA integrity_check` and returns its first line.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+const RUN_SELECT: &str = "SELECT id, runbook, path, state, started_at, finished_at, vars FROM runs";
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        runbook: r.get(1)?,
+        path: r.get(2)?,
+        state: RunState::parse(&r.get::<_, String>(3)?).unwrap_or(RunState::Interrupted),
+        started_at: r.get(4)?,
+        finished_at: r.get(5)?,
+        vars: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+    })
+}
+
+fn run_in(conn: &Connection, id: i64) -> rusqlite::Result<Option<RunRow>> {
+    conn.query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_from_row)
+        .optional()
+}
+
+fn latest_run_in(conn: &Connection, runbook: Option<&str>) -> rusqlite::Result<Option<RunRow>> {
+    match runbook {
+        Some(name) => conn
+            .query_row(
+                &format!("{RUN_SELECT} WHERE runbook = ?1 ORDER BY id DESC LIMIT 1"),
+                [name],
+                run_from_row,
+            )
+            .optional(),
+        None => conn
+            .query_row(
+                &format!("{RUN_SELECT} ORDER BY id DESC LIMIT 1"),
+                [],
+                run_from_row,
+            )
+            .optional(),
+    }
+}
+
+fn latest_vars(conn: &Connection, run_id: i64) -> rusqlite::Result<Vec<(String, String)>> {
+    Ok(run_in(conn, run_id)?.map(|r| r.vars).unwrap_or_default())
+}
+
+fn merge_vars(old: &[(String, String)], new: &[(String, String)]) -> Vec<(String, String)> {
+    let mut merged: Vec<(String, String)> = old
+        .iter()
+        .filter(|(k, _)| !new.iter().any(|(n, _)| n == k))
+        .cloned()
+        .collect();
+    merged.extend(new.iter().cloned());
+    merged
+}
+
+fn vars_json(vars: &[(String, String)]) -> String {
+    serde_json::to_string(vars).unwrap_or_else(|_| "[]".into())
+}
+
+fn json_list(text: String) -> Vec<String> {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn upsert_step(conn: &Connection, run_id: i64, row: &StepRow) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO steps (run_id, id, position, state, attempts, started_at, finished_at, duration_ms,
+                            exit_code, reason, fingerprint, needs, host, missing, rejected)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (run_id, id) DO UPDATE SET position = ?3, state = ?4, attempts = ?5, started_at = ?6,
+            finished_at = ?7, duration_ms = ?8, exit_code = ?9, reason = ?10, fingerprint = ?11,
+            needs = ?12, host = ?13, missing = ?14, rejected = ?15",
+    )?;
+    stmt.execute(params![
+        run_id,
+        row.id,
+        row.position,
+        row.state.as_str(),
+        row.attempts,
+        row.started_at,
+        row.finished_at,
+        row.duration_ms,
+        row.exit_code,
+        row.reason,
+        row.fingerprint,
+        serde_json::to_string(&row.needs).unwrap_or_default(),
+        row.host,
+        serde_json::to_string(&row.missing).unwrap_or_default(),
+        serde_json::to_string(&row.rejected).unwrap_or_default(),
+    ])?;
+    Ok(())
+}
+
+fn store_err(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Store {
+        path: path.display().to_string(),
+        source,
+    }
+}

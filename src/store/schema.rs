@@ -1,0 +1,90 @@
+//! The schema, versioned with `PRAGMA user_version`. Each migration moves the
+//! file one version up; a file newer than this program is refused.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, steps, captured output, approvals, locks.
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        runbook TEXT NOT NULL,
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        vars TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX runs_by_runbook ON runs(runbook, id);
+    CREATE TABLE steps (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT,
+        finished_at TEXT,
+        duration_ms INTEGER,
+        exit_code INTEGER,
+        reason TEXT,
+        fingerprint TEXT,
+        needs TEXT NOT NULL DEFAULT '[]',
+        host TEXT,
+        missing TEXT NOT NULL DEFAULT '[]',
+        rejected TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (run_id, id)
+    );
+    CREATE TABLE output (
+        run_id INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (run_id, step_id, attempt, seq)
+    );
+    CREATE TABLE approvals (
+        run_id INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        note TEXT,
+        PRIMARY KEY (run_id, step_id)
+    );
+    CREATE TABLE locks (
+        run_id INTEGER PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        started TEXT NOT NULL,
+        acquired_at TEXT NOT NULL
+    );",
+];
+
+/// The schema version this program writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the file up to [`VERSION`], one migration per transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(MigrateError::Sqlite)?;
+    if current > VERSION {
+        return Err(MigrateError::TooNew(current));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(MigrateError::Sqlite)?;
+        tx.execute_batch(sql).map_err(MigrateError::Sqlite)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(MigrateError::Sqlite)?;
+        tx.commit().map_err(MigrateError::Sqlite)?;
+    }
+    Ok(())
+}
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// An SQLite error.
+    Sqlite(rusqlite::Error),
+    /// The file was written by a newer version.
+    TooNew(i64),
+}

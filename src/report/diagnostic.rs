@@ -39,7 +39,9 @@ pub fn render(diagnostics: &[Diagnostic], source_text: &str, color: bool) -> Str
     } else {
         GraphicalTheme::unicode_nocolor()
     };
-    let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_context_lines(1)
+        .with_wrap_lines(false);
     let mut out = String::new();
     for d in diagnostics {
         let place = match d.span {
@@ -60,10 +62,16 @@ pub fn render(diagnostics: &[Diagnostic], source_text: &str, color: bool) -> Str
         };
         let mut body = String::new();
         if handler.render_report(&mut body, &rendered).is_ok() {
-            // The first line repeats the message we already printed.
-            let body: Vec<&str> = body.lines().skip(1).collect();
-            out.push_str(&body.join("\n"));
-            out.push('\n');
+            // Before the snippet, miette repeats the message we already printed.
+            let lines: Vec<&str> = body.lines().collect();
+            let from = lines
+                .iter()
+                .position(|l| l.contains("╭─[") || l.trim_start().starts_with("help:"))
+                .unwrap_or(lines.len());
+            for line in &lines[from..] {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
     }
     out

@@ -115,6 +115,14 @@ fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
     });
     let mut diagnostic = Diagnostic::new(&source.path, message.clone()).at(span);
     if let Some(unknown) = unknown_field(&message) {
+        let place = message
+            .split(": unknown field")
+            .next()
+            .filter(|p| *p != message);
+        diagnostic.message = match place {
+            Some(place) => format!("unknown key `{unknown}` in {place}"),
+            None => format!("unknown key `{unknown}`"),
+        };
         let expected = expected_fields(&message);
         diagnostic = diagnostic.maybe_hint(
             crate::runbook::validate::nearest(&unknown, expected.iter().map(String::as_str))

@@ -519,8 +519,8 @@ pub fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
-        .map(|c| (strsim::levenshtein(word, c), c))
-        .filter(|(d, c)| *d > 0 && *d <= (word.len().max(c.len()) / 3).max(2))
+        .map(|c| (strsim::osa_distance(word, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= (word.len().max(c.len()) / 3).max(1) && *d < word.len())
         .min()
         .map(|(_, c)| c)
 }

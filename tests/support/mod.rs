@@ -1,0 +1,268 @@
+//! Test harness: a temp project folder with runbooks, the built binary, and
+//! expectations stated fluently.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// A scenario in its own temp folder.
+pub struct Test {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// `status --json`, as the SPEC fixes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub run_id: i64,
+    pub runbook: String,
+    pub state: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub steps: Vec<StepStatus>,
+}
+
+/// One step of `status --json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepStatus {
+    pub id: String,
+    pub state: String,
+    pub needs: Vec<String>,
+    pub on: String,
+    pub attempts: i64,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub missing: Vec<String>,
+    pub rejected: Vec<String>,
+}
+
+impl Status {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> &StepStatus {
+        self.steps
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no step {id} in status: {self:#?}"))
+    }
+
+    /// The state of a step.
+    pub fn state_of(&self, id: &str) -> &str {
+        &self.step(id).state
+    }
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    /// An empty project folder.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-test")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("runbooks")).expect("runbooks dir");
+        Test {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    /// Writes `runbooks/NAME.yaml`.
+    pub fn runbook(self, name: &str, yaml: &str) -> Self {
+        self.write(&format!("runbooks/{name}.yaml"), yaml);
+        self
+    }
+
+    /// Writes a file under the project folder, creating folders.
+    pub fn write(&self, rel: &str, contents: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, contents).expect("write");
+    }
+
+    /// Sets an environment variable for every command.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The project folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path under the project folder, as a string for runbooks.
+    pub fn p(&self, rel: &str) -> String {
+        self.path().join(rel).display().to_string()
+    }
+
+    /// Reads a file under the project folder ("" when absent).
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    /// Lines of a file under the project folder.
+    pub fn lines(&self, rel: &str) -> Vec<String> {
+        self.read(rel).lines().map(str::to_string).collect()
+    }
+
+    /// The command, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_remove("RUNBOOK_STATE")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let output = self.command(args).output().expect("run binary");
+        Ran::from(output)
+    }
+
+    /// Starts the binary in the background, output piped.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary")
+    }
+
+    /// `status --json` of a target (or the latest run).
+    pub fn status(&self, target: Option<&str>) -> Status {
+        let mut args = vec!["status", "--json"];
+        args.extend(target);
+        let ran = self.run(&args);
+        assert_eq!(ran.code, 0, "status failed: {ran:?}");
+        serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("bad status JSON ({e}): {}", ran.stdout))
+    }
+
+    /// The state file path.
+    pub fn state_file(&self) -> PathBuf {
+        self.path().join("state/runbook.db")
+    }
+}
+
+impl From<Output> for Ran {
+    fn from(output: Output) -> Self {
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+        }
+    }
+}
+
+impl Ran {
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts stdout contains `text`.
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts stderr contains `text`.
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts stdout does not contain `text`.
+    #[track_caller]
+    pub fn stdout_lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(text),
+            "stdout has {text:?}\nstdout:\n{}",
+            self.stdout
+        );
+        self
+    }
+}
+
+/// Waits until `cond` holds, up to `limit`.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for a child and collects its output.
+pub fn finish(child: Child) -> Ran {
+    Ran::from(child.wait_with_output().expect("wait"))
+}
+
+/// Whether a process exists.
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}

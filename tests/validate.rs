@@ -1,0 +1,210 @@
+//! SPEC §1 validation: every rule gives exit 2 with file, line and column,
+//! and nothing runs.
+
+mod support;
+use support::Test;
+
+/// Runs `run bad` on the runbook and checks: exit 2, the message, the
+/// `bad.yaml:LINE:` place, no side effect and no state written.
+fn rejects(yaml: &str, message: &str, line: usize) -> support::Ran {
+    let t = Test::new();
+    let yaml = yaml.replace("MARK", &t.p("ran"));
+    let t = t.runbook("bad", &yaml);
+    let ran = t.run(&["run", "bad"]);
+    ran.code(2)
+        .stderr_has(message)
+        .stderr_has(&format!("bad.yaml:{line}:"));
+    assert!(t.read("ran").is_empty(), "a step ran despite the error");
+    assert!(
+        !t.state_file().exists(),
+        "state was written despite the error"
+    );
+    // validate agrees
+    t.run(&["validate", "bad"]).code(2).stderr_has(message);
+    ran
+}
+
+#[test]
+fn yaml_syntax_error() {
+    rejects(
+        "steps:\n  - id: a\n    run: touch MARK\n  - id: b\n   run: x\n",
+        "",
+        5,
+    );
+}
+
+#[test]
+fn unknown_key_with_hint() {
+    rejects(
+        "steps:\n  - id: a\n    run: touch MARK\n    tiemout: 5s\n",
+        "unknown key `tiemout`",
+        4,
+    )
+    .stderr_has("did you mean `timeout`?");
+}
+
+#[test]
+fn unknown_top_level_key() {
+    rejects(
+        "step:\n  - id: a\n    run: touch MARK\n",
+        "unknown key `step`",
+        1,
+    )
+    .stderr_has("did you mean `steps`?");
+}
+
+#[test]
+fn duplicate_ids() {
+    rejects(
+        "steps:\n  - id: a\n    run: touch MARK\n  - id: a\n    run: 'true'\n",
+        "duplicate step id `a`",
+        4,
+    )
+    .stderr_has("first step with this id is on line 2");
+}
+
+#[test]
+fn needs_naming_no_step() {
+    rejects(
+        "steps:\n  - id: build\n    run: touch MARK\n  - id: deploy\n    needs: [biuld]\n    run: 'true'\n",
+        "step `deploy` needs `biuld`, but no step has that id",
+        5,
+    )
+    .stderr_has("did you mean `build`?");
+}
+
+#[test]
+fn cycle_names_steps_in_order() {
+    rejects(
+        "steps:\n  - id: a\n    needs: [c]\n    run: touch MARK\n  - id: b\n    needs: [a]\n    run: 'true'\n  - id: c\n    needs: [b]\n    run: 'true'\n  - id: free\n    run: touch MARK\n",
+        "dependency cycle: a → c → b → a",
+        3,
+    );
+}
+
+#[test]
+fn self_cycle() {
+    rejects(
+        "steps:\n  - id: a\n    needs: [a]\n    run: touch MARK\n",
+        "step `a` needs itself",
+        3,
+    );
+}
+
+#[test]
+fn unknown_host() {
+    rejects(
+        "hosts:\n  web: { address: 127.0.0.1 }\nsteps:\n  - id: a\n    on: wbe\n    run: touch MARK\n",
+        "unknown host `wbe`",
+        5,
+    )
+    .stderr_has("did you mean `web`?");
+}
+
+#[test]
+fn undeclared_secret() {
+    rejects(
+        "steps:\n  - id: a\n    requires: [TOKEN]\n    run: touch MARK\n",
+        "requires secret `TOKEN`, which is not declared",
+        3,
+    );
+}
+
+#[test]
+fn bad_duration() {
+    rejects(
+        "steps:\n  - id: a\n    timeout: 5 parsecs\n    run: touch MARK\n",
+        "bad duration `5 parsecs`",
+        3,
+    );
+}
+
+#[test]
+fn bad_default_duration() {
+    rejects(
+        "defaults:\n  retry_delay: soon\nsteps:\n  - id: a\n    run: touch MARK\n",
+        "bad duration `soon`",
+        2,
+    );
+}
+
+#[test]
+fn two_actions() {
+    rejects(
+        "steps:\n  - id: a\n    run: touch MARK\n    http: { url: 'http://127.0.0.1:1/' }\n",
+        "step `a` has 2 actions (run, http)",
+        4,
+    );
+}
+
+#[test]
+fn bad_step_id() {
+    rejects(
+        "steps:\n  - id: Build_Step\n    run: touch MARK\n",
+        "step id `Build_Step` is not allowed",
+        2,
+    );
+}
+
+#[test]
+fn undefined_template_name() {
+    rejects(
+        "vars: { dir: /tmp }\nsteps:\n  - id: a\n    run: touch MARK\n  - id: b\n    run: ls {{ vars.dri }}\n",
+        "`vars.dri` is undefined",
+        6,
+    );
+}
+
+#[test]
+fn secret_used_without_requires() {
+    rejects(
+        "secrets:\n  TOKEN: { description: t, owner: Lukas }\nsteps:\n  - id: a\n    run: touch MARK\n  - id: b\n    run: echo {{ secrets.TOKEN }}\n",
+        "uses secret `TOKEN` but does not list it in `requires`",
+        6,
+    );
+}
+
+#[test]
+fn wrong_type() {
+    rejects(
+        "steps:\n  - id: a\n    retries: many\n    run: touch MARK\n",
+        "retries",
+        3,
+    );
+}
+
+#[test]
+fn unknown_runbook_name_is_usage_error() {
+    let t = Test::new().runbook("deploy", "steps:\n  - id: a\n    run: 'true'\n");
+    t.run(&["run", "deplyo"])
+        .code(2)
+        .stderr_has("no runbook named `deplyo`")
+        .stderr_has("did you mean `deploy`?");
+}
+
+#[test]
+fn name_resolution_folder_and_path() {
+    let t = Test::new();
+    t.write(
+        "runbooks/site/runbook.yaml",
+        "steps:\n  - id: a\n    run: 'true'\n",
+    );
+    t.write("elsewhere/x.yaml", "steps:\n  - id: a\n    run: 'true'\n");
+    t.run(&["validate", "site"])
+        .code(0)
+        .stdout_has("ok (1 steps");
+    t.run(&["validate", "elsewhere/x.yaml"]).code(0);
+    t.run(&["run", "site"]).code(0);
+    assert_eq!(t.status(None).runbook, "site");
+}
+
+#[test]
+fn valid_runbook_passes() {
+    let t = Test::new().runbook(
+        "good",
+        "vars: { x: 1 }\nhosts:\n  web: { address: \"{{ env.WEB_HOST | default('127.0.0.1') }}\" }\nsecrets:\n  T: { description: d, owner: o }\nsteps:\n  - id: a\n    run: echo {{ vars.x | quote }}\n  - id: b\n    needs: [a]\n    requires: [T]\n    env: { T: \"{{ secrets.T }}\" }\n    run: 'true'\n",
+    );
+    t.run(&["validate", "good"])
+        .code(0)
+        .stdout_has("ok (2 steps, 1 hosts, 1 secrets)");
+}

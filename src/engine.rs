@@ -137,7 +137,6 @@ impl Ctx {
 
     /// `run` and `resume`.
     pub fn run(&self, target: Target, fresh: bool, args: RunArgs) -> Result<i32> {
-        let resume_only = !matches!(target, Target::Name(_)) || !fresh && false;
         let (path, previous) = match &target {
             Target::Name(name) => (load::resolve(name, &self.cwd)?, None),
             other => {
@@ -158,13 +157,6 @@ impl Ctx {
                 .and_then(|s| s.latest_run(Some(&name_for_lookup)).ok().flatten())
                 .filter(|r| r.state.is_unfinished()),
         };
-        if resume_only {
-            if let Some(run) = &previous {
-                if run.state == RunState::Succeeded && !matches!(target, Target::Name(_)) {
-                    // Nothing to resume; still report it plainly.
-                }
-            }
-        }
         let mut vars = previous
             .as_ref()
             .map(|r| r.vars.clone())
@@ -314,14 +306,25 @@ impl Ctx {
                 .collect(),
             _ => HashMap::new(),
         };
-        let approvals: Vec<String> = match (previous, Store::open_existing(&self.state)?) {
-            (Some(run), Some(store)) => stored
-                .keys()
-                .filter(|id| store.approval(run.id, id).ok().flatten().is_some())
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let approvals: HashMap<String, String> =
+            match (previous, Store::open_existing(&self.state)?) {
+                (Some(run), Some(store)) => stored
+                    .keys()
+                    .filter_map(|id| {
+                        let a = store.approval(run.id, id).ok().flatten()?;
+                        Some((
+                            id.clone(),
+                            format!(
+                                "approved by {} at {}{}",
+                                a.by,
+                                a.at,
+                                a.note.map(|n| format!(": {n}")).unwrap_or_default()
+                            ),
+                        ))
+                    })
+                    .collect(),
+                _ => HashMap::new(),
+            };
         let plan = &loaded.plan;
         let mut verdict: Vec<&'static str> = vec![""; plan.steps.len()];
         let order = petgraph::algo::toposort(&plan.graph, None).unwrap_or_default();
@@ -357,8 +360,10 @@ impl Ctx {
                 ("blocked", "a step it needs would be held".to_string())
             } else if !missing.is_empty() {
                 ("held", format!("missing {}", missing.join(", ")))
-            } else if spec.approval.is_some() && !approvals.contains(&step.id) {
+            } else if spec.approval.is_some() && !approvals.contains_key(&step.id) {
                 ("held", "waiting for approval".to_string())
+            } else if let Some(approved) = approvals.get(&step.id).filter(|_| step.rendered.when) {
+                ("run", approved.clone())
             } else if !step.rendered.when {
                 ("skipped", "`when` is false".to_string())
             } else {
@@ -509,11 +514,15 @@ impl Ctx {
         let loaded = self.load(&path, vars, 0)?;
         let r = &loaded.runbook;
         println!(
-            "{}: ok ({} steps, {} hosts, {} secrets)",
+            "{}: ok ({} steps, {} hosts, {} secrets){}",
             path.display(),
             r.steps.len(),
             r.hosts.len(),
-            r.secrets.len()
+            r.secrets.len(),
+            r.description
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
         );
         let _ = (&loaded.templater, &loaded.ctx);
         Ok(exit::OK)

@@ -26,8 +26,6 @@ pub struct PlannedStep {
     pub host: Option<String>,
     /// Secrets it requires.
     pub requires: Vec<String>,
-    /// The question, when it waits for approval.
-    pub approval: Option<String>,
     /// Its definition rendered with secrets as placeholders.
     pub rendered: Rendered,
     /// Hash of `rendered`: a change means the step must run again.
@@ -107,8 +105,6 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// The DAG: an edge goes from a step to each step that needs it.
     pub graph: DiGraph<usize, ()>,
-    /// Node of each step.
-    pub nodes: Vec<NodeIndex>,
 }
 
 /// Renders a step's templates with the given secrets. The error names the field.
@@ -362,7 +358,6 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
             dependents: Vec::new(),
             host: step.host.clone(),
             requires: step.spec.requires.clone(),
-            approval: step.approval.clone(),
             rendered,
             fingerprint,
         });
@@ -390,11 +385,7 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
             steps[n].dependents.push(i);
         }
     }
-    Ok(Plan {
-        steps,
-        graph,
-        nodes,
-    })
+    Ok(Plan { steps, graph })
 }
 
 fn template_diagnostic(

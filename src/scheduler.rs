@@ -553,6 +553,9 @@ impl Job {
                 exit_code: None,
                 note: None,
             },
+            RenderedAction::Http(http) if http.via.is_none() => {
+                exec::http::run(&exec::http::client(), http, &http.url, r.timeout, &sink).await
+            }
             RenderedAction::Upload { .. } | RenderedAction::Http(_) => Outcome::Failed {
                 exit_code: None,
                 reason: format!(

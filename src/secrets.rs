@@ -2,7 +2,6 @@
 //! (SPEC §7). Values live only in memory.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Shortest value that is redacted; shorter ones would mangle ordinary text.
 const MIN_REDACTED_LEN: usize = 3;
@@ -22,7 +21,7 @@ impl Redactor {
             .filter(|(_, v)| v.len() >= MIN_REDACTED_LEN)
             .map(|(n, v)| (v.to_string(), format!("[REDACTED:{n}]")))
             .collect();
-        values.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        values.sort_by_key(|v| std::cmp::Reverse(v.0.len()));
         values.dedup_by(|a, b| a.0 == b.0);
         Redactor { values }
     }
@@ -36,32 +35,6 @@ impl Redactor {
             }
         }
         out
-    }
-}
-
-/// Where a secret's value was looked for, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceKind {
-    /// The process environment.
-    Environment,
-    /// A local dotenv file.
-    LocalFile(PathBuf),
-    /// A dotenv file on a host.
-    RemoteFile {
-        /// Host name.
-        host: String,
-        /// Path on the host.
-        path: String,
-    },
-}
-
-impl std::fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SourceKind::Environment => f.write_str("the environment of the `runbook` process"),
-            SourceKind::LocalFile(p) => write!(f, "local file {}", p.display()),
-            SourceKind::RemoteFile { host, path } => write!(f, "{path} on host `{host}`"),
-        }
     }
 }
 

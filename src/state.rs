@@ -62,11 +62,6 @@ impl StepState {
         matches!(self, StepState::Succeeded | StepState::Skipped)
     }
 
-    /// Whether the step is finished for this pass of the scheduler.
-    pub fn is_settled(self) -> bool {
-        !matches!(self, StepState::Pending | StepState::Running)
-    }
-
     /// Whether moving from `self` to `to` is allowed.
     ///
     /// A pass goes pending → running → (succeeded | failed | interrupted), or
@@ -74,13 +69,17 @@ impl StepState {
     /// any state back to pending.
     pub fn can_become(self, to: StepState) -> bool {
         use StepState::*;
-        match (self, to) {
-            (_, Pending) => true,
-            (Pending, Running | Held | Blocked | Skipped | Succeeded | Failed) => true,
-            (Running, Succeeded | Failed | Interrupted | Running) => true,
-            (Blocked, Blocked) | (Held, Held) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (_, Pending)
+                | (
+                    Pending,
+                    Running | Held | Blocked | Skipped | Succeeded | Failed
+                )
+                | (Running, Succeeded | Failed | Interrupted | Running)
+                | (Blocked, Blocked)
+                | (Held, Held)
+        )
     }
 }
 

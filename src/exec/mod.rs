@@ -1,6 +1,7 @@
 //! Executors: one per action. They know nothing of the DAG or the store;
 //! they run one attempt and report lines and an outcome.
 
+pub mod http;
 pub mod local;
 
 use tokio::sync::mpsc::UnboundedSender;

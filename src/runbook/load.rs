@@ -158,15 +158,6 @@ fn expected_fields(message: &str) -> Vec<String> {
 }
 
 impl Source {
-    /// A source for text that did not come from a file (tests, generated runbooks).
-    pub fn from_text(path: impl Into<PathBuf>, text: String) -> Self {
-        Source {
-            path: path.into(),
-            text,
-            step_starts: Vec::new(),
-        }
-    }
-
     /// Finds where each step's block starts, scanning `id:` lines in order so
     /// that duplicate ids each get their own place.
     pub fn index_steps<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {

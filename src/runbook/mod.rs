@@ -5,5 +5,4 @@ pub mod model;
 pub mod template;
 pub mod validate;
 
-pub use load::Source;
 pub use validate::{Action, Runbook, Step};

@@ -68,21 +68,9 @@ pub enum Action {
     /// A file or folder copy.
     Upload(UploadSpec),
     /// An HTTP request.
-    Http(HttpSpec),
+    Http(Box<HttpSpec>),
     /// No action: a join point or an approval gate.
     Checkpoint,
-}
-
-impl Action {
-    /// A short name of the action kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Run(_) => "run",
-            Action::Upload(_) => "upload",
-            Action::Http(_) => "http",
-            Action::Checkpoint => "checkpoint",
-        }
-    }
 }
 
 /// Validates a parsed runbook. `overrides` are `--var` values.
@@ -208,9 +196,10 @@ pub fn validate(
                         nearest(secret, file.secrets.keys().map(String::as_str))
                             .map(|n| format!("did you mean `{n}`?"))
                             .or_else(|| {
-                                Some(format!(
+                                Some(
                                     "declare it under `secrets:` with a description and an owner"
-                                ))
+                                        .to_string(),
+                                )
                             }),
                     ),
                 );
@@ -409,7 +398,7 @@ impl Validator<'_> {
         }
         if let Some(http) = &spec.http {
             self.check_http(Some(index), http, hosts);
-            return Action::Http(http.clone());
+            return Action::Http(Box::new(http.clone()));
         }
         match &spec.run {
             Some(script) => Action::Run(script.clone()),

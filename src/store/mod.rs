@@ -147,11 +147,6 @@ impl Store {
         store_err(&self.path, e)
     }
 
-    /// Path of the state file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Starts a new run, or picks up the latest unfinished run of `runbook`
     /// (unless `fresh`), and takes its lock, all in one transaction so two
     /// engines started together cannot both get it. Returns the run and
@@ -439,13 +434,6 @@ impl Store {
                 |r| Ok(Approval { by: r.get(0)?, at: r.get(1)?, note: r.get(2)? }),
             )
             .optional()
-            .map_err(|e| self.err(e))
-    }
-
-    /// Runs `PRAGMA integrity_check` and returns its first line.
-    pub fn integrity_check(&self) -> Result<String> {
-        self.conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod http;
+
 /// A scenario in its own temp folder.
 pub struct Test {
     dir: tempfile::TempDir,
@@ -94,6 +96,11 @@ impl Test {
     pub fn runbook(self, name: &str, yaml: &str) -> Self {
         self.write(&format!("runbooks/{name}.yaml"), yaml);
         self
+    }
+
+    /// Writes (or rewrites) `runbooks/NAME.yaml` in place.
+    pub fn put_runbook(&self, name: &str, yaml: &str) {
+        self.write(&format!("runbooks/{name}.yaml"), yaml);
     }
 
     /// Writes a file under the project folder, creating folders.

@@ -1,0 +1,75 @@
+//! The `http` action against a real loopback server.
+
+mod support;
+use support::http::HttpServer;
+use support::Test;
+
+#[test]
+fn http_step_checks_status_body_and_json() {
+    let server = HttpServer::start(|r| match r.path.as_str() {
+        "/health" => (200, r#"{"status":"ok","user":{"login":"lukas"}}"#.into()),
+        "/echo" => (201, format!("{{\"got\":{}}}", r.body)),
+        _ => (404, "nope".into()),
+    });
+    let yaml = format!(
+        "vars: {{ base: \"{url}\" }}\nsteps:\n  - id: health\n    http:\n      url: \"{{{{ vars.base }}}}/health\"\n      headers: {{ X-Token: abc }}\n      expect: {{ status: 200, body_contains: ok, body_not_contains: error, json: {{ /user/login: lukas }} }}\n  - id: post\n    http:\n      method: post\n      url: \"{{{{ vars.base }}}}/echo\"\n      json: {{ name: \"{{{{ step.id }}}}\" }}\n      expect: {{ status: [200, 201], json: {{ /got/name: post }} }}\n",
+        url = server.url()
+    );
+    let t = Test::new().runbook("h", &yaml);
+    t.run(&["run", "h"])
+        .code(0)
+        .stdout_has("GET")
+        .stdout_has("→ 200");
+    let reqs = server.received();
+    assert!(reqs
+        .iter()
+        .any(|r| r.path == "/health" && r.header("x-token") == Some("abc")));
+    assert!(reqs.iter().any(|r| r.method == "POST"
+        && r.body.contains("\"post\"")
+        && r.header("content-type") == Some("application/json")));
+}
+
+#[test]
+fn failed_expectation_says_what_was_expected_and_what_came_back() {
+    let server = HttpServer::start(|r| match r.path.as_str() {
+        "/user" => (401, r#"{"message":"Bad credentials"}"#.into()),
+        _ => (200, r#"{"login":"someone-else"}"#.into()),
+    });
+    let yaml = format!(
+        "steps:\n  - id: status\n    http: {{ url: \"{u}/user\", expect: {{ status: 200 }} }}\n  - id: pointer\n    http: {{ url: \"{u}/me\", expect: {{ json: {{ /login: lukas }} }} }}\n  - id: down\n    http: {{ url: \"http://127.0.0.1:1/\" }}\n",
+        u = server.url()
+    );
+    let t = Test::new().runbook("h", &yaml);
+    t.run(&["run", "h"]).code(1);
+    let s = t.status(None);
+    let reason = |id: &str| s.step(id).reason.clone().unwrap_or_default();
+    assert!(
+        reason("status").contains("expected status 200, got 401")
+            && reason("status").contains("Bad credentials"),
+        "{}",
+        reason("status")
+    );
+    assert!(
+        reason("pointer").contains("expected /login = \"lukas\", got \"someone-else\""),
+        "{}",
+        reason("pointer")
+    );
+    assert!(reason("down").contains("127.0.0.1:1"), "{}", reason("down"));
+}
+
+#[test]
+fn retries_make_a_wait_until_healthy_probe() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let server = HttpServer::start(move |_| {
+        if h.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            (503, "starting".into())
+        } else {
+            (200, "ready".into())
+        }
+    });
+    let yaml = format!("steps:\n  - id: wait\n    retries: 5\n    retry_delay: 50ms\n    http: {{ url: \"{}/\" }}\n", server.url());
+    let t = Test::new().runbook("w", &yaml);
+    t.run(&["run", "w"]).code(0);
+    assert_eq!(t.status(None).step("wait").attempts, 3);
+}

@@ -1,0 +1,285 @@
+//! Checkpoints and resume (SPEC §3): what reruns, what does not, crashes,
+//! locks, signals, reset, dry-run, definition changes.
+
+mod support;
+use std::time::Duration;
+use support::{finish, signal, wait_for, Test};
+
+/// a → b(fails until `fixed` exists) → c ; free
+fn failing(t: &Test) -> String {
+    format!(
+        "steps:\n  - id: a\n    run: echo a >> {log}\n  - id: b\n    needs: [a]\n    run: echo b >> {log}; test -e {fixed}\n  - id: c\n    needs: [b]\n    run: echo c >> {log}\n  - id: free\n    run: echo free >> {log}\n",
+        log = t.p("log"),
+        fixed = t.p("fixed")
+    )
+}
+
+fn count(t: &Test, what: &str) -> usize {
+    t.lines("log").iter().filter(|l| *l == what).count()
+}
+
+#[test]
+fn resume_reruns_only_the_failed_step_and_its_dependents() {
+    let t = Test::new();
+    t.put_runbook("f", &failing(&t));
+    t.run(&["run", "f"]).code(1);
+    assert_eq!(t.status(None).state_of("c"), "blocked");
+    t.write("fixed", "");
+    t.run(&["resume", "f"]).code(0).stdout_has("resuming run 1");
+    assert_eq!(
+        (
+            count(&t, "a"),
+            count(&t, "b"),
+            count(&t, "c"),
+            count(&t, "free")
+        ),
+        (1, 2, 1, 1)
+    );
+    let s = t.status(None);
+    assert_eq!(s.run_id, 1);
+    assert_eq!(s.state, "succeeded");
+    assert_eq!(s.step("b").attempts, 2);
+}
+
+#[test]
+fn run_after_failure_resumes_and_fresh_does_not() {
+    let t = Test::new();
+    t.put_runbook("f", &failing(&t));
+    t.run(&["run", "f"]).code(1);
+    t.run(&["run", "f"]).code(1).stdout_has("resuming run 1");
+    assert_eq!(count(&t, "a"), 1);
+    t.run(&["run", "f", "--fresh"])
+        .code(1)
+        .stdout_has("run 2 of f");
+    assert_eq!(count(&t, "a"), 2);
+    assert_eq!(t.status(Some("f")).run_id, 2);
+    // A succeeded run is not resumed: the next `run` is a new run.
+    t.write("fixed", "");
+    t.run(&["run", "f"]).code(0);
+    t.run(&["run", "f"]).code(0).stdout_has("run 3 of f");
+}
+
+#[test]
+fn definition_change_reruns_the_step_and_its_dependents() {
+    let t = Test::new();
+    let log = t.p("log");
+    let v1 = format!("steps:\n  - id: a\n    run: echo a >> {log}\n  - id: b\n    needs: [a]\n    run: echo b >> {log}\n  - id: c\n    needs: [b]\n    run: echo c >> {log}\n  - id: x\n    run: echo x >> {log}\n  - id: gate\n    needs: [x]\n    run: exit 1\n");
+    t.put_runbook("d", &v1);
+    t.run(&["run", "d"]).code(1);
+    t.put_runbook(
+        "d",
+        &v1.replace("echo b >>", "echo b  >>")
+            .replace("exit 1", "'true'"),
+    );
+    let ran = t.run(&["run", "d"]);
+    ran.code(0);
+    assert_eq!(
+        (
+            count(&t, "a"),
+            count(&t, "b"),
+            count(&t, "c"),
+            count(&t, "x")
+        ),
+        (1, 2, 2, 1)
+    );
+    let s = t.status(None);
+    assert_eq!(s.run_id, 1);
+    assert!(ran.stdout.contains("b  succeeded"));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let t = Test::new();
+    t.put_runbook("f", &failing(&t));
+    let ran = t.run(&["run", "f", "--dry-run"]);
+    ran.code(0)
+        .stdout_has("would run")
+        .stdout_has("nothing was changed");
+    assert!(t.read("log").is_empty());
+    assert!(!t.state_file().exists(), "dry run created the state file");
+    t.run(&["run", "f"]).code(1);
+    let before = std::fs::read(t.state_file()).unwrap();
+    t.run(&["run", "f", "--dry-run"])
+        .code(0)
+        .stdout_has("done")
+        .stdout_has("would resume run 1");
+    assert_eq!(count(&t, "a"), 1);
+    assert_eq!(before, std::fs::read(t.state_file()).unwrap());
+}
+
+#[test]
+fn reset_sends_a_step_and_its_dependents_back() {
+    let t = Test::new();
+    t.write("fixed", "");
+    t.put_runbook("f", &failing(&t));
+    t.run(&["run", "f"]).code(0);
+    t.run(&["reset", "1", "b"]).code(0).stdout_has("b, c");
+    let s = t.status(None);
+    assert_eq!(
+        (s.state_of("a"), s.state_of("b"), s.state_of("c")),
+        ("succeeded", "pending", "pending")
+    );
+    assert_ne!(s.state, "succeeded");
+    t.run(&["resume"]).code(0);
+    assert_eq!((count(&t, "a"), count(&t, "b"), count(&t, "c")), (1, 2, 2));
+    t.run(&["reset", "1", "nope"]).code(2);
+}
+
+#[test]
+fn sigint_stops_running_steps_and_marks_them_interrupted() {
+    let t = Test::new();
+    let yaml = format!(
+        "steps:\n  - id: long\n    run: touch {started}; sleep 30\n  - id: after\n    needs: [long]\n    run: touch {after}\n",
+        started = t.p("started"),
+        after = t.p("after")
+    );
+    t.put_runbook("s", &yaml);
+    let child = t.spawn(&["run", "s"]);
+    assert!(wait_for(Duration::from_secs(10), || t
+        .path()
+        .join("started")
+        .exists()));
+    signal(&child, "INT");
+    let ran = finish(child);
+    assert_eq!(ran.code, 130, "{ran:?}");
+    let s = t.status(None);
+    assert_eq!(s.state, "interrupted");
+    assert_eq!(s.state_of("long"), "interrupted");
+    assert_eq!(s.state_of("after"), "pending");
+    assert!(!t.path().join("after").exists());
+}
+
+#[test]
+fn sigterm_also_gives_130() {
+    let t = Test::new();
+    let yaml = format!(
+        "steps:\n  - id: long\n    run: touch {s}; sleep 30\n",
+        s = t.p("started")
+    );
+    t.put_runbook("s", &yaml);
+    let child = t.spawn(&["run", "s"]);
+    assert!(wait_for(Duration::from_secs(10), || t
+        .path()
+        .join("started")
+        .exists()));
+    signal(&child, "TERM");
+    assert_eq!(finish(child).code, 130);
+    assert_eq!(t.status(None).state, "interrupted");
+}
+
+#[test]
+fn second_engine_is_refused_with_exit_4() {
+    let t = Test::new();
+    let yaml = format!(
+        "steps:\n  - id: long\n    run: touch {s}; sleep 30\n",
+        s = t.p("started")
+    );
+    t.put_runbook("s", &yaml);
+    let first = t.spawn(&["run", "s"]);
+    assert!(wait_for(Duration::from_secs(10), || t
+        .path()
+        .join("started")
+        .exists()));
+    let second = t.run(&["run", "s"]);
+    second.code(4).stderr_has(&format!("pid {}", first.id()));
+    t.run(&["resume", "1"]).code(4);
+    t.run(&["reset", "1", "long"]).code(4);
+    // status is read-only and still works while the run is held.
+    assert_eq!(t.status(None).state_of("long"), "running");
+    signal(&first, "INT");
+    assert_eq!(finish(first).code, 130);
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_completes_every_step() {
+    let t = Test::new();
+    // A chain of steps, each appending its id; the engine is killed while `s3` runs.
+    let mut yaml = String::from("steps:\n");
+    for i in 0..6 {
+        let needs = if i > 0 {
+            format!("\n    needs: [s{}]", i - 1)
+        } else {
+            String::new()
+        };
+        let pause = if i == 3 {
+            format!("touch {}; sleep 30; ", t.p("in-s3"))
+        } else {
+            String::new()
+        };
+        yaml.push_str(&format!(
+            "  - id: s{i}{needs}\n    run: {pause}echo s{i} >> {log}\n",
+            log = t.p("log")
+        ));
+    }
+    t.put_runbook("chain", &yaml);
+    let child = t.spawn(&["run", "chain"]);
+    assert!(wait_for(Duration::from_secs(10), || t
+        .path()
+        .join("in-s3")
+        .exists()));
+    signal(&child, "KILL");
+    let _ = finish(child);
+    // The dead engine's run shows its running step as interrupted.
+    let s = t.status(None);
+    assert_eq!(s.state, "interrupted");
+    assert_eq!(s.state_of("s3"), "interrupted");
+    assert_eq!(s.state_of("s2"), "succeeded");
+    // Resume takes over the dead engine's lock and finishes.
+    std::fs::remove_file(t.path().join("in-s3")).unwrap();
+    t.put_runbook("chain", &yaml.replace("sleep 30; ", ""));
+    t.run(&["resume"]).code(0);
+    for i in 0..6 {
+        assert_eq!(
+            count(&t, &format!("s{i}")),
+            1,
+            "s{i} ran once: {:?}",
+            t.lines("log")
+        );
+    }
+}
+
+#[test]
+fn status_json_has_the_spec_shape() {
+    let t = Test::new();
+    t.put_runbook("f", &failing(&t));
+    t.run(&["run", "f"]).code(1);
+    // support::Status denies unknown fields and requires every SPEC field.
+    let s = t.status(Some("1"));
+    assert_eq!(s.runbook, "f");
+    assert_eq!(s.state, "failed");
+    assert!(s.finished_at.is_some() && s.started_at.ends_with('Z'));
+    let b = s.step("b");
+    assert_eq!(
+        (b.state.as_str(), b.on.as_str(), b.exit_code, b.attempts),
+        ("failed", "local", Some(1), 1)
+    );
+    assert_eq!(b.needs, vec!["a".to_string()]);
+    assert!(b.duration_ms.is_some() && b.started_at.is_some() && b.finished_at.is_some());
+    let c = s.step("c");
+    assert_eq!(c.state, "blocked");
+    assert!(c.reason.as_deref().unwrap().contains("`b` is failed"));
+    assert!(
+        c.started_at.is_none()
+            && c.duration_ms.is_none()
+            && c.missing.is_empty()
+            && c.rejected.is_empty()
+    );
+    t.run(&["status"])
+        .code(0)
+        .stdout_has("STEP")
+        .stdout_has("✗ failed")
+        .stdout_has("exited with code 1");
+}
+
+#[test]
+fn state_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Test::new().runbook("p", "steps:\n  - id: a\n    run: 'true'\n");
+    t.run(&["run", "p"]).code(0);
+    let mode = std::fs::metadata(t.state_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, GraphFormat, RunArgs};
 use crate::error::{exit, Error, Result};
 use crate::events::Event;
+use crate::exec;
 use crate::plan::{self, Plan, Rendered};
 use crate::report::live::{HumanReporter, Verbosity};
 use crate::report::{self, JsonReporter, Reporter};
@@ -210,11 +211,12 @@ impl Ctx {
         path: &Path,
         vars: &[(String, String)],
     ) -> Result<i32> {
-        // Templates may name run.id; render again with the real one.
-        let loaded = if loaded.runbook.source.text.contains("run.id") {
-            self.load(path, vars, run.id)?
-        } else {
+        // Templates (in the runbook or in uploaded files) may name run.id:
+        // render again with the real one.
+        let loaded = if loaded.ctx.run_id == run.id {
             loaded
+        } else {
+            self.load(path, vars, run.id)?
         };
         let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh && !resumed)?;
         let mut reporter: Box<dyn Reporter> = if args.json {
@@ -246,24 +248,37 @@ impl Ctx {
             redactor: Arc::new(Redactor::default()),
         };
         gate.redactor = Arc::new(gate.values.redactor());
+        let execs = Arc::new(exec::Executors {
+            ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx)),
+            http: exec::http::client(),
+            dir: loaded.runbook.dir.clone(),
+        });
         let options = scheduler::Options {
             jobs: args.jobs as usize,
-            dir: loaded.runbook.dir.clone(),
+            execs: execs.clone(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::io("cannot start the async runtime", e))?;
-        let state = runtime.block_on(scheduler::run_pass(
-            &loaded.plan,
-            store,
-            run.id,
-            rows,
-            &mut gate,
-            reporter.as_mut(),
-            &options,
-        ))?;
+        let state = runtime.block_on(async {
+            let state = scheduler::run_pass(
+                &loaded.plan,
+                store,
+                run.id,
+                rows,
+                &mut gate,
+                reporter.as_mut(),
+                &options,
+            )
+            .await;
+            drop(options);
+            if let Ok(execs) = Arc::try_unwrap(execs) {
+                execs.ssh.close().await;
+            }
+            state
+        })?;
         Ok(state.exit_code())
     }
 
@@ -588,6 +603,43 @@ fn runbook_name(declared: Option<&str>, path: &Path) -> String {
         }
     }
     stem
+}
+
+/// Where each host is, with its address rendered and `~` expanded.
+fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> {
+    let base = ctx.for_step("", &BTreeMap::new());
+    let templater = Templater::new();
+    runbook
+        .hosts
+        .iter()
+        .map(|(name, h)| exec::ssh::HostTarget {
+            name: name.clone(),
+            address: templater
+                .render(&h.address, &base)
+                .unwrap_or_else(|_| h.address.clone()),
+            user: h.user.clone(),
+            port: h.port,
+            identity_file: h
+                .identity_file
+                .as_deref()
+                .map(|p| expand_path(p, &runbook.dir)),
+            accept_new: h.known_hosts == crate::runbook::model::KnownHosts::AcceptNew,
+            known_hosts_file: h
+                .known_hosts_file
+                .as_deref()
+                .map(|p| expand_path(p, &runbook.dir)),
+        })
+        .collect()
+}
+
+/// `~/x` → `$HOME/x`; a relative path is relative to the runbook's folder.
+fn expand_path(path: &str, dir: &Path) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    dir.join(path)
 }
 
 /// The template context: vars, env, and hosts with rendered addresses.

@@ -73,6 +73,9 @@ pub enum RenderedAction {
         mode: Option<u32>,
         /// Hash of what will be written, so a changed source reruns the step.
         content_hash: String,
+        /// The files with their destinations and (rendered) content.
+        #[serde(skip)]
+        files: Vec<crate::exec::upload::FileToWrite>,
     },
     /// An HTTP request.
     Http(RenderedHttp),
@@ -149,11 +152,14 @@ pub fn render_step(
         ),
         Action::Upload(upload) => {
             let src = runbook.dir.join(r("src", &upload.src)?);
-            let content_hash = hash_source(templater, &c, &src, upload.template)
+            let (content_hash, files) = read_source(templater, &c, &src, upload.template)
                 .map_err(|e| ("src".to_string(), e))?;
+            let dest = r("dest", &upload.dest)?;
+            let files = crate::exec::upload::destinations(src.is_dir(), &dest, files, &src);
             RenderedAction::Upload {
                 src,
-                dest: r("dest", &upload.dest)?,
+                dest,
+                files,
                 template: upload.template,
                 mode: upload
                     .mode
@@ -241,20 +247,23 @@ fn render_json(
     })
 }
 
-/// Hash of an upload's source: file bytes (rendered when a template), or every
-/// file of a folder with its relative path.
-fn hash_source(
+/// An upload's source files as (relative path, content), rendered when a
+/// template, with one hash over all of them and their paths.
+type SourceFiles = (String, Vec<(String, Vec<u8>)>);
+
+fn read_source(
     templater: &Templater,
     c: &minijinja::Value,
     src: &std::path::Path,
     template: bool,
-) -> std::result::Result<String, TemplateError> {
+) -> std::result::Result<SourceFiles, TemplateError> {
     let err = |m: String| TemplateError {
         message: m,
         range: None,
     };
     let mut hasher = Sha256::new();
     let mut files = Vec::new();
+    let mut contents = Vec::new();
     collect_files(src, src, &mut files)
         .map_err(|e| err(format!("cannot read upload source {}: {e}", src.display())))?;
     for (rel, path) in files {
@@ -273,8 +282,9 @@ fn hash_source(
         hasher.update(rel.as_bytes());
         hasher.update([0]);
         hasher.update(Sha256::digest(&bytes));
+        contents.push((rel, bytes));
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok((format!("{:x}", hasher.finalize()), contents))
 }
 
 /// Files under `root` (or `root` itself), as (relative path, path), sorted.

@@ -3,7 +3,6 @@
 //! to dependents only, and stops cleanly on SIGINT/SIGTERM.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,8 +64,8 @@ pub trait Gate {
 pub struct Options {
     /// Parallel steps at most.
     pub jobs: usize,
-    /// Folder local commands run in.
-    pub dir: PathBuf,
+    /// What steps act with.
+    pub execs: Arc<exec::Executors>,
 }
 
 enum Msg {
@@ -244,7 +243,8 @@ pub async fn run_pass(
                 step: i,
                 first_attempt: row.attempts + 1,
                 rendered,
-                dir: options.dir.clone(),
+                host: step.host.clone(),
+                execs: options.execs.clone(),
                 redactor: gate.redactor(),
             };
             tokio::spawn(job.run(tx.clone(), cancel.clone()));
@@ -446,7 +446,8 @@ struct Job {
     step: usize,
     first_attempt: i64,
     rendered: Rendered,
-    dir: PathBuf,
+    host: Option<String>,
+    execs: Arc<exec::Executors>,
     redactor: Arc<Redactor>,
 }
 
@@ -467,13 +468,17 @@ impl Job {
         let r = &self.rendered;
         if let Some(unless) = &r.unless {
             let (sink, mut lines) = mpsc::unbounded_channel();
-            let check = exec::local::LocalCommand {
-                script: unless,
-                env: &r.env,
-                dir: &self.dir,
-                timeout: r.timeout,
-            };
-            let outcome = exec::local::run(check, cancel, &sink).await;
+            let outcome = self
+                .execs
+                .command(
+                    self.host.as_deref(),
+                    unless,
+                    &r.env,
+                    r.timeout,
+                    cancel,
+                    &sink,
+                )
+                .await;
             drop(sink);
             while lines.try_recv().is_ok() {}
             match outcome {
@@ -539,30 +544,21 @@ impl Job {
             })
         };
         let r = &self.rendered;
+        let host = self.host.as_deref();
         let outcome = match &r.action {
             RenderedAction::Run { script } => {
-                let cmd = exec::local::LocalCommand {
-                    script,
-                    env: &r.env,
-                    dir: &self.dir,
-                    timeout: r.timeout,
-                };
-                exec::local::run(cmd, cancel, &sink).await
+                self.execs
+                    .command(host, script, &r.env, r.timeout, cancel, &sink)
+                    .await
             }
             RenderedAction::Checkpoint => Outcome::Succeeded {
                 exit_code: None,
                 note: None,
             },
-            RenderedAction::Http(http) if http.via.is_none() => {
-                exec::http::run(&exec::http::client(), http, &http.url, r.timeout, &sink).await
+            RenderedAction::Http(http) => self.execs.http(http, r.timeout, &sink).await,
+            RenderedAction::Upload { files, mode, .. } => {
+                self.execs.upload(host, files, *mode, &sink).await
             }
-            RenderedAction::Upload { .. } | RenderedAction::Http(_) => Outcome::Failed {
-                exit_code: None,
-                reason: format!(
-                    "`{}` steps are not supported by this build yet",
-                    action_name(&r.action)
-                ),
-            },
         };
         drop(sink);
         let _ = forward.await;
@@ -573,14 +569,5 @@ impl Job {
             },
             other => other,
         }
-    }
-}
-
-fn action_name(action: &RenderedAction) -> &'static str {
-    match action {
-        RenderedAction::Run { .. } => "run",
-        RenderedAction::Upload { .. } => "upload",
-        RenderedAction::Http(_) => "http",
-        RenderedAction::Checkpoint => "checkpoint",
     }
 }

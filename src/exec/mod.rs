@@ -3,6 +3,8 @@
 
 pub mod http;
 pub mod local;
+pub mod ssh;
+pub mod upload;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -47,4 +49,108 @@ pub enum Outcome {
     },
     /// The engine was stopped while it ran.
     Interrupted,
+}
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::RenderedHttp;
+
+/// Everything a step needs to act: the run's SSH connections, its HTTP
+/// client, and the folder local commands run in.
+pub struct Executors {
+    /// SSH master connections by host.
+    pub ssh: ssh::SshPool,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// Working folder of local commands (the runbook's folder).
+    pub dir: PathBuf,
+}
+
+impl Executors {
+    /// Runs a shell script here (`host` None) or on a host.
+    pub async fn command(
+        &self,
+        host: Option<&str>,
+        script: &str,
+        env: &[(String, String)],
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        sink: &LineSink,
+    ) -> Outcome {
+        match host {
+            None => {
+                let cmd = local::LocalCommand {
+                    script,
+                    env,
+                    dir: &self.dir,
+                    timeout,
+                };
+                local::run(cmd, cancel, sink).await
+            }
+            Some(h) => self.ssh.run(h, script, env, timeout, cancel, sink).await,
+        }
+    }
+
+    /// Puts files in place here or on a host.
+    pub async fn upload(
+        &self,
+        host: Option<&str>,
+        files: &[upload::FileToWrite],
+        mode: Option<u32>,
+        sink: &LineSink,
+    ) -> Outcome {
+        match host {
+            None => upload::local(files, mode, &self.dir, sink),
+            Some(h) => upload::remote(&self.ssh, h, files, mode, sink).await,
+        }
+    }
+
+    /// Sends an HTTP request, through the `via` host's tunnel when set.
+    pub async fn http(
+        &self,
+        req: &RenderedHttp,
+        timeout: Option<Duration>,
+        sink: &LineSink,
+    ) -> Outcome {
+        let url = match &req.via {
+            None => req.url.clone(),
+            Some(host) => match self.tunnel_url(host, &req.url).await {
+                Ok(url) => url,
+                Err(reason) => {
+                    return Outcome::Failed {
+                        exit_code: None,
+                        reason,
+                    }
+                }
+            },
+        };
+        http::run(&self.http, req, &url, timeout, sink).await
+    }
+
+    /// The URL rewritten to a local port forwarded over `host`'s connection.
+    pub async fn tunnel_url(&self, host: &str, url: &str) -> Result<String, String> {
+        let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url}: {e}"))?;
+        let target = parsed
+            .host_str()
+            .ok_or_else(|| format!("URL {url} has no host"))?
+            .to_string();
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| format!("URL {url} has no port"))?;
+        let local = self
+            .ssh
+            .forward(host, &target, port)
+            .await
+            .map_err(|e| e.0)?;
+        parsed
+            .set_host(Some("127.0.0.1"))
+            .map_err(|e| e.to_string())?;
+        parsed
+            .set_port(Some(local))
+            .map_err(|_| "cannot set the port".to_string())?;
+        Ok(parsed.to_string())
+    }
 }

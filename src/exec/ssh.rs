@@ -1,0 +1,505 @@
+//! SSH: one multiplexed master connection per host (system OpenSSH through
+//! the `openssh` crate), opened on first use, reused by every step on that
+//! host, reopened after it is lost, closed at the end of the run.
+
+use openssh::Stdio;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::{LineSink, Outcome, Stream};
+
+/// Marker of the control line the remote wrapper prints on stderr.
+const PGID_MARKER: &str = "\u{1e}RUNBOOK_PGID ";
+
+/// Grace between SIGTERM and SIGKILL for a remote process group.
+const KILL_GRACE_SECS: u32 = 2;
+
+/// Where and how to reach a host.
+#[derive(Debug, Clone)]
+pub struct HostTarget {
+    /// Name in the runbook.
+    pub name: String,
+    /// Address (rendered).
+    pub address: String,
+    /// Login user.
+    pub user: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// Private key.
+    pub identity_file: Option<PathBuf>,
+    /// Accept unknown host keys (still refuse changed ones).
+    pub accept_new: bool,
+    /// known_hosts file.
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl HostTarget {
+    fn describe(&self) -> String {
+        format!(
+            "`{}` ({}{}:{})",
+            self.name,
+            self.user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            self.address,
+            self.port.unwrap_or(22)
+        )
+    }
+}
+
+struct Slot {
+    target: HostTarget,
+    session: Mutex<Option<Arc<Session>>>,
+    forwards: Mutex<HashMap<(String, u16), u16>>,
+}
+
+/// The connections of one run.
+pub struct SshPool {
+    slots: HashMap<String, Slot>,
+    control_dir: PathBuf,
+}
+
+/// A failure to reach or use a host.
+#[derive(Debug, Clone)]
+pub struct SshError(pub String);
+
+impl SshPool {
+    /// A pool for these hosts; nothing connects until first use.
+    pub fn new(targets: Vec<HostTarget>) -> Self {
+        let slots = targets
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    Slot {
+                        target: t,
+                        session: Mutex::new(None),
+                        forwards: Mutex::new(HashMap::new()),
+                    },
+                )
+            })
+            .collect();
+        SshPool {
+            slots,
+            control_dir: std::env::temp_dir(),
+        }
+    }
+
+    fn slot(&self, host: &str) -> Result<&Slot, SshError> {
+        self.slots
+            .get(host)
+            .ok_or_else(|| SshError(format!("host `{host}` is not declared")))
+    }
+
+    /// The host's master connection, opened if needed.
+    pub async fn session(&self, host: &str) -> Result<Arc<Session>, SshError> {
+        let slot = self.slot(host)?;
+        let mut guard = slot.session.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let session = Arc::new(self.connect(&slot.target).await?);
+        tracing::info!(host, "ssh master connection opened");
+        *guard = Some(session.clone());
+        slot.forwards.lock().await.clear();
+        Ok(session)
+    }
+
+    /// Forgets a connection that failed, so the next use reconnects.
+    pub async fn forget(&self, host: &str, broken: &Arc<Session>) {
+        if let Ok(slot) = self.slot(host) {
+            let mut guard = slot.session.lock().await;
+            if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, broken)) {
+                *guard = None;
+            }
+        }
+    }
+
+    async fn connect(&self, t: &HostTarget) -> Result<Session, SshError> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(if t.accept_new {
+            KnownHosts::Add
+        } else {
+            KnownHosts::Strict
+        })
+        .connect_timeout(Duration::from_secs(15))
+        .server_alive_interval(Duration::from_secs(15))
+        .control_directory(&self.control_dir);
+        if let Some(user) = &t.user {
+            b.user(user.clone());
+        }
+        if let Some(port) = t.port {
+            b.port(port);
+        }
+        if let Some(key) = &t.identity_file {
+            b.keyfile(key);
+        }
+        if let Some(file) = &t.known_hosts_file {
+            b.user_known_hosts_file(file);
+        }
+        b.connect_mux(&t.address)
+            .await
+            .map_err(|e| SshError(connect_message(t, &e)))
+    }
+
+    /// Closes every master connection.
+    pub async fn close(&self) {
+        for slot in self.slots.values() {
+            if let Some(session) = slot.session.lock().await.take() {
+                if let Ok(session) = Arc::try_unwrap(session) {
+                    let _ = session.close().await;
+                }
+            }
+        }
+    }
+
+    /// Runs `script` with `sh` on the host, in its own process group, with
+    /// `env` passed so that no value can break out of its quoting.
+    pub async fn run(
+        &self,
+        host: &str,
+        script: &str,
+        env: &[(String, String)],
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        sink: &LineSink,
+    ) -> Outcome {
+        let wrapper = wrapper(script, env);
+        let (session, mut child) = match self.spawn(host, "sh -s", true).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                return Outcome::Failed {
+                    exit_code: None,
+                    reason: e.0,
+                }
+            }
+        };
+        if let Some(mut stdin) = child.stdin().take() {
+            if stdin.write_all(wrapper.as_bytes()).await.is_err() || stdin.shutdown().await.is_err()
+            {
+                self.forget(host, &session).await;
+                return Outcome::Failed {
+                    exit_code: None,
+                    reason: format!(
+                        "lost the SSH connection to {} while sending the script",
+                        self.describe(host)
+                    ),
+                };
+            }
+        }
+        let (pgid_tx, mut pgid_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+        let out = tokio::spawn(super::local::pump(
+            child.stdout().take(),
+            Stream::Stdout,
+            sink.clone(),
+        ));
+        let err = {
+            let (raw_tx, mut raw_rx) = tokio::sync::mpsc::unbounded_channel();
+            let reader = tokio::spawn(super::local::pump(
+                child.stderr().take(),
+                Stream::Stderr,
+                raw_tx,
+            ));
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                while let Some((stream, line)) = raw_rx.recv().await {
+                    match line.strip_prefix(PGID_MARKER) {
+                        Some(pgid) => {
+                            let _ = pgid_tx.send(Some(pgid.trim().to_string()));
+                        }
+                        None => {
+                            let _ = sink.send((stream, line));
+                        }
+                    }
+                }
+                let _ = reader.await;
+            })
+        };
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            status = child.wait() => match status {
+                Ok(status) => match status.code() {
+                    Some(0) => Outcome::Succeeded { exit_code: Some(0), note: None },
+                    Some(code) => Outcome::Failed { exit_code: Some(code), reason: format!("exited with code {code} on {}", self.describe(host)) },
+                    None => Outcome::Failed { exit_code: None, reason: format!("killed by a signal on {}", self.describe(host)) },
+                },
+                Err(e) => {
+                    self.forget(host, &session).await;
+                    Outcome::Failed { exit_code: None, reason: format!("lost the SSH connection to {} while the step ran: {e}; the next attempt reconnects", self.describe(host)) }
+                }
+            },
+            _ = deadline => {
+                let pgid = pgid_rx.borrow_and_update().clone();
+                self.kill_group(host, pgid.as_deref()).await;
+                Outcome::Failed {
+                    exit_code: None,
+                    reason: format!("timed out after {} on {}", humantime::format_duration(timeout.unwrap_or_default()), self.describe(host)),
+                }
+            }
+            _ = cancel.cancelled() => {
+                let pgid = pgid_rx.borrow_and_update().clone();
+                self.kill_group(host, pgid.as_deref()).await;
+                Outcome::Interrupted
+            }
+        };
+        for task in [out, err] {
+            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+        }
+        outcome
+    }
+
+    /// Ends the remote process group of a step (SIGTERM, then SIGKILL).
+    async fn kill_group(&self, host: &str, pgid: Option<&str>) {
+        let Some(pgid) = pgid.filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        else {
+            tracing::warn!(
+                host,
+                "no process group known for the remote step; only its channel is closed"
+            );
+            return;
+        };
+        let script = format!(
+            "kill -TERM -- -{pgid} 2>/dev/null; i=0; while [ $i -lt {g} ] && kill -0 -- -{pgid} 2>/dev/null; do sleep 1; i=$((i+1)); done; kill -KILL -- -{pgid} 2>/dev/null; true",
+            g = KILL_GRACE_SECS
+        );
+        if let Ok((_, child)) = self.spawn(host, &script, false).await {
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+
+    /// Starts a remote command over the host's master; reconnects once when
+    /// the master turns out to be gone.
+    async fn spawn(
+        &self,
+        host: &str,
+        command: &str,
+        stdin: bool,
+    ) -> Result<(Arc<Session>, openssh::Child<Arc<Session>>), SshError> {
+        let mut last = String::new();
+        for _ in 0..2 {
+            let session = self.session(host).await?;
+            let mut cmd = Session::to_raw_command(session.clone(), command);
+            cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match cmd.spawn().await {
+                Ok(child) => return Ok((session, child)),
+                Err(e) => {
+                    last = e.to_string();
+                    self.forget(host, &session).await;
+                }
+            }
+        }
+        Err(SshError(format!(
+            "cannot start a command on {}: {last}",
+            self.describe(host)
+        )))
+    }
+
+    /// Runs a short command and returns (exit code, stdout) — for uploads,
+    /// env files and checks. `input` goes to its stdin.
+    pub async fn output(
+        &self,
+        host: &str,
+        command: &str,
+        input: Option<&[u8]>,
+    ) -> Result<(i32, Vec<u8>, String), SshError> {
+        let (session, mut child) = self.spawn(host, command, input.is_some()).await?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin().take()) {
+            let (w, _) = tokio::join!(
+                async {
+                    let r = stdin.write_all(data).await;
+                    let _ = stdin.shutdown().await;
+                    drop(stdin);
+                    r
+                },
+                async {}
+            );
+            if w.is_err() {
+                self.forget(host, &session).await;
+                return Err(SshError(format!(
+                    "lost the SSH connection to {} while sending data",
+                    self.describe(host)
+                )));
+            }
+        }
+        let mut stdout = child.stdout().take();
+        let mut stderr = child.stderr().take();
+        let read_out = async {
+            let mut buf = Vec::new();
+            if let Some(s) = stdout.as_mut() {
+                let _ = tokio::io::AsyncReadExt::read_to_end(s, &mut buf).await;
+            }
+            buf
+        };
+        let read_err = async {
+            let mut buf = Vec::new();
+            if let Some(s) = stderr.as_mut() {
+                let _ = tokio::io::AsyncReadExt::read_to_end(s, &mut buf).await;
+            }
+            String::from_utf8_lossy(&buf).to_string()
+        };
+        let (out, err) = tokio::join!(read_out, read_err);
+        match child.wait().await {
+            Ok(status) => Ok((status.code().unwrap_or(-1), out, err)),
+            Err(e) => {
+                self.forget(host, &session).await;
+                Err(SshError(format!(
+                    "lost the SSH connection to {}: {e}",
+                    self.describe(host)
+                )))
+            }
+        }
+    }
+
+    /// A local port forwarded over the host's master to `remote_host:remote_port`
+    /// as the host sees it; opened once per run and target.
+    pub async fn forward(
+        &self,
+        host: &str,
+        remote_host: &str,
+        remote_port: u16,
+    ) -> Result<u16, SshError> {
+        let session = self.session(host).await?;
+        let slot = self.slot(host)?;
+        let mut forwards = slot.forwards.lock().await;
+        let key = (remote_host.to_string(), remote_port);
+        if let Some(port) = forwards.get(&key) {
+            return Ok(*port);
+        }
+        let local =
+            free_port().map_err(|e| SshError(format!("cannot find a free local port: {e}")))?;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], local));
+        let connect = openssh::Socket::TcpSocket {
+            host: remote_host.to_string().into(),
+            port: remote_port,
+        };
+        session
+            .request_port_forward(openssh::ForwardType::Local, listen, connect)
+            .await
+            .map_err(|e| {
+                SshError(format!(
+                    "cannot forward a port over {} to {remote_host}:{remote_port}: {e}",
+                    self.describe(host)
+                ))
+            })?;
+        forwards.insert(key, local);
+        Ok(local)
+    }
+
+    fn describe(&self, host: &str) -> String {
+        self.slots
+            .get(host)
+            .map(|s| s.target.describe())
+            .unwrap_or_else(|| format!("`{host}`"))
+    }
+}
+
+/// The script sent on stdin to `sh -s`: report the process group, set the
+/// environment with every value single-quoted, run the step's script.
+fn wrapper(script: &str, env: &[(String, String)]) -> String {
+    let mut w = String::new();
+    w.push_str("RUNBOOK_PGID=$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null)\n");
+    w.push_str(&format!(
+        "printf '{}%s\\n' \"$RUNBOOK_PGID\" >&2\n",
+        PGID_MARKER.replace('\u{1e}', "\\036")
+    ));
+    w.push_str("unset RUNBOOK_PGID\n");
+    for (k, v) in env {
+        // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
+        w.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
+    }
+    w.push_str(&format!("sh -c {} </dev/null\n", sh_quote(script)));
+    w
+}
+
+/// POSIX single quoting: safe for any text without NUL.
+pub fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A connection failure in one line: which host, what ssh said, what to do.
+fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
+    let detail = {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let file = t
+        .known_hosts_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    let port = t.port.unwrap_or(22);
+    let key_target = if port == 22 {
+        t.address.clone()
+    } else {
+        format!("[{}]:{port}", t.address)
+    };
+    if detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || detail.contains("Host key for") && detail.contains("has changed")
+    {
+        format!(
+            "host key of {} has CHANGED compared with {file}; nothing was run there. If the server was reinstalled, verify its new key out of band, then remove the old one with `ssh-keygen -R '{key_target}' -f {file}`",
+            t.describe()
+        )
+    } else if detail.contains("Host key verification failed")
+        || detail.contains("No ") && detail.contains("host key is known")
+    {
+        format!(
+            "host key of {} is not in {file}; nothing was run there. Check the server's fingerprint, then trust it with `ssh-keyscan -p {port} {} >> {file}` (or set `known_hosts: accept-new` on the host)",
+            t.describe(),
+            t.address
+        )
+    } else if detail.contains("Permission denied") {
+        format!(
+            "cannot log in to {}: {detail}; check `user` and `identity_file`",
+            t.describe()
+        )
+    } else {
+        format!("cannot reach {}: {detail}", t.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_hostile_values() {
+        assert_eq!(sh_quote("a'b"), "'a'\\''b'");
+        let w = wrapper(
+            "echo \"$X\"",
+            &[("X".into(), "$(touch /tmp/x) `y` 'z'\nline2".into())],
+        );
+        assert!(w.contains("X='$(touch /tmp/x) `y` '\\''z'\\''\nline2'; export X"));
+    }
+}

@@ -1,0 +1,359 @@
+//! Remote steps against a real sshd on 127.0.0.1 (issue 3).
+
+mod support;
+use std::time::Duration;
+use support::http::HttpServer;
+use support::sshd::Sshd;
+use support::{finish, wait_for, Test};
+
+fn runbook(sshd: &Sshd, steps: &str) -> String {
+    format!("hosts:\n{}steps:\n{steps}", sshd.host_yaml("box"))
+}
+
+#[test]
+fn remote_run_with_env_and_hostile_values() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let marker = t.p("pwned");
+    let steps = format!(
+        "  - id: hello\n    on: box\n    env:\n      PLAIN: plain\n      QUOTES: \"it's \\\"quoted\\\"\"\n      SUBST: \"$(touch {marker}) `touch {marker}`\"\n      NEWLINE: \"line1\\nline2; touch {marker}\"\n    run: |\n      echo \"plain=$PLAIN\"\n      printf 'quotes=%s\\n' \"$QUOTES\"\n      printf 'subst=%s\\n' \"$SUBST\"\n      printf 'newline=%s\\n' \"$NEWLINE\"\n      echo \"host=$(hostname) pid=$$\"\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let ran = t.run(&["run", "r"]);
+    ran.code(0)
+        .stdout_has("[hello] plain=plain")
+        .stdout_has("[hello] quotes=it's \"quoted\"")
+        .stdout_has(&format!("[hello] subst=$(touch {marker}) `touch {marker}`"))
+        .stdout_has("[hello] newline=line1")
+        .stdout_has(&format!("[hello] line2; touch {marker}"));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "a value was executed"
+    );
+    assert_eq!(t.status(None).step("hello").on, "box");
+}
+
+#[test]
+fn remote_exit_codes_propagate_and_unless_runs_on_the_host() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let remote_file = sshd.dir.path().join("exists");
+    std::fs::write(&remote_file, "").unwrap();
+    let steps = format!(
+        "  - id: fails\n    on: box\n    run: echo about to fail; exit 42\n  - id: satisfied\n    on: box\n    unless: test -e {f}\n    run: exit 1\n",
+        f = remote_file.display()
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    t.run(&["run", "r"])
+        .code(1)
+        .stdout_has("[fails] about to fail");
+    let s = t.status(None);
+    assert_eq!(s.step("fails").exit_code, Some(42));
+    assert!(s
+        .step("fails")
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("exited with code 42 on `box`"));
+    assert_eq!(s.state_of("satisfied"), "succeeded");
+}
+
+#[test]
+fn remote_timeout_kills_the_remote_process_group() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let pidfile = t.p("remote.pid");
+    let steps = format!("  - id: slow\n    on: box\n    timeout: 1s\n    run: sleep 60 & echo $! > {pidfile}; sleep 60\n");
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    t.run(&["run", "r"])
+        .code(1)
+        .stdout_has("timed out after 1s on `box`");
+    let pid: i32 = t.read("remote.pid").trim().parse().expect("pid");
+    assert!(
+        wait_for(Duration::from_secs(10), || !support::alive(pid)),
+        "remote child {pid} survived"
+    );
+}
+
+#[test]
+fn many_steps_on_one_host_share_one_master_connection() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let mut steps = String::new();
+    for i in 0..12 {
+        let needs = if i % 3 == 0 || i == 0 {
+            String::new()
+        } else {
+            format!("\n    needs: [s{}]", i - 1)
+        };
+        steps.push_str(&format!(
+            "  - id: s{i}{needs}\n    on: box\n    run: echo step {i}\n"
+        ));
+    }
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    t.run(&["run", "r"]).code(0).stdout_has("[s11] step 11");
+    assert_eq!(sshd.logins(), 1, "sshd log:\n{}", sshd.log());
+}
+
+#[test]
+fn strict_host_key_checking_refuses_an_unknown_host() {
+    let sshd = Sshd::start();
+    std::fs::write(sshd.known_hosts(), "").unwrap();
+    let t = Test::new();
+    let marker = t.p("ran");
+    t.put_runbook(
+        "r",
+        &runbook(
+            &sshd,
+            &format!(
+                "  - id: a\n    on: box\n    run: touch {marker}\n  - id: local\n    run: 'true'\n"
+            ),
+        ),
+    );
+    t.run(&["run", "r"]).code(1);
+    let s = t.status(None);
+    let reason = s.step("a").reason.clone().unwrap();
+    assert!(reason.contains("host key of `box`"), "{reason}");
+    assert!(
+        reason.contains(&sshd.known_hosts().display().to_string())
+            && reason.contains("ssh-keyscan"),
+        "{reason}"
+    );
+    assert!(!std::path::Path::new(&marker).exists());
+    assert_eq!(s.state_of("local"), "succeeded");
+}
+
+#[test]
+fn changed_host_key_is_refused_even_with_accept_new() {
+    let sshd = Sshd::start();
+    let other = Sshd::start();
+    // known_hosts has `other`'s key under `sshd`'s address: the key changed.
+    let theirs = std::fs::read_to_string(other.known_hosts()).unwrap();
+    std::fs::write(
+        sshd.known_hosts(),
+        theirs.replace(&other.port.to_string(), &sshd.port.to_string()),
+    )
+    .unwrap();
+    let t = Test::new();
+    let yaml = runbook(&sshd, "  - id: a\n    on: box\n    run: 'true'\n")
+        .replace("    port:", "    known_hosts: accept-new\n    port:");
+    t.put_runbook("r", &yaml);
+    t.run(&["run", "r"]).code(1);
+    let reason = t.status(None).step("a").reason.clone().unwrap();
+    assert!(
+        reason.contains("CHANGED") && reason.contains("ssh-keygen -R"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn unreachable_host_names_the_host_and_the_ssh_error() {
+    let t = Test::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    t.put_runbook("r", &format!("hosts:\n  gone: {{ address: 127.0.0.1, port: {port} }}\nsteps:\n  - id: a\n    on: gone\n    run: 'true'\n"));
+    let ran = t.run(&["run", "r"]);
+    ran.code(1);
+    let reason = t.status(None).step("a").reason.clone().unwrap();
+    assert!(
+        reason.contains("cannot reach `gone`") && reason.contains("refused"),
+        "{reason}"
+    );
+    assert!(!ran.stderr.contains("panicked"));
+}
+
+#[test]
+fn upload_file_folder_template_mode_and_unchanged_skip() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start();
+    let t = Test::new();
+    t.write("runbooks/files/app.conf", "port=1\n");
+    t.write("runbooks/files/site/index.html", "<h1>hi</h1>\n");
+    t.write("runbooks/files/site/css/a.css", "body{}\n");
+    t.write(
+        "runbooks/files/compose.yml.j2",
+        "name: {{ vars.project }}\nrun: {{ run.id }}\n",
+    );
+    let dest = sshd.dir.path().join("deploy");
+    let steps = format!(
+        "  - id: file\n    on: box\n    upload: {{ src: files/app.conf, dest: {d}/conf/app.conf, mode: \"0600\" }}\n  - id: folder\n    on: box\n    upload: {{ src: files/site, dest: {d}/www }}\n  - id: tmpl\n    on: box\n    upload: {{ src: files/compose.yml.j2, dest: {d}/compose.yml, template: true, mode: \"0644\" }}\n",
+        d = dest.display()
+    );
+    let yaml = format!("vars: {{ project: stack }}\n{}", runbook(&sshd, &steps));
+    t.put_runbook("r", &yaml);
+    t.run(&["run", "r"]).code(0).stdout_has("wrote");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("conf/app.conf")).unwrap(),
+        "port=1\n"
+    );
+    assert_eq!(
+        std::fs::metadata(dest.join("conf/app.conf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("www/css/a.css")).unwrap(),
+        "body{}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("compose.yml")).unwrap(),
+        "name: stack\nrun: 1\n"
+    );
+    let mtime = |p: &str| std::fs::metadata(dest.join(p)).unwrap().modified().unwrap();
+    let before = (mtime("conf/app.conf"), mtime("www/index.html"));
+    std::thread::sleep(Duration::from_millis(1100));
+    // A fresh run uploads again: the content is the same, so nothing is rewritten.
+    t.run(&["run", "r", "--fresh"])
+        .code(0)
+        .stdout_has("unchanged");
+    assert_eq!(before, (mtime("conf/app.conf"), mtime("www/index.html")));
+    let s = t.status(None);
+    assert!(
+        s.step("folder")
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("unchanged"),
+        "{:?}",
+        s.step("folder").reason
+    );
+    // A changed source reruns the step on resume-less runs too, and replaces the file.
+    t.write("runbooks/files/site/index.html", "<h1>new</h1>\n");
+    t.run(&["run", "r", "--fresh"])
+        .code(0)
+        .stdout_has("1 of 2 files written");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("www/index.html")).unwrap(),
+        "<h1>new</h1>\n"
+    );
+    let leftovers: Vec<_> = walk(&dest)
+        .into_iter()
+        .filter(|p| p.contains("runbook-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn upload_replaces_atomically() {
+    // A reader polling the destination during many replacements never sees a partial file.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let dest = sshd.dir.path().join("big.txt");
+    let a = "a".repeat(2_000_000);
+    let b = "b".repeat(2_000_000);
+    std::fs::write(&dest, &a).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (dest, stop) = (dest.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut bad = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(s) = std::fs::read_to_string(&dest) {
+                    if s.len() != 2_000_000 {
+                        bad += 1;
+                    }
+                }
+            }
+            bad
+        })
+    };
+    for (i, content) in [&b, &a, &b].iter().enumerate() {
+        t.write("runbooks/big.txt", content);
+        t.put_runbook(
+            "r",
+            &runbook(
+                &sshd,
+                &format!(
+                    "  - id: up{i}\n    on: box\n    upload: {{ src: big.txt, dest: {} }}\n",
+                    dest.display()
+                ),
+            ),
+        );
+        t.run(&["run", "r", "--fresh"]).code(0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(reader.join().unwrap(), 0, "a reader saw a partial file");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), b);
+}
+
+#[test]
+fn http_via_tunnel_reaches_the_hosts_loopback() {
+    let sshd = Sshd::start();
+    let server = HttpServer::start(|r| match r.path.as_str() {
+        "/health" => (200, r#"{"ok":true,"user":"lukas"}"#.into()),
+        _ => (500, "boom".into()),
+    });
+    let t = Test::new();
+    let steps = format!(
+        "  - id: up\n    http: {{ via: box, url: \"http://127.0.0.1:{p}/health\", expect: {{ status: 200, json: {{ /user: lukas }} }} }}\n  - id: down\n    http: {{ via: box, url: \"http://127.0.0.1:{p}/other\", expect: {{ status: 200 }} }}\n",
+        p = server.port
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    t.run(&["run", "r"]).code(1);
+    let s = t.status(None);
+    assert_eq!(s.state_of("up"), "succeeded");
+    let reason = s.step("down").reason.clone().unwrap();
+    assert!(
+        reason.contains("expected status 200, got 500") && reason.contains("boom"),
+        "{reason}"
+    );
+    // The requests went through sshd: it logged a direct-tcpip forward.
+    assert_eq!(server.received().len(), 2);
+    assert!(
+        sshd.log().contains("direct-tcpip") || sshd.logins() == 1,
+        "{}",
+        sshd.log()
+    );
+}
+
+#[test]
+fn lost_connection_fails_the_step_clearly_then_resume_reconnects() {
+    let mut sshd = Sshd::start();
+    let t = Test::new();
+    let started = t.p("started");
+    let steps = format!(
+        "  - id: first\n    on: box\n    run: 'true'\n  - id: long\n    on: box\n    needs: [first]\n    run: touch {started}; sleep 30\n  - id: after\n    on: box\n    needs: [long]\n    run: echo after\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let child = t.spawn(&["run", "r"]);
+    assert!(wait_for(Duration::from_secs(15), || std::path::Path::new(
+        &started
+    )
+    .exists()));
+    sshd.stop();
+    let ran = finish(child);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let s = t.status(None);
+    assert_eq!(s.state_of("long"), "failed");
+    let reason = s.step("long").reason.clone().unwrap();
+    assert!(
+        reason.contains("lost the SSH connection to `box`"),
+        "{reason}"
+    );
+    assert_eq!(s.state_of("after"), "blocked");
+    sshd.restart();
+    t.put_runbook("r", &steps_without_sleep(&runbook(&sshd, &steps)));
+    t.run(&["resume"]).code(0).stdout_has("[after] after");
+}
+
+fn steps_without_sleep(yaml: &str) -> String {
+    yaml.replace("; sleep 30", "")
+}

@@ -1,0 +1,194 @@
+//! A real OpenSSH server on 127.0.0.1 for tests: host and client keys and a
+//! known_hosts file made in a temp dir, a free port, key auth only. Stops
+//! (with every session it forked) on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running sshd.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub user: String,
+    child: Option<Child>,
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs")
+        .success();
+    assert!(ok, "ssh-keygen failed");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sshd {
+    /// Starts a server; panics (fails the test) when it cannot.
+    pub fn start() -> Sshd {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: install openssh-server (.ci/run does)"
+        );
+        let dir = tempfile::Builder::new().prefix("sshd").tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        let user = nix_user();
+        if nix_is_root() {
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nLogLevel VERBOSE\nMaxSessions 100\nMaxStartups 100\n\
+             Subsystem sftp internal-sftp\n",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
+        )
+        .unwrap();
+        let mut sshd = Sshd {
+            dir,
+            port,
+            user,
+            child: None,
+        };
+        sshd.launch();
+        sshd
+    }
+
+    fn launch(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("sshd.log"))
+            .unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        self.child = Some(child);
+        let up = super::wait_for(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(up, "sshd did not start; log:\n{}", self.log());
+    }
+
+    /// Stops the server and every session it forked (a dropped network).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            for p in descendants(pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same keys.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// The sshd log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// How many logins the server accepted.
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
+    }
+
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// A `hosts:` entry for a runbook.
+    pub fn host_yaml(&self, name: &str) -> String {
+        format!(
+            "  {name}:\n    address: 127.0.0.1\n    port: {}\n    user: {}\n    identity_file: {}\n    known_hosts_file: {}\n",
+            self.port,
+            self.user,
+            self.client_key().display(),
+            self.known_hosts().display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn descendants(root: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let ppid: i32 = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if ppid == p {
+                all.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    all
+}
+
+fn nix_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn nix_is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}

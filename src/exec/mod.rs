@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod local;
+pub mod shell;
 pub mod ssh;
 pub mod upload;
 

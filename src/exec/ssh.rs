@@ -13,10 +13,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{LineSink, Outcome, Stream};
-
-/// Marker of the control line the remote wrapper prints on stderr.
-const PGID_MARKER: &str = "\u{1e}RUNBOOK_PGID ";
+use super::shell::{RemoteShell, ShellEnd};
+use super::{LineSink, Outcome};
 
 /// Grace between SIGTERM and SIGKILL for a remote process group.
 const KILL_GRACE_SECS: u32 = 2;
@@ -58,6 +56,7 @@ impl HostTarget {
 struct Slot {
     target: HostTarget,
     session: Mutex<Option<Arc<Session>>>,
+    shells: Mutex<Vec<RemoteShell>>,
     forwards: Mutex<HashMap<(String, u16), u16>>,
 }
 
@@ -82,6 +81,7 @@ impl SshPool {
                     Slot {
                         target: t,
                         session: Mutex::new(None),
+                        shells: Mutex::new(Vec::new()),
                         forwards: Mutex::new(HashMap::new()),
                     },
                 )
@@ -119,6 +119,7 @@ impl SshPool {
             let mut guard = slot.session.lock().await;
             if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, broken)) {
                 *guard = None;
+                slot.shells.lock().await.clear();
             }
         }
     }
@@ -153,6 +154,9 @@ impl SshPool {
     /// Closes every master connection.
     pub async fn close(&self) {
         for slot in self.slots.values() {
+            for shell in slot.shells.lock().await.drain(..) {
+                shell.close().await;
+            }
             if let Some(session) = slot.session.lock().await.take() {
                 if let Ok(session) = Arc::try_unwrap(session) {
                     let _ = session.close().await;
@@ -161,8 +165,10 @@ impl SshPool {
         }
     }
 
-    /// Runs `script` with `sh` on the host, in its own process group, with
-    /// `env` passed so that no value can break out of its quoting.
+    /// Runs `script` with `sh` on the host, with `env` passed so that no
+    /// value can break out of its quoting. Uses an idle shell of the host
+    /// (or starts one); a timeout or interrupt ends the shell's whole
+    /// process group on the host.
     pub async fn run(
         &self,
         host: &str,
@@ -172,9 +178,8 @@ impl SshPool {
         cancel: &CancellationToken,
         sink: &LineSink,
     ) -> Outcome {
-        let wrapper = wrapper(script, env);
-        let (session, mut child) = match self.spawn(host, "sh -s", true).await {
-            Ok(pair) => pair,
+        let mut shell = match self.shell(host).await {
+            Ok(shell) => shell,
             Err(e) => {
                 return Outcome::Failed {
                     exit_code: None,
@@ -182,83 +187,91 @@ impl SshPool {
                 }
             }
         };
-        if let Some(mut stdin) = child.stdin().take() {
-            if stdin.write_all(wrapper.as_bytes()).await.is_err() || stdin.shutdown().await.is_err()
-            {
-                self.forget(host, &session).await;
-                return Outcome::Failed {
-                    exit_code: None,
-                    reason: format!(
-                        "lost the SSH connection to {} while sending the script",
-                        self.describe(host)
-                    ),
-                };
-            }
-        }
-        let (pgid_tx, mut pgid_rx) = tokio::sync::watch::channel::<Option<String>>(None);
-        let out = tokio::spawn(super::local::pump(
-            child.stdout().take(),
-            Stream::Stdout,
-            sink.clone(),
-        ));
-        let err = {
-            let (raw_tx, mut raw_rx) = tokio::sync::mpsc::unbounded_channel();
-            let reader = tokio::spawn(super::local::pump(
-                child.stderr().take(),
-                Stream::Stderr,
-                raw_tx,
-            ));
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                while let Some((stream, line)) = raw_rx.recv().await {
-                    match line.strip_prefix(PGID_MARKER) {
-                        Some(pgid) => {
-                            let _ = pgid_tx.send(Some(pgid.trim().to_string()));
-                        }
-                        None => {
-                            let _ = sink.send((stream, line));
-                        }
-                    }
-                }
-                let _ = reader.await;
-            })
-        };
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
                 None => std::future::pending().await,
             }
         };
-        let outcome = tokio::select! {
-            status = child.wait() => match status {
-                Ok(status) => match status.code() {
-                    Some(0) => Outcome::Succeeded { exit_code: Some(0), note: None },
-                    Some(code) => Outcome::Failed { exit_code: Some(code), reason: format!("exited with code {code} on {}", self.describe(host)) },
-                    None => Outcome::Failed { exit_code: None, reason: format!("killed by a signal on {}", self.describe(host)) },
-                },
-                Err(e) => {
-                    self.forget(host, &session).await;
-                    Outcome::Failed { exit_code: None, reason: format!("lost the SSH connection to {} while the step ran: {e}; the next attempt reconnects", self.describe(host)) }
+        let pgid = shell.pgid.clone();
+        let session = shell.session.clone();
+        let ended = tokio::select! {
+            end = shell.run(script, env, sink) => Some(end),
+            _ = deadline => None,
+            _ = cancel.cancelled() => None,
+        };
+        match ended {
+            Some(ShellEnd::Exited(code)) => {
+                self.put_back(host, shell).await;
+                if code == 0 {
+                    Outcome::Succeeded {
+                        exit_code: Some(0),
+                        note: None,
+                    }
+                } else {
+                    Outcome::Failed {
+                        exit_code: Some(code),
+                        reason: format!("exited with code {code} on {}", self.describe(host)),
+                    }
                 }
-            },
-            _ = deadline => {
-                let pgid = pgid_rx.borrow_and_update().clone();
-                self.kill_group(host, pgid.as_deref()).await;
+            }
+            Some(ShellEnd::Lost(e)) => {
+                drop(shell);
+                self.forget(host, &session).await;
                 Outcome::Failed {
                     exit_code: None,
-                    reason: format!("timed out after {} on {}", humantime::format_duration(timeout.unwrap_or_default()), self.describe(host)),
+                    reason: format!("lost the SSH connection to {} while the step ran ({e}); the next attempt reconnects", self.describe(host)),
                 }
             }
-            _ = cancel.cancelled() => {
-                let pgid = pgid_rx.borrow_and_update().clone();
-                self.kill_group(host, pgid.as_deref()).await;
-                Outcome::Interrupted
+            None => {
+                drop(shell);
+                self.kill_group(host, Some(&pgid)).await;
+                if cancel.is_cancelled() {
+                    Outcome::Interrupted
+                } else {
+                    Outcome::Failed {
+                        exit_code: None,
+                        reason: format!(
+                            "timed out after {} on {}",
+                            humantime::format_duration(timeout.unwrap_or_default()),
+                            self.describe(host)
+                        ),
+                    }
+                }
             }
-        };
-        for task in [out, err] {
-            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
         }
-        outcome
+    }
+
+    /// An idle shell on the host, or a new one.
+    async fn shell(&self, host: &str) -> Result<RemoteShell, SshError> {
+        let slot = self.slot(host)?;
+        if let Some(shell) = slot.shells.lock().await.pop() {
+            return Ok(shell);
+        }
+        let mut last = String::new();
+        for _ in 0..2 {
+            let session = self.session(host).await?;
+            match RemoteShell::start(session.clone()).await {
+                Ok(shell) => return Ok(shell),
+                Err(e) => {
+                    last = e;
+                    self.forget(host, &session).await;
+                }
+            }
+        }
+        Err(SshError(format!(
+            "cannot start a shell on {}: {last}",
+            self.describe(host)
+        )))
+    }
+
+    async fn put_back(&self, host: &str, shell: RemoteShell) {
+        if let Ok(slot) = self.slot(host) {
+            let current = slot.session.lock().await.clone();
+            if current.is_some_and(|s| Arc::ptr_eq(&s, &shell.session)) {
+                slot.shells.lock().await.push(shell);
+            }
+        }
     }
 
     /// Ends the remote process group of a step (SIGTERM, then SIGKILL).
@@ -309,6 +322,42 @@ impl SshPool {
         )))
     }
 
+    /// Runs a short command in one of the host's shells and returns its
+    /// exit code and output, line by line (text only).
+    async fn capture(&self, host: &str, command: &str) -> Result<(i32, Vec<u8>, String), SshError> {
+        let mut shell = self.shell(host).await?;
+        let session = shell.session.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let end = shell.run(command, &[], &tx).await;
+        drop(tx);
+        let (mut out, mut err) = (Vec::new(), String::new());
+        while let Ok((stream, line)) = rx.try_recv() {
+            match stream {
+                super::Stream::Stdout => {
+                    out.extend_from_slice(line.as_bytes());
+                    out.push(b'\n');
+                }
+                super::Stream::Stderr => {
+                    err.push_str(&line);
+                    err.push('\n');
+                }
+            }
+        }
+        match end {
+            ShellEnd::Exited(code) => {
+                self.put_back(host, shell).await;
+                Ok((code, out, err))
+            }
+            ShellEnd::Lost(e) => {
+                self.forget(host, &session).await;
+                Err(SshError(format!(
+                    "lost the SSH connection to {}: {e}",
+                    self.describe(host)
+                )))
+            }
+        }
+    }
+
     /// Runs a short command and returns (exit code, stdout) — for uploads,
     /// env files and checks. `input` goes to its stdin.
     pub async fn output(
@@ -317,6 +366,9 @@ impl SshPool {
         command: &str,
         input: Option<&[u8]>,
     ) -> Result<(i32, Vec<u8>, String), SshError> {
+        if input.is_none() {
+            return self.capture(host, command).await;
+        }
         let (session, mut child) = self.spawn(host, command, input.is_some()).await?;
         if let (Some(data), Some(mut stdin)) = (input, child.stdin().take()) {
             let (w, _) = tokio::join!(
@@ -408,24 +460,6 @@ impl SshPool {
     }
 }
 
-/// The script sent on stdin to `sh -s`: report the process group, set the
-/// environment with every value single-quoted, run the step's script.
-fn wrapper(script: &str, env: &[(String, String)]) -> String {
-    let mut w = String::new();
-    w.push_str("RUNBOOK_PGID=$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null)\n");
-    w.push_str(&format!(
-        "printf '{}%s\\n' \"$RUNBOOK_PGID\" >&2\n",
-        PGID_MARKER.replace('\u{1e}', "\\036")
-    ));
-    w.push_str("unset RUNBOOK_PGID\n");
-    for (k, v) in env {
-        // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
-        w.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
-    }
-    w.push_str(&format!("sh -c {} </dev/null\n", sh_quote(script)));
-    w
-}
-
 /// POSIX single quoting: safe for any text without NUL.
 pub fn sh_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
@@ -496,10 +530,6 @@ mod tests {
     #[test]
     fn quoting_survives_hostile_values() {
         assert_eq!(sh_quote("a'b"), "'a'\\''b'");
-        let w = wrapper(
-            "echo \"$X\"",
-            &[("X".into(), "$(touch /tmp/x) `y` 'z'\nline2".into())],
-        );
-        assert!(w.contains("X='$(touch /tmp/x) `y` '\\''z'\\''\nline2'; export X"));
+        assert_eq!(sh_quote("$(x)\n`y`"), "'$(x)\n`y`'");
     }
 }

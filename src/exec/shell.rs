@@ -76,9 +76,7 @@ impl RemoteShell {
             stderr: BufReader::new(stderr),
             pgid: String::new(),
         };
-        let hello = format!(
-            "printf '\\036PGID %s\\n' \"$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null)\" >&2; exec 2>&1\n"
-        );
+        let hello = "printf '\\036PGID %s\\n' \"$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null)\" >&2; exec 2>&1\n";
         shell
             .stdin
             .write_all(hello.as_bytes())

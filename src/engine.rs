@@ -16,9 +16,9 @@ use crate::report::{self, JsonReporter, Reporter};
 use crate::runbook::template::{Context, Templater};
 use crate::runbook::{load, validate, Runbook};
 use crate::scheduler::{self, Gate, Hold};
-use crate::secrets::{self, Redactor, Values};
+use crate::secrets::{self, Redactor};
 use crate::state::{RunState, StepState};
-use crate::store::{ProcessId, RunRow, StepRow, Store};
+use crate::store::{ProcessId, RunRow, SecretRow, StepRow, Store};
 
 /// Which run a command is about.
 #[derive(Debug, Clone)]
@@ -165,11 +165,22 @@ impl Ctx {
         vars.retain(|(k, _)| !args.vars.iter().any(|(n, _)| n == k));
         vars.extend(args.vars.iter().cloned());
         let loaded = self.load(&path, &vars, previous.as_ref().map(|r| r.id).unwrap_or(0))?;
-        let dotenv = self.read_env_files(&loaded.runbook, &args.env_files)?;
-        let values = Values::resolve(loaded.runbook.secrets.keys().map(String::as_str), &dotenv);
+        for file in &args.env_files {
+            if !file.is_file() {
+                return Err(Error::Usage(format!(
+                    "--env-file {} does not exist",
+                    file.display()
+                )));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the async runtime", e))?;
 
         if args.dry_run {
-            return self.dry_run(&loaded, previous.as_ref(), &values);
+            return runtime.block_on(self.dry_run(&loaded, previous.as_ref(), &args));
         }
 
         let mut store = self.open_store()?;
@@ -191,22 +202,21 @@ impl Ctx {
                 (run, true)
             }
         };
-        let result = self.run_locked(
-            &mut store, &run, resumed, fresh, loaded, values, &args, &path, &vars,
-        );
+        let result = runtime.block_on(self.run_locked(
+            &mut store, &run, resumed, fresh, loaded, &args, &path, &vars,
+        ));
         let _ = store.unlock_run(run.id, &me);
         result
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_locked(
+    async fn run_locked(
         &self,
         store: &mut Store,
         run: &RunRow,
         resumed: bool,
         fresh: bool,
         loaded: Loaded,
-        values: Values,
         args: &RunArgs,
         path: &Path,
         vars: &[(String, String)],
@@ -219,6 +229,15 @@ impl Ctx {
             self.load(path, vars, run.id)?
         };
         let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh && !resumed)?;
+        let execs = Arc::new(executors(&loaded));
+        let needed = needed_secrets(&loaded, &rows);
+        let secrets = resolve_secrets(&loaded, &execs, &args.env_files, &needed).await;
+        let env_files: Vec<String> = args
+            .env_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        store.save_secrets(run.id, &secrets.rows, &env_files)?;
         let mut reporter: Box<dyn Reporter> = if args.json {
             Box::new(JsonReporter)
         } else {
@@ -241,108 +260,84 @@ impl Ctx {
                     .map(|_| r.id.clone())
             })
             .collect();
+        let redactor = Arc::new(secrets.lookup.values.redactor());
         let mut gate = EngineGate {
             loaded: &loaded,
-            values,
+            secrets: &secrets,
             approvals,
-            redactor: Arc::new(Redactor::default()),
+            redactor,
         };
-        gate.redactor = Arc::new(gate.values.redactor());
-        let execs = Arc::new(exec::Executors {
-            ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx)),
-            http: exec::http::client(),
-            dir: loaded.runbook.dir.clone(),
-        });
         let options = scheduler::Options {
             jobs: args.jobs as usize,
             execs: execs.clone(),
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("cannot start the async runtime", e))?;
-        let state = runtime.block_on(async {
-            let state = scheduler::run_pass(
-                &loaded.plan,
-                store,
-                run.id,
-                rows,
-                &mut gate,
-                reporter.as_mut(),
-                &options,
-            )
-            .await;
-            drop(options);
-            if let Ok(execs) = Arc::try_unwrap(execs) {
-                execs.ssh.close().await;
-            }
-            state
-        })?;
-        Ok(state.exit_code())
+        let state = scheduler::run_pass(
+            &loaded.plan,
+            store,
+            run.id,
+            rows,
+            &mut gate,
+            reporter.as_mut(),
+            &options,
+        )
+        .await;
+        drop(options);
+        if let Ok(execs) = Arc::try_unwrap(execs) {
+            execs.ssh.close().await;
+        }
+        Ok(state?.exit_code())
     }
 
-    fn read_env_files(
+    async fn dry_run(
         &self,
-        runbook: &Runbook,
-        extra: &[PathBuf],
-    ) -> Result<Vec<BTreeMap<String, String>>> {
-        let mut maps = Vec::new();
-        for file in extra {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                Error::Usage(format!("cannot read --env-file {}: {e}", file.display()))
-            })?;
-            maps.push(
-                secrets::parse_dotenv(&text)
-                    .map_err(|e| Error::Usage(format!("--env-file {}: {e}", file.display())))?,
-            );
-        }
-        for spec in &runbook.env_files {
-            if let crate::runbook::model::EnvFileSpec::Local(rel) = spec {
-                let path = runbook.dir.join(rel);
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    match secrets::parse_dotenv(&text) {
-                        Ok(map) => maps.push(map),
-                        Err(e) => tracing::warn!("env file {}: {e}", path.display()),
-                    }
+        loaded: &Loaded,
+        previous: Option<&RunRow>,
+        args: &RunArgs,
+    ) -> Result<i32> {
+        let existing = Store::open_existing(&self.state)?;
+        let (stored, approvals): (HashMap<String, StepRow>, HashMap<String, String>) =
+            match (previous, &existing) {
+                (Some(run), Some(store)) => {
+                    let stored: HashMap<String, StepRow> = store
+                        .steps(run.id)?
+                        .into_iter()
+                        .map(|r| (r.id.clone(), r))
+                        .collect();
+                    let approvals = stored
+                        .keys()
+                        .filter_map(|id| {
+                            let a = store.approval(run.id, id).ok().flatten()?;
+                            let note = a.note.map(|n| format!(": {n}")).unwrap_or_default();
+                            Some((
+                                id.clone(),
+                                format!("approved by {} at {}{note}", a.by, a.at),
+                            ))
+                        })
+                        .collect();
+                    (stored, approvals)
                 }
-            }
-        }
-        Ok(maps)
-    }
-
-    fn dry_run(&self, loaded: &Loaded, previous: Option<&RunRow>, values: &Values) -> Result<i32> {
-        let stored: HashMap<String, StepRow> = match (previous, Store::open_existing(&self.state)?)
-        {
-            (Some(run), Some(store)) => store
-                .steps(run.id)?
-                .into_iter()
-                .map(|r| (r.id.clone(), r))
-                .collect(),
-            _ => HashMap::new(),
-        };
-        let approvals: HashMap<String, String> =
-            match (previous, Store::open_existing(&self.state)?) {
-                (Some(run), Some(store)) => stored
-                    .keys()
-                    .filter_map(|id| {
-                        let a = store.approval(run.id, id).ok().flatten()?;
-                        Some((
-                            id.clone(),
-                            format!(
-                                "approved by {} at {}{}",
-                                a.by,
-                                a.at,
-                                a.note.map(|n| format!(": {n}")).unwrap_or_default()
-                            ),
-                        ))
-                    })
-                    .collect(),
-                _ => HashMap::new(),
+                _ => (HashMap::new(), HashMap::new()),
             };
         let plan = &loaded.plan;
-        let mut verdict: Vec<&'static str> = vec![""; plan.steps.len()];
-        let order = petgraph::algo::toposort(&plan.graph, None).unwrap_or_default();
+        let done = |i: usize| {
+            let step = &plan.steps[i];
+            stored.get(&step.id).is_some_and(|r| {
+                r.state.satisfies_needs()
+                    && r.fingerprint.as_deref() == Some(step.fingerprint.as_str())
+            })
+        };
+        let needed: Vec<String> = {
+            let mut n: Vec<String> = (0..plan.steps.len())
+                .filter(|&i| !done(i))
+                .flat_map(|i| plan.steps[i].requires.clone())
+                .collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        let execs = executors(loaded);
+        let secrets = resolve_secrets(loaded, &execs, &args.env_files, &needed).await;
+        execs.ssh.close().await;
         match previous {
             Some(run) => println!(
                 "dry run: would resume run {} of {} ({})",
@@ -350,37 +345,43 @@ impl Ctx {
             ),
             None => println!("dry run: would start a new run of {}", loaded.runbook.name),
         }
+        for row in &secrets.rows {
+            let place = row
+                .source
+                .as_deref()
+                .map(|s| format!(" in {s}"))
+                .unwrap_or_default();
+            let why = row
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            println!("  secret {:<24} {}{place}{why}", row.name, row.state);
+        }
+        let mut verdict: Vec<&'static str> = vec![""; plan.steps.len()];
         let mut lines = vec![String::new(); plan.steps.len()];
-        for node in order {
+        for node in petgraph::algo::toposort(&plan.graph, None).unwrap_or_default() {
             let i = plan.graph[node];
             let step = &plan.steps[i];
-            let spec = &loaded.runbook.steps[i];
-            let done = stored.get(&step.id).is_some_and(|r| {
-                r.state.satisfies_needs()
-                    && r.fingerprint.as_deref() == Some(step.fingerprint.as_str())
-            });
-            let upstream_stuck = step
+            let hold = secrets.hold_for(&step.requires);
+            let (v, why) = if done(i) {
+                ("done", String::new())
+            } else if step
                 .needs
                 .iter()
-                .any(|&n| matches!(verdict[n], "held" | "blocked"));
-            let missing: Vec<&str> = step
-                .requires
-                .iter()
-                .filter(|s| values.get(s).is_none())
-                .map(String::as_str)
-                .collect();
-            let (v, why) = if done {
-                ("done", String::new())
-            } else if upstream_stuck {
+                .any(|&n| matches!(verdict[n], "held" | "blocked"))
+            {
                 ("blocked", "a step it needs would be held".to_string())
-            } else if !missing.is_empty() {
-                ("held", format!("missing {}", missing.join(", ")))
-            } else if spec.approval.is_some() && !approvals.contains_key(&step.id) {
+            } else if hold.is_held() {
+                ("held", hold.reason())
+            } else if loaded.runbook.steps[i].approval.is_some()
+                && !approvals.contains_key(&step.id)
+            {
                 ("held", "waiting for approval".to_string())
-            } else if let Some(approved) = approvals.get(&step.id).filter(|_| step.rendered.when) {
-                ("run", approved.clone())
             } else if !step.rendered.when {
                 ("skipped", "`when` is false".to_string())
+            } else if let Some(approved) = approvals.get(&step.id) {
+                ("run", approved.clone())
             } else {
                 (
                     "run",
@@ -398,15 +399,12 @@ impl Ctx {
                 "blocked" => "would be blocked",
                 _ => "would be skipped",
             };
-            lines[i] = format!(
-                "  {label:<17} {}{}",
-                step.id,
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({why})")
-                }
-            );
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!("  ({why})")
+            };
+            lines[i] = format!("  {label:<17} {}{why}", step.id);
         }
         for line in lines {
             println!("{line}");
@@ -432,10 +430,306 @@ impl Ctx {
     }
 
     /// `handoff`.
-    pub fn handoff(&self, _target: Target, _output: Option<PathBuf>, _json: bool) -> Result<i32> {
-        Err(Error::Usage(
-            "`runbook handoff` is not available in this build yet".into(),
-        ))
+    pub fn handoff(&self, target: Target, output: Option<PathBuf>, json: bool) -> Result<i32> {
+        let store = self.existing_store()?;
+        let run = self.find_run(&store, &target)?;
+        let mut steps = store.steps(run.id)?;
+        let alive = store.live_holder(run.id)?.is_some();
+        let state = report::status::effective(&run, &mut steps, alive);
+        let (secret_rows, env_files) = store.secrets(run.id)?;
+        // The runbook gives descriptions, owners, sources and docs; the page
+        // still says what the state knows when the file no longer loads.
+        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
+        let page = self.build_handoff(
+            &store,
+            &run,
+            state,
+            &steps,
+            &secret_rows,
+            &env_files,
+            loaded.as_ref(),
+        )?;
+        let text = if json {
+            serde_json::to_string_pretty(&page).unwrap_or_default() + "\n"
+        } else {
+            report::handoff::to_markdown(&page)
+        };
+        match output {
+            Some(path) => {
+                std::fs::write(&path, text)
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+                println!(
+                    "wrote the handoff for run {} ({}) to {}",
+                    run.id,
+                    state,
+                    path.display()
+                );
+            }
+            None => print!("{text}"),
+        }
+        Ok(exit::OK)
+    }
+
+    /// The global options a printed command needs to find this state again.
+    fn state_flag(&self) -> String {
+        let default = self.cwd.join("state/runbook.db");
+        if self.state == default {
+            String::new()
+        } else {
+            format!(
+                " --state {}",
+                crate::exec::ssh::sh_quote(&self.state.display().to_string())
+            )
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_handoff(
+        &self,
+        store: &Store,
+        run: &RunRow,
+        state: RunState,
+        steps: &[StepRow],
+        secret_rows: &[SecretRow],
+        env_files: &[String],
+        loaded: Option<&Loaded>,
+    ) -> Result<report::handoff::Handoff> {
+        use report::handoff::*;
+        let spec_of =
+            |id: &str| loaded.and_then(|l| l.runbook.steps.iter().find(|s| s.spec.id == id));
+        let flag = self.state_flag();
+        let mut resume_command = format!("runbook resume {}{flag}", run.id);
+        for f in env_files {
+            resume_command.push_str(&format!(" --env-file {}", crate::exec::ssh::sh_quote(f)));
+        }
+        let sources: Vec<secrets::Source> = match loaded {
+            Some(l) => secret_sources(l, &env_files.iter().map(PathBuf::from).collect::<Vec<_>>()),
+            None => vec![secrets::Source::Environment],
+        };
+        // Secrets named by held or blocked steps, in runbook order.
+        let mut names: Vec<String> = Vec::new();
+        for s in steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Held | StepState::Blocked))
+        {
+            for n in s.missing.iter().chain(&s.rejected) {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        if let Some(l) = loaded {
+            names.sort_by_key(|n| l.runbook.secrets.get_index_of(n).unwrap_or(usize::MAX));
+        }
+        let downstream = |roots: &[String]| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            let mut frontier: Vec<String> = roots.to_vec();
+            while let Some(id) = frontier.pop() {
+                for s in steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Blocked && s.needs.contains(&id))
+                {
+                    if !out.contains(&s.id) && !roots.contains(&s.id) {
+                        out.push(s.id.clone());
+                        frontier.push(s.id.clone());
+                    }
+                }
+            }
+            out
+        };
+        let mut owners: Vec<OwnerGroup> = Vec::new();
+        for name in &names {
+            let spec = loaded.and_then(|l| l.runbook.secrets.get(name));
+            let row = secret_rows.iter().find(|r| &r.name == name);
+            let status = row
+                .map(|r| r.state.clone())
+                .filter(|s| s != "found" && s != "accepted")
+                .unwrap_or_else(|| "missing".into());
+            let found_in = row.and_then(|r| r.source.clone());
+            let detail = row.and_then(|r| r.reason.clone()).unwrap_or_default();
+            let reason = match status.as_str() {
+                "rejected" => format!(
+                    "the value found in {} was refused by its check: `{detail}`; a new value is needed",
+                    found_in.as_deref().unwrap_or("a source")
+                ),
+                "unchecked" => format!(
+                    "the value found in {} could not be checked: {detail}; fix what stops the check, or supply a value that passes it",
+                    found_in.as_deref().unwrap_or("a source")
+                ),
+                _ if detail.is_empty() || detail == "not set in any source" => "it is not set in any of the places below".to_string(),
+                _ => detail,
+            };
+            let held_steps: Vec<String> = steps
+                .iter()
+                .filter(|s| {
+                    s.state == StepState::Held
+                        && (s.missing.contains(name) || s.rejected.contains(name))
+                })
+                .map(|s| s.id.clone())
+                .collect();
+            let mut blocked_steps = downstream(&held_steps);
+            for s in steps.iter().filter(|s| {
+                s.state == StepState::Blocked
+                    && (s.missing.contains(name) || s.rejected.contains(name))
+            }) {
+                if !blocked_steps.contains(&s.id) {
+                    blocked_steps.push(s.id.clone());
+                }
+            }
+            let check = match (spec.and_then(|s| s.check.as_ref()), loaded) {
+                (Some(c), Some(l)) => {
+                    let placeholders: BTreeMap<String, String> = l
+                        .runbook
+                        .secrets
+                        .keys()
+                        .map(|k| (k.clone(), format!("${k}")))
+                        .collect();
+                    plan::render_http(&l.templater, &l.ctx.for_step("", &placeholders), &c.http).ok().map(|r| {
+                        let wanted = match &r.expect.status {
+                            Some(crate::runbook::model::StatusSet::One(s)) => s.to_string(),
+                            Some(crate::runbook::model::StatusSet::Any(v)) => {
+                                v.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
+                            }
+                            None => "2xx".into(),
+                        };
+                        format!("`{} {}` must answer with status {wanted}; it runs at the start of `runbook resume`", r.method, r.url)
+                    })
+                }
+                _ => None,
+            };
+            let hosts = loaded
+                .map(|l| host_targets(&l.runbook, &l.ctx))
+                .unwrap_or_default();
+            let where_: Vec<String> = sources
+                .iter()
+                .map(|src| match src {
+                    secrets::Source::Environment => {
+                        format!("the environment of whoever runs the resume command: `export {name}=...`")
+                    }
+                    secrets::Source::EnvFileArg(p) => format!("`{}` (given with `--env-file`): a line `{name}=...`", p.display()),
+                    secrets::Source::Local(p) => format!("`{}` on the operator's machine: a line `{name}=...`", p.display()),
+                    secrets::Source::Remote { host, path } => {
+                        let at = hosts
+                            .iter()
+                            .find(|h| &h.name == host)
+                            .map(|h| {
+                                format!(
+                                    " ({}{}, port {})",
+                                    h.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
+                                    h.address,
+                                    h.port.unwrap_or(22)
+                                )
+                            })
+                            .unwrap_or_default();
+                        format!("`{path}` on host `{host}`{at}: a line `{name}=...`")
+                    }
+                })
+                .collect();
+            let owner = spec
+                .and_then(|s| s.owner.clone())
+                .unwrap_or_else(|| "the operator".into());
+            let need = SecretNeed {
+                name: name.clone(),
+                description: spec.and_then(|s| s.description.clone()),
+                status,
+                reason,
+                found_in,
+                sources: where_,
+                check,
+                held_steps,
+                blocked_steps,
+            };
+            match owners.iter_mut().find(|g| g.owner == owner) {
+                Some(g) => g.secrets.push(need),
+                None => owners.push(OwnerGroup {
+                    owner,
+                    secrets: vec![need],
+                }),
+            }
+        }
+        let approvals = steps
+            .iter()
+            .filter(|s| {
+                s.state == StepState::Held
+                    && s.reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("waiting for approval")
+            })
+            .map(|s| ApprovalNeed {
+                step: s.id.clone(),
+                question: spec_of(&s.id)
+                    .and_then(|st| st.approval.clone())
+                    .unwrap_or_else(|| format!("Approve step `{}`?", s.id)),
+                command: format!(
+                    "runbook approve {} {}{flag} --note \"why it is fine\"",
+                    run.id, s.id
+                ),
+            })
+            .collect();
+        let notes = steps
+            .iter()
+            .filter(|s| report::handoff::is_waiting(s.state))
+            .filter_map(|s| {
+                spec_of(&s.id)
+                    .and_then(|st| st.spec.doc.clone())
+                    .map(|doc| StepLine {
+                        id: s.id.clone(),
+                        text: doc,
+                    })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for s in steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Failed | StepState::Interrupted))
+        {
+            let tail = if s.attempts > 0 {
+                store.output(run.id, &s.id, s.attempts, Some(20))?
+            } else {
+                Vec::new()
+            };
+            failed.push(FailedStep {
+                id: s.id.clone(),
+                host: s.host.clone(),
+                reason: s.reason.clone().unwrap_or_else(|| s.state.to_string()),
+                output_tail: tail.into_iter().map(|(_, l)| l).collect(),
+                logs_command: format!("runbook logs {} {}{flag}", run.id, s.id),
+            });
+        }
+        let line = |s: &StepRow| StepLine {
+            id: s.id.clone(),
+            text: spec_of(&s.id)
+                .and_then(|st| st.spec.title.clone())
+                .or_else(|| s.reason.clone())
+                .unwrap_or_default(),
+        };
+        Ok(Handoff {
+            run_id: run.id,
+            runbook: run.runbook.clone(),
+            description: loaded.and_then(|l| l.runbook.description.clone()),
+            state,
+            started_at: run.started_at.clone(),
+            finished_at: run.finished_at.clone(),
+            done: steps
+                .iter()
+                .filter(|s| s.state.satisfies_needs())
+                .map(line)
+                .collect(),
+            owners,
+            approvals,
+            failed,
+            blocked: steps
+                .iter()
+                .filter(|s| s.state == StepState::Blocked)
+                .map(|s| StepLine {
+                    id: s.id.clone(),
+                    text: s.reason.clone().unwrap_or_default(),
+                })
+                .collect(),
+            notes,
+            resume_command,
+        })
     }
 
     /// `approve`.
@@ -663,9 +957,157 @@ fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
     }
 }
 
+/// Secrets as a pass sees them: values in memory, states for the store.
+struct SecretStates {
+    lookup: secrets::Lookup,
+    rows: Vec<SecretRow>,
+}
+
+impl SecretStates {
+    /// What holds a step that requires these secrets.
+    fn hold_for(&self, requires: &[String]) -> Hold {
+        let mut hold = Hold::default();
+        for name in requires {
+            match self.rows.iter().find(|r| &r.name == name) {
+                Some(r) if r.state == "missing" => hold.missing.push(name.clone()),
+                Some(r) if r.state == "rejected" || r.state == "unchecked" => hold
+                    .rejected
+                    .push((name.clone(), r.reason.clone().unwrap_or_default())),
+                Some(_) => {}
+                None => hold.missing.push(name.clone()),
+            }
+        }
+        hold
+    }
+}
+
+/// The secrets required by steps that will run in this pass.
+fn needed_secrets(loaded: &Loaded, rows: &[StepRow]) -> Vec<String> {
+    let mut needed: Vec<String> = loaded
+        .plan
+        .steps
+        .iter()
+        .zip(rows)
+        .filter(|(_, r)| !r.state.satisfies_needs())
+        .flat_map(|(s, _)| s.requires.clone())
+        .collect();
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+/// Where secrets are looked up, in order: the environment, `--env-file`
+/// files, then the runbook's `env_files`.
+fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<secrets::Source> {
+    let mut sources = vec![secrets::Source::Environment];
+    sources.extend(
+        env_files
+            .iter()
+            .map(|p| secrets::Source::EnvFileArg(p.clone())),
+    );
+    let base = loaded.ctx.for_step("", &BTreeMap::new());
+    for spec in &loaded.runbook.env_files {
+        sources.push(match spec {
+            crate::runbook::model::EnvFileSpec::Local(rel) => {
+                secrets::Source::Local(loaded.runbook.dir.join(rel))
+            }
+            crate::runbook::model::EnvFileSpec::Remote(r) => secrets::Source::Remote {
+                host: r.host.clone(),
+                path: loaded
+                    .templater
+                    .render(&r.path, &base)
+                    .unwrap_or_else(|_| r.path.clone()),
+            },
+        });
+    }
+    sources
+}
+
+/// Looks every declared secret up, and checks the ones this pass needs.
+async fn resolve_secrets(
+    loaded: &Loaded,
+    execs: &exec::Executors,
+    env_files: &[PathBuf],
+    needed: &[String],
+) -> SecretStates {
+    let declared: Vec<String> = loaded.runbook.secrets.keys().cloned().collect();
+    if declared.is_empty() {
+        return SecretStates {
+            lookup: secrets::Lookup::default(),
+            rows: Vec::new(),
+        };
+    }
+    let sources = secret_sources(loaded, env_files);
+    let lookup = secrets::lookup(&sources, &declared, execs).await;
+    let mut rows = Vec::new();
+    for (name, spec) in &loaded.runbook.secrets {
+        let source = lookup.found_in.get(name).cloned();
+        let row = match (lookup.values.get(name), &spec.check) {
+            (None, _) => {
+                let problems: Vec<String> = lookup
+                    .problems
+                    .iter()
+                    .map(|(s, p)| format!("{s}: {p}"))
+                    .collect();
+                SecretRow {
+                    name: name.clone(),
+                    state: "missing".into(),
+                    source: None,
+                    reason: Some(if problems.is_empty() {
+                        "not set in any source".to_string()
+                    } else {
+                        format!(
+                            "not found; some sources could not be read ({})",
+                            problems.join("; ")
+                        )
+                    }),
+                }
+            }
+            (Some(_), Some(check)) if needed.contains(name) => {
+                let verdict = secrets::check(
+                    execs,
+                    &loaded.templater,
+                    &loaded.ctx,
+                    &check.http,
+                    &lookup.values,
+                )
+                .await;
+                let (state, reason) = match verdict {
+                    secrets::Verdict::Accepted => ("accepted", None),
+                    secrets::Verdict::Rejected(r) => ("rejected", Some(r)),
+                    secrets::Verdict::Unchecked(r) => ("unchecked", Some(r)),
+                };
+                SecretRow {
+                    name: name.clone(),
+                    state: state.into(),
+                    source,
+                    reason,
+                }
+            }
+            (Some(_), _) => SecretRow {
+                name: name.clone(),
+                state: "found".into(),
+                source,
+                reason: None,
+            },
+        };
+        rows.push(row);
+    }
+    SecretStates { lookup, rows }
+}
+
+/// The run's executors: SSH connections, HTTP client, local folder.
+fn executors(loaded: &Loaded) -> exec::Executors {
+    exec::Executors {
+        ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx)),
+        http: exec::http::client(),
+        dir: loaded.runbook.dir.clone(),
+    }
+}
+
 struct EngineGate<'a> {
     loaded: &'a Loaded,
-    values: Values,
+    secrets: &'a SecretStates,
     approvals: Vec<String>,
     redactor: Arc<Redactor>,
 }
@@ -674,15 +1116,7 @@ impl Gate for EngineGate<'_> {
     fn prepare(&mut self, i: usize) -> std::result::Result<Rendered, Hold> {
         let step = &self.loaded.runbook.steps[i];
         let planned = &self.loaded.plan.steps[i];
-        let mut hold = Hold {
-            missing: planned
-                .requires
-                .iter()
-                .filter(|s| self.values.get(s).is_none())
-                .cloned()
-                .collect(),
-            ..Hold::default()
-        };
+        let mut hold = self.secrets.hold_for(&planned.requires);
         if step.approval.is_some() && !self.approvals.contains(&planned.id) {
             hold.approval = step.approval.clone();
         }
@@ -692,19 +1126,29 @@ impl Gate for EngineGate<'_> {
         if planned.requires.is_empty() {
             return Ok(planned.rendered.clone());
         }
-        let secrets: BTreeMap<String, String> = planned
+        let values: BTreeMap<String, String> = planned
             .requires
             .iter()
-            .filter_map(|s| self.values.get(s).map(|v| (s.clone(), v.to_string())))
+            .filter_map(|s| {
+                self.secrets
+                    .lookup
+                    .values
+                    .get(s)
+                    .map(|v| (s.clone(), v.to_string()))
+            })
             .collect();
         Ok(plan::render_step(
             &self.loaded.templater,
             &self.loaded.ctx,
             &self.loaded.runbook,
             step,
-            &secrets,
+            &values,
         )
         .unwrap_or_else(|_| planned.rendered.clone()))
+    }
+
+    fn waiting_on(&self, i: usize) -> Hold {
+        self.secrets.hold_for(&self.loaded.plan.steps[i].requires)
     }
 
     fn redactor(&self) -> Arc<Redactor> {

@@ -372,6 +372,25 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
             fingerprint,
         });
     }
+    let all_secrets: BTreeMap<String, String> = runbook
+        .secrets
+        .keys()
+        .map(|s| (s.clone(), format!("[secret:{s}]")))
+        .collect();
+    for (name, spec) in &runbook.secrets {
+        if let Some(check) = &spec.check {
+            if let Err(e) = render_http(templater, &ctx.for_step("", &all_secrets), &check.http) {
+                diagnostics.push(
+                    Diagnostic::new(
+                        &runbook.source.path,
+                        format!("secret `{name}`, `check`: {}", e.message),
+                    )
+                    .at(runbook.source.nested_key_span("secrets", name))
+                    .hint(undefined_hint(&e.message)),
+                );
+            }
+        }
+    }
     for (name, spec) in &runbook.hosts {
         if let Err(e) = templater.render(&spec.address, &ctx.for_step("", &BTreeMap::new())) {
             diagnostics.push(

@@ -56,6 +56,8 @@ impl Hold {
 pub trait Gate {
     /// Checks holds and renders the step for execution.
     fn prepare(&mut self, step: usize) -> std::result::Result<Rendered, Hold>;
+    /// What a step would wait on (secrets), even when it is blocked.
+    fn waiting_on(&self, step: usize) -> Hold;
     /// The redactor for everything the step prints.
     fn redactor(&self) -> Arc<Redactor>;
 }
@@ -211,7 +213,7 @@ pub async fn run_pass(
                         None,
                         reporter,
                     )?;
-                    block_dependents(plan, store, run_id, &mut rows, i, reporter)?;
+                    block_dependents(plan, store, run_id, &mut rows, i, &*gate, reporter)?;
                     continue;
                 }
             };
@@ -330,7 +332,7 @@ pub async fn run_pass(
                     if state.satisfies_needs() {
                         release(plan, &rows, step, &mut waiting, &mut ready);
                     } else if state == StepState::Failed {
-                        block_dependents(plan, store, run_id, &mut rows, step, reporter)?;
+                        block_dependents(plan, store, run_id, &mut rows, step, &*gate, reporter)?;
                     }
                 }
             }
@@ -418,12 +420,17 @@ fn block_dependents(
     run_id: i64,
     rows: &mut [StepRow],
     step: usize,
+    gate: &dyn Gate,
     reporter: &mut dyn Reporter,
 ) -> Result<()> {
     let mut stack = vec![step];
     while let Some(s) = stack.pop() {
         for &d in &plan.steps[s].dependents {
             if rows[d].state == StepState::Pending {
+                // Record what it will wait on too, so the handoff asks for everything at once.
+                let waits = gate.waiting_on(d);
+                rows[d].missing = waits.missing;
+                rows[d].rejected = waits.rejected.into_iter().map(|(n, _)| n).collect();
                 let reason = format!("`{}` is {}", plan.steps[s].id, rows[s].state);
                 settle(
                     store,

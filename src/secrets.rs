@@ -45,27 +45,6 @@ pub struct Values {
 }
 
 impl Values {
-    /// Looks up each wanted name in the environment, then in each dotenv
-    /// map in order. Empty values count as missing.
-    pub fn resolve<'a>(
-        wanted: impl IntoIterator<Item = &'a str>,
-        files: &[BTreeMap<String, String>],
-    ) -> Values {
-        let mut values = BTreeMap::new();
-        for name in wanted {
-            let from_env = std::env::var(name).ok().filter(|v| !v.is_empty());
-            let found = from_env.or_else(|| {
-                files
-                    .iter()
-                    .find_map(|f| f.get(name).filter(|v| !v.is_empty()).cloned())
-            });
-            if let Some(v) = found {
-                values.insert(name.to_string(), v);
-            }
-        }
-        Values { values }
-    }
-
     /// The value of a secret, if found.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
@@ -106,4 +85,203 @@ mod tests {
         assert_eq!(m["B"], "two words");
         assert_eq!(m["C"], "x");
     }
+}
+
+/// A place secret values are looked up, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The environment of the `runbook` process.
+    Environment,
+    /// A file given with `--env-file`.
+    EnvFileArg(std::path::PathBuf),
+    /// A local dotenv file from the runbook's `env_files`.
+    Local(std::path::PathBuf),
+    /// A dotenv file on a host, read over SSH.
+    Remote {
+        /// Host name.
+        host: String,
+        /// Path on the host.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Environment => f.write_str("the environment of the `runbook` process"),
+            Source::EnvFileArg(p) => write!(f, "{} (given with --env-file)", p.display()),
+            Source::Local(p) => write!(f, "{} (local file)", p.display()),
+            Source::Remote { host, path } => write!(f, "{path} on host `{host}`"),
+        }
+    }
+}
+
+/// Where each value was found, and what went wrong reading a source.
+#[derive(Debug, Default, Clone)]
+pub struct Lookup {
+    /// The values found.
+    pub values: Values,
+    /// Name → the source it came from (its display text).
+    pub found_in: BTreeMap<String, String>,
+    /// Sources that could not be read, with why (a missing file is not a problem).
+    pub problems: Vec<(String, String)>,
+}
+
+/// Reads the sources in order until every wanted name has a non-empty
+/// value; later sources are not read once nothing is missing.
+pub async fn lookup(
+    sources: &[Source],
+    wanted: &[String],
+    execs: &crate::exec::Executors,
+) -> Lookup {
+    let mut out = Lookup::default();
+    let mut values = BTreeMap::new();
+    for source in sources {
+        let missing: Vec<&String> = wanted.iter().filter(|w| !values.contains_key(*w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        let map: BTreeMap<String, String> = match source {
+            Source::Environment => missing
+                .iter()
+                .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+                .collect(),
+            Source::EnvFileArg(path) | Source::Local(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match parse_dotenv(&text) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        out.problems
+                            .push((source.to_string(), format!("cannot parse: {e}")));
+                        continue;
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    out.problems.push((source.to_string(), e.to_string()));
+                    continue;
+                }
+            },
+            Source::Remote { host, path } => {
+                let command = format!(
+                    "if [ -f {p} ]; then cat {p}; else exit 3; fi",
+                    p = crate::exec::ssh::sh_quote(path)
+                );
+                match execs.ssh.output(host, &command, None).await {
+                    Ok((0, bytes, _)) => match parse_dotenv(&String::from_utf8_lossy(&bytes)) {
+                        Ok(map) => map,
+                        Err(e) => {
+                            out.problems
+                                .push((source.to_string(), format!("cannot parse: {e}")));
+                            continue;
+                        }
+                    },
+                    Ok((3, _, _)) => continue,
+                    Ok((code, _, err)) => {
+                        out.problems.push((
+                            source.to_string(),
+                            format!("cannot read it (exit {code}): {}", err.trim()),
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        out.problems.push((source.to_string(), e.0));
+                        continue;
+                    }
+                }
+            }
+        };
+        for name in missing {
+            if let Some(v) = map.get(name).filter(|v| !v.is_empty()) {
+                values.insert(name.clone(), v.clone());
+                out.found_in.insert(name.clone(), source.to_string());
+            }
+        }
+    }
+    out.values = Values { values };
+    out
+}
+
+/// What a secret's check said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The upstream accepted the value.
+    Accepted,
+    /// The upstream refused it: status and a short message.
+    Rejected(String),
+    /// The check could not be made (no connection, a missing input).
+    Unchecked(String),
+}
+
+/// Runs a secret's HTTP check with the values found.
+pub async fn check(
+    execs: &crate::exec::Executors,
+    templater: &crate::runbook::template::Templater,
+    ctx: &crate::runbook::template::Context,
+    spec: &crate::runbook::model::HttpSpec,
+    values: &Values,
+) -> Verdict {
+    let c = ctx.for_step("", &values.values);
+    let request = match crate::plan::render_http(templater, &c, spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let name = e
+                .message
+                .split("secrets.")
+                .nth(1)
+                .map(|s| s.trim_end_matches(['`', ' ']).to_string());
+            return Verdict::Unchecked(match name {
+                Some(n) => format!("its check also needs {n}, which is missing"),
+                None => format!("its check cannot be rendered: {}", e.message),
+            });
+        }
+    };
+    let url = match &request.via {
+        Some(host) => match execs.tunnel_url(host, &request.url).await {
+            Ok(u) => u,
+            Err(e) => return Verdict::Unchecked(e),
+        },
+        None => request.url.clone(),
+    };
+    let redactor = values.redactor();
+    match crate::exec::http::send(
+        &execs.http,
+        &request,
+        &url,
+        Some(std::time::Duration::from_secs(20)),
+    )
+    .await
+    {
+        Err(e) => Verdict::Unchecked(
+            redactor.redact(&format!("{} {} failed: {e}", request.method, request.url)),
+        ),
+        Ok(response) => match crate::exec::http::unmet(&request.expect, &response) {
+            None => Verdict::Accepted,
+            Some(_) => Verdict::Rejected(redactor.redact(&format!(
+                "{} {}",
+                response.status,
+                short_message(&response.body)
+            ))),
+        },
+    }
+}
+
+/// The upstream's own words from an error body: a JSON `message`/`error`,
+/// or the first part of the text.
+fn short_message(body: &str) -> String {
+    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) {
+        for pointer in [
+            "/message",
+            "/error/message",
+            "/error",
+            "/errors/0/message",
+            "/errors/0/msg",
+            "/errors/0",
+        ] {
+            if let Some(s) = doc.pointer(pointer).and_then(|v| v.as_str()) {
+                return s.chars().take(120).collect();
+            }
+        }
+    }
+    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    flat.chars().take(120).collect()
 }

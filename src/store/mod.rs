@@ -87,6 +87,19 @@ pub struct Approval {
     pub note: Option<String>,
 }
 
+/// What a pass learned about a secret: never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Secret name.
+    pub name: String,
+    /// `found`, `accepted`, `missing`, `rejected` or `unchecked`.
+    pub state: String,
+    /// Where the value was found.
+    pub source: Option<String>,
+    /// Why it is missing, rejected or unchecked.
+    pub reason: Option<String>,
+}
+
 /// The current time as RFC 3339, seconds precision, UTC.
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -412,6 +425,66 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         Ok(rows)
+    }
+
+    /// Replaces what is known about a run's secrets.
+    pub fn save_secrets(
+        &mut self,
+        run_id: i64,
+        rows: &[SecretRow],
+        env_files: &[String],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        tx.execute("DELETE FROM secrets WHERE run_id = ?1", [run_id])
+            .map_err(|e| store_err(&path, e))?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO secrets (run_id, name, state, source, reason, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run_id, r.name, r.state, r.source, r.reason, now()],
+            )
+            .map_err(|e| store_err(&path, e))?;
+        }
+        tx.execute(
+            "UPDATE runs SET env_files = ?2 WHERE id = ?1",
+            params![
+                run_id,
+                serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into())
+            ],
+        )
+        .map_err(|e| store_err(&path, e))?;
+        tx.commit().map_err(|e| store_err(&path, e))
+    }
+
+    /// What the last pass learned about a run's secrets, and its --env-file paths.
+    pub fn secrets(&self, run_id: i64) -> Result<(Vec<SecretRow>, Vec<String>)> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, state, source, reason FROM secrets WHERE run_id = ?1 ORDER BY name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(SecretRow {
+                    name: r.get(0)?,
+                    state: r.get(1)?,
+                    source: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        let files: String = self
+            .conn
+            .query_row("SELECT env_files FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or_else(|| "[]".into());
+        Ok((rows, serde_json::from_str(&files).unwrap_or_default()))
     }
 
     /// Records an approval.

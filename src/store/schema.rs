@@ -57,6 +57,18 @@ const MIGRATIONS: &[&str] = &[
         started TEXT NOT NULL,
         acquired_at TEXT NOT NULL
     );",
+    // 2: what the last pass learned about each secret (never its value), and
+    // the --env-file paths it was given, for the handoff.
+    "CREATE TABLE secrets (
+        run_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        source TEXT,
+        reason TEXT,
+        checked_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    ALTER TABLE runs ADD COLUMN env_files TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The schema version this program writes.

@@ -906,13 +906,20 @@ fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> 
     runbook
         .hosts
         .iter()
-        .map(|(name, h)| exec::ssh::HostTarget {
+        .map(|(name, h)| {
+            let r =
+                plan::render_host(&templater, &base, h).unwrap_or_else(|_| plan::RenderedHost {
+                    address: h.address.clone(),
+                    user: h.user.clone(),
+                    port: 22,
+                });
+            (name, h, r)
+        })
+        .map(|(name, h, r)| exec::ssh::HostTarget {
             name: name.clone(),
-            address: templater
-                .render(&h.address, &base)
-                .unwrap_or_else(|_| h.address.clone()),
-            user: h.user.clone(),
-            port: h.port,
+            address: r.address,
+            user: r.user,
+            port: Some(r.port),
             identity_file: h
                 .identity_file
                 .as_deref()
@@ -944,10 +951,15 @@ fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
         .hosts
         .iter()
         .map(|(name, h)| {
-            let address = templater.render(&h.address, &base).unwrap_or_default();
+            let r = plan::render_host(templater, &base, h).ok();
             (
                 name.clone(),
-                serde_json::json!({ "name": name, "address": address, "user": h.user, "port": h.port.unwrap_or(22) }),
+                serde_json::json!({
+                    "name": name,
+                    "address": r.as_ref().map(|r| r.address.clone()),
+                    "user": r.as_ref().and_then(|r| r.user.clone()),
+                    "port": r.as_ref().map(|r| r.port),
+                }),
             )
         })
         .collect();

@@ -169,17 +169,14 @@ pub fn render_step(
             }
         }
     };
-    let host = step.host.as_ref().map(|h| {
-        let spec = &runbook.hosts[h];
-        let address = templater
-            .render(&spec.address, &c)
-            .unwrap_or_else(|_| spec.address.clone());
-        format!(
+    let host = step.host.as_ref().and_then(|h| {
+        let r = render_host(templater, &c, &runbook.hosts[h]).ok()?;
+        Some(format!(
             "{}@{}:{}",
-            spec.user.clone().unwrap_or_default(),
-            address,
-            spec.port.unwrap_or(22)
-        )
+            r.user.unwrap_or_default(),
+            r.address,
+            r.port
+        ))
     });
     Ok(Rendered {
         when,
@@ -190,6 +187,51 @@ pub fn render_step(
         retry_delay: step.retry_delay,
         action,
         host,
+    })
+}
+
+/// A host's connection fields with templates rendered.
+#[derive(Debug, Clone)]
+pub struct RenderedHost {
+    /// Address.
+    pub address: String,
+    /// Login user.
+    pub user: Option<String>,
+    /// Port.
+    pub port: u16,
+}
+
+/// Renders `address`, `user` and `port` of a host.
+pub fn render_host(
+    templater: &Templater,
+    c: &minijinja::Value,
+    spec: &crate::runbook::model::HostSpec,
+) -> std::result::Result<RenderedHost, TemplateError> {
+    let address = templater
+        .render(&spec.address, c)
+        .map_err(|e| TemplateError {
+            message: format!("address: {}", e.message),
+            ..e
+        })?;
+    let user = spec
+        .user
+        .as_deref()
+        .map(|u| templater.render(u, c))
+        .transpose()?;
+    let port = match &spec.port {
+        None => 22,
+        Some(p) => {
+            let text = templater.render(&p.as_text(), c)?;
+            text.trim().parse::<u16>().map_err(|_| TemplateError {
+                message: format!("port `{text}` is not a port number (1-65535)"),
+                range: None,
+            })?
+        }
+    };
+    Ok(RenderedHost {
+        address,
+        user,
+        port,
     })
 }
 
@@ -220,7 +262,31 @@ pub fn render_http(
         body,
         json,
         via: http.via.clone(),
-        expect: http.expect.clone(),
+        expect: crate::runbook::model::Expect {
+            status: http.expect.status.clone(),
+            body_contains: http
+                .expect
+                .body_contains
+                .as_ref()
+                .map(|t| t.try_map(|s| templater.render(s, c)))
+                .transpose()?,
+            body_not_contains: http
+                .expect
+                .body_not_contains
+                .as_ref()
+                .map(|t| t.try_map(|s| templater.render(s, c)))
+                .transpose()?,
+            json: http
+                .expect
+                .json
+                .as_ref()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| Ok((k.clone(), render_json(templater, c, v)?)))
+                        .collect::<std::result::Result<_, TemplateError>>()
+                })
+                .transpose()?,
+        },
     })
 }
 
@@ -392,13 +458,13 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         }
     }
     for (name, spec) in &runbook.hosts {
-        if let Err(e) = templater.render(&spec.address, &ctx.for_step("", &BTreeMap::new())) {
+        if let Err(e) = render_host(templater, &ctx.for_step("", &BTreeMap::new()), spec) {
             diagnostics.push(
                 Diagnostic::new(
                     &runbook.source.path,
-                    format!("host `{name}`: address {}", e.message),
+                    format!("host `{name}`: {}", e.message),
                 )
-                .at(runbook.source.nested_key_span("hosts", "address"))
+                .at(runbook.source.nested_key_span("hosts", name))
                 .hint(undefined_hint(&e.message)),
             );
         }

@@ -79,16 +79,16 @@ pub fn unmet(expect: &Expect, response: &Response) -> Option<String> {
             preview(&response.body)
         ));
     }
-    if let Some(needle) = &expect.body_contains {
-        if !response.body.contains(needle.as_str()) {
+    for needle in expect.body_contains.iter().flat_map(|t| t.items()) {
+        if !response.body.contains(needle) {
             return Some(format!(
                 "expected the body to contain {needle:?}; body: {}",
                 preview(&response.body)
             ));
         }
     }
-    if let Some(needle) = &expect.body_not_contains {
-        if response.body.contains(needle.as_str()) {
+    for needle in expect.body_not_contains.iter().flat_map(|t| t.items()) {
+        if response.body.contains(needle) {
             return Some(format!(
                 "expected the body not to contain {needle:?}; body: {}",
                 preview(&response.body)

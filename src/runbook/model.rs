@@ -40,10 +40,10 @@ pub struct RunbookFile {
 pub struct HostSpec {
     /// Hostname or address (templated).
     pub address: String,
-    /// Login user; defaults to the current user.
+    /// Login user (templated); defaults to the current user.
     pub user: Option<String>,
-    /// SSH port; defaults to 22.
-    pub port: Option<u16>,
+    /// SSH port; defaults to 22 (a number, or a template that renders to one).
+    pub port: Option<Scalar>,
     /// Private key to use.
     pub identity_file: Option<String>,
     /// Host key policy.
@@ -241,12 +241,40 @@ pub struct HttpSpec {
 pub struct Expect {
     /// Accepted status codes; default 2xx.
     pub status: Option<StatusSet>,
-    /// Text the body must contain.
-    pub body_contains: Option<String>,
-    /// Text the body must not contain.
-    pub body_not_contains: Option<String>,
+    /// Text the body must contain (one string or a list).
+    pub body_contains: Option<Texts>,
+    /// Text the body must not contain (one string or a list).
+    pub body_not_contains: Option<Texts>,
     /// JSON pointer → expected value.
     pub json: Option<IndexMap<String, serde_json::Value>>,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Texts {
+    /// A single string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl Texts {
+    /// The strings.
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            Texts::One(s) => vec![s.as_str()],
+            Texts::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The strings, each passed through `f`.
+    pub fn try_map<E>(&self, mut f: impl FnMut(&str) -> Result<String, E>) -> Result<Texts, E> {
+        Ok(match self {
+            Texts::One(s) => Texts::One(f(s)?),
+            Texts::Many(v) => Texts::Many(v.iter().map(|s| f(s)).collect::<Result<_, _>>()?),
+        })
+    }
 }
 
 /// One status code or a list.

@@ -700,7 +700,16 @@ impl Ctx {
         let line = |s: &StepRow| StepLine {
             id: s.id.clone(),
             text: spec_of(&s.id)
-                .and_then(|st| st.spec.title.clone())
+                .and_then(|st| {
+                    let title = st.spec.title.as_deref()?;
+                    let l = loaded?;
+                    let c = l.ctx.for_step(&st.spec.id, &BTreeMap::new());
+                    Some(
+                        l.templater
+                            .render(title, &c)
+                            .unwrap_or_else(|_| title.to_string()),
+                    )
+                })
                 .or_else(|| s.reason.clone())
                 .unwrap_or_default(),
         };
@@ -912,6 +921,8 @@ fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> 
                     address: h.address.clone(),
                     user: h.user.clone(),
                     port: 22,
+                    identity_file: h.identity_file.clone(),
+                    known_hosts_file: h.known_hosts_file.clone(),
                 });
             (name, h, r)
         })
@@ -920,12 +931,12 @@ fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> 
             address: r.address,
             user: r.user,
             port: Some(r.port),
-            identity_file: h
+            identity_file: r
                 .identity_file
                 .as_deref()
                 .map(|p| expand_path(p, &runbook.dir)),
             accept_new: h.known_hosts == crate::runbook::model::KnownHosts::AcceptNew,
-            known_hosts_file: h
+            known_hosts_file: r
                 .known_hosts_file
                 .as_deref()
                 .map(|p| expand_path(p, &runbook.dir)),
@@ -982,9 +993,17 @@ impl SecretStates {
         for name in requires {
             match self.rows.iter().find(|r| &r.name == name) {
                 Some(r) if r.state == "missing" => hold.missing.push(name.clone()),
-                Some(r) if r.state == "rejected" || r.state == "unchecked" => hold
-                    .rejected
-                    .push((name.clone(), r.reason.clone().unwrap_or_default())),
+                Some(r) if r.state == "rejected" => hold.rejected.push((
+                    name.clone(),
+                    format!("was rejected: {}", r.reason.clone().unwrap_or_default()),
+                )),
+                Some(r) if r.state == "unchecked" => hold.rejected.push((
+                    name.clone(),
+                    format!(
+                        "could not be checked: {}",
+                        r.reason.clone().unwrap_or_default()
+                    ),
+                )),
                 Some(_) => {}
                 None => hold.missing.push(name.clone()),
             }

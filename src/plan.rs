@@ -199,6 +199,10 @@ pub struct RenderedHost {
     pub user: Option<String>,
     /// Port.
     pub port: u16,
+    /// Private key, when one is set (an empty value means none).
+    pub identity_file: Option<String>,
+    /// known_hosts file, when one is set.
+    pub known_hosts_file: Option<String>,
 }
 
 /// Renders `address`, `user` and `port` of a host.
@@ -228,10 +232,18 @@ pub fn render_host(
             })?
         }
     };
+    let optional = |v: &Option<String>| -> std::result::Result<Option<String>, TemplateError> {
+        Ok(v.as_deref()
+            .map(|t| templater.render(t, c))
+            .transpose()?
+            .filter(|s| !s.trim().is_empty()))
+    };
     Ok(RenderedHost {
         address,
-        user,
+        user: user.filter(|u| !u.trim().is_empty()),
         port,
+        identity_file: optional(&spec.identity_file)?,
+        known_hosts_file: optional(&spec.known_hosts_file)?,
     })
 }
 

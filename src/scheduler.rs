@@ -42,7 +42,7 @@ impl Hold {
             parts.push(format!("secret {m} is missing"));
         }
         for (name, why) in &self.rejected {
-            parts.push(format!("secret {name} was rejected: {why}"));
+            parts.push(format!("secret {name} {why}"));
         }
         if let Some(q) = &self.approval {
             parts.push(format!("waiting for approval: {q}"));

@@ -224,11 +224,11 @@ pub async fn check(
     let request = match crate::plan::render_http(templater, &c, spec) {
         Ok(r) => r,
         Err(e) => {
-            let name = e
-                .message
-                .split("secrets.")
-                .nth(1)
-                .map(|s| s.trim_end_matches(['`', ' ']).to_string());
+            let name = e.message.split("secrets.").nth(1).map(|s| {
+                s.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            });
             return Verdict::Unchecked(match name {
                 Some(n) => format!("its check also needs {n}, which is missing"),
                 None => format!("its check cannot be rendered: {}", e.message),

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Uploaded by the hetzner-parity runbook to <deploy_dir>/.runbook/apply-env.sh.
+# usage: apply-env.sh "SERVICE..." NAME...
+# Writes NAME=<value of the environment variable NAME> into .env for each NAME
+# (replacing an older line), then recreates the SERVICEs with $COMPOSE.
+# Values arrive through the environment, never on a command line.
+set -eu
+cd "$(dirname "$0")/.."
+services=$1
+shift
+i=0
+until mkdir .runbook/lock 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -ge 120 ]; then echo "stale lock .runbook/lock: taking it over" >&2; break; fi
+  sleep 1
+done
+trap 'rmdir .runbook/lock 2>/dev/null || true' EXIT
+umask 077
+cp .env .env.runbook-tmp
+for name in "$@"; do
+  case $name in *[!A-Za-z0-9_]*|'') echo "bad name $name" >&2; exit 2 ;; esac
+  eval "value=\${$name}"
+  grep -v "^$name=" .env.runbook-tmp > .env.runbook-tmp2 || true
+  printf '%s=%s\n' "$name" "$value" >> .env.runbook-tmp2
+  mv -f .env.runbook-tmp2 .env.runbook-tmp
+  echo "$name set in .env"
+done
+mv -f .env.runbook-tmp .env
+$COMPOSE up -d --force-recreate $services

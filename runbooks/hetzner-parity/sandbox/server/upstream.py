@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Simulated upstream APIs for the sandbox: GitHub (/user), Trello
+(/1/members/me, /1/members/me/boards), SonarCloud (/api/organizations/search,
+/api/projects/search). A token is accepted only when it is listed in the
+valid-tokens file; everything else fails like the real services do."""
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+def load_valid(path):
+    valid = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                valid[k] = v
+    return valid
+
+
+class Handler(BaseHTTPRequestHandler):
+    valid_path = ""
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def bearer(self):
+        auth = self.headers.get("Authorization", "")
+        for prefix in ("Bearer ", "token "):
+            if auth.startswith(prefix):
+                return auth[len(prefix):]
+        return ""
+
+    def do_GET(self):
+        valid = load_valid(self.valid_path)
+        url = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/user":
+            if self.bearer() and self.bearer() == valid.get("GITHUB_TOKEN"):
+                return self.reply(200, {"login": "lukas", "id": 1})
+            return self.reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        if url.path in ("/1/members/me", "/1/members/me/boards"):
+            if q.get("key") != valid.get("TRELLO_API_KEY"):
+                return self.reply(401, {"message": "invalid key"})
+            if q.get("token") != valid.get("TRELLO_API_TOKEN"):
+                return self.reply(401, {"message": "invalid token"})
+            if url.path.endswith("boards"):
+                return self.reply(200, [{"id": "b1", "name": "Roadmap"}])
+            return self.reply(200, {"username": "lukas", "id": "m1"})
+        if url.path in ("/api/organizations/search", "/api/projects/search"):
+            if self.bearer() != valid.get("SONARQUBE_TOKEN"):
+                return self.reply(401, {"errors": [{"msg": "Not authorized. Please check your token."}]})
+            org = q.get("organizations") or q.get("organization")
+            if not org:
+                return self.reply(400, {"errors": [{"msg": "Parameter 'organization' is missing"}]})
+            if org != valid.get("SONARQUBE_ORG"):
+                return self.reply(404, {"errors": [{"msg": f"No organization with key '{org}'"}]})
+            if url.path == "/api/organizations/search":
+                return self.reply(200, {"organizations": [{"key": org, "name": org}]})
+            return self.reply(200, {"components": [{"key": f"{org}_mcp-proxy", "name": "mcp-proxy"}]})
+        return self.reply(404, {"message": "Not Found"})
+
+
+def main():
+    port, valid = int(sys.argv[1]), sys.argv[2]
+    Handler.valid_path = valid
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

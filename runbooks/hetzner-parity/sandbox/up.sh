@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Starts the sandbox: a simulated Hetzner server on this machine, reached over
+# a dedicated sshd on a loopback port. Nothing of the user's own SSH setup or
+# any root account is touched; everything lives under $SANDBOX_DIR
+# (default: state/sandbox under the current directory).
+#
+# Writes $SANDBOX_DIR/runbook-args: the --var arguments that point the
+# hetzner-parity runbook at the sandbox, one per line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=${SANDBOX_DIR:-$PWD/state/sandbox}
+"$here/down.sh" "$root" >/dev/null 2>&1 || true
+rm -rf "$root"
+mkdir -p "$root/run" "$root/upstream"
+root=$(cd "$root" && pwd)
+
+for tool in /usr/sbin/sshd ssh-keygen docker-compose /usr/bin/python3; do
+  command -v "$tool" >/dev/null || { echo "sandbox: $tool is missing (apt-get install openssh-server docker-compose)" >&2; exit 1; }
+done
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The server's file system: the deploy dir as found on Hetzner.
+deploy="$root/server/opt/mcp-stack"
+mkdir -p "$deploy"
+cp -R "$here/seed/deploy/." "$deploy/"
+mv "$deploy/env" "$deploy/.env"
+chmod 600 "$deploy/.env"
+cp "$here/seed/users.json" "$root/users.json"
+
+# Simulated upstream APIs (GitHub, Trello, SonarCloud).
+cp "$here/valid-tokens.env" "$root/upstream/valid.env"
+up_port=$(free_port)
+/usr/bin/python3 "$here/server/upstream.py" "$up_port" "$root/upstream/valid.env" >"$root/run/upstream.log" 2>&1 &
+echo $! > "$root/run/upstream.pid"
+echo "http://127.0.0.1:$up_port" > "$root/upstream.url"
+free_port > "$root/proxy.port"
+
+# The server's sshd: own host key, own client key, key auth only.
+ssh-keygen -q -t ed25519 -N '' -f "$root/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$root/client_key"
+cp "$root/client_key.pub" "$root/authorized_keys"
+ssh_port=$(free_port)
+[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+cat > "$root/sshd_config" <<CFG
+Port $ssh_port
+ListenAddress ${SANDBOX_LISTEN:-127.0.0.1}
+HostKey $root/host_key
+AuthorizedKeysFile $root/authorized_keys
+PidFile $root/run/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+MaxSessions 50
+SetEnv PATH=$here/server/bin:/usr/local/bin:/usr/bin:/bin SANDBOX_STATE=$root
+CFG
+${SANDBOX_WRAP:-} /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"
+echo "[${SANDBOX_LISTEN:-127.0.0.1}]:$ssh_port $(cut -d' ' -f1,2 "$root/host_key.pub")" > "$root/known_hosts"
+
+# What runs on the server before the parity work: both compose files up.
+(cd "$deploy" && SANDBOX_STATE="$root" "$here/server/bin/docker" compose \
+  -f docker-compose.yml -f docker-compose.hetzner.yml up -d >/dev/null)
+
+cat > "$root/runbook-args" <<ARGS
+--var
+host=${SANDBOX_LISTEN:-127.0.0.1}
+--var
+ssh_port=$ssh_port
+--var
+ssh_user=$(id -un)
+--var
+ssh_key=$root/client_key
+--var
+known_hosts_file=$root/known_hosts
+--var
+deploy_dir=$deploy
+--var
+source_dir=$here/source
+--var
+github_api=http://127.0.0.1:$up_port
+--var
+trello_api=http://127.0.0.1:$up_port
+--var
+sonar_api=http://127.0.0.1:$up_port
+--var
+proxy_port=$(cat "$root/proxy.port")
+--var
+sandbox=true
+ARGS
+echo "sandbox up: server deploy dir $deploy, sshd on port $ssh_port"

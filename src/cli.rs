@@ -165,8 +165,12 @@ fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = engine::Ctx::new(&cli)?;
     match cli.command {
-        Command::Run { name, fresh, args } => ctx.run(engine::Target::Name(name), fresh, args),
-        Command::Resume { target, args } => ctx.run(engine::Target::parse(target), false, args),
+        Command::Run { name, fresh, args } => {
+            ctx.run(engine::Target::Name(name), fresh, args, false)
+        }
+        Command::Resume { target, args } => {
+            ctx.run(engine::Target::parse(target), false, args, true)
+        }
         Command::Status { target, json } => ctx.status(engine::Target::parse(target), json),
         Command::Handoff {
             target,

@@ -137,9 +137,12 @@ impl Ctx {
     }
 
     /// `run` and `resume`.
-    pub fn run(&self, target: Target, fresh: bool, args: RunArgs) -> Result<i32> {
+    /// `run` (`resume` false) and `resume` (`resume` true: the target names
+    /// a run, by id or by its runbook's name, and its stored file is used).
+    pub fn run(&self, target: Target, fresh: bool, args: RunArgs, resume: bool) -> Result<i32> {
+        let starts_new = matches!(target, Target::Name(_)) && !resume;
         let (path, previous) = match &target {
-            Target::Name(name) => (load::resolve(name, &self.cwd)?, None),
+            Target::Name(name) if !resume => (load::resolve(name, &self.cwd)?, None),
             other => {
                 let store = self.existing_store()?;
                 let run = self.find_run(&store, other)?;
@@ -186,7 +189,7 @@ impl Ctx {
         let mut store = self.open_store()?;
         let me = ProcessId::current();
         let (run, resumed) = match &target {
-            Target::Name(_) => store.begin_run(
+            Target::Name(_) if starts_new => store.begin_run(
                 &loaded.runbook.name,
                 &path.to_string_lossy(),
                 &vars,

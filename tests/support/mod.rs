@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub mod http;
+pub mod sandbox;
 pub mod sshd;
 
 /// A scenario in its own temp folder.

@@ -8,4 +8,6 @@ for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid "$root"/run/proxy.p
   kill "$pid" 2>/dev/null
   rm -f "$pidfile"
 done
+if [ -f "$root/netns" ]; then ip netns del "$(cat "$root/netns")" 2>/dev/null; rm -f "$root/netns"; fi
+if [ -f "$root/veth" ]; then ip link del "$(cat "$root/veth")" 2>/dev/null; rm -f "$root/veth"; fi
 exit 0

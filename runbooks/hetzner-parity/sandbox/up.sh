@@ -28,12 +28,43 @@ mv "$deploy/env" "$deploy/.env"
 chmod 600 "$deploy/.env"
 cp "$here/seed/users.json" "$root/users.json"
 
+# With SANDBOX_NETNS=NAME (root only), the server gets a network namespace of
+# its own, joined to this machine by a veth pair on a private /30: its sshd
+# listens on the namespace side, and its loopback (where mcp-proxy publishes
+# port 8000) is reachable only through the SSH tunnel, as on the real server.
+bind=127.0.0.1
+wrap=""
+listen=127.0.0.1
+if [ -n "${SANDBOX_NETNS:-}" ]; then
+  ns=$SANDBOX_NETNS
+  until mkdir /tmp/runbook-sandbox-netns.lock 2>/dev/null; do sleep 0.1; done
+  octet=""
+  for o in $(seq 1 254); do
+    if ! ip -o addr show | grep -q "10\.213\.$o\."; then octet=$o; break; fi
+  done
+  [ -n "$octet" ] || { rmdir /tmp/runbook-sandbox-netns.lock; echo "sandbox: no free 10.213.x.0/30" >&2; exit 1; }
+  ip netns add "$ns"
+  ip link add "rbh$octet" type veth peer name "rbn$octet"
+  ip link set "rbn$octet" netns "$ns"
+  ip addr add "10.213.$octet.1/30" dev "rbh$octet"
+  ip link set "rbh$octet" up
+  ip netns exec "$ns" ip addr add "10.213.$octet.2/30" dev "rbn$octet"
+  ip netns exec "$ns" ip link set "rbn$octet" up
+  ip netns exec "$ns" ip link set lo up
+  rmdir /tmp/runbook-sandbox-netns.lock
+  echo "$ns" > "$root/netns"
+  echo "rbh$octet" > "$root/veth"
+  bind="10.213.$octet.1"
+  listen="10.213.$octet.2"
+  wrap="ip netns exec $ns"
+fi
+
 # Simulated upstream APIs (GitHub, Trello, SonarCloud).
 cp "$here/valid-tokens.env" "$root/upstream/valid.env"
 up_port=$(free_port)
-/usr/bin/python3 "$here/server/upstream.py" "$up_port" "$root/upstream/valid.env" >"$root/run/upstream.log" 2>&1 &
+/usr/bin/python3 "$here/server/upstream.py" "$up_port" "$root/upstream/valid.env" "$bind" >"$root/run/upstream.log" 2>&1 &
 echo $! > "$root/run/upstream.pid"
-echo "http://127.0.0.1:$up_port" > "$root/upstream.url"
+echo "http://$bind:$up_port" > "$root/upstream.url"
 free_port > "$root/proxy.port"
 
 # The server's sshd: own host key, own client key, key auth only.
@@ -44,7 +75,7 @@ ssh_port=$(free_port)
 [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
 cat > "$root/sshd_config" <<CFG
 Port $ssh_port
-ListenAddress ${SANDBOX_LISTEN:-127.0.0.1}
+ListenAddress $listen
 HostKey $root/host_key
 AuthorizedKeysFile $root/authorized_keys
 PidFile $root/run/sshd.pid
@@ -57,16 +88,16 @@ UsePAM no
 MaxSessions 50
 SetEnv PATH=$here/server/bin:/usr/local/bin:/usr/bin:/bin SANDBOX_STATE=$root
 CFG
-${SANDBOX_WRAP:-} /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"
-echo "[${SANDBOX_LISTEN:-127.0.0.1}]:$ssh_port $(cut -d' ' -f1,2 "$root/host_key.pub")" > "$root/known_hosts"
+$wrap /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"
+echo "[$listen]:$ssh_port $(cut -d' ' -f1,2 "$root/host_key.pub")" > "$root/known_hosts"
 
 # What runs on the server before the parity work: both compose files up.
-(cd "$deploy" && SANDBOX_STATE="$root" "$here/server/bin/docker" compose \
+(cd "$deploy" && SANDBOX_STATE="$root" $wrap "$here/server/bin/docker" compose \
   -f docker-compose.yml -f docker-compose.hetzner.yml up -d >/dev/null)
 
 cat > "$root/runbook-args" <<ARGS
 --var
-host=${SANDBOX_LISTEN:-127.0.0.1}
+host=$listen
 --var
 ssh_port=$ssh_port
 --var
@@ -80,14 +111,14 @@ deploy_dir=$deploy
 --var
 source_dir=$here/source
 --var
-github_api=http://127.0.0.1:$up_port
+github_api=http://$bind:$up_port
 --var
-trello_api=http://127.0.0.1:$up_port
+trello_api=http://$bind:$up_port
 --var
-sonar_api=http://127.0.0.1:$up_port
+sonar_api=http://$bind:$up_port
 --var
 proxy_port=$(cat "$root/proxy.port")
 --var
 sandbox=true
 ARGS
-echo "sandbox up: server deploy dir $deploy, sshd on port $ssh_port"
+echo "sandbox up: server deploy dir $deploy, sshd on $listen port $ssh_port"

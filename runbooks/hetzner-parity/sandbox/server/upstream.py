@@ -73,8 +73,9 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     port, valid = int(sys.argv[1]), sys.argv[2]
+    bind = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     Handler.valid_path = valid
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer((bind, port), Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine;
 use crate::error::Result;
+use crate::report::style::ColorChoice;
 
 /// Execute an operational runbook as a DAG, with checkpoints and handoffs.
 #[derive(Debug, Parser)]
@@ -20,6 +21,9 @@ pub struct Cli {
     /// Print only the summary.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Colour the output: auto (a terminal without NO_COLOR), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -11,7 +11,10 @@ use crate::error::{exit, Error, Result};
 use crate::events::Event;
 use crate::exec;
 use crate::plan::{self, Plan, Rendered};
-use crate::report::live::{HumanReporter, Verbosity};
+use crate::report::live::LiveReporter;
+use crate::report::plain::PlainReporter;
+use crate::report::style::{ColorChoice, Palette};
+use crate::report::Verbosity;
 use crate::report::{self, JsonReporter, Reporter};
 use crate::runbook::template::{Context, Templater};
 use crate::runbook::{load, validate, Runbook};
@@ -49,6 +52,7 @@ pub struct Ctx {
     state: PathBuf,
     cwd: PathBuf,
     verbosity: Verbosity,
+    color: ColorChoice,
 }
 
 /// A runbook loaded, validated and planned.
@@ -79,6 +83,7 @@ impl Ctx {
             state: cwd.join(state),
             cwd,
             verbosity,
+            color: cli.color,
         })
     }
 
@@ -241,10 +246,14 @@ impl Ctx {
             .map(|p| p.display().to_string())
             .collect();
         store.save_secrets(run.id, &secrets.rows, &env_files)?;
+        let palette = self.palette();
+        let flag = self.state_flag();
         let mut reporter: Box<dyn Reporter> = if args.json {
             Box::new(JsonReporter)
+        } else if std::io::stdout().is_terminal() && self.verbosity != Verbosity::Quiet {
+            Box::new(LiveReporter::new(self.verbosity, palette, &flag))
         } else {
-            Box::new(HumanReporter::new(self.verbosity, &loaded.runbook.name))
+            Box::new(PlainReporter::new(self.verbosity, palette, &flag))
         };
         reporter.event(&Event::RunStarted {
             run_id: run.id,
@@ -427,7 +436,10 @@ impl Ctx {
             let doc = report::status::to_json(&run, state, &steps);
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
-            print!("{}", report::status::to_table(&run, state, &steps));
+            print!(
+                "{}",
+                report::status::to_table(&run, state, &steps, &self.palette())
+            );
         }
         Ok(exit::OK)
     }
@@ -471,6 +483,13 @@ impl Ctx {
             None => print!("{text}"),
         }
         Ok(exit::OK)
+    }
+
+    /// Colours for stdout.
+    fn palette(&self) -> Palette {
+        Palette {
+            color: self.color.enabled(std::io::stdout().is_terminal()),
+        }
     }
 
     /// The global options a printed command needs to find this state again.

@@ -28,23 +28,23 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    let color = cli.color.enabled(std::io::stderr().is_terminal());
     let code = match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            report_error(&err);
+            report_error(&err, color);
             err.exit_code()
         }
     };
     std::process::exit(code);
 }
 
-fn report_error(err: &error::Error) {
+fn report_error(err: &error::Error, color: bool) {
     match err {
         error::Error::Invalid {
             diagnostics,
             source_text,
         } => {
-            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             eprint!(
                 "{}",
                 report::diagnostic::render(diagnostics, source_text, color)

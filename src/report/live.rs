@@ -1,62 +1,77 @@
-//! The human reporter: prefixed output lines and one line per finished step.
+//! The live reporter, for a terminal: one spinner line per running step
+//! (step, host, elapsed, latest output line), each finished step printed
+//! once above them, and a footer with the counts.
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use super::{human_ms, Reporter};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::plain::finished_line;
+use super::style::Palette;
+use super::summary::Summary;
+use super::{Reporter, Verbosity};
 use crate::events::Event;
-use crate::state::{RunState, StepState};
+use crate::state::StepState;
 
-/// How much the human reporter prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    /// Only the summary.
-    Quiet,
-    /// Step results and output lines.
-    Normal,
-    /// Also every attempt start.
-    Verbose,
-}
-
-/// Prints a run for people, on stdout.
-pub struct HumanReporter {
+/// Prints a run with live progress on a terminal.
+pub struct LiveReporter {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+    footer: ProgressBar,
+    palette: Palette,
     verbosity: Verbosity,
-    counts: std::collections::BTreeMap<&'static str, usize>,
-    runbook: String,
+    summary: Summary,
+    state_flag: String,
+    total: usize,
+    done: usize,
+    held: usize,
+    failed: usize,
 }
 
-impl HumanReporter {
-    /// A reporter for the runbook `runbook`.
-    pub fn new(verbosity: Verbosity, runbook: &str) -> Self {
-        HumanReporter {
+impl LiveReporter {
+    /// A reporter drawing on stdout.
+    pub fn new(verbosity: Verbosity, palette: Palette, state_flag: &str) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let footer = multi.add(ProgressBar::new_spinner());
+        footer.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        LiveReporter {
+            multi,
+            bars: HashMap::new(),
+            footer,
+            palette,
             verbosity,
-            counts: Default::default(),
-            runbook: runbook.to_string(),
+            summary: Summary::default(),
+            state_flag: state_flag.to_string(),
+            total: 0,
+            done: 0,
+            held: 0,
+            failed: 0,
         }
     }
 
-    fn print(&self, line: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+    fn update_footer(&self) {
+        self.footer.set_message(format!(
+            "{}/{} done · {} running · {} held · {} failed",
+            self.done,
+            self.total,
+            self.bars.len(),
+            self.held,
+            self.failed
+        ));
+    }
+
+    fn println(&self, line: &str) {
+        let _ = self.multi.println(line);
     }
 }
 
-/// The mark shown before a step in a state.
-pub fn mark(state: StepState) -> &'static str {
-    match state {
-        StepState::Succeeded => "✓",
-        StepState::Failed => "✗",
-        StepState::Held => "⏸",
-        StepState::Blocked => "⊘",
-        StepState::Skipped => "↷",
-        StepState::Interrupted => "!",
-        StepState::Running => "▶",
-        StepState::Pending => "·",
-    }
-}
-
-impl Reporter for HumanReporter {
+impl Reporter for LiveReporter {
     fn event(&mut self, event: &Event) {
-        let quiet = self.verbosity == Verbosity::Quiet;
+        self.summary.record(event);
         match event {
             Event::RunStarted {
                 run_id,
@@ -65,78 +80,85 @@ impl Reporter for HumanReporter {
                 steps,
                 done,
             } => {
-                if *resumed {
-                    self.print(&format!(
+                self.total = *steps;
+                self.done = *done;
+                let line = if *resumed {
+                    format!(
                         "resuming run {run_id} of {runbook}: {done} of {steps} steps already done"
-                    ));
-                } else if !quiet {
-                    self.print(&format!("run {run_id} of {runbook}: {steps} steps"));
-                }
+                    )
+                } else {
+                    format!("run {run_id} of {runbook}: {steps} steps")
+                };
+                self.println(&line);
             }
             Event::StepStarted {
                 step,
-                attempt,
                 host,
+                attempt,
                 ..
             } => {
-                if self.verbosity == Verbosity::Verbose || *attempt > 1 && !quiet {
-                    let on = host
-                        .as_deref()
-                        .map(|h| format!(" on {h}"))
-                        .unwrap_or_default();
-                    self.print(&format!("▶ {step}{on} (attempt {attempt})"));
-                }
+                let bar = self.bars.entry(step.clone()).or_insert_with(|| {
+                    let bar = self
+                        .multi
+                        .insert_before(&self.footer, ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner:.cyan} {prefix} {elapsed:>4} {wide_msg:.dim}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    bar
+                });
+                let on = host
+                    .as_deref()
+                    .map(|h| format!(" on {h}"))
+                    .unwrap_or_default();
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                bar.set_prefix(format!("{step}{on}{again}"));
+                self.update_footer();
             }
             Event::StepOutput { step, line, .. } => {
-                if !quiet {
-                    self.print(&format!("[{step}] {line}"));
+                if let Some(bar) = self.bars.get(step) {
+                    bar.set_message(line.clone());
+                }
+                if self.verbosity == Verbosity::Verbose {
+                    self.println(&format!(
+                        "{} {line}",
+                        self.palette.dim(&format!("[{step}]"))
+                    ));
                 }
             }
-            Event::StepFinished {
-                step,
-                state,
-                duration_ms,
-                reason,
-                ..
-            } => {
-                *self.counts.entry(state.as_str()).or_default() += 1;
-                if !quiet {
-                    let took = duration_ms
-                        .map(|d| format!("  {}", human_ms(d)))
-                        .unwrap_or_default();
-                    let why = reason
-                        .as_deref()
-                        .map(|r| format!("  ({r})"))
-                        .unwrap_or_default();
-                    self.print(&format!("{} {step}  {state}{took}{why}", mark(*state)));
+            Event::StepFinished { step, state, .. } => {
+                if let Some(bar) = self.bars.remove(step) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
                 }
+                match state {
+                    StepState::Succeeded | StepState::Skipped => self.done += 1,
+                    StepState::Held => self.held += 1,
+                    StepState::Failed => self.failed += 1,
+                    _ => {}
+                }
+                if let Some(line) = finished_line(&self.palette, event) {
+                    self.println(&line);
+                }
+                self.update_footer();
             }
             Event::RunFinished { run_id, state } => {
-                let counts: Vec<String> = self
-                    .counts
-                    .iter()
-                    .map(|(s, n)| format!("{n} {s}"))
-                    .collect();
-                let counts = if counts.is_empty() {
-                    "nothing to do".to_string()
-                } else {
-                    counts.join(", ")
-                };
-                self.print(&format!("run {run_id} {state}: {counts}"));
-                let next = match state {
-                    RunState::Succeeded => None,
-                    RunState::Failed => Some(format!(
-                        "see `runbook status {run_id}` and `runbook logs {run_id} STEP`; after a fix: runbook resume {run_id}"
-                    )),
-                    RunState::Held => Some(format!(
-                        "a human must act: `runbook handoff {run_id}` says what; then: runbook resume {run_id}"
-                    )),
-                    RunState::Interrupted | RunState::Running => Some(format!("continue with: runbook resume {run_id}")),
-                };
-                if let Some(next) = next {
-                    self.print(&format!("next: {next}"));
+                for (_, bar) in self.bars.drain() {
+                    bar.finish_and_clear();
                 }
-                let _ = &self.runbook;
+                self.footer.finish_and_clear();
+                let _ = self.multi.clear();
+                let text = self
+                    .summary
+                    .render(*run_id, *state, &self.palette, &self.state_flag);
+                print!("{text}");
             }
         }
     }

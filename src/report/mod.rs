@@ -3,9 +3,23 @@
 pub mod diagnostic;
 pub mod handoff;
 pub mod live;
+pub mod plain;
 pub mod status;
+pub mod style;
+pub mod summary;
 
 use crate::events::Event;
+
+/// How much a reporter prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Only the summary.
+    Quiet,
+    /// Step results and output lines.
+    Normal,
+    /// Also every attempt start, and every output line on a terminal.
+    Verbose,
+}
 
 /// Consumes the scheduler's events.
 pub trait Reporter {

@@ -94,14 +94,19 @@ pub fn to_json(run: &RunRow, state: RunState, steps: &[StepRow]) -> StatusJson {
 }
 
 /// The table for people.
-pub fn to_table(run: &RunRow, state: RunState, steps: &[StepRow]) -> String {
+pub fn to_table(
+    run: &RunRow,
+    state: RunState,
+    steps: &[StepRow],
+    palette: &super::style::Palette,
+) -> String {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     table.set_header(["STEP", "STATE", "ATTEMPTS", "DURATION", "REASON"]);
     for s in steps {
         table.add_row([
             s.id.clone(),
-            format!("{} {}", super::live::mark(s.state), s.state),
+            palette.state(s.state),
             s.attempts.to_string(),
             s.duration_ms.map(human_ms).unwrap_or_default(),
             s.reason.clone().unwrap_or_default(),
@@ -115,9 +120,10 @@ pub fn to_table(run: &RunRow, state: RunState, steps: &[StepRow]) -> String {
         .unwrap_or_default();
     let lines: Vec<String> = table.lines().map(|l| l.trim_end().to_string()).collect();
     format!(
-        "run {} of {}: {state} ({done}/{} done; started {}{ended})\n{}\n",
+        "run {} of {}: {} ({done}/{} done; started {}{ended})\n{}\n",
         run.id,
         run.runbook,
+        palette.run_state(state),
         steps.len(),
         run.started_at,
         lines.join("\n")

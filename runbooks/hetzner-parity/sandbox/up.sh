@@ -37,12 +37,16 @@ wrap=""
 listen=127.0.0.1
 if [ -n "${SANDBOX_NETNS:-}" ]; then
   ns=$SANDBOX_NETNS
-  until mkdir /tmp/runbook-sandbox-netns.lock 2>/dev/null; do sleep 0.1; done
+  lock=/tmp/runbook-sandbox-netns.lock
+  for _ in $(seq 300); do mkdir "$lock" 2>/dev/null && break; sleep 0.1; done
+  trap 'rmdir "$lock" 2>/dev/null || true' EXIT
   octet=""
   for o in $(seq 1 254); do
     if ! ip -o addr show | grep -q "10\.213\.$o\."; then octet=$o; break; fi
   done
-  [ -n "$octet" ] || { rmdir /tmp/runbook-sandbox-netns.lock; echo "sandbox: no free 10.213.x.0/30" >&2; exit 1; }
+  [ -n "$octet" ] || { echo "sandbox: no free 10.213.x.0/30" >&2; exit 1; }
+  echo "$ns" > "$root/netns"
+  echo "rbh$octet" > "$root/veth"
   ip netns add "$ns"
   ip link add "rbh$octet" type veth peer name "rbn$octet"
   ip link set "rbn$octet" netns "$ns"
@@ -51,7 +55,8 @@ if [ -n "${SANDBOX_NETNS:-}" ]; then
   ip netns exec "$ns" ip addr add "10.213.$octet.2/30" dev "rbn$octet"
   ip netns exec "$ns" ip link set "rbn$octet" up
   ip netns exec "$ns" ip link set lo up
-  rmdir /tmp/runbook-sandbox-netns.lock
+  rmdir "$lock"
+  trap - EXIT
   echo "$ns" > "$root/netns"
   echo "rbh$octet" > "$root/veth"
   bind="10.213.$octet.1"

@@ -1,0 +1,119 @@
+//! The plain reporter, for pipes, logs and CI: one line per event worth
+//! reading, each output line prefixed by its step, no cursor movement.
+
+use std::io::Write;
+
+use super::style::Palette;
+use super::summary::Summary;
+use super::{human_ms, Reporter, Verbosity};
+use crate::events::Event;
+
+/// Prints a run as plain lines on stdout.
+pub struct PlainReporter {
+    verbosity: Verbosity,
+    palette: Palette,
+    summary: Summary,
+    state_flag: String,
+}
+
+impl PlainReporter {
+    /// A reporter; `state_flag` is appended to printed commands.
+    pub fn new(verbosity: Verbosity, palette: Palette, state_flag: &str) -> Self {
+        PlainReporter {
+            verbosity,
+            palette,
+            summary: Summary::default(),
+            state_flag: state_flag.to_string(),
+        }
+    }
+
+    fn print(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+}
+
+/// The line printed when a step reaches a state.
+pub fn finished_line(palette: &Palette, event: &Event) -> Option<String> {
+    let Event::StepFinished {
+        step,
+        state,
+        duration_ms,
+        reason,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let took = duration_ms
+        .map(|d| format!("  {}", human_ms(d)))
+        .unwrap_or_default();
+    let why = reason
+        .as_deref()
+        .map(|r| format!("  ({r})"))
+        .unwrap_or_default();
+    Some(format!(
+        "{} {step}  {}{took}{why}",
+        palette.mark(*state),
+        state
+    ))
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, event: &Event) {
+        self.summary.record(event);
+        let quiet = self.verbosity == Verbosity::Quiet;
+        match event {
+            Event::RunStarted {
+                run_id,
+                runbook,
+                resumed,
+                steps,
+                done,
+            } => {
+                if *resumed {
+                    self.print(&format!(
+                        "resuming run {run_id} of {runbook}: {done} of {steps} steps already done"
+                    ));
+                } else if !quiet {
+                    self.print(&format!("run {run_id} of {runbook}: {steps} steps"));
+                }
+            }
+            Event::StepStarted {
+                step,
+                attempt,
+                host,
+                ..
+            } => {
+                if self.verbosity == Verbosity::Verbose || *attempt > 1 && !quiet {
+                    let on = host
+                        .as_deref()
+                        .map(|h| format!(" on {h}"))
+                        .unwrap_or_default();
+                    self.print(&format!("▶ {step}{on} (attempt {attempt})"));
+                }
+            }
+            Event::StepOutput { step, line, .. } => {
+                if !quiet {
+                    self.print(&format!(
+                        "{} {line}",
+                        self.palette.dim(&format!("[{step}]"))
+                    ));
+                }
+            }
+            Event::StepFinished { .. } => {
+                if !quiet {
+                    if let Some(line) = finished_line(&self.palette, event) {
+                        self.print(&line);
+                    }
+                }
+            }
+            Event::RunFinished { run_id, state } => {
+                let text = self
+                    .summary
+                    .render(*run_id, *state, &self.palette, &self.state_flag);
+                print!("{text}");
+            }
+        }
+    }
+}

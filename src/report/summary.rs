@@ -1,0 +1,130 @@
+//! The end-of-run summary: what succeeded, what failed (with the last lines
+//! of its output), what is held and why, and the next command to type.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::style::Palette;
+use crate::events::Event;
+use crate::state::{RunState, StepState};
+
+/// Output lines kept per step for the summary.
+const TAIL: usize = 5;
+
+/// Collects what the summary needs from the events of a pass.
+#[derive(Debug, Default)]
+pub struct Summary {
+    counts: BTreeMap<&'static str, usize>,
+    tails: BTreeMap<String, VecDeque<String>>,
+    failed: Vec<(String, String)>,
+    held: Vec<(String, String)>,
+    interrupted: Vec<String>,
+    already_done: usize,
+}
+
+impl Summary {
+    /// Takes one event into account.
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { done, .. } => self.already_done = *done,
+            Event::StepStarted { step, .. } => {
+                self.tails.remove(step);
+            }
+            Event::StepOutput { step, line, .. } => {
+                let tail = self.tails.entry(step.clone()).or_default();
+                if tail.len() == TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+            }
+            Event::StepFinished {
+                step,
+                state,
+                reason,
+                ..
+            } => {
+                *self.counts.entry(state.as_str()).or_default() += 1;
+                let reason = reason.clone().unwrap_or_default();
+                match state {
+                    StepState::Failed => self.failed.push((step.clone(), reason)),
+                    StepState::Held => self.held.push((step.clone(), reason)),
+                    StepState::Interrupted => self.interrupted.push(step.clone()),
+                    _ => {}
+                }
+            }
+            Event::RunFinished { .. } => {}
+        }
+    }
+
+    /// The summary text for a run that ended in `state`. `state_flag` is
+    /// appended to printed commands (e.g. ` --state PATH`).
+    pub fn render(
+        &self,
+        run_id: i64,
+        state: RunState,
+        palette: &Palette,
+        state_flag: &str,
+    ) -> String {
+        let mut out = String::new();
+        let mut counts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        if self.already_done > 0 {
+            counts.insert(0, format!("{} already done", self.already_done));
+        }
+        let counts = if counts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            counts.join(", ")
+        };
+        out.push_str(&format!(
+            "run {run_id} {}: {counts}\n",
+            palette.run_state(state)
+        ));
+        for (step, reason) in &self.failed {
+            out.push_str(&format!(
+                "  {} {}: {reason}\n",
+                palette.mark(StepState::Failed),
+                palette.bold(step)
+            ));
+            if let Some(tail) = self.tails.get(step) {
+                for line in tail {
+                    out.push_str(&format!("      {} {line}\n", palette.dim("│")));
+                }
+            }
+            out.push_str(&format!(
+                "      {}\n",
+                palette.dim(&format!(
+                    "all of it: runbook logs {run_id} {step}{state_flag}"
+                ))
+            ));
+        }
+        for (step, reason) in &self.held {
+            out.push_str(&format!(
+                "  {} {}: {reason}\n",
+                palette.mark(StepState::Held),
+                palette.bold(step)
+            ));
+        }
+        for step in &self.interrupted {
+            out.push_str(&format!(
+                "  {} {}: stopped while it ran; it runs again on resume\n",
+                palette.mark(StepState::Interrupted),
+                palette.bold(step)
+            ));
+        }
+        let next = match state {
+            RunState::Succeeded => None,
+            RunState::Failed => Some(format!("fix the cause above, then: runbook resume {run_id}{state_flag}")),
+            RunState::Held => Some(format!(
+                "a person must act: runbook handoff {run_id}{state_flag}   (says who and what); then: runbook resume {run_id}{state_flag}"
+            )),
+            RunState::Interrupted | RunState::Running => Some(format!("continue with: runbook resume {run_id}{state_flag}")),
+        };
+        if let Some(next) = next {
+            out.push_str(&format!("next: {next}\n"));
+        }
+        out
+    }
+}

@@ -58,6 +58,7 @@ pub enum Command {
     )]
     Run {
         /// Runbook name (runbooks/NAME.yaml or runbooks/NAME/runbook.yaml) or path.
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
         name: String,
         /// Start a new run even when the latest one is unfinished.
         #[arg(long)]
@@ -69,6 +70,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  runbook resume hetzner-parity")]
     Resume {
         /// Runbook name or run id; default: the latest run.
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
         target: Option<String>,
         #[command(flatten)]
         args: RunArgs,
@@ -77,6 +79,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  runbook status hetzner-parity --json")]
     Status {
         /// Runbook name or run id; default: the latest run.
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
         target: Option<String>,
         /// Print the JSON document.
         #[arg(long)]
@@ -86,6 +89,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  runbook handoff hetzner-parity -o handoff.md")]
     Handoff {
         /// Runbook name or run id; default: the latest run.
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
         target: Option<String>,
         /// Write to this file instead of stdout.
         #[arg(short, long, value_name = "FILE")]
@@ -130,6 +134,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  runbook validate hetzner-parity")]
     Validate {
         /// Runbook name or path.
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
         name: String,
         /// Override a var.
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -139,14 +144,41 @@ pub enum Command {
     #[command(after_help = "Example:\n  runbook graph hetzner-parity --format mermaid")]
     Graph {
         /// Runbook name or path.
+        #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
         name: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+        /// Colour each step by its state in this run.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<i64>,
     },
     /// List the runbooks found and the recent runs.
     #[command(after_help = "Example:\n  runbook list")]
     List,
+    /// Print the JSON Schema of the runbook format (for editors).
+    #[command(after_help = "Example:\n  runbook schema > runbooks/runbook.schema.json")]
+    Schema,
+    /// Print shell completions (commands, options and runbook names).
+    #[command(
+        after_help = "Example:\n  runbook completions bash > ~/.local/share/bash-completion/completions/runbook"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Shells with completions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// Graph output formats.
@@ -163,6 +195,40 @@ fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{text}` is not KEY=VALUE")),
     }
+}
+
+/// Prints the completion script of a shell. Completion itself is dynamic:
+/// the script calls `runbook` back, which lists commands, options and the
+/// runbook names found under the current directory.
+fn completions(shell: Shell) -> Result<i32> {
+    let name = match shell {
+        Shell::Bash => "bash",
+        Shell::Zsh => "zsh",
+        Shell::Fish => "fish",
+    };
+    let shells = clap_complete::env::Shells::builtins();
+    let Some(completer) = shells.completer(name) else {
+        return Err(crate::error::Error::Usage(format!(
+            "no completions for {name}"
+        )));
+    };
+    let mut out = Vec::new();
+    completer
+        .write_registration("COMPLETE", "runbook", "runbook", "runbook", &mut out)
+        .map_err(|e| crate::error::Error::io("cannot write the completion script", e))?;
+    print!("{}", String::from_utf8_lossy(&out));
+    Ok(crate::error::exit::OK)
+}
+
+/// Completes runbook names from `runbooks/` under the current directory.
+pub fn runbook_names(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::CompletionCandidate> {
+    let current = current.to_string_lossy();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    crate::runbook::load::list(&cwd)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(current.as_ref()))
+        .map(|(n, _)| clap_complete::engine::CompletionCandidate::new(n))
+        .collect()
 }
 
 /// Runs the parsed command; returns the exit code.
@@ -189,7 +255,16 @@ pub fn run(cli: Cli) -> Result<i32> {
             attempt,
         } => ctx.logs(run_id, &step, attempt),
         Command::Validate { name, vars } => ctx.validate(&name, &vars),
-        Command::Graph { name, format } => ctx.graph(&name, format),
+        Command::Graph { name, format, run } => ctx.graph(&name, format, run),
         Command::List => ctx.list(),
+        Command::Schema => {
+            let schema = schemars::schema_for!(crate::runbook::model::RunbookFile);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            Ok(crate::error::exit::OK)
+        }
+        Command::Completions { shell } => completions(shell),
     }
 }

@@ -869,10 +869,24 @@ impl Ctx {
     }
 
     /// `graph`.
-    pub fn graph(&self, name: &str, format: GraphFormat) -> Result<i32> {
+    pub fn graph(&self, name: &str, format: GraphFormat, run: Option<i64>) -> Result<i32> {
         let path = load::resolve(name, &self.cwd)?;
         let loaded = self.load(&path, &[], 0)?;
-        print!("{}", graph_text(&loaded.runbook, format));
+        let states: HashMap<String, StepState> = match run {
+            None => HashMap::new(),
+            Some(id) => {
+                let store = self.existing_store()?;
+                let run = self.find_run(&store, &Target::RunId(id))?;
+                let mut steps = store.steps(run.id)?;
+                let alive = store.live_holder(run.id)?.is_some();
+                report::status::effective(&run, &mut steps, alive);
+                steps.into_iter().map(|s| (s.id, s.state)).collect()
+            }
+        };
+        print!(
+            "{}",
+            report::graph::render(&loaded.runbook, format, &states)
+        );
         Ok(exit::OK)
     }
 
@@ -1207,63 +1221,6 @@ impl Gate for EngineGate<'_> {
     fn redactor(&self) -> Arc<Redactor> {
         self.redactor.clone()
     }
-}
-
-/// The graph as DOT or Mermaid.
-pub fn graph_text(runbook: &Runbook, format: GraphFormat) -> String {
-    let mut out = String::new();
-    match format {
-        GraphFormat::Dot => {
-            out.push_str(&format!(
-                "digraph \"{}\" {{\n  rankdir=LR;\n",
-                runbook.name.replace('"', "'")
-            ));
-            for s in &runbook.steps {
-                let label = s
-                    .spec
-                    .title
-                    .clone()
-                    .unwrap_or_else(|| s.spec.id.clone())
-                    .replace('"', "'");
-                out.push_str(&format!("  \"{}\" [label=\"{}\"];\n", s.spec.id, label));
-            }
-            for s in &runbook.steps {
-                for &n in &s.needs {
-                    out.push_str(&format!(
-                        "  \"{}\" -> \"{}\";\n",
-                        runbook.steps[n].spec.id, s.spec.id
-                    ));
-                }
-            }
-            out.push_str("}\n");
-        }
-        GraphFormat::Mermaid => {
-            out.push_str("flowchart LR\n");
-            for s in &runbook.steps {
-                let label = s
-                    .spec
-                    .title
-                    .clone()
-                    .unwrap_or_else(|| s.spec.id.clone())
-                    .replace('"', "'");
-                out.push_str(&format!("  {}[\"{}\"]\n", mermaid_id(&s.spec.id), label));
-            }
-            for s in &runbook.steps {
-                for &n in &s.needs {
-                    out.push_str(&format!(
-                        "  {} --> {}\n",
-                        mermaid_id(&runbook.steps[n].spec.id),
-                        mermaid_id(&s.spec.id)
-                    ));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn mermaid_id(id: &str) -> String {
-    format!("s_{}", id.replace('-', "_"))
 }
 
 #[allow(dead_code)]

@@ -4,10 +4,11 @@
 //! instead of a silently ignored field.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A whole runbook file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunbookFile {
     /// Name of the runbook; defaults to the file stem.
@@ -35,7 +36,7 @@ pub struct RunbookFile {
 }
 
 /// An SSH host.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     /// Hostname or address (templated).
@@ -54,7 +55,7 @@ pub struct HostSpec {
 }
 
 /// How an unknown host key is treated.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum KnownHosts {
     /// Only keys already in known_hosts are accepted.
@@ -65,7 +66,7 @@ pub enum KnownHosts {
 }
 
 /// A dotenv file: a local path, or a path on a host.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EnvFileSpec {
     /// A local path, relative to the runbook's folder.
@@ -75,7 +76,7 @@ pub enum EnvFileSpec {
 }
 
 /// A dotenv file on a host.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteEnvFile {
     /// Host name from `hosts`.
@@ -85,7 +86,7 @@ pub struct RemoteEnvFile {
 }
 
 /// A secret that steps may require.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
     /// What the secret is, for the person who must supply it.
@@ -97,7 +98,7 @@ pub struct SecretSpec {
 }
 
 /// A secret's check.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretCheck {
     /// The HTTP request to make.
@@ -105,7 +106,7 @@ pub struct SecretCheck {
 }
 
 /// Defaults for every step.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// Default step timeout, e.g. `10m`.
@@ -117,7 +118,7 @@ pub struct Defaults {
 }
 
 /// `approval: true` or the question to ask.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Approval {
     /// `true` asks for a plain approval; `false` asks for none.
@@ -127,7 +128,7 @@ pub enum Approval {
 }
 
 /// A scalar that is used as a string (env values, header values).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     /// A string.
@@ -137,7 +138,7 @@ pub enum Scalar {
 }
 
 /// Non-string scalars.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ScalarOther {
     /// An integer.
@@ -158,7 +159,7 @@ impl Scalar {
 }
 
 /// One step.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Unique id, `[a-z0-9][a-z0-9_-]*`.
@@ -199,7 +200,7 @@ pub struct StepSpec {
 }
 
 /// The `upload` action.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadSpec {
     /// Local file or folder, relative to the runbook.
@@ -214,7 +215,7 @@ pub struct UploadSpec {
 }
 
 /// The `http` action (also used by secret checks).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     /// HTTP method; defaults to GET.
@@ -236,7 +237,7 @@ pub struct HttpSpec {
 }
 
 /// Expectations on an HTTP response.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Accepted status codes; default 2xx.
@@ -250,7 +251,7 @@ pub struct Expect {
 }
 
 /// One string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Texts {
     /// A single string.
@@ -278,7 +279,7 @@ impl Texts {
 }
 
 /// One status code or a list.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StatusSet {
     /// A single status code.

@@ -19,7 +19,7 @@ mod state;
 mod store;
 
 fn main() {
-    clap_complete::CompleteEnv::with_factory(|| <cli::Cli as clap::CommandFactory>::command())
+    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
         .complete();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

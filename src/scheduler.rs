@@ -161,7 +161,36 @@ pub fn prepare_rows(
 }
 
 /// Runs one pass over the plan; returns the run's state at the end.
+///
+/// When the store fails (a full or read-only disk), the steps that run are
+/// stopped and waited for before the error is returned: nothing keeps
+/// running unrecorded, and SQLite's transactions leave no half-written
+/// checkpoint.
 pub async fn run_pass(
+    plan: &Plan,
+    store: &mut Store,
+    run_id: i64,
+    rows: Vec<StepRow>,
+    gate: &mut dyn Gate,
+    reporter: &mut dyn Reporter,
+    options: &Options,
+) -> Result<RunState> {
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let result = pass(
+        plan, store, run_id, rows, gate, reporter, options, &cancel, tx, &mut rx,
+    )
+    .await;
+    if result.is_err() {
+        cancel.cancel();
+        // Every job ends (interrupted) and drops its sender.
+        while rx.recv().await.is_some() {}
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pass(
     plan: &Plan,
     store: &mut Store,
     run_id: i64,
@@ -169,10 +198,11 @@ pub async fn run_pass(
     gate: &mut dyn Gate,
     reporter: &mut dyn Reporter,
     options: &Options,
+    cancel: &CancellationToken,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
 ) -> Result<RunState> {
     let n = plan.steps.len();
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut waiting: Vec<usize> = (0..n)
         .map(|i| {
             plan.steps[i]

@@ -109,10 +109,21 @@ fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
         Some(i) => full[..i].to_string(),
         None => full.clone(),
     };
-    let span = err.location().map(|loc| {
-        let start = loc.index().min(source.text.len());
-        (start, source.token_len(start))
-    });
+    let span = err
+        .location()
+        .map(|loc| {
+            let start = loc.index().min(source.text.len());
+            (start, source.token_len(start))
+        })
+        .or_else(|| {
+            // Alias expansion errors carry no place: point at the first alias.
+            let at = source
+                .text
+                .find(['*'])
+                .filter(|_| message.contains("repetition limit"))?;
+            Some((at, source.token_len(at)))
+        })
+        .or(Some((0, source.token_len(0))));
     let mut diagnostic = Diagnostic::new(&source.path, message.clone()).at(span);
     if let Some(unknown) = unknown_field(&message) {
         let place = message
@@ -131,6 +142,10 @@ fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
                     (!expected.is_empty())
                         .then(|| format!("allowed keys here: {}", expected.join(", ")))
                 }),
+        );
+    } else if message.contains("repetition limit") {
+        diagnostic = diagnostic.hint(
+            "YAML aliases expand to too much data; write the values out instead of nesting aliases",
         );
     } else if message.contains("did not match any variant") {
         diagnostic = diagnostic.hint(

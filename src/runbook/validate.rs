@@ -103,7 +103,7 @@ pub fn validate(
     if file.steps.is_empty() {
         v.push(
             Diagnostic::new(&source.path, "the runbook has no steps")
-                .at(source.key_span("steps"))
+                .at(source.key_span("steps").or(Some((0, 1))))
                 .hint("add a `steps:` list with at least one step"),
         );
     }

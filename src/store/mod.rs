@@ -141,11 +141,26 @@ impl Store {
         self.conn
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| store_err(&path, e))?;
-        self.conn
-            .execute_batch(
+        // Switching a new file to WAL takes an exclusive lock that SQLite's
+        // busy handler does not wait for: retry while another engine is
+        // creating the same file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.conn.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-            )
-            .map_err(|e| store_err(&path, e))?;
+            ) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(store_err(&path, e)),
+            }
+        }
         schema::migrate(&mut self.conn).map_err(|e| match e {
             schema::MigrateError::Sqlite(e) => store_err(&path, e),
             schema::MigrateError::TooNew(v) => Error::Usage(format!(
@@ -329,7 +344,10 @@ impl Store {
     /// Writes the given steps (a whole pass's start-up changes) in one transaction.
     pub fn save_steps(&mut self, run_id: i64, rows: &[StepRow], keep_only: bool) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| store_err(&path, e))?;
         if keep_only {
             let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
             let existing: Vec<String> = {
@@ -372,7 +390,10 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| store_err(&path, e))?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -435,7 +456,10 @@ impl Store {
         env_files: &[String],
     ) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| store_err(&path, e))?;
         tx.execute("DELETE FROM secrets WHERE run_id = ?1", [run_id])
             .map_err(|e| store_err(&path, e))?;
         for r in rows {

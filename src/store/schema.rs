@@ -74,22 +74,28 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this program writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Brings the file up to [`VERSION`], one migration per transaction.
+/// Brings the file up to [`VERSION`]. Each migration runs in an immediate
+/// transaction that re-reads the version first, so two engines opening a new
+/// file at the same moment do not both apply it.
 pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(MigrateError::Sqlite)?;
-    if current > VERSION {
-        return Err(MigrateError::TooNew(current));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction().map_err(MigrateError::Sqlite)?;
+    loop {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(MigrateError::Sqlite)?;
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(MigrateError::Sqlite)?;
+        if current > VERSION {
+            return Err(MigrateError::TooNew(current));
+        }
+        let Some(sql) = MIGRATIONS.get(current as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql).map_err(MigrateError::Sqlite)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
+        tx.pragma_update(None, "user_version", current + 1)
             .map_err(MigrateError::Sqlite)?;
         tx.commit().map_err(MigrateError::Sqlite)?;
     }
-    Ok(())
 }
 
 /// Why the schema could not be brought up to date.

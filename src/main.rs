@@ -5,18 +5,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
-mod cli;
-mod engine;
-mod error;
-mod events;
-mod exec;
-mod plan;
-mod report;
-mod runbook;
-mod scheduler;
-mod secrets;
-mod state;
-mod store;
+use runbook::{cli, error, report};
 
 fn main() {
     clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)

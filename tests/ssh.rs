@@ -357,3 +357,100 @@ fn lost_connection_fails_the_step_clearly_then_resume_reconnects() {
 fn steps_without_sleep(yaml: &str) -> String {
     yaml.replace("; sleep 30", "")
 }
+
+#[test]
+fn auth_failure_is_named_and_resume_succeeds_once_the_key_is_right() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let wrong = t.path().join("wrong_key");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let good_yaml = runbook(&sshd, "  - id: a\n    on: box\n    run: echo logged in\n");
+    let bad_yaml = good_yaml.replace(
+        &sshd.client_key().display().to_string(),
+        &wrong.display().to_string(),
+    );
+    t.put_runbook("r", &bad_yaml);
+    t.run(&["run", "r"]).code(1);
+    let reason = t.status(None).step("a").reason.clone().unwrap();
+    assert!(
+        reason.contains("cannot log in to `box`")
+            && reason.contains("Permission denied")
+            && reason.contains("identity_file"),
+        "{reason}"
+    );
+    t.put_runbook("r", &good_yaml);
+    t.run(&["resume"]).code(0).stdout_has("[a] logged in");
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_with_a_clear_message() {
+    // Accepts TCP connections and never speaks SSH.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        &format!("hosts:\n  stuck: {{ address: 127.0.0.1, port: {port} }}\nsteps:\n  - id: a\n    on: stuck\n    run: 'true'\n  - id: free\n    run: 'true'\n"),
+    );
+    let started = std::time::Instant::now();
+    t.run(&["run", "r"]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let s = t.status(None);
+    let reason = s.step("a").reason.clone().unwrap();
+    assert!(
+        reason.contains("cannot reach `stuck`") && reason.contains("timed out"),
+        "{reason}"
+    );
+    assert_eq!(s.state_of("free"), "succeeded");
+    // Once the host is a real server, resume completes.
+    let sshd = Sshd::start();
+    t.put_runbook("r", &format!("hosts:\n{}steps:\n  - id: a\n    on: stuck\n    run: 'true'\n  - id: free\n    run: 'true'\n", sshd.host_yaml("stuck")));
+    t.run(&["resume"]).code(0);
+}
+
+#[test]
+fn refused_then_changed_key_then_fixed() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let yaml = runbook(&sshd, "  - id: a\n    on: box\n    run: 'true'\n");
+    // Refused: nothing listens on the port yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    t.put_runbook(
+        "r",
+        &yaml.replace(&format!("port: {}", sshd.port), &format!("port: {port}")),
+    );
+    t.run(&["run", "r"]).code(1);
+    let refused = t.status(None).step("a").reason.clone().unwrap();
+    assert!(refused.contains("refused"), "{refused}");
+    // Changed key: known_hosts holds another key for this address.
+    let good = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let other = Sshd::start();
+    let theirs = std::fs::read_to_string(other.known_hosts())
+        .unwrap()
+        .replace(&other.port.to_string(), &sshd.port.to_string());
+    std::fs::write(sshd.known_hosts(), theirs).unwrap();
+    t.put_runbook("r", &yaml);
+    t.run(&["resume"]).code(1);
+    let changed = t.status(None).step("a").reason.clone().unwrap();
+    assert!(changed.contains("CHANGED"), "{changed}");
+    assert_ne!(refused, changed);
+    // Fixed.
+    std::fs::write(sshd.known_hosts(), good).unwrap();
+    t.run(&["resume"]).code(0);
+}

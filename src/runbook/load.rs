@@ -76,6 +76,11 @@ pub fn list(base: &Path) -> Vec<(String, PathBuf)> {
 pub fn load(path: &Path) -> Result<(RunbookFile, Source)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("cannot read runbook {}", path.display()), e))?;
+    parse_text(path, text)
+}
+
+/// Parses runbook text as if it came from `path`.
+pub fn parse_text(path: &Path, text: String) -> Result<(RunbookFile, Source)> {
     let mut source = Source {
         path: path.to_path_buf(),
         text,

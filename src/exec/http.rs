@@ -173,12 +173,5 @@ pub fn preview(body: &str) -> String {
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    super::error_chain(e)
 }

@@ -58,12 +58,7 @@ pub async fn run(cmd: LocalCommand<'_>, cancel: &CancellationToken, sink: &LineS
     let out = tokio::spawn(pump(child.stdout.take(), Stream::Stdout, sink.clone()));
     let err = tokio::spawn(pump(child.stderr.take(), Stream::Stderr, sink.clone()));
 
-    let deadline = async {
-        match cmd.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = super::deadline(cmd.timeout);
     let outcome = tokio::select! {
         status = child.wait() => match status {
             Ok(status) => match status.code() {

@@ -28,6 +28,26 @@ impl Stream {
     }
 }
 
+/// An error and its sources, joined with `: ` on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Completes after `timeout`, or never when there is none.
+pub async fn deadline(timeout: Option<std::time::Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Where an executor sends the lines it captures.
 pub type LineSink = UnboundedSender<(Stream, String)>;
 

@@ -187,12 +187,7 @@ impl SshPool {
                 }
             }
         };
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let deadline = super::deadline(timeout);
         let pgid = shell.pgid.clone();
         let session = shell.session.clone();
         let ended = tokio::select! {
@@ -474,13 +469,7 @@ fn free_port() -> std::io::Result<u16> {
 /// A connection failure in one line: which host, what ssh said, what to do.
 fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
     let detail = {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
+        let text = super::error_chain(e);
         text.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())

@@ -73,23 +73,12 @@ impl Reporter for LiveReporter {
     fn event(&mut self, event: &Event) {
         self.summary.record(event);
         match event {
-            Event::RunStarted {
-                run_id,
-                runbook,
-                resumed,
-                steps,
-                done,
-            } => {
+            Event::RunStarted { steps, done, .. } => {
                 self.total = *steps;
                 self.done = *done;
-                let line = if *resumed {
-                    format!(
-                        "resuming run {run_id} of {runbook}: {done} of {steps} steps already done"
-                    )
-                } else {
-                    format!("run {run_id} of {runbook}: {steps} steps")
-                };
-                self.println(&line);
+                if let Some(line) = super::plain::started_line(event) {
+                    self.println(&line);
+                }
             }
             Event::StepStarted {
                 step,

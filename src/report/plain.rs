@@ -33,6 +33,25 @@ impl PlainReporter {
     }
 }
 
+/// The first line of a pass.
+pub fn started_line(event: &Event) -> Option<String> {
+    let Event::RunStarted {
+        run_id,
+        runbook,
+        resumed,
+        steps,
+        done,
+    } = event
+    else {
+        return None;
+    };
+    Some(if *resumed {
+        format!("resuming run {run_id} of {runbook}: {done} of {steps} steps already done")
+    } else {
+        format!("run {run_id} of {runbook}: {steps} steps")
+    })
+}
+
 /// The line printed when a step reaches a state.
 pub fn finished_line(palette: &Palette, event: &Event) -> Option<String> {
     let Event::StepFinished {
@@ -64,19 +83,11 @@ impl Reporter for PlainReporter {
         self.summary.record(event);
         let quiet = self.verbosity == Verbosity::Quiet;
         match event {
-            Event::RunStarted {
-                run_id,
-                runbook,
-                resumed,
-                steps,
-                done,
-            } => {
-                if *resumed {
-                    self.print(&format!(
-                        "resuming run {run_id} of {runbook}: {done} of {steps} steps already done"
-                    ));
-                } else if !quiet {
-                    self.print(&format!("run {run_id} of {runbook}: {steps} steps"));
+            Event::RunStarted { resumed, .. } => {
+                if *resumed || !quiet {
+                    if let Some(line) = started_line(event) {
+                        self.print(&line);
+                    }
                 }
             }
             Event::StepStarted {

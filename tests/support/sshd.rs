@@ -47,11 +47,29 @@ impl Sshd {
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let user = nix_user();
         if nix_is_root() {
             let _ = std::fs::create_dir_all("/run/sshd");
         }
-        let port = free_port();
+        let mut sshd = Sshd {
+            dir,
+            port: 0,
+            user: nix_user(),
+            child: None,
+        };
+        // A free port may be taken by another test before sshd binds it: retry.
+        for _ in 0..5 {
+            sshd.port = free_port();
+            sshd.write_config();
+            if sshd.try_launch() {
+                return sshd;
+            }
+        }
+        panic!("sshd did not start; log:\n{}", sshd.log());
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path();
+        let port = self.port;
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
@@ -69,24 +87,17 @@ impl Sshd {
             format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
         )
         .unwrap();
-        let mut sshd = Sshd {
-            dir,
-            port,
-            user,
-            child: None,
-        };
-        sshd.launch();
-        sshd
     }
 
-    fn launch(&mut self) {
+    /// Starts sshd on the configured port; false when it could not bind.
+    fn try_launch(&mut self) -> bool {
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(d.join("sshd.log"))
             .unwrap();
-        let child = Command::new(SSHD)
+        let mut child = Command::new(SSHD)
             .args(["-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
             .stdin(Stdio::null())
@@ -94,11 +105,28 @@ impl Sshd {
             .stderr(log)
             .spawn()
             .expect("start sshd");
-        self.child = Some(child);
+        let port = self.port;
         let up = super::wait_for(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            matches!(child.try_wait(), Ok(None))
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        assert!(up, "sshd did not start; log:\n{}", self.log());
+        // The port must be this sshd's, not another test's that took it.
+        if up && matches!(child.try_wait(), Ok(None)) {
+            self.child = Some(child);
+            true
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            false
+        }
+    }
+
+    fn launch(&mut self) {
+        assert!(
+            self.try_launch(),
+            "sshd did not restart; log:\n{}",
+            self.log()
+        );
     }
 
     /// Stops the server and every session it forked (a dropped network).

@@ -66,9 +66,10 @@ fi
 
 # Simulated upstream APIs (GitHub, Trello, SonarCloud).
 cp "$here/valid-tokens.env" "$root/upstream/valid.env"
-up_port=$(free_port)
-/usr/bin/python3 "$here/server/upstream.py" "$up_port" "$root/upstream/valid.env" "$bind" >"$root/run/upstream.log" 2>&1 &
+/usr/bin/python3 "$here/server/upstream.py" "$root/upstream/port" "$root/upstream/valid.env" "$bind" >"$root/run/upstream.log" 2>&1 &
 echo $! > "$root/run/upstream.pid"
+for _ in $(seq 100); do [ -s "$root/upstream/port" ] && break; sleep 0.05; done
+up_port=$(cat "$root/upstream/port")
 echo "http://$bind:$up_port" > "$root/upstream.url"
 free_port > "$root/proxy.port"
 
@@ -76,8 +77,10 @@ free_port > "$root/proxy.port"
 ssh-keygen -q -t ed25519 -N '' -f "$root/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$root/client_key"
 cp "$root/client_key.pub" "$root/authorized_keys"
-ssh_port=$(free_port)
 [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+# A free port can be taken by someone else before sshd binds it: try again.
+for attempt in 1 2 3 4 5; do
+ssh_port=$(free_port)
 cat > "$root/sshd_config" <<CFG
 Port $ssh_port
 ListenAddress $listen
@@ -93,7 +96,9 @@ UsePAM no
 MaxSessions 50
 SetEnv PATH=$here/server/bin:/usr/local/bin:/usr/bin:/bin SANDBOX_STATE=$root
 CFG
-$wrap /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"
+if $wrap /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"; then break; fi
+[ "$attempt" = 5 ] && { echo "sandbox: sshd did not start; see $root/run/sshd.log" >&2; exit 1; }
+done
 echo "[$listen]:$ssh_port $(cut -d' ' -f1,2 "$root/host_key.pub")" > "$root/known_hosts"
 
 # What runs on the server before the parity work: both compose files up.

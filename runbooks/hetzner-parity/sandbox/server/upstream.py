@@ -72,10 +72,17 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    port, valid = int(sys.argv[1]), sys.argv[2]
+    # upstream.py PORT_FILE VALID_TOKENS [BIND]: listens on a free port and
+    # writes it to PORT_FILE (no race with other sandboxes for the port).
+    port_file, valid = sys.argv[1], sys.argv[2]
     bind = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     Handler.valid_path = valid
-    ThreadingHTTPServer((bind, port), Handler).serve_forever()
+    server = ThreadingHTTPServer((bind, 0), Handler)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    import os
+    os.rename(port_file + ".tmp", port_file)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

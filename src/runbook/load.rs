@@ -222,6 +222,9 @@ impl Source {
     pub fn step_value_span(&self, index: usize, key: &str, needle: &str) -> Option<(usize, usize)> {
         let (start, end) = self.step_block(index)?;
         let (key_at, _) = self.find_key_in(key, start, end)?;
+        if needle.is_empty() {
+            return Some((key_at, key.len()));
+        }
         let hay = &self.text[key_at..end];
         let mut from = 0;
         while let Some(i) = hay[from..].find(needle) {

@@ -63,7 +63,7 @@ fn normalise(text: &str) -> String {
 
 fn mixed_run() -> Test {
     let t = Test::new();
-    let yaml = "description: A run with every kind of ending\nsecrets:\n  API_TOKEN:\n    description: Token for the API\n    owner: Lukas\nsteps:\n  - id: build\n    title: Build it\n    run: echo built\n  - id: lint\n    when: \"false\"\n    run: 'true'\n  - id: migrate\n    needs: [build]\n    run: echo running migration 42; echo table users is locked >&2; exit 3\n  - id: publish\n    needs: [migrate]\n    run: 'true'\n  - id: tokened\n    needs: [build]\n    requires: [API_TOKEN]\n    doc: Uses the token to register the build.\n    run: 'true'\n  - id: announce\n    needs: [tokened]\n    run: 'true'\n  - id: gate\n    approval: Deploy to production now?\n    run: 'true'\n";
+    let yaml = "description: A run with every kind of ending\nsecrets:\n  API_TOKEN:\n    description: Token for the API\n    owner: Lukas\nsteps:\n  - id: build\n    title: Build it\n    run: echo built\n  - id: lint\n    when: \"false\"\n    run: 'true'\n  - id: migrate\n    needs: [build]\n    run: echo running migration 42 >&2; echo table users is locked >&2; exit 3\n  - id: publish\n    needs: [migrate]\n    run: 'true'\n  - id: tokened\n    needs: [build]\n    requires: [API_TOKEN]\n    doc: Uses the token to register the build.\n    run: 'true'\n  - id: announce\n    needs: [tokened]\n    run: 'true'\n  - id: gate\n    approval: Deploy to production now?\n    run: 'true'\n";
     t.put_runbook("mixed", yaml);
     t
 }

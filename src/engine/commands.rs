@@ -1,0 +1,184 @@
+//! The commands other than run/resume/handoff: status, approve, reset,
+//! logs, validate, graph, list.
+
+use std::collections::HashMap;
+
+use super::*;
+
+impl Ctx {
+    /// `status`.
+    pub fn status(&self, target: Target, json: bool) -> Result<i32> {
+        let store = self.existing_store()?;
+        let run = self.find_run(&store, &target)?;
+        let mut steps = store.steps(run.id)?;
+        let alive = store.live_holder(run.id)?.is_some();
+        let state = report::status::effective(&run, &mut steps, alive);
+        if json {
+            let doc = report::status::to_json(&run, state, &steps);
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            print!(
+                "{}",
+                report::status::to_table(&run, state, &steps, &self.palette())
+            );
+        }
+        Ok(exit::OK)
+    }
+
+    /// `approve`.
+    pub fn approve(&self, run_id: i64, step: &str, note: Option<&str>) -> Result<i32> {
+        let store = self.existing_store()?;
+        let run = self.find_run(&store, &Target::RunId(run_id))?;
+        let steps = store.steps(run.id)?;
+        if !steps.iter().any(|s| s.id == step) {
+            return Err(unknown_step(&run, step, &steps));
+        }
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
+        store.approve(run.id, step, &user, note)?;
+        println!(
+            "approved `{step}` of run {} as {user}; continue with: runbook resume {}",
+            run.id, run.id
+        );
+        Ok(exit::OK)
+    }
+
+    /// `reset`.
+    pub fn reset(&self, run_id: i64, step: &str) -> Result<i32> {
+        let mut store = self.existing_store()?;
+        let run = self.find_run(&store, &Target::RunId(run_id))?;
+        let me = ProcessId::current();
+        store.lock_run(run.id, &me)?;
+        let mut steps = store.steps(run.id)?;
+        if !steps.iter().any(|s| s.id == step) {
+            let _ = store.unlock_run(run.id, &me);
+            return Err(unknown_step(&run, step, &steps));
+        }
+        let mut reset = vec![step.to_string()];
+        let mut i = 0;
+        while i < reset.len() {
+            let current = reset[i].clone();
+            for s in &steps {
+                if s.needs.contains(&current) && !reset.contains(&s.id) {
+                    reset.push(s.id.clone());
+                }
+            }
+            i += 1;
+        }
+        for s in steps.iter_mut().filter(|s| reset.contains(&s.id)) {
+            s.state = StepState::Pending;
+            s.reason = Some(format!("reset (with `{step}`)"));
+            s.fingerprint = None;
+        }
+        store.save_steps(run.id, &steps, false)?;
+        store.set_run_state(run.id, RunState::Interrupted)?;
+        store.unlock_run(run.id, &me)?;
+        println!(
+            "reset {} step(s) of run {} to pending: {}",
+            reset.len(),
+            run.id,
+            reset.join(", ")
+        );
+        println!("continue with: runbook resume {}", run.id);
+        Ok(exit::OK)
+    }
+
+    /// `logs`.
+    pub fn logs(&self, run_id: i64, step: &str, attempt: Option<i64>) -> Result<i32> {
+        let store = self.existing_store()?;
+        let run = self.find_run(&store, &Target::RunId(run_id))?;
+        let steps = store.steps(run.id)?;
+        let Some(row) = steps.iter().find(|s| s.id == step) else {
+            return Err(unknown_step(&run, step, &steps));
+        };
+        let attempt = attempt.unwrap_or(row.attempts);
+        if attempt < 1 || attempt > row.attempts {
+            return Err(Error::Usage(format!(
+                "step `{step}` of run {} has {} attempt(s); pick --attempt 1..={}",
+                run.id, row.attempts, row.attempts
+            )));
+        }
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for (_, line) in store.output(run.id, step, attempt, None)? {
+            let _ = writeln!(out, "{line}");
+        }
+        Ok(exit::OK)
+    }
+
+    /// `validate`.
+    pub fn validate(&self, name: &str, vars: &[(String, String)]) -> Result<i32> {
+        let path = load::resolve(name, &self.cwd)?;
+        let loaded = self.load(&path, vars, 0)?;
+        let r = &loaded.runbook;
+        println!(
+            "{}: ok ({} steps, {} hosts, {} secrets){}",
+            path.display(),
+            r.steps.len(),
+            r.hosts.len(),
+            r.secrets.len(),
+            r.description
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+        let _ = (&loaded.templater, &loaded.ctx);
+        Ok(exit::OK)
+    }
+
+    /// `graph`.
+    pub fn graph(&self, name: &str, format: GraphFormat, run: Option<i64>) -> Result<i32> {
+        let path = load::resolve(name, &self.cwd)?;
+        let loaded = self.load(&path, &[], 0)?;
+        let states: HashMap<String, StepState> = match run {
+            None => HashMap::new(),
+            Some(id) => {
+                let store = self.existing_store()?;
+                let run = self.find_run(&store, &Target::RunId(id))?;
+                let mut steps = store.steps(run.id)?;
+                let alive = store.live_holder(run.id)?.is_some();
+                report::status::effective(&run, &mut steps, alive);
+                steps.into_iter().map(|s| (s.id, s.state)).collect()
+            }
+        };
+        print!(
+            "{}",
+            report::graph::render(&loaded.runbook, format, &states)
+        );
+        Ok(exit::OK)
+    }
+
+    /// `list`.
+    pub fn list(&self) -> Result<i32> {
+        let found = load::list(&self.cwd);
+        if found.is_empty() {
+            println!("no runbooks under {}", self.cwd.join("runbooks").display());
+        } else {
+            println!("runbooks:");
+            for (name, path) in &found {
+                let rel = path.strip_prefix(&self.cwd).unwrap_or(path);
+                println!("  {name:<24} {}", rel.display());
+            }
+        }
+        if let Some(store) = Store::open_existing(&self.state)? {
+            let runs = store.recent_runs(10)?;
+            if !runs.is_empty() {
+                println!("recent runs:");
+                for run in runs {
+                    println!(
+                        "  {:>5}  {:<24} {:<12} {}",
+                        run.id,
+                        run.runbook,
+                        run.state.as_str(),
+                        run.started_at
+                    );
+                }
+            }
+        }
+        Ok(exit::OK)
+    }
+}

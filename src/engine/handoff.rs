@@ -1,0 +1,309 @@
+//! `runbook handoff`: gathers what the state and the runbook know into the
+//! page of `report::handoff`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::lookup::secret_sources;
+use super::*;
+
+impl Ctx {
+    /// `handoff`.
+    pub fn handoff(&self, target: Target, output: Option<PathBuf>, json: bool) -> Result<i32> {
+        let store = self.existing_store()?;
+        let run = self.find_run(&store, &target)?;
+        let mut steps = store.steps(run.id)?;
+        let alive = store.live_holder(run.id)?.is_some();
+        let state = report::status::effective(&run, &mut steps, alive);
+        let (secret_rows, env_files) = store.secrets(run.id)?;
+        // The runbook gives descriptions, owners, sources and docs; the page
+        // still says what the state knows when the file no longer loads.
+        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
+        let page = self.build_handoff(
+            &store,
+            &run,
+            state,
+            &steps,
+            &secret_rows,
+            &env_files,
+            loaded.as_ref(),
+        )?;
+        let text = if json {
+            serde_json::to_string_pretty(&page).unwrap_or_default() + "\n"
+        } else {
+            report::handoff::to_markdown(&page)
+        };
+        match output {
+            Some(path) => {
+                std::fs::write(&path, text)
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+                println!(
+                    "wrote the handoff for run {} ({}) to {}",
+                    run.id,
+                    state,
+                    path.display()
+                );
+            }
+            None => print!("{text}"),
+        }
+        Ok(exit::OK)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_handoff(
+        &self,
+        store: &Store,
+        run: &RunRow,
+        state: RunState,
+        steps: &[StepRow],
+        secret_rows: &[SecretRow],
+        env_files: &[String],
+        loaded: Option<&Loaded>,
+    ) -> Result<report::handoff::Handoff> {
+        use report::handoff::*;
+        let spec_of =
+            |id: &str| loaded.and_then(|l| l.runbook.steps.iter().find(|s| s.spec.id == id));
+        let flag = self.state_flag();
+        let mut resume_command = format!("runbook resume {}{flag}", run.id);
+        for f in env_files {
+            resume_command.push_str(&format!(" --env-file {}", crate::exec::ssh::sh_quote(f)));
+        }
+        let sources: Vec<secrets::Source> = match loaded {
+            Some(l) => secret_sources(l, &env_files.iter().map(PathBuf::from).collect::<Vec<_>>()),
+            None => vec![secrets::Source::Environment],
+        };
+        // Secrets named by held or blocked steps, in runbook order.
+        let mut names: Vec<String> = Vec::new();
+        for s in steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Held | StepState::Blocked))
+        {
+            for n in s.missing.iter().chain(&s.rejected) {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        if let Some(l) = loaded {
+            names.sort_by_key(|n| l.runbook.secrets.get_index_of(n).unwrap_or(usize::MAX));
+        }
+        let downstream = |roots: &[String]| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            let mut frontier: Vec<String> = roots.to_vec();
+            while let Some(id) = frontier.pop() {
+                for s in steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Blocked && s.needs.contains(&id))
+                {
+                    if !out.contains(&s.id) && !roots.contains(&s.id) {
+                        out.push(s.id.clone());
+                        frontier.push(s.id.clone());
+                    }
+                }
+            }
+            out
+        };
+        let mut owners: Vec<OwnerGroup> = Vec::new();
+        for name in &names {
+            let spec = loaded.and_then(|l| l.runbook.secrets.get(name));
+            let row = secret_rows.iter().find(|r| &r.name == name);
+            let status = row
+                .map(|r| r.state.clone())
+                .filter(|s| s != "found" && s != "accepted")
+                .unwrap_or_else(|| "missing".into());
+            let found_in = row.and_then(|r| r.source.clone());
+            let detail = row.and_then(|r| r.reason.clone()).unwrap_or_default();
+            let reason = match status.as_str() {
+                "rejected" => format!(
+                    "the value found in {} was refused by its check: `{detail}`; a new value is needed",
+                    found_in.as_deref().unwrap_or("a source")
+                ),
+                "unchecked" => format!(
+                    "the value found in {} could not be checked: {detail}; fix what stops the check, or supply a value that passes it",
+                    found_in.as_deref().unwrap_or("a source")
+                ),
+                _ if detail.is_empty() || detail == "not set in any source" => "it is not set in any of the places below".to_string(),
+                _ => detail,
+            };
+            let held_steps: Vec<String> = steps
+                .iter()
+                .filter(|s| {
+                    s.state == StepState::Held
+                        && (s.missing.contains(name) || s.rejected.contains(name))
+                })
+                .map(|s| s.id.clone())
+                .collect();
+            let mut blocked_steps = downstream(&held_steps);
+            for s in steps.iter().filter(|s| {
+                s.state == StepState::Blocked
+                    && (s.missing.contains(name) || s.rejected.contains(name))
+            }) {
+                if !blocked_steps.contains(&s.id) {
+                    blocked_steps.push(s.id.clone());
+                }
+            }
+            let check = match (spec.and_then(|s| s.check.as_ref()), loaded) {
+                (Some(c), Some(l)) => {
+                    let placeholders: BTreeMap<String, String> = l
+                        .runbook
+                        .secrets
+                        .keys()
+                        .map(|k| (k.clone(), format!("${k}")))
+                        .collect();
+                    plan::render_http(&l.templater, &l.ctx.for_step("", &placeholders), &c.http).ok().map(|r| {
+                        let wanted = match &r.expect.status {
+                            Some(crate::runbook::model::StatusSet::One(s)) => s.to_string(),
+                            Some(crate::runbook::model::StatusSet::Any(v)) => {
+                                v.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
+                            }
+                            None => "2xx".into(),
+                        };
+                        format!("`{} {}` must answer with status {wanted}; it runs at the start of `runbook resume`", r.method, r.url)
+                    })
+                }
+                _ => None,
+            };
+            let hosts = loaded
+                .map(|l| host_targets(&l.runbook, &l.ctx))
+                .unwrap_or_default();
+            let where_: Vec<String> = sources
+                .iter()
+                .map(|src| match src {
+                    secrets::Source::Environment => {
+                        format!("the environment of whoever runs the resume command: `export {name}=...`")
+                    }
+                    secrets::Source::EnvFileArg(p) => format!("`{}` (given with `--env-file`): a line `{name}=...`", p.display()),
+                    secrets::Source::Local(p) => format!("`{}` on the operator's machine: a line `{name}=...`", p.display()),
+                    secrets::Source::Remote { host, path } => {
+                        let at = hosts
+                            .iter()
+                            .find(|h| &h.name == host)
+                            .map(|h| {
+                                format!(
+                                    " ({}{}, port {})",
+                                    h.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
+                                    h.address,
+                                    h.port.unwrap_or(22)
+                                )
+                            })
+                            .unwrap_or_default();
+                        format!("`{path}` on host `{host}`{at}: a line `{name}=...`")
+                    }
+                })
+                .collect();
+            let owner = spec
+                .and_then(|s| s.owner.clone())
+                .unwrap_or_else(|| "the operator".into());
+            let need = SecretNeed {
+                name: name.clone(),
+                description: spec.and_then(|s| s.description.clone()),
+                status,
+                reason,
+                found_in,
+                sources: where_,
+                check,
+                held_steps,
+                blocked_steps,
+            };
+            match owners.iter_mut().find(|g| g.owner == owner) {
+                Some(g) => g.secrets.push(need),
+                None => owners.push(OwnerGroup {
+                    owner,
+                    secrets: vec![need],
+                }),
+            }
+        }
+        let approvals = steps
+            .iter()
+            .filter(|s| {
+                s.state == StepState::Held
+                    && s.reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("waiting for approval")
+            })
+            .map(|s| ApprovalNeed {
+                step: s.id.clone(),
+                question: spec_of(&s.id)
+                    .and_then(|st| st.approval.clone())
+                    .unwrap_or_else(|| format!("Approve step `{}`?", s.id)),
+                command: format!(
+                    "runbook approve {} {}{flag} --note \"why it is fine\"",
+                    run.id, s.id
+                ),
+            })
+            .collect();
+        let notes = steps
+            .iter()
+            .filter(|s| report::handoff::is_waiting(s.state))
+            .filter_map(|s| {
+                spec_of(&s.id)
+                    .and_then(|st| st.spec.doc.clone())
+                    .map(|doc| StepLine {
+                        id: s.id.clone(),
+                        text: doc,
+                    })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for s in steps
+            .iter()
+            .filter(|s| matches!(s.state, StepState::Failed | StepState::Interrupted))
+        {
+            let tail = if s.attempts > 0 {
+                store.output(run.id, &s.id, s.attempts, Some(20))?
+            } else {
+                Vec::new()
+            };
+            failed.push(FailedStep {
+                id: s.id.clone(),
+                host: s.host.clone(),
+                reason: s.reason.clone().unwrap_or_else(|| s.state.to_string()),
+                output_tail: tail.into_iter().map(|(_, l)| l).collect(),
+                logs_command: format!("runbook logs {} {}{flag}", run.id, s.id),
+            });
+        }
+        let line = |s: &StepRow| StepLine {
+            id: s.id.clone(),
+            text: spec_of(&s.id)
+                .and_then(|st| {
+                    let title = st.spec.title.as_deref()?;
+                    let l = loaded?;
+                    let c = l.ctx.for_step(&st.spec.id, &BTreeMap::new());
+                    Some(
+                        l.templater
+                            .render(title, &c)
+                            .unwrap_or_else(|_| title.to_string()),
+                    )
+                })
+                .or_else(|| s.reason.clone())
+                .unwrap_or_default(),
+        };
+        Ok(Handoff {
+            run_id: run.id,
+            runbook: run.runbook.clone(),
+            description: loaded.and_then(|l| l.runbook.description.clone()),
+            state,
+            started_at: run.started_at.clone(),
+            finished_at: run.finished_at.clone(),
+            done: steps
+                .iter()
+                .filter(|s| s.state.satisfies_needs())
+                .map(line)
+                .collect(),
+            owners,
+            approvals,
+            failed,
+            blocked: steps
+                .iter()
+                .filter(|s| s.state == StepState::Blocked)
+                .map(|s| StepLine {
+                    id: s.id.clone(),
+                    text: s.reason.clone().unwrap_or_default(),
+                })
+                .collect(),
+            notes,
+            resume_command,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! Secrets for a pass: where they are looked up, what their checks say,
+//! and what that holds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::Loaded;
+use crate::exec;
+use crate::scheduler::Hold;
+use crate::secrets;
+use crate::store::{SecretRow, StepRow};
+
+/// Secrets as a pass sees them: values in memory, states for the store.
+pub(super) struct SecretStates {
+    pub(super) lookup: secrets::Lookup,
+    pub(super) rows: Vec<SecretRow>,
+}
+
+impl SecretStates {
+    /// What holds a step that requires these secrets.
+    pub(super) fn hold_for(&self, requires: &[String]) -> Hold {
+        let mut hold = Hold::default();
+        for name in requires {
+            match self.rows.iter().find(|r| &r.name == name) {
+                Some(r) if r.state == "missing" => hold.missing.push(name.clone()),
+                Some(r) if r.state == "rejected" => hold.rejected.push((
+                    name.clone(),
+                    format!("was rejected: {}", r.reason.clone().unwrap_or_default()),
+                )),
+                Some(r) if r.state == "unchecked" => hold.rejected.push((
+                    name.clone(),
+                    format!(
+                        "could not be checked: {}",
+                        r.reason.clone().unwrap_or_default()
+                    ),
+                )),
+                Some(_) => {}
+                None => hold.missing.push(name.clone()),
+            }
+        }
+        hold
+    }
+}
+
+/// The secrets required by steps that will run in this pass.
+pub(super) fn needed_secrets(loaded: &Loaded, rows: &[StepRow]) -> Vec<String> {
+    let mut needed: Vec<String> = loaded
+        .plan
+        .steps
+        .iter()
+        .zip(rows)
+        .filter(|(_, r)| !r.state.satisfies_needs())
+        .flat_map(|(s, _)| s.requires.clone())
+        .collect();
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+/// Where secrets are looked up, in order: the environment, `--env-file`
+/// files, then the runbook's `env_files`.
+pub(super) fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<secrets::Source> {
+    let mut sources = vec![secrets::Source::Environment];
+    sources.extend(
+        env_files
+            .iter()
+            .map(|p| secrets::Source::EnvFileArg(p.clone())),
+    );
+    let base = loaded.ctx.for_step("", &BTreeMap::new());
+    for spec in &loaded.runbook.env_files {
+        sources.push(match spec {
+            crate::runbook::model::EnvFileSpec::Local(rel) => {
+                secrets::Source::Local(loaded.runbook.dir.join(rel))
+            }
+            crate::runbook::model::EnvFileSpec::Remote(r) => secrets::Source::Remote {
+                host: r.host.clone(),
+                path: loaded
+                    .templater
+                    .render(&r.path, &base)
+                    .unwrap_or_else(|_| r.path.clone()),
+            },
+        });
+    }
+    sources
+}
+
+/// Looks every declared secret up, and checks the ones this pass needs.
+pub(super) async fn resolve_secrets(
+    loaded: &Loaded,
+    execs: &exec::Executors,
+    env_files: &[PathBuf],
+    needed: &[String],
+) -> SecretStates {
+    let declared: Vec<String> = loaded.runbook.secrets.keys().cloned().collect();
+    if declared.is_empty() {
+        return SecretStates {
+            lookup: secrets::Lookup::default(),
+            rows: Vec::new(),
+        };
+    }
+    let sources = secret_sources(loaded, env_files);
+    let lookup = secrets::lookup(&sources, &declared, execs).await;
+    let mut rows = Vec::new();
+    for (name, spec) in &loaded.runbook.secrets {
+        let source = lookup.found_in.get(name).cloned();
+        let row = match (lookup.values.get(name), &spec.check) {
+            (None, _) => {
+                let problems: Vec<String> = lookup
+                    .problems
+                    .iter()
+                    .map(|(s, p)| format!("{s}: {p}"))
+                    .collect();
+                SecretRow {
+                    name: name.clone(),
+                    state: "missing".into(),
+                    source: None,
+                    reason: Some(if problems.is_empty() {
+                        "not set in any source".to_string()
+                    } else {
+                        format!(
+                            "not found; some sources could not be read ({})",
+                            problems.join("; ")
+                        )
+                    }),
+                }
+            }
+            (Some(_), Some(check)) if needed.contains(name) => {
+                let verdict = secrets::check(
+                    execs,
+                    &loaded.templater,
+                    &loaded.ctx,
+                    &check.http,
+                    &lookup.values,
+                )
+                .await;
+                let (state, reason) = match verdict {
+                    secrets::Verdict::Accepted => ("accepted", None),
+                    secrets::Verdict::Rejected(r) => ("rejected", Some(r)),
+                    secrets::Verdict::Unchecked(r) => ("unchecked", Some(r)),
+                };
+                SecretRow {
+                    name: name.clone(),
+                    state: state.into(),
+                    source,
+                    reason,
+                }
+            }
+            (Some(_), _) => SecretRow {
+                name: name.clone(),
+                state: "found".into(),
+                source,
+                reason: None,
+            },
+        };
+        rows.push(row);
+    }
+    SecretStates { lookup, rows }
+}

@@ -1,0 +1,610 @@
+//! The commands, put together from the layers: load → validate → plan →
+//! store → scheduler → reports. `run`/`resume` live here; the other
+//! commands in `commands.rs`, the handoff in `handoff.rs`, secret lookup in
+//! `lookup.rs`.
+
+mod commands;
+mod handoff;
+mod lookup;
+
+use lookup::{needed_secrets, resolve_secrets, SecretStates};
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::{Cli, GraphFormat, RunArgs};
+use crate::error::{exit, Error, Result};
+use crate::events::Event;
+use crate::exec;
+use crate::plan::{self, Plan, Rendered};
+use crate::report::live::LiveReporter;
+use crate::report::plain::PlainReporter;
+use crate::report::style::{ColorChoice, Palette};
+use crate::report::Verbosity;
+use crate::report::{self, JsonReporter, Reporter};
+use crate::runbook::template::{Context, Templater};
+use crate::runbook::{load, validate, Runbook};
+use crate::scheduler::{self, Gate, Hold};
+use crate::secrets::{self, Redactor};
+use crate::state::{RunState, StepState};
+use crate::store::{ProcessId, RunRow, SecretRow, StepRow, Store};
+
+/// Which run a command is about.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The latest run of any runbook.
+    Latest,
+    /// A runbook name or path.
+    Name(String),
+    /// A run id.
+    RunId(i64),
+}
+
+impl Target {
+    /// `None` → latest; digits → run id; anything else → a name.
+    pub fn parse(arg: Option<String>) -> Target {
+        match arg {
+            None => Target::Latest,
+            Some(a) => match a.parse::<i64>() {
+                Ok(id) => Target::RunId(id),
+                Err(_) => Target::Name(a),
+            },
+        }
+    }
+}
+
+/// What every command needs: where the state lives, how loud to be.
+pub struct Ctx {
+    state: PathBuf,
+    cwd: PathBuf,
+    verbosity: Verbosity,
+    color: ColorChoice,
+}
+
+/// A runbook loaded, validated and planned.
+struct Loaded {
+    runbook: Runbook,
+    plan: Plan,
+    templater: Templater,
+    ctx: Context,
+}
+
+impl Ctx {
+    /// From the global options.
+    pub fn new(cli: &Cli) -> Result<Ctx> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", e))?;
+        let state = cli
+            .state
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("state/runbook.db"));
+        let verbosity = if cli.quiet {
+            Verbosity::Quiet
+        } else if cli.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Ok(Ctx {
+            state: cwd.join(state),
+            cwd,
+            verbosity,
+            color: cli.color,
+        })
+    }
+
+    fn open_store(&self) -> Result<Store> {
+        Store::open(&self.state)
+    }
+
+    fn existing_store(&self) -> Result<Store> {
+        Store::open_existing(&self.state)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "no state file at {}: nothing has run here yet (start with `runbook run NAME`)",
+                self.state.display()
+            ))
+        })
+    }
+
+    fn load(&self, path: &Path, vars: &[(String, String)], run_id: i64) -> Result<Loaded> {
+        let (file, source) = load::load(path)?;
+        let runbook = validate::validate(file, source, vars)?;
+        let templater = Templater::new();
+        let ctx = context(&runbook, &templater, run_id);
+        let plan = plan::build(&runbook, &ctx, &templater)?;
+        Ok(Loaded {
+            runbook,
+            plan,
+            templater,
+            ctx,
+        })
+    }
+
+    /// Finds the run a target names.
+    fn find_run(&self, store: &Store, target: &Target) -> Result<RunRow> {
+        let found = match target {
+            Target::Latest => store.latest_run(None)?,
+            Target::RunId(id) => store.run(*id)?,
+            Target::Name(name) => {
+                let runbook_name = match load::resolve(name, &self.cwd) {
+                    Ok(path) => load::load(&path)
+                        .map(|(f, s)| runbook_name(f.name.as_deref(), &s.path))
+                        .unwrap_or_else(|_| name.clone()),
+                    Err(_) => name.clone(),
+                };
+                store.latest_run(Some(&runbook_name))?
+            }
+        };
+        found.ok_or_else(|| match target {
+            Target::RunId(id) => Error::Usage(format!(
+                "no run {id} in {}; `runbook list` shows the recent runs",
+                self.state.display()
+            )),
+            Target::Name(n) => Error::Usage(format!(
+                "runbook `{n}` has no runs yet; start one with `runbook run {n}`"
+            )),
+            Target::Latest => Error::Usage("no runs yet; start one with `runbook run NAME`".into()),
+        })
+    }
+
+    /// `run` and `resume`.
+    /// `run` (`resume` false) and `resume` (`resume` true: the target names
+    /// a run, by id or by its runbook's name, and its stored file is used).
+    pub fn run(&self, target: Target, fresh: bool, args: RunArgs, resume: bool) -> Result<i32> {
+        let starts_new = matches!(target, Target::Name(_)) && !resume;
+        let (path, previous) = match &target {
+            Target::Name(name) if !resume => (load::resolve(name, &self.cwd)?, None),
+            other => {
+                let store = self.existing_store()?;
+                let run = self.find_run(&store, other)?;
+                (PathBuf::from(&run.path), Some(run))
+            }
+        };
+        let name_for_lookup = {
+            let (file, source) = load::load(&path)?;
+            runbook_name(file.name.as_deref(), &source.path)
+        };
+        // The vars a resumed run started with, plus the ones given now.
+        let previous = match previous {
+            Some(run) => Some(run),
+            None if fresh => None,
+            None => Store::open_existing(&self.state)?
+                .and_then(|s| s.latest_run(Some(&name_for_lookup)).ok().flatten())
+                .filter(|r| r.state.is_unfinished()),
+        };
+        let mut vars = previous
+            .as_ref()
+            .map(|r| r.vars.clone())
+            .unwrap_or_default();
+        vars.retain(|(k, _)| !args.vars.iter().any(|(n, _)| n == k));
+        vars.extend(args.vars.iter().cloned());
+        let loaded = self.load(&path, &vars, previous.as_ref().map(|r| r.id).unwrap_or(0))?;
+        for file in &args.env_files {
+            if !file.is_file() {
+                return Err(Error::Usage(format!(
+                    "--env-file {} does not exist",
+                    file.display()
+                )));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the async runtime", e))?;
+
+        if args.dry_run {
+            return runtime.block_on(self.dry_run(&loaded, previous.as_ref(), &args));
+        }
+
+        let mut store = self.open_store()?;
+        let me = ProcessId::current();
+        let (run, resumed) = match &target {
+            Target::Name(_) if starts_new => store.begin_run(
+                &loaded.runbook.name,
+                &path.to_string_lossy(),
+                &vars,
+                fresh,
+                &me,
+            )?,
+            _ => {
+                let run = previous
+                    .clone()
+                    .ok_or_else(|| Error::Usage("no run to resume".into()))?;
+                store.lock_run(run.id, &me)?;
+                store.set_run_state(run.id, RunState::Running)?;
+                (run, true)
+            }
+        };
+        let result = runtime.block_on(self.run_locked(
+            &mut store, &run, resumed, fresh, loaded, &args, &path, &vars,
+        ));
+        let _ = store.unlock_run(run.id, &me);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_locked(
+        &self,
+        store: &mut Store,
+        run: &RunRow,
+        resumed: bool,
+        fresh: bool,
+        loaded: Loaded,
+        args: &RunArgs,
+        path: &Path,
+        vars: &[(String, String)],
+    ) -> Result<i32> {
+        // Templates (in the runbook or in uploaded files) may name run.id:
+        // render again with the real one.
+        let loaded = if loaded.ctx.run_id == run.id {
+            loaded
+        } else {
+            self.load(path, vars, run.id)?
+        };
+        let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh && !resumed)?;
+        let execs = Arc::new(executors(&loaded));
+        let needed = needed_secrets(&loaded, &rows);
+        let secrets = resolve_secrets(&loaded, &execs, &args.env_files, &needed).await;
+        let env_files: Vec<String> = args
+            .env_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        store.save_secrets(run.id, &secrets.rows, &env_files)?;
+        let palette = self.palette();
+        let flag = self.state_flag();
+        let mut reporter: Box<dyn Reporter> = if args.json {
+            Box::new(JsonReporter)
+        } else if std::io::stdout().is_terminal() && self.verbosity != Verbosity::Quiet {
+            Box::new(LiveReporter::new(self.verbosity, palette, &flag))
+        } else {
+            Box::new(PlainReporter::new(self.verbosity, palette, &flag))
+        };
+        reporter.event(&Event::RunStarted {
+            run_id: run.id,
+            runbook: loaded.runbook.name.clone(),
+            resumed,
+            steps: rows.len(),
+            done: rows.iter().filter(|r| r.state.satisfies_needs()).count(),
+        });
+        let approvals = rows
+            .iter()
+            .filter_map(|r| {
+                store
+                    .approval(run.id, &r.id)
+                    .ok()
+                    .flatten()
+                    .map(|_| r.id.clone())
+            })
+            .collect();
+        let redactor = Arc::new(secrets.lookup.values.redactor());
+        let mut gate = EngineGate {
+            loaded: &loaded,
+            secrets: &secrets,
+            approvals,
+            redactor,
+        };
+        let options = scheduler::Options {
+            jobs: args.jobs as usize,
+            execs: execs.clone(),
+        };
+        let state = scheduler::run_pass(
+            &loaded.plan,
+            store,
+            run.id,
+            rows,
+            &mut gate,
+            reporter.as_mut(),
+            &options,
+        )
+        .await;
+        drop(options);
+        if let Ok(execs) = Arc::try_unwrap(execs) {
+            execs.ssh.close().await;
+        }
+        Ok(state?.exit_code())
+    }
+
+    async fn dry_run(
+        &self,
+        loaded: &Loaded,
+        previous: Option<&RunRow>,
+        args: &RunArgs,
+    ) -> Result<i32> {
+        let existing = Store::open_existing(&self.state)?;
+        let (stored, approvals): (HashMap<String, StepRow>, HashMap<String, String>) =
+            match (previous, &existing) {
+                (Some(run), Some(store)) => {
+                    let stored: HashMap<String, StepRow> = store
+                        .steps(run.id)?
+                        .into_iter()
+                        .map(|r| (r.id.clone(), r))
+                        .collect();
+                    let approvals = stored
+                        .keys()
+                        .filter_map(|id| {
+                            let a = store.approval(run.id, id).ok().flatten()?;
+                            let note = a.note.map(|n| format!(": {n}")).unwrap_or_default();
+                            Some((
+                                id.clone(),
+                                format!("approved by {} at {}{note}", a.by, a.at),
+                            ))
+                        })
+                        .collect();
+                    (stored, approvals)
+                }
+                _ => (HashMap::new(), HashMap::new()),
+            };
+        let plan = &loaded.plan;
+        let done = |i: usize| {
+            let step = &plan.steps[i];
+            stored.get(&step.id).is_some_and(|r| {
+                r.state.satisfies_needs()
+                    && r.fingerprint.as_deref() == Some(step.fingerprint.as_str())
+            })
+        };
+        let needed: Vec<String> = {
+            let mut n: Vec<String> = (0..plan.steps.len())
+                .filter(|&i| !done(i))
+                .flat_map(|i| plan.steps[i].requires.clone())
+                .collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        let execs = executors(loaded);
+        let secrets = resolve_secrets(loaded, &execs, &args.env_files, &needed).await;
+        execs.ssh.close().await;
+        match previous {
+            Some(run) => println!(
+                "dry run: would resume run {} of {} ({})",
+                run.id, loaded.runbook.name, run.state
+            ),
+            None => println!("dry run: would start a new run of {}", loaded.runbook.name),
+        }
+        for row in &secrets.rows {
+            let place = row
+                .source
+                .as_deref()
+                .map(|s| format!(" in {s}"))
+                .unwrap_or_default();
+            let why = row
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            println!("  secret {:<24} {}{place}{why}", row.name, row.state);
+        }
+        let mut verdict: Vec<&'static str> = vec![""; plan.steps.len()];
+        let mut lines = vec![String::new(); plan.steps.len()];
+        for node in petgraph::algo::toposort(&plan.graph, None).unwrap_or_default() {
+            let i = plan.graph[node];
+            let step = &plan.steps[i];
+            let hold = secrets.hold_for(&step.requires);
+            let (v, why) = if done(i) {
+                ("done", String::new())
+            } else if step
+                .needs
+                .iter()
+                .any(|&n| matches!(verdict[n], "held" | "blocked"))
+            {
+                ("blocked", "a step it needs would be held".to_string())
+            } else if hold.is_held() {
+                ("held", hold.reason())
+            } else if loaded.runbook.steps[i].approval.is_some()
+                && !approvals.contains_key(&step.id)
+            {
+                ("held", "waiting for approval".to_string())
+            } else if !step.rendered.when {
+                ("skipped", "`when` is false".to_string())
+            } else if let Some(approved) = approvals.get(&step.id) {
+                ("run", approved.clone())
+            } else {
+                (
+                    "run",
+                    step.host
+                        .as_deref()
+                        .map(|h| format!("on {h}"))
+                        .unwrap_or_default(),
+                )
+            };
+            verdict[i] = v;
+            let label = match v {
+                "run" => "would run",
+                "done" => "done",
+                "held" => "would be held",
+                "blocked" => "would be blocked",
+                _ => "would be skipped",
+            };
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!("  ({why})")
+            };
+            lines[i] = format!("  {label:<17} {}{why}", step.id);
+        }
+        for line in lines {
+            println!("{line}");
+        }
+        println!("nothing was changed");
+        Ok(exit::OK)
+    }
+
+    /// Colours for stdout.
+    fn palette(&self) -> Palette {
+        Palette {
+            color: self.color.enabled(std::io::stdout().is_terminal()),
+        }
+    }
+
+    /// The global options a printed command needs to find this state again.
+    fn state_flag(&self) -> String {
+        let default = self.cwd.join("state/runbook.db");
+        if self.state == default {
+            String::new()
+        } else {
+            format!(
+                " --state {}",
+                crate::exec::ssh::sh_quote(&self.state.display().to_string())
+            )
+        }
+    }
+}
+
+fn unknown_step(run: &RunRow, step: &str, steps: &[StepRow]) -> Error {
+    let hint = validate::nearest(step, steps.iter().map(|s| s.id.as_str()))
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_default();
+    Error::Usage(format!("run {} has no step `{step}`{hint}", run.id))
+}
+
+fn runbook_name(declared: Option<&str>, path: &Path) -> String {
+    if let Some(n) = declared {
+        return n.to_string();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if stem == "runbook" {
+        if let Some(dir) = path.parent().and_then(|p| p.file_name()) {
+            return dir.to_string_lossy().to_string();
+        }
+    }
+    stem
+}
+
+/// Where each host is, with its address rendered and `~` expanded.
+fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> {
+    let base = ctx.for_step("", &BTreeMap::new());
+    let templater = Templater::new();
+    runbook
+        .hosts
+        .iter()
+        .map(|(name, h)| {
+            let r =
+                plan::render_host(&templater, &base, h).unwrap_or_else(|_| plan::RenderedHost {
+                    address: h.address.clone(),
+                    user: h.user.clone(),
+                    port: 22,
+                    identity_file: h.identity_file.clone(),
+                    known_hosts_file: h.known_hosts_file.clone(),
+                });
+            (name, h, r)
+        })
+        .map(|(name, h, r)| exec::ssh::HostTarget {
+            name: name.clone(),
+            address: r.address,
+            user: r.user,
+            port: Some(r.port),
+            identity_file: r
+                .identity_file
+                .as_deref()
+                .map(|p| expand_path(p, &runbook.dir)),
+            accept_new: h.known_hosts == crate::runbook::model::KnownHosts::AcceptNew,
+            known_hosts_file: r
+                .known_hosts_file
+                .as_deref()
+                .map(|p| expand_path(p, &runbook.dir)),
+        })
+        .collect()
+}
+
+/// `~/x` → `$HOME/x`; a relative path is relative to the runbook's folder.
+fn expand_path(path: &str, dir: &Path) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    dir.join(path)
+}
+
+/// The template context: vars, env, and hosts with rendered addresses.
+fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
+    let bare = Context::new(&runbook.vars, minijinja::Value::from(()), run_id);
+    let base = bare.for_step("", &BTreeMap::new());
+    let hosts: BTreeMap<String, serde_json::Value> = runbook
+        .hosts
+        .iter()
+        .map(|(name, h)| {
+            let r = plan::render_host(templater, &base, h).ok();
+            (
+                name.clone(),
+                serde_json::json!({
+                    "name": name,
+                    "address": r.as_ref().map(|r| r.address.clone()),
+                    "user": r.as_ref().and_then(|r| r.user.clone()),
+                    "port": r.as_ref().map(|r| r.port),
+                }),
+            )
+        })
+        .collect();
+    Context {
+        hosts: minijinja::Value::from_serialize(&hosts),
+        ..bare
+    }
+}
+
+/// The run's executors: SSH connections, HTTP client, local folder.
+fn executors(loaded: &Loaded) -> exec::Executors {
+    exec::Executors {
+        ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx)),
+        http: exec::http::client(),
+        dir: loaded.runbook.dir.clone(),
+    }
+}
+
+struct EngineGate<'a> {
+    loaded: &'a Loaded,
+    secrets: &'a SecretStates,
+    approvals: Vec<String>,
+    redactor: Arc<Redactor>,
+}
+
+impl Gate for EngineGate<'_> {
+    fn prepare(&mut self, i: usize) -> std::result::Result<Rendered, Hold> {
+        let step = &self.loaded.runbook.steps[i];
+        let planned = &self.loaded.plan.steps[i];
+        let mut hold = self.secrets.hold_for(&planned.requires);
+        if step.approval.is_some() && !self.approvals.contains(&planned.id) {
+            hold.approval = step.approval.clone();
+        }
+        if hold.is_held() {
+            return Err(hold);
+        }
+        if planned.requires.is_empty() {
+            return Ok(planned.rendered.clone());
+        }
+        let values: BTreeMap<String, String> = planned
+            .requires
+            .iter()
+            .filter_map(|s| {
+                self.secrets
+                    .lookup
+                    .values
+                    .get(s)
+                    .map(|v| (s.clone(), v.to_string()))
+            })
+            .collect();
+        Ok(plan::render_step(
+            &self.loaded.templater,
+            &self.loaded.ctx,
+            &self.loaded.runbook,
+            step,
+            &values,
+        )
+        .unwrap_or_else(|_| planned.rendered.clone()))
+    }
+
+    fn waiting_on(&self, i: usize) -> Hold {
+        self.secrets.hold_for(&self.loaded.plan.steps[i].requires)
+    }
+
+    fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.clone()
+    }
+}

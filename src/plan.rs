@@ -511,7 +511,7 @@ fn template_diagnostic(
                     "unless" => step.spec.unless.as_deref(),
                     _ => step.spec.when.as_deref(),
                 }?;
-                let needle = &raw[range.clone()];
+                let needle = raw.get(range.clone())?;
                 let found = runbook.source.text[at..].find(needle)?;
                 Some((at + found, needle.len()))
             })

@@ -44,7 +44,8 @@ pub fn render(diagnostics: &[Diagnostic], source_text: &str, color: bool) -> Str
         .with_wrap_lines(false);
     let mut out = String::new();
     for d in diagnostics {
-        let place = match d.span {
+        let span = d.span.map(|s| on_boundaries(source_text, s));
+        let place = match span {
             Some((offset, _)) => {
                 let (line, col) = line_col(source_text, offset);
                 format!("{}:{line}:{col}", d.file.display())
@@ -55,9 +56,7 @@ pub fn render(diagnostics: &[Diagnostic], source_text: &str, color: bool) -> Str
         let rendered = Rendered {
             message: d.message.clone(),
             src: NamedSource::new(d.file.display().to_string(), source_text.to_string()),
-            span: d
-                .span
-                .map(|(o, l)| SourceSpan::new(o.min(source_text.len()).into(), l)),
+            span: span.map(|(o, l)| SourceSpan::new(o.into(), l)),
             help: d.hint.clone(),
         };
         let mut body = String::new();
@@ -77,8 +76,21 @@ pub fn render(diagnostics: &[Diagnostic], source_text: &str, color: bool) -> Str
     out
 }
 
+/// The span moved onto character boundaries, inside the text.
+fn on_boundaries(text: &str, (offset, len): (usize, usize)) -> (usize, usize) {
+    let mut start = offset.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (offset + len).clamp(start, text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    (start, end - start)
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
     (line, col)

@@ -117,7 +117,9 @@ fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
     let span = err
         .location()
         .map(|loc| {
-            let start = loc.index().min(source.text.len());
+            // The location's index counts characters; find the byte offset
+            // from its line and column instead.
+            let start = source.offset_of(loc.line(), loc.column());
             (start, source.token_len(start))
         })
         .or_else(|| {
@@ -252,9 +254,33 @@ impl Source {
             .or(Some((p, parent.len())))
     }
 
+    /// Byte offset of a 1-based line and 1-based character column.
+    pub fn offset_of(&self, line: usize, column: usize) -> usize {
+        let line_start = if line <= 1 {
+            0
+        } else {
+            self.text
+                .match_indices('\n')
+                .nth(line - 2)
+                .map(|(i, _)| i + 1)
+                .unwrap_or(self.text.len())
+        };
+        let rest = &self.text[line_start..];
+        line_start
+            + rest
+                .char_indices()
+                .nth(column.saturating_sub(1))
+                .map(|(i, _)| i)
+                .unwrap_or(rest.len())
+    }
+
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
         (line, col)

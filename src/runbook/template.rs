@@ -159,7 +159,10 @@ fn jwt_hs256(claims: Value, key: String) -> Result<String, minijinja::Error> {
 
 fn describe(err: minijinja::Error, text: &str) -> TemplateError {
     let range = err.range().filter(|r| r.end <= text.len());
-    let snippet = range.clone().map(|r| text[r].trim().to_string());
+    let snippet = range
+        .clone()
+        .and_then(|r| text.get(r))
+        .map(|s| s.trim().to_string());
     let message = match (err.kind(), &snippet) {
         (minijinja::ErrorKind::UndefinedError, Some(s)) => {
             format!("`{s}` is undefined")

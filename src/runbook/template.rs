@@ -107,6 +107,13 @@ impl Templater {
                 }),
             };
         }
+        if text.contains("}}") {
+            // A stray `}}` in a bare expression trips a panic in minijinja's lexer.
+            return Err(TemplateError {
+                message: "a `when` expression has a `}}` without `{{`".to_string(),
+                range: None,
+            });
+        }
         let expr = self
             .env
             .compile_expression(text)

@@ -126,7 +126,6 @@ impl Ctx {
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default()
         );
-        let _ = (&loaded.templater, &loaded.ctx);
         Ok(exit::OK)
     }
 

@@ -21,7 +21,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from jsonhttp import JsonHandler
 
 STATE = os.environ["SANDBOX_STATE"]
 
@@ -159,19 +161,8 @@ class Proxy:
         return {"anonymous": False, "user_id": claims["id"], "email": user["email"], "groups": groups}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     proxy = None
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self):
         if self.path == "/health":

@@ -5,7 +5,9 @@
 valid-tokens file; everything else fails like the real services do."""
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from jsonhttp import JsonHandler
 from urllib.parse import parse_qs, urlparse
 
 
@@ -20,19 +22,8 @@ def load_valid(path):
     return valid
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     valid_path = ""
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def bearer(self):
         auth = self.headers.get("Authorization", "")

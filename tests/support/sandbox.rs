@@ -46,6 +46,12 @@ impl Sandbox {
             cmd.env("SANDBOX_NETNS", ns);
         }
         let out = cmd.output().expect("run up.sh");
+        if !out.status.success() {
+            // Take down whatever it made (a namespace, processes) before failing.
+            let _ = Command::new(runbook_dir().join("sandbox/down.sh"))
+                .arg(dir.path().join("sb"))
+                .status();
+        }
         assert!(
             out.status.success(),
             "sandbox up.sh failed:\n{}\n{}",

@@ -40,15 +40,17 @@ if [ -n "${SANDBOX_NETNS:-}" ]; then
   lock=/tmp/runbook-sandbox-netns.lock
   for _ in $(seq 300); do mkdir "$lock" 2>/dev/null && break; sleep 0.1; done
   trap 'rmdir "$lock" 2>/dev/null || true' EXIT
+  echo "$ns" > "$root/netns"
+  ip netns add "$ns"
   octet=""
   for o in $(seq 1 254); do
-    if ! ip -o addr show | grep -q "10\.213\.$o\."; then octet=$o; break; fi
+    # A deleted namespace's veth lingers a moment after `ip netns del`: skip
+    # used addresses, and let `ip link add` itself say whether the name is free.
+    ip -o addr show | grep -q "10\.213\.$o\." && continue
+    if ip link add "rbh$o" type veth peer name "rbn$o" 2>/dev/null; then octet=$o; break; fi
   done
   [ -n "$octet" ] || { echo "sandbox: no free 10.213.x.0/30" >&2; exit 1; }
-  echo "$ns" > "$root/netns"
   echo "rbh$octet" > "$root/veth"
-  ip netns add "$ns"
-  ip link add "rbh$octet" type veth peer name "rbn$octet"
   ip link set "rbn$octet" netns "$ns"
   ip addr add "10.213.$octet.1/30" dev "rbh$octet"
   ip link set "rbh$octet" up
@@ -57,8 +59,6 @@ if [ -n "${SANDBOX_NETNS:-}" ]; then
   ip netns exec "$ns" ip link set lo up
   rmdir "$lock"
   trap - EXIT
-  echo "$ns" > "$root/netns"
-  echo "rbh$octet" > "$root/veth"
   bind="10.213.$octet.1"
   listen="10.213.$octet.2"
   wrap="ip netns exec $ns"

@@ -34,6 +34,9 @@ pub enum Event {
         host: Option<String>,
         /// Always `running`.
         state: StepState,
+        /// Why it runs again, on its first attempt of a pass ("definition changed").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A line of a step's output (already redacted).
     StepOutput {

@@ -70,6 +70,12 @@ pub struct Options {
     pub execs: Arc<exec::Executors>,
 }
 
+/// Captured output is committed at least this often while steps run, so a
+/// killed engine loses at most this much of what its steps printed.
+const OUTPUT_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// ... and whenever this many lines are waiting.
+const OUTPUT_FLUSH_LINES: usize = 1000;
+
 enum Msg {
     Attempt {
         step: usize,
@@ -85,6 +91,23 @@ enum Msg {
         step: usize,
         outcome: Outcome,
     },
+}
+
+/// Whether a step ran before with another definition than the plan's.
+fn definition_changed(step: &crate::plan::PlannedStep, row: &StepRow) -> bool {
+    row.fingerprint
+        .as_deref()
+        .is_some_and(|f| f != step.fingerprint)
+}
+
+/// A reason, with "definition changed" added while the step has not yet
+/// run with its new definition, so `status` says why it will run again.
+fn with_change_note(step: &crate::plan::PlannedStep, row: &StepRow, reason: String) -> String {
+    if definition_changed(step, row) {
+        format!("{reason}; definition changed")
+    } else {
+        reason
+    }
 }
 
 /// Resets the stored steps of a run to what this pass must do, and writes
@@ -138,7 +161,11 @@ pub fn prepare_rows(
                 row.reason = Some("definition changed".into());
             }
         } else if row.state != StepState::Pending {
-            row.reason = Some(format!("was {}, running again", row.state));
+            row.reason = Some(if definition_changed(step, &row) {
+                "definition changed".to_string()
+            } else {
+                format!("was {}, running again", row.state)
+            });
             row.state = StepState::Pending;
         }
         rows.push(row);
@@ -217,11 +244,13 @@ async fn pass(
         .collect();
     let mut started_at: Vec<Option<Instant>> = vec![None; n];
     let mut current_attempt: Vec<i64> = vec![0; n];
+    // Why a step runs again in this pass, shown when its first attempt starts.
+    let mut rerun_note: Vec<Option<String>> = vec![None; n];
     let mut running = 0usize;
     let mut stopping = false;
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
-    let mut output: Vec<(String, i64, &'static str, String)> = Vec::new();
+    let mut output = OutputBuffer::default();
 
     loop {
         while !stopping && running < options.jobs {
@@ -233,12 +262,13 @@ async fn pass(
                     let row = &mut rows[i];
                     row.missing = hold.missing.clone();
                     row.rejected = hold.rejected.iter().map(|(n, _)| n.clone()).collect();
+                    let reason = with_change_note(step, row, hold.reason());
                     settle(
                         store,
                         run_id,
                         row,
                         StepState::Held,
-                        Some(hold.reason()),
+                        Some(reason),
                         None,
                         None,
                         reporter,
@@ -265,6 +295,9 @@ async fn pass(
             }
             started_at[i] = Some(Instant::now());
             let row = &mut rows[i];
+            // Reruns caused by an edit are announced; plain retries of a
+            // failed or blocked step are not (their reason is "was ...").
+            rerun_note[i] = row.reason.clone().filter(|r| r.ends_with("changed"));
             row.started_at = Some(now());
             transition(row, StepState::Running);
             row.exit_code = None;
@@ -286,6 +319,7 @@ async fn pass(
         }
         let msg = tokio::select! {
             msg = rx.recv() => msg,
+            _ = output.due() => { output.flush(store, run_id)?; continue; }
             _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
             _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
         };
@@ -313,10 +347,12 @@ async fn pass(
                         line: line.clone(),
                     });
                     output.push((plan.steps[step].id.clone(), attempt, stream.as_str(), line));
+                    if output.lines.len() >= OUTPUT_FLUSH_LINES {
+                        output.flush(store, run_id)?;
+                    }
                 }
                 Msg::Attempt { step, attempt } => {
-                    store.append_output(run_id, &output)?;
-                    output.clear();
+                    output.flush(store, run_id)?;
                     current_attempt[step] = attempt;
                     rows[step].attempts = attempt;
                     store.save_step(run_id, &rows[step])?;
@@ -326,11 +362,11 @@ async fn pass(
                         attempt,
                         host: plan.steps[step].host.clone(),
                         state: StepState::Running,
+                        reason: rerun_note[step].take(),
                     });
                 }
                 Msg::Done { step, outcome } => {
-                    store.append_output(run_id, &output)?;
-                    output.clear();
+                    output.flush(store, run_id)?;
                     if current_attempt[step] > 0 {
                         store.trim_output(run_id, &plan.steps[step].id, current_attempt[step])?;
                     }
@@ -377,6 +413,35 @@ async fn pass(
     store.set_run_state(run_id, state)?;
     reporter.event(&Event::RunFinished { run_id, state });
     Ok(state)
+}
+
+/// Captured lines not yet committed, and when the oldest of them arrived.
+#[derive(Default)]
+struct OutputBuffer {
+    lines: Vec<(String, i64, &'static str, String)>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl OutputBuffer {
+    fn push(&mut self, line: (String, i64, &'static str, String)) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.lines.push(line);
+    }
+
+    /// Completes when the oldest waiting line is due to be committed.
+    async fn due(&self) {
+        match self.since {
+            Some(since) => tokio::time::sleep_until(since + OUTPUT_FLUSH_EVERY).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn flush(&mut self, store: &mut Store, run_id: i64) -> Result<()> {
+        store.append_output(run_id, &self.lines)?;
+        self.lines.clear();
+        self.since = None;
+        Ok(())
+    }
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
@@ -461,7 +526,11 @@ fn block_dependents(
                 let waits = gate.waiting_on(d);
                 rows[d].missing = waits.missing;
                 rows[d].rejected = waits.rejected.into_iter().map(|(n, _)| n).collect();
-                let reason = format!("`{}` is {}", plan.steps[s].id, rows[s].state);
+                let reason = with_change_note(
+                    &plan.steps[d],
+                    &rows[d],
+                    format!("`{}` is {}", plan.steps[s].id, rows[s].state),
+                );
                 settle(
                     store,
                     run_id,
@@ -592,9 +661,19 @@ impl Job {
                 exit_code: None,
                 note: None,
             },
-            RenderedAction::Http(http) => self.execs.http(http, r.timeout, &sink).await,
+            // A request or a transfer is dropped mid-way when the engine is
+            // stopped: dropping the future closes its connection or channel.
+            RenderedAction::Http(http) => {
+                tokio::select! {
+                    outcome = self.execs.http(http, r.timeout, &sink) => outcome,
+                    _ = cancel.cancelled() => Outcome::Interrupted,
+                }
+            }
             RenderedAction::Upload { files, mode, .. } => {
-                self.execs.upload(host, files, *mode, &sink).await
+                tokio::select! {
+                    outcome = self.execs.upload(host, files, *mode, &sink) => outcome,
+                    _ = cancel.cancelled() => Outcome::Interrupted,
+                }
             }
         };
         drop(sink);

@@ -341,3 +341,50 @@ fn full_disk_stops_the_run_cleanly_and_resume_recovers() {
     assert_eq!(t.status(None).state, "succeeded");
     assert_eq!(integrity(&t.state_file()), "ok");
 }
+
+#[test]
+fn output_printed_before_a_kill_9_is_in_the_logs() {
+    // A step prints a numbered line every 100 ms and journals when it did;
+    // the engine is killed without warning after 2 s.
+    let t = Test::new().runbook(
+        "r",
+        "steps:\n  - id: ticker\n    run: |\n      echo $$ > ticker.pid\n      i=0\n      while [ $i -lt 200 ]; do\n        echo \"tick $i\"\n        echo \"$i $(date +%s%N)\" >> ticker.journal\n        i=$((i+1))\n        sleep 0.1\n      done\n",
+    );
+    let child = t.spawn(&["run", "r"]);
+    assert!(support::wait_for(Duration::from_secs(20), || t
+        .path()
+        .join("runbooks/ticker.journal")
+        .exists()));
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, "KILL");
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let _ = finish(child);
+    // The step lives on in its own process group: end it by its pid.
+    let pgid = t.read("runbooks/ticker.pid").trim().to_string();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+
+    let logs = t.run(&["logs", "1", "ticker"]);
+    logs.code(0);
+    let printed_early: Vec<String> = t
+        .lines("runbooks/ticker.journal")
+        .iter()
+        .filter_map(|l| {
+            let (i, at) = l.split_once(' ')?;
+            let at: u128 = at.parse().ok()?;
+            (at + 1_000_000_000 <= killed_at).then(|| format!("tick {i}"))
+        })
+        .collect();
+    assert!(printed_early.len() >= 8, "{printed_early:?}");
+    for line in &printed_early {
+        assert!(
+            logs.stdout.lines().any(|l| l.ends_with(line.as_str())),
+            "`{line}` was printed over 1 s before the kill but is not in the logs:\n{}",
+            logs.stdout
+        );
+    }
+}

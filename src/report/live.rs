@@ -84,6 +84,7 @@ impl Reporter for LiveReporter {
                 step,
                 host,
                 attempt,
+                reason,
                 ..
             } => {
                 let bar = self.bars.entry(step.clone()).or_insert_with(|| {
@@ -109,6 +110,11 @@ impl Reporter for LiveReporter {
                     String::new()
                 };
                 bar.set_prefix(format!("{step}{on}{again}"));
+                if reason.is_some() {
+                    if let Some(line) = super::plain::started_step_line(event) {
+                        self.println(&line);
+                    }
+                }
                 self.update_footer();
             }
             Event::StepOutput { step, line, .. } => {

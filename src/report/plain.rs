@@ -52,6 +52,29 @@ pub fn started_line(event: &Event) -> Option<String> {
     })
 }
 
+/// The line printed when a step starts: why it runs again on the first
+/// attempt of a pass, else which attempt it is.
+pub fn started_step_line(event: &Event) -> Option<String> {
+    let Event::StepStarted {
+        step,
+        attempt,
+        host,
+        reason,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let on = host
+        .as_deref()
+        .map(|h| format!(" on {h}"))
+        .unwrap_or_default();
+    Some(match reason {
+        Some(why) => format!("▶ {step}{on} ({why})"),
+        None => format!("▶ {step}{on} (attempt {attempt})"),
+    })
+}
+
 /// The line printed when a step reaches a state.
 pub fn finished_line(palette: &Palette, event: &Event) -> Option<String> {
     let Event::StepFinished {
@@ -91,17 +114,14 @@ impl Reporter for PlainReporter {
                 }
             }
             Event::StepStarted {
-                step,
-                attempt,
-                host,
-                ..
+                reason, attempt, ..
             } => {
-                if self.verbosity == Verbosity::Verbose || *attempt > 1 && !quiet {
-                    let on = host
-                        .as_deref()
-                        .map(|h| format!(" on {h}"))
-                        .unwrap_or_default();
-                    self.print(&format!("▶ {step}{on} (attempt {attempt})"));
+                if self.verbosity == Verbosity::Verbose
+                    || !quiet && (reason.is_some() || *attempt > 1)
+                {
+                    if let Some(line) = started_step_line(event) {
+                        self.print(&line);
+                    }
                 }
             }
             Event::StepOutput { step, line, .. } => {

@@ -388,6 +388,9 @@ pub fn collect_files(
     Ok(())
 }
 
+/// How a secret's placeholder value starts.
+const SECRET_PLACEHOLDER: &str = "[secret:";
+
 /// Placeholder values for a step's secrets, used for validation and fingerprints.
 pub fn placeholder_secrets(step: &Step) -> BTreeMap<String, String> {
     step.spec
@@ -436,6 +439,9 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
                 continue;
             }
         };
+        if let Some(d) = url_diagnostic(runbook, step, &rendered) {
+            diagnostics.push(d);
+        }
         for &need in &step.needs {
             graph.add_edge(nodes[need], nodes[step.index], ());
         }
@@ -457,7 +463,23 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         .collect();
     for (name, spec) in &runbook.secrets {
         if let Some(check) = &spec.check {
-            if let Err(e) = render_http(templater, &ctx.for_step("", &all_secrets), &check.http) {
+            let rendered = render_http(templater, &ctx.for_step("", &all_secrets), &check.http);
+            if let Some(problem) = rendered
+                .as_ref()
+                .ok()
+                .filter(|r| !r.url.contains(SECRET_PLACEHOLDER))
+                .and_then(|r| crate::exec::http::url_problem(&r.url))
+            {
+                diagnostics.push(
+                    Diagnostic::new(
+                        &runbook.source.path,
+                        format!("secret `{name}`, `check`: {problem}"),
+                    )
+                    .at(runbook.source.nested_key_span("secrets", name))
+                    .hint("write an absolute URL such as https://api.example.com/user"),
+                );
+            }
+            if let Err(e) = rendered {
                 diagnostics.push(
                     Diagnostic::new(
                         &runbook.source.path,
@@ -493,6 +515,26 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         }
     }
     Ok(Plan { steps, graph })
+}
+
+/// A URL that is known before the run (it uses no secret) and is not one.
+/// URLs built from secrets are checked when the step runs.
+fn url_diagnostic(runbook: &Runbook, step: &Step, rendered: &Rendered) -> Option<Diagnostic> {
+    let RenderedAction::Http(http) = &rendered.action else {
+        return None;
+    };
+    if http.url.contains(SECRET_PLACEHOLDER) {
+        return None;
+    }
+    let problem = crate::exec::http::url_problem(&http.url)?;
+    Some(
+        Diagnostic::new(
+            &runbook.source.path,
+            format!("step `{}`, `url`: {problem}", step.spec.id),
+        )
+        .at(runbook.source.step_key_span(step.index, "url"))
+        .hint("write an absolute URL such as http://127.0.0.1:8000/health"),
+    )
 }
 
 fn template_diagnostic(

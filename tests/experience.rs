@@ -49,6 +49,14 @@ fn normalise(text: &str) -> String {
                 if unit > 0 {
                     l.push_str("[DUR]");
                     i = j + unit;
+                    // A table pads a duration to its column: the padding
+                    // depends on the digits, so it becomes two spaces.
+                    if chars[i..].starts_with(&[' ', ' ']) {
+                        while chars.get(i) == Some(&' ') {
+                            i += 1;
+                        }
+                        l.push_str("  ");
+                    }
                     continue;
                 }
             }

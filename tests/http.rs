@@ -73,3 +73,38 @@ fn retries_make_a_wait_until_healthy_probe() {
     t.run(&["run", "w"]).code(0);
     assert_eq!(t.status(None).step("wait").attempts, 3);
 }
+
+#[test]
+fn a_url_that_is_not_one_is_rejected_before_anything_runs() {
+    for (url, says) in [
+        ("127.0.0.1:8000/health", "not a"),
+        ("http//127.0.0.1/health", "not a URL"),
+        ("ftp://127.0.0.1/x", "not an http or https URL"),
+        ("{{ vars.base }}/health", "not an http or https URL"),
+    ] {
+        let yaml = format!(
+            "vars: {{ base: \"localhost:8000\" }}\nsteps:\n  - id: before\n    run: touch ran\n  - id: probe\n    http:\n      url: \"{url}\"\n"
+        );
+        let t = Test::new().runbook("h", &yaml);
+        let ran = t.run(&["run", "h"]);
+        ran.code(2).stderr_has(says).stderr_has("h.yaml:7:");
+        assert!(!t.path().join("runbooks/ran").exists(), "{url}: a step ran");
+        assert!(!t.state_file().exists(), "{url}: state was written");
+    }
+}
+
+#[test]
+fn a_url_made_from_a_secret_is_checked_when_the_step_runs() {
+    let t = Test::new()
+        .runbook(
+            "h",
+            "secrets:\n  API_BASE: { description: base URL }\nsteps:\n  - id: probe\n    requires: [API_BASE]\n    http: { url: \"{{ secrets.API_BASE }}/health\" }\n  - id: free\n    run: 'true'\n",
+        )
+        .env("API_BASE", "not-a-url");
+    t.run(&["run", "h"]).code(1);
+    let s = t.status(None);
+    let reason = s.step("probe").reason.clone().unwrap_or_default();
+    assert!(reason.contains("is not a URL"), "{reason}");
+    assert!(!reason.contains("not-a-url"), "the secret leaked: {reason}");
+    assert_eq!(s.state_of("free"), "succeeded");
+}

@@ -85,6 +85,42 @@ fn definition_change_reruns_the_step_and_its_dependents() {
     let s = t.status(None);
     assert_eq!(s.run_id, 1);
     assert!(ran.stdout.contains("b  succeeded"));
+    // The operator sees why each step runs again.
+    ran.stdout_has("▶ b (definition changed)")
+        .stdout_has("▶ c (`b` changed)")
+        .stdout_lacks("▶ a ");
+}
+
+#[test]
+fn a_changed_step_that_cannot_run_yet_says_so_in_status() {
+    let t = Test::new();
+    let log = t.p("log");
+    let v1 = format!("steps:\n  - id: x\n    run: echo x >> {log}\n  - id: y\n    needs: [x]\n    run: echo y >> {log}\n  - id: z\n    run: exit 1\n");
+    t.put_runbook("d", &v1);
+    t.run(&["run", "d"]).code(1);
+    // y gets a new definition, but x (changed too) now fails: y cannot run.
+    t.put_runbook(
+        "d",
+        &v1.replace("echo y >>", "echo y2 >>")
+            .replace("echo x >>", "exit 1; echo x >>"),
+    );
+    t.run(&["run", "d"])
+        .code(1)
+        .stdout_has("▶ x (definition changed)");
+    let s = t.status(None);
+    assert_eq!(s.state_of("y"), "blocked");
+    let reason = s.step("y").reason.clone().unwrap_or_default();
+    assert!(reason.contains("definition changed"), "{reason}");
+    t.run(&["status"]).code(0).stdout_has("definition changed");
+    // Once y has run with its new definition, the note is gone.
+    t.put_runbook(
+        "d",
+        &v1.replace("echo y >>", "echo y2 >>")
+            .replace("exit 1", "'true'"),
+    );
+    t.run(&["run", "d"]).code(0);
+    let reason = t.status(None).step("y").reason.clone().unwrap_or_default();
+    assert!(!reason.contains("definition changed"), "{reason}");
 }
 
 #[test]

@@ -136,6 +136,12 @@ impl Executors {
         timeout: Option<Duration>,
         sink: &LineSink,
     ) -> Outcome {
+        if let Some(problem) = http::url_problem(&req.url) {
+            return Outcome::Failed {
+                exit_code: None,
+                reason: format!("{problem}; fix the step's `http.url`"),
+            };
+        }
         let url = match &req.via {
             None => req.url.clone(),
             Some(host) => match self.tunnel_url(host, &req.url).await {

@@ -1,0 +1,77 @@
+//! SIGINT and SIGTERM stop every kind of step promptly: a request or a
+//! transfer that hangs is cancelled, the step is `interrupted`, exit 130.
+
+mod support;
+use std::time::{Duration, Instant};
+
+use support::{finish, signal, wait_for, Test};
+
+/// A loopback server that accepts connections and never answers.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// Starts `run r`, waits until `step` is running, sends `sig`, and returns
+/// how long the engine took to exit after it, with its output.
+fn stop_while_running(t: &Test, step: &str, sig: &str) -> (Duration, support::Ran) {
+    let child = t.spawn(&["run", "r"]);
+    let running = wait_for(Duration::from_secs(20), || {
+        let ran = t.run(&["status", "--json"]);
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(&ran.stdout) else {
+            return false;
+        };
+        doc["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["id"] == step && s["state"] == "running")
+    });
+    assert!(running, "`{step}` never started");
+    // Give the step time to be inside its request or connection.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    signal(&child, sig);
+    let ran = finish(child);
+    (sent.elapsed(), ran)
+}
+
+#[test]
+fn sigint_cancels_an_http_request_that_never_gets_an_answer() {
+    let port = silent_server();
+    let t = Test::new().runbook(
+        "r",
+        &format!(
+            "steps:\n  - id: probe\n    timeout: 5m\n    http: {{ url: \"http://127.0.0.1:{port}/health\" }}\n"
+        ),
+    );
+    let (took, ran) = stop_while_running(&t, "probe", "INT");
+    ran.code(130);
+    assert!(took < Duration::from_secs(2), "took {took:?} to stop");
+    let s = t.status(None);
+    assert_eq!(s.state, "interrupted");
+    assert_eq!(s.state_of("probe"), "interrupted");
+}
+
+#[test]
+fn sigterm_cancels_an_upload_to_a_host_that_never_answers() {
+    let port = silent_server();
+    let t = Test::new().runbook(
+        "r",
+        &format!(
+            "hosts:\n  stuck: {{ address: 127.0.0.1, port: {port}, known_hosts: accept-new }}\nsteps:\n  - id: put\n    on: stuck\n    upload: {{ src: files, dest: /tmp/never }}\n"
+        ),
+    );
+    t.write("runbooks/files/a.txt", "hello\n");
+    let (took, ran) = stop_while_running(&t, "put", "TERM");
+    ran.code(130);
+    assert!(took < Duration::from_secs(2), "took {took:?} to stop");
+    assert_eq!(t.status(None).state_of("put"), "interrupted");
+}

@@ -314,19 +314,25 @@ pub async fn check(
     spec: &crate::runbook::model::HttpSpec,
     values: &Values,
 ) -> Verdict {
+    let redactor = values.redactor();
+    let missing: Vec<String> = crate::plan::http_secret_refs(templater, spec)
+        .into_iter()
+        .filter(|n| values.get(n).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::Unchecked(format!(
+            "its check also needs {}, which {} missing",
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        ));
+    }
     let c = ctx.for_step("", &values.values);
     let request = match crate::plan::render_http(templater, &c, spec) {
         Ok(r) => r,
         Err(e) => {
-            let name = e.message.split("secrets.").nth(1).map(|s| {
-                s.chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect::<String>()
-            });
-            return Verdict::Unchecked(match name {
-                Some(n) => format!("its check also needs {n}, which is missing"),
-                None => format!("its check cannot be rendered: {}", e.message),
-            });
+            return Verdict::Unchecked(
+                redactor.redact(&format!("its check cannot be rendered: {}", e.message)),
+            )
         }
     };
     let url = match &request.via {
@@ -336,7 +342,6 @@ pub async fn check(
         },
         None => request.url.clone(),
     };
-    let redactor = values.redactor();
     match crate::exec::http::send(
         &execs.http,
         &request,

@@ -113,7 +113,7 @@ impl Ctx {
         let runbook = validate::validate(file, source, vars)?;
         let templater = Templater::new();
         let ctx = context(&runbook, &templater, run_id);
-        let plan = plan::build(&runbook, &ctx, &templater)?;
+        let plan = plan::build(&runbook, &ctx, &Templater::for_placeholders())?;
         Ok(Loaded {
             runbook,
             plan,

@@ -23,6 +23,8 @@ pub struct Redactor {
     matcher: Option<AhoCorasick>,
     /// The marker for each pattern, by pattern index.
     markers: Vec<String>,
+    /// The patterns, for a text cut short inside one.
+    patterns: Vec<String>,
     /// The automaton could not be built: every text is withheld.
     broken: bool,
 }
@@ -60,24 +62,52 @@ impl Redactor {
             Ok(matcher) => Redactor {
                 matcher: Some(matcher),
                 markers,
+                patterns: patterns.into_iter().map(str::to_string).collect(),
                 broken: false,
             },
             Err(_) => Redactor {
-                matcher: None,
-                markers: Vec::new(),
                 broken: true,
+                ..Redactor::default()
             },
         }
     }
 
     /// The text with every secret value, and every long enough line of a
-    /// multi-line value, replaced.
+    /// multi-line value, replaced. A text cut short with `…` (a response
+    /// body's preview) that ends inside a value has that start replaced too.
     pub fn redact(&self, text: &str) -> String {
-        match &self.matcher {
+        let out = match &self.matcher {
             Some(m) => m.replace_all(text, &self.markers),
-            None if self.broken => "[REDACTED: the redactor could not be built]".to_string(),
-            None => text.to_string(),
+            None if self.broken => {
+                return "[REDACTED: the redactor could not be built]".to_string()
+            }
+            None => return text.to_string(),
+        };
+        match out.strip_suffix('…').and_then(|body| self.cut_inside(body)) {
+            Some((at, i)) => format!("{}{}…", &out[..at], self.markers[i]),
+            None => out,
         }
+    }
+
+    /// Where `text` ends with the start of a pattern (at least
+    /// `MIN_CUT_LEN` bytes of it): the earliest such position, and the pattern.
+    fn cut_inside(&self, text: &str) -> Option<(usize, usize)> {
+        const MIN_CUT_LEN: usize = 4;
+        let mut best: Option<(usize, usize)> = None;
+        for (i, p) in self.patterns.iter().enumerate() {
+            let from = text.len().saturating_sub(p.len().saturating_sub(1));
+            let until = text.len().saturating_sub(MIN_CUT_LEN);
+            for at in from..=until {
+                if best.is_some_and(|(b, _)| b <= at) {
+                    break;
+                }
+                if text.is_char_boundary(at) && p.starts_with(&text[at..]) {
+                    best = Some((at, i));
+                    break;
+                }
+            }
+        }
+        best
     }
 }
 
@@ -160,6 +190,15 @@ mod tests {
             r.redact("body: -----BEGIN KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
             "body: [REDACTED:PEM] [REDACTED:PEM]"
         );
+    }
+
+    #[test]
+    fn a_preview_cut_inside_a_value_hides_its_start() {
+        let r = Redactor::new([("K", "abcdefghijklmnop")]);
+        assert_eq!(r.redact("body: x abcdefgh…"), "body: x [REDACTED:K]…");
+        // Without the cut mark, or under the minimum, text is left alone.
+        assert_eq!(r.redact("body: x abcdefgh"), "body: x abcdefgh");
+        assert_eq!(r.redact("body: x abc…"), "body: x abc…");
     }
 
     #[test]
@@ -358,7 +397,7 @@ pub async fn check(
             Some(_) => Verdict::Rejected(redactor.redact(&format!(
                 "{} {}",
                 response.status,
-                short_message(&response.body)
+                short_message(&redactor.redact(&response.body))
             ))),
         },
     }

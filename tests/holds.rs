@@ -263,6 +263,11 @@ const PEM: &str =
 fn secret_values_never_reach_disk_or_output() {
     let secret = "s3cr3t-VALUE-a1b2c3d4e5";
     let server = HttpServer::start(|r| {
+        if r.path.starts_with("/pem-cut") {
+            // The body preview (300 characters) ends 10 characters into the
+            // key's second line.
+            return (500, format!("{}\n{PEM}\n", "p".repeat(261)));
+        }
         if r.path.starts_with("/pem") {
             // The upstream echoes the key back in an error body: it lands in
             // the failure reason (one line, whitespace collapsed).
@@ -275,7 +280,7 @@ fn secret_values_never_reach_disk_or_output() {
     });
     let t = Test::new();
     let yaml = format!(
-        "vars: {{ api: \"{url}\" }}\nsecrets:\n  RB_LEAK:\n    owner: Lukas\n    description: leak test\n  RB_PEM:\n    owner: Lukas\n    description: a private key\n  RB_CHECKED:\n    owner: Lukas\n    check:\n      http: {{ url: \"{{{{ vars.api }}}}/check?key={{{{ secrets.RB_CHECKED }}}}\" }}\nsteps:\n  - id: echo\n    requires: [RB_LEAK]\n    env: {{ V: \"{{{{ secrets.RB_LEAK }}}}\" }}\n    run: |\n      echo \"plain $V\"\n      printf '%s' \"$V\" | head -c 7; printf '%s\\n' \"$V\" | tail -c +8\n      echo \"$V\" >&2\n      echo \"in url https://x/?t=$V\"\n      exit 1\n  - id: http\n    requires: [RB_LEAK]\n    http: {{ url: \"{{{{ vars.api }}}}/?token={{{{ secrets.RB_LEAK }}}}\" }}\n  - id: checked\n    requires: [RB_CHECKED]\n    run: 'true'\n  - id: pem\n    requires: [RB_PEM]\n    env: {{ K: \"{{{{ secrets.RB_PEM }}}}\" }}\n    run: |\n      printf '%s\\n' \"$K\"\n      echo \"key=$K\" >&2\n      exit 1\n  - id: pem-http\n    requires: [RB_PEM]\n    http: {{ url: \"{{{{ vars.api }}}}/pem\", expect: {{ status: 200 }} }}\n",
+        "vars: {{ api: \"{url}\" }}\nsecrets:\n  RB_LEAK:\n    owner: Lukas\n    description: leak test\n  RB_PEM:\n    owner: Lukas\n    description: a private key\n  RB_CHECKED:\n    owner: Lukas\n    check:\n      http: {{ url: \"{{{{ vars.api }}}}/check?key={{{{ secrets.RB_CHECKED }}}}\" }}\nsteps:\n  - id: echo\n    requires: [RB_LEAK]\n    env: {{ V: \"{{{{ secrets.RB_LEAK }}}}\" }}\n    run: |\n      echo \"plain $V\"\n      printf '%s' \"$V\" | head -c 7; printf '%s\\n' \"$V\" | tail -c +8\n      echo \"$V\" >&2\n      echo \"in url https://x/?t=$V\"\n      exit 1\n  - id: http\n    requires: [RB_LEAK]\n    http: {{ url: \"{{{{ vars.api }}}}/?token={{{{ secrets.RB_LEAK }}}}\" }}\n  - id: checked\n    requires: [RB_CHECKED]\n    run: 'true'\n  - id: pem\n    requires: [RB_PEM]\n    env: {{ K: \"{{{{ secrets.RB_PEM }}}}\" }}\n    run: |\n      printf '%s\\n' \"$K\"\n      echo \"key=$K\" >&2\n      exit 1\n  - id: pem-http\n    requires: [RB_PEM]\n    http: {{ url: \"{{{{ vars.api }}}}/pem\", expect: {{ status: 200 }} }}\n  - id: pem-cut\n    requires: [RB_PEM]\n    http: {{ url: \"{{{{ vars.api }}}}/pem-cut\" }}\n",
         url = server.url()
     );
     let checked = "zz-checked-9f8e7d6c5b";
@@ -317,6 +322,8 @@ fn secret_values_never_reach_disk_or_output() {
         reason.contains("[REDACTED:RB_PEM] [REDACTED:RB_PEM] [REDACTED:RB_PEM]"),
         "{reason}"
     );
+    let reason = s.step("pem-cut").reason.clone().unwrap_or_default();
+    assert!(reason.ends_with("[REDACTED:RB_PEM]…"), "{reason}");
     t.run(&["logs", "1", "pem"])
         .code(0)
         .stdout_has("[REDACTED:RB_PEM]");
@@ -337,6 +344,8 @@ fn secret_values_never_reach_disk_or_output() {
     }
     let mut needles: Vec<&str> = vec![secret, checked];
     needles.extend(PEM.lines());
+    // The start of a line cut short by the preview.
+    needles.push("q8Zx3mKp0L");
     for out in &outputs {
         for needle in &needles {
             assert!(!out.contains(needle), "{needle:?} in output:\n{out}");

@@ -401,7 +401,7 @@ fn a_step_that_cannot_be_rendered_with_its_secrets_fails_without_running() {
     assert_eq!(s.state_of("free"), "succeeded");
     let reason = s.step("configure").reason.clone().unwrap_or_default();
     assert!(
-        reason.contains("`env` cannot be rendered with the secret values")
+        reason.contains("`env` cannot be rendered with the value of secret RB_SA: ")
             && reason.contains("not JSON"),
         "{reason}"
     );

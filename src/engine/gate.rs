@@ -90,8 +90,13 @@ impl Gate for EngineGate<'_> {
             &self.values(&planned.requires),
         )
         .map_err(|(field, e)| {
+            let names = &planned.requires;
+            let (s, names) = match names.len() {
+                1 => ("", names[0].clone()),
+                _ => ("s", names.join(", ")),
+            };
             NotReady::Failed(self.redactor.redact(&format!(
-                "`{field}` cannot be rendered with the secret values: {}",
+                "`{field}` cannot be rendered with the value{s} of secret{s} {names}: {}",
                 e.message
             )))
         })

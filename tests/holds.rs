@@ -480,6 +480,20 @@ fn a_when_that_reads_a_missing_secret_stays_held() {
 }
 
 #[test]
+fn a_when_that_subscripts_a_missing_secret_stays_held() {
+    // `secrets["X"]` is not in the syntax list; a missing value still holds.
+    let t = Test::new().runbook(
+        "sub",
+        "secrets:\n  RB_FLAG: { owner: Lukas, description: flag }\nsteps:\n  - id: gated\n    requires: [RB_FLAG]\n    when: \"{{ secrets['RB_FLAG'] == 'on' }}\"\n    run: 'true'\n",
+    );
+    t.run(&["run", "sub"]).code(3);
+    assert_eq!(t.status(None).state_of("gated"), "held");
+    let t = t.env("RB_FLAG", "off");
+    t.run(&["resume"]).code(0);
+    assert_eq!(t.status(None).state_of("gated"), "skipped");
+}
+
+#[test]
 fn a_check_names_every_secret_it_is_missing() {
     let t = Test::new().runbook(
         "chk",

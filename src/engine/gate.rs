@@ -48,12 +48,16 @@ impl EngineGate<'_> {
             .loaded
             .ctx
             .for_step(&step.spec.id, &self.values(&step.spec.requires));
-        Some(templater.condition(cond, &c).map_err(|e| {
-            NotReady::Failed(self.redactor.redact(&format!(
+        match templater.condition(cond, &c) {
+            Ok(v) => Some(Ok(v)),
+            // A use the syntax list cannot see (`secrets[name]`) of a held
+            // secret: held, not failed.
+            Err(_) if self.secrets.hold_for(&step.spec.requires).is_held() => None,
+            Err(e) => Some(Err(NotReady::Failed(self.redactor.redact(&format!(
                 "`when` cannot be evaluated with the secret values: {}",
                 e.message
-            )))
-        }))
+            ))))),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub mod store;
 pub fn check_text(path: &std::path::Path, text: &str) -> error::Result<()> {
     let (file, source) = runbook::load::parse_text(path, text.to_string())?;
     let book = runbook::validate::validate(file, source, &[])?;
-    let templater = runbook::template::Templater::new();
+    let templater = runbook::template::Templater::for_placeholders();
     let ctx = runbook::template::Context::new(&book.vars, minijinja::Value::from(()), 0);
     plan::build(&book, &ctx, &templater).map(|_| ())
 }

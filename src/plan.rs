@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Diagnostic, Error, Result};
-use crate::runbook::template::{Context, TemplateError, Templater};
+use crate::runbook::template::{placeholder, Context, TemplateError, Templater};
 use crate::runbook::{Action, Runbook, Step};
 
 /// A step ready to be scheduled.
@@ -396,12 +396,13 @@ pub fn placeholder_secrets(step: &Step) -> BTreeMap<String, String> {
     step.spec
         .requires
         .iter()
-        .map(|s| (s.clone(), format!("[secret:{s}]")))
+        .map(|s| (s.clone(), placeholder(s)))
         .collect()
 }
 
 /// Builds the plan. Template errors (an undefined name, a secret the step
-/// does not require) are validation errors.
+/// does not require) are validation errors. Secrets are placeholders here:
+/// `templater` is [`Templater::for_placeholders`].
 pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<Plan> {
     let mut diagnostics = Vec::new();
     let mut steps = Vec::with_capacity(runbook.steps.len());
@@ -410,32 +411,38 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         .map(|i| graph.add_node(i))
         .collect();
     for step in &runbook.steps {
-        for secret in secret_refs(&step.spec) {
-            if !step.spec.requires.contains(&secret) {
-                let declared = runbook.secrets.contains_key(&secret);
-                diagnostics.push(
-                    Diagnostic::new(
-                        &runbook.source.path,
-                        if declared {
-                            format!("step `{}` uses secret `{secret}` but does not list it in `requires`", step.spec.id)
-                        } else {
-                            format!("step `{}` uses `secrets.{secret}`, which is not declared", step.spec.id)
-                        },
-                    )
-                    .at(runbook.source.step_span(step.index))
-                    .hint(if declared {
-                        format!("add `requires: [{secret}]` to the step, so it is held while the secret is missing")
-                    } else {
-                        "declare it under `secrets:` and list it in the step's `requires`".to_string()
-                    }),
-                );
+        let mut misused = false;
+        for (field, secret) in secret_refs(templater, ctx, runbook, step) {
+            if step.spec.requires.contains(&secret) {
+                continue;
             }
+            misused = true;
+            let declared = runbook.secrets.contains_key(&secret);
+            diagnostics.push(
+                Diagnostic::new(
+                    &runbook.source.path,
+                    if declared {
+                        format!("step `{}`, `{field}`: uses secret `{secret}` but does not list it in `requires`", step.spec.id)
+                    } else {
+                        format!("step `{}`, `{field}`: uses `secrets.{secret}`, which is not declared", step.spec.id)
+                    },
+                )
+                .at(runbook.source.step_needle_span(step.index, &field, &format!("secrets.{secret}")))
+                .hint(if declared {
+                    format!("add `requires: [{secret}]` to the step, so it is held while the secret is missing")
+                } else {
+                    "declare it under `secrets:` and list it in the step's `requires`".to_string()
+                }),
+            );
         }
         let rendered = match render_step(templater, ctx, runbook, step, &placeholder_secrets(step))
         {
             Ok(r) => r,
             Err((field, e)) => {
-                diagnostics.push(template_diagnostic(runbook, step, &field, &e));
+                // An unlisted secret is undefined here too: said once, above.
+                if !(misused && e.message.contains("`secrets.")) {
+                    diagnostics.push(template_diagnostic(runbook, step, &field, &e));
+                }
                 continue;
             }
         };
@@ -459,7 +466,7 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
     let all_secrets: BTreeMap<String, String> = runbook
         .secrets
         .keys()
-        .map(|s| (s.clone(), format!("[secret:{s}]")))
+        .map(|s| (s.clone(), placeholder(s)))
         .collect();
     for (name, spec) in &runbook.secrets {
         if let Some(check) = &spec.check {
@@ -578,32 +585,118 @@ fn undefined_hint(message: &str) -> String {
     }
 }
 
-/// Names used as `secrets.NAME` or `secrets["NAME"]` in any of a step's templates.
-pub fn secret_refs(spec: &crate::runbook::model::StepSpec) -> Vec<String> {
-    let text = serde_json::to_string(spec).unwrap_or_default();
-    let mut names = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(i) = rest.find("secrets") {
-        rest = &rest[i + "secrets".len()..];
-        let name: String = if let Some(r) = rest.strip_prefix('.') {
-            r.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect()
-        } else if let Some(r) = rest
-            .strip_prefix("[\\\"")
-            .or_else(|| rest.strip_prefix("['"))
-        {
-            r.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect()
-        } else {
-            continue;
-        };
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
+/// The secrets a step's templates use, as (field, name), read from the
+/// templates' syntax: `cat secrets.json` uses none. Uploaded template files
+/// count, under `src`.
+pub fn secret_refs(
+    templater: &Templater,
+    ctx: &Context,
+    runbook: &Runbook,
+    step: &Step,
+) -> Vec<(String, String)> {
+    let spec = &step.spec;
+    let mut texts: Vec<(&str, String, bool)> = Vec::new();
+    if let Some(when) = &spec.when {
+        texts.push(("when", when.clone(), true));
+    }
+    if let Some(unless) = &spec.unless {
+        texts.push(("unless", unless.clone(), false));
+    }
+    texts.extend(spec.env.values().map(|v| ("env", v.as_text(), false)));
+    match &step.action {
+        Action::Run(script) => texts.push(("run", script.clone(), false)),
+        Action::Http(http) => {
+            texts.extend(http_templates(http).into_iter().map(|t| ("http", t, false)))
+        }
+        Action::Upload(upload) => {
+            texts.push(("src", upload.src.clone(), false));
+            texts.push(("dest", upload.dest.clone(), false));
+            if upload.template {
+                texts.extend(
+                    template_files(templater, ctx, runbook, step, &upload.src)
+                        .into_iter()
+                        .map(|t| ("src", t, false)),
+                );
+            }
+        }
+        Action::Checkpoint => {}
+    }
+    let mut refs: Vec<(String, String)> = Vec::new();
+    for (field, text, condition) in texts {
+        for name in templater.secret_names(&text, condition) {
+            if !refs.iter().any(|(_, n)| *n == name) {
+                refs.push((field.to_string(), name));
+            }
         }
     }
+    refs
+}
+
+/// The secrets an HTTP request (a step's, or a secret's check) uses.
+pub fn http_secret_refs(
+    templater: &Templater,
+    http: &crate::runbook::model::HttpSpec,
+) -> Vec<String> {
+    let mut names: Vec<String> = http_templates(http)
+        .iter()
+        .flat_map(|t| templater.secret_names(t, false))
+        .collect();
+    names.sort();
+    names.dedup();
     names
+}
+
+/// Every templated text of an HTTP request.
+fn http_templates(http: &crate::runbook::model::HttpSpec) -> Vec<String> {
+    fn json_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| json_strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = vec![http.url.clone()];
+    out.extend(http.headers.values().map(|v| v.as_text()));
+    out.extend(http.body.iter().cloned());
+    if let Some(json) = &http.json {
+        json_strings(json, &mut out);
+    }
+    let expect = &http.expect;
+    for texts in [&expect.body_contains, &expect.body_not_contains]
+        .into_iter()
+        .flatten()
+    {
+        out.extend(texts.items().into_iter().map(str::to_string));
+    }
+    for value in expect.json.iter().flat_map(|m| m.values()) {
+        json_strings(value, &mut out);
+    }
+    out
+}
+
+/// The text of an upload's template files (those that can be read as text;
+/// what cannot is reported when the step is rendered).
+fn template_files(
+    templater: &Templater,
+    ctx: &Context,
+    runbook: &Runbook,
+    step: &Step,
+    src: &str,
+) -> Vec<String> {
+    let c = ctx.for_step(&step.spec.id, &placeholder_secrets(step));
+    let Ok(src) = templater.render(src, &c) else {
+        return Vec::new();
+    };
+    let root = runbook.dir.join(src);
+    let mut files = Vec::new();
+    if collect_files(&root, &root, &mut files).is_err() {
+        return Vec::new();
+    }
+    files
+        .into_iter()
+        .filter_map(|(_, path)| std::fs::read_to_string(path).ok())
+        .collect()
 }
 
 fn fingerprint(rendered: &Rendered) -> String {

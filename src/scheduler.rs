@@ -51,11 +51,21 @@ impl Hold {
     }
 }
 
-/// What the scheduler asks before starting a step: held, or ready with the
-/// definition to run (rendered with real secret values).
+/// Why a step does not start now.
+#[derive(Debug, Clone)]
+pub enum NotReady {
+    /// A human must act.
+    Held(Hold),
+    /// It cannot run as defined (its templates fail with the real secret
+    /// values): it fails with this reason, without running.
+    Failed(String),
+}
+
+/// What the scheduler asks before starting a step: held, failed, or ready
+/// with the definition to run (rendered with real secret values).
 pub trait Gate {
     /// Checks holds and renders the step for execution.
-    fn prepare(&mut self, step: usize) -> std::result::Result<Rendered, Hold>;
+    fn prepare(&mut self, step: usize) -> std::result::Result<Rendered, NotReady>;
     /// What a step would wait on (secrets), even when it is blocked.
     fn waiting_on(&self, step: usize) -> Hold;
     /// The redactor for everything the step prints.
@@ -258,7 +268,23 @@ async fn pass(
             let step = &plan.steps[i];
             let rendered = match gate.prepare(i) {
                 Ok(r) => r,
-                Err(hold) => {
+                Err(NotReady::Failed(reason)) => {
+                    rows[i].missing.clear();
+                    rows[i].rejected.clear();
+                    settle(
+                        store,
+                        run_id,
+                        &mut rows[i],
+                        StepState::Failed,
+                        Some(reason),
+                        None,
+                        None,
+                        reporter,
+                    )?;
+                    block_dependents(plan, store, run_id, &mut rows, i, &*gate, reporter)?;
+                    continue;
+                }
+                Err(NotReady::Held(hold)) => {
                     let row = &mut rows[i];
                     row.missing = hold.missing.clone();
                     row.rejected = hold.rejected.iter().map(|(n, _)| n.clone()).collect();

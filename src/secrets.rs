@@ -3,38 +3,111 @@
 
 use std::collections::BTreeMap;
 
+use aho_corasick::{AhoCorasick, MatchKind};
+
 /// Shortest value that is redacted; shorter ones would mangle ordinary text.
 const MIN_REDACTED_LEN: usize = 3;
 
-/// Replaces secret values with `[REDACTED:NAME]`.
+/// Shortest line of a multi-line value that is also redacted on its own
+/// (measured without its leading and trailing whitespace). Shorter lines,
+/// such as the `{` and `}` of a JSON credential, carry next to no secret and
+/// would mangle every brace in all output.
+pub const MIN_LINE_LEN: usize = 8;
+
+/// Replaces secret values with `[REDACTED:NAME]`: every value whole, and
+/// each line of a multi-line value, in one leftmost-longest pass, so a value
+/// that contains another is never half-redacted.
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
-    /// (value, marker), longest value first so a value containing another wins.
-    values: Vec<(String, String)>,
+    /// All patterns at once; `None` when there is nothing to redact.
+    matcher: Option<AhoCorasick>,
+    /// The marker for each pattern, by pattern index.
+    markers: Vec<String>,
+    /// The patterns, for a text cut short inside one.
+    patterns: Vec<String>,
+    /// The automaton could not be built: every text is withheld.
+    broken: bool,
 }
 
 impl Redactor {
     /// A redactor for the given name → value pairs.
     pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut values: Vec<(String, String)> = secrets
-            .into_iter()
+        let secrets: Vec<(&str, &str)> = secrets.into_iter().collect();
+        // Whole values first: where a value equals another's line, the
+        // whole value's name is the one shown.
+        let whole = secrets
+            .iter()
             .filter(|(_, v)| v.len() >= MIN_REDACTED_LEN)
-            .map(|(n, v)| (v.to_string(), format!("[REDACTED:{n}]")))
-            .collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.0.len()));
-        values.dedup_by(|a, b| a.0 == b.0);
-        Redactor { values }
-    }
-
-    /// The text with every secret value replaced.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (value, marker) in &self.values {
-            if out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), marker);
+            .map(|&(n, v)| (v, n));
+        let lines = secrets
+            .iter()
+            .filter(|(_, v)| v.contains('\n'))
+            .flat_map(|&(n, v)| v.lines().map(move |l| (l.trim(), n)))
+            .filter(|(l, _)| l.len() >= MIN_LINE_LEN);
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut markers = Vec::new();
+        for (pattern, name) in whole.chain(lines) {
+            if !patterns.contains(&pattern) {
+                patterns.push(pattern);
+                markers.push(format!("[REDACTED:{name}]"));
             }
         }
-        out
+        if patterns.is_empty() {
+            return Redactor::default();
+        }
+        match AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+        {
+            Ok(matcher) => Redactor {
+                matcher: Some(matcher),
+                markers,
+                patterns: patterns.into_iter().map(str::to_string).collect(),
+                broken: false,
+            },
+            Err(_) => Redactor {
+                broken: true,
+                ..Redactor::default()
+            },
+        }
+    }
+
+    /// The text with every secret value, and every long enough line of a
+    /// multi-line value, replaced. A text cut short with `…` (a response
+    /// body's preview) that ends inside a value has that start replaced too.
+    pub fn redact(&self, text: &str) -> String {
+        let out = match &self.matcher {
+            Some(m) => m.replace_all(text, &self.markers),
+            None if self.broken => {
+                return "[REDACTED: the redactor could not be built]".to_string()
+            }
+            None => return text.to_string(),
+        };
+        match out.strip_suffix('…').and_then(|body| self.cut_inside(body)) {
+            Some((at, i)) => format!("{}{}…", &out[..at], self.markers[i]),
+            None => out,
+        }
+    }
+
+    /// Where `text` ends with the start of a pattern (at least
+    /// `MIN_CUT_LEN` bytes of it): the earliest such position, and the pattern.
+    fn cut_inside(&self, text: &str) -> Option<(usize, usize)> {
+        const MIN_CUT_LEN: usize = 4;
+        let mut best: Option<(usize, usize)> = None;
+        for (i, p) in self.patterns.iter().enumerate() {
+            let from = text.len().saturating_sub(p.len().saturating_sub(1));
+            let until = text.len().saturating_sub(MIN_CUT_LEN);
+            for at in from..=until {
+                if best.is_some_and(|(b, _)| b <= at) {
+                    break;
+                }
+                if text.is_char_boundary(at) && p.starts_with(&text[at..]) {
+                    best = Some((at, i));
+                    break;
+                }
+            }
+        }
+        best
     }
 }
 
@@ -76,6 +149,66 @@ mod tests {
         assert_eq!(
             r.redact("x abcdefgh y abcdef"),
             "x [REDACTED:B] y [REDACTED:A]"
+        );
+    }
+
+    #[test]
+    fn a_value_inside_another_is_never_half_redacted() {
+        // B contains A in its middle: a replace loop that did A first (or
+        // the shorter first) would leave "pre-[REDACTED:A]-post" behind.
+        let r = Redactor::new([("A", "token123"), ("B", "pre-token123-post")]);
+        assert_eq!(
+            r.redact("pre-token123-post and token123"),
+            "[REDACTED:B] and [REDACTED:A]"
+        );
+    }
+
+    #[test]
+    fn a_marker_is_never_redacted_again() {
+        // One pass: the marker written for API_TOKEN is not searched for
+        // the value of A (a loop of `replace` would mangle it).
+        let r = Redactor::new([("A", "TOKEN"), ("API_TOKEN", "zzzzzzzzzz")]);
+        assert_eq!(
+            r.redact("zzzzzzzzzz TOKEN"),
+            "[REDACTED:API_TOKEN] [REDACTED:A]"
+        );
+    }
+
+    #[test]
+    fn multi_line_values_whole_and_line_by_line() {
+        let pem = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nAbC\n-----END KEY-----";
+        let r = Redactor::new([("PEM", pem)]);
+        assert_eq!(r.redact(pem), "[REDACTED:PEM]");
+        assert_eq!(
+            r.redact("key: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+            "key: [REDACTED:PEM]"
+        );
+        // A line shorter than MIN_LINE_LEN is left alone on its own.
+        assert_eq!(r.redact("AbC"), "AbC");
+        // Lines joined by spaces (an HTTP body preview) are all caught.
+        assert_eq!(
+            r.redact("body: -----BEGIN KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+            "body: [REDACTED:PEM] [REDACTED:PEM]"
+        );
+    }
+
+    #[test]
+    fn a_preview_cut_inside_a_value_hides_its_start() {
+        let r = Redactor::new([("K", "abcdefghijklmnop")]);
+        assert_eq!(r.redact("body: x abcdefgh…"), "body: x [REDACTED:K]…");
+        // Without the cut mark, or under the minimum, text is left alone.
+        assert_eq!(r.redact("body: x abcdefgh"), "body: x abcdefgh");
+        assert_eq!(r.redact("body: x abc…"), "body: x abc…");
+    }
+
+    #[test]
+    fn braces_of_a_json_credential_are_not_redacted_everywhere() {
+        let json = "{\n  \"private_key\": \"abc-very-secret-xyz\"\n}";
+        let r = Redactor::new([("SA", json)]);
+        assert_eq!(r.redact("{ } []"), "{ } []");
+        assert_eq!(
+            r.redact("    \"private_key\": \"abc-very-secret-xyz\""),
+            "    [REDACTED:SA]"
         );
     }
 
@@ -220,19 +353,25 @@ pub async fn check(
     spec: &crate::runbook::model::HttpSpec,
     values: &Values,
 ) -> Verdict {
+    let redactor = values.redactor();
+    let missing: Vec<String> = crate::plan::http_secret_refs(templater, spec)
+        .into_iter()
+        .filter(|n| values.get(n).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::Unchecked(format!(
+            "its check also needs {}, which {} missing",
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        ));
+    }
     let c = ctx.for_step("", &values.values);
     let request = match crate::plan::render_http(templater, &c, spec) {
         Ok(r) => r,
         Err(e) => {
-            let name = e.message.split("secrets.").nth(1).map(|s| {
-                s.chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect::<String>()
-            });
-            return Verdict::Unchecked(match name {
-                Some(n) => format!("its check also needs {n}, which is missing"),
-                None => format!("its check cannot be rendered: {}", e.message),
-            });
+            return Verdict::Unchecked(
+                redactor.redact(&format!("its check cannot be rendered: {}", e.message)),
+            )
         }
     };
     let url = match &request.via {
@@ -242,7 +381,6 @@ pub async fn check(
         },
         None => request.url.clone(),
     };
-    let redactor = values.redactor();
     match crate::exec::http::send(
         &execs.http,
         &request,
@@ -259,7 +397,7 @@ pub async fn check(
             Some(_) => Verdict::Rejected(redactor.redact(&format!(
                 "{} {}",
                 response.status,
-                short_message(&response.body)
+                short_message(&redactor.redact(&response.body))
             ))),
         },
     }

@@ -254,10 +254,25 @@ fn failed_steps_show_in_the_handoff_with_their_output() {
         .stdout_has("runbook logs 1 broken");
 }
 
+/// A three-line secret (a PEM key), every line long enough to be redacted
+/// on its own.
+const PEM: &str =
+    "-----BEGIN RB TEST KEY-----\nq8Zx3mKp0Lw7Yt2RbN5vHc9JdF4sGa6E\n-----END RB TEST KEY-----";
+
 #[test]
 fn secret_values_never_reach_disk_or_output() {
     let secret = "s3cr3t-VALUE-a1b2c3d4e5";
-    let server = HttpServer::start(|_| {
+    let server = HttpServer::start(|r| {
+        if r.path.starts_with("/pem-cut") {
+            // The body preview (300 characters) ends 10 characters into the
+            // key's second line.
+            return (500, format!("{}\n{PEM}\n", "p".repeat(261)));
+        }
+        if r.path.starts_with("/pem") {
+            // The upstream echoes the key back in an error body: it lands in
+            // the failure reason (one line, whitespace collapsed).
+            return (500, format!("upstream rejected the key:\n{PEM}\n"));
+        }
         (
             401,
             r#"{"message":"token s3cr3t-VALUE-a1b2c3d4e5 is invalid"}"#.into(),
@@ -265,13 +280,14 @@ fn secret_values_never_reach_disk_or_output() {
     });
     let t = Test::new();
     let yaml = format!(
-        "vars: {{ api: \"{url}\" }}\nsecrets:\n  RB_LEAK:\n    owner: Lukas\n    description: leak test\n  RB_CHECKED:\n    owner: Lukas\n    check:\n      http: {{ url: \"{{{{ vars.api }}}}/check?key={{{{ secrets.RB_CHECKED }}}}\" }}\nsteps:\n  - id: echo\n    requires: [RB_LEAK]\n    env: {{ V: \"{{{{ secrets.RB_LEAK }}}}\" }}\n    run: |\n      echo \"plain $V\"\n      printf '%s' \"$V\" | head -c 7; printf '%s\\n' \"$V\" | tail -c +8\n      echo \"$V\" >&2\n      echo \"in url https://x/?t=$V\"\n      exit 1\n  - id: http\n    requires: [RB_LEAK]\n    http: {{ url: \"{{{{ vars.api }}}}/?token={{{{ secrets.RB_LEAK }}}}\" }}\n  - id: checked\n    requires: [RB_CHECKED]\n    run: 'true'\n",
+        "vars: {{ api: \"{url}\" }}\nsecrets:\n  RB_LEAK:\n    owner: Lukas\n    description: leak test\n  RB_PEM:\n    owner: Lukas\n    description: a private key\n  RB_CHECKED:\n    owner: Lukas\n    check:\n      http: {{ url: \"{{{{ vars.api }}}}/check?key={{{{ secrets.RB_CHECKED }}}}\" }}\nsteps:\n  - id: echo\n    requires: [RB_LEAK]\n    env: {{ V: \"{{{{ secrets.RB_LEAK }}}}\" }}\n    run: |\n      echo \"plain $V\"\n      printf '%s' \"$V\" | head -c 7; printf '%s\\n' \"$V\" | tail -c +8\n      echo \"$V\" >&2\n      echo \"in url https://x/?t=$V\"\n      exit 1\n  - id: http\n    requires: [RB_LEAK]\n    http: {{ url: \"{{{{ vars.api }}}}/?token={{{{ secrets.RB_LEAK }}}}\" }}\n  - id: checked\n    requires: [RB_CHECKED]\n    run: 'true'\n  - id: pem\n    requires: [RB_PEM]\n    env: {{ K: \"{{{{ secrets.RB_PEM }}}}\" }}\n    run: |\n      printf '%s\\n' \"$K\"\n      echo \"key=$K\" >&2\n      exit 1\n  - id: pem-http\n    requires: [RB_PEM]\n    http: {{ url: \"{{{{ vars.api }}}}/pem\", expect: {{ status: 200 }} }}\n  - id: pem-cut\n    requires: [RB_PEM]\n    http: {{ url: \"{{{{ vars.api }}}}/pem-cut\" }}\n",
         url = server.url()
     );
     let checked = "zz-checked-9f8e7d6c5b";
     let t = t
         .runbook("leak", &yaml)
         .env("RB_LEAK", secret)
+        .env("RB_PEM", PEM)
         .env("RB_CHECKED", checked);
     let mut outputs = Vec::new();
     let ran = t.run(&["run", "leak", "--json"]);
@@ -293,30 +309,58 @@ fn secret_values_never_reach_disk_or_output() {
         "{}",
         ran.stdout
     );
+    // The key, printed line by line, and in the failure reason.
+    assert!(
+        ran.stdout.contains("key=[REDACTED:RB_PEM]"),
+        "{}",
+        ran.stdout
+    );
+    let s = t.status(None);
+    assert_eq!(s.state_of("pem"), "failed");
+    let reason = s.step("pem-http").reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("[REDACTED:RB_PEM] [REDACTED:RB_PEM] [REDACTED:RB_PEM]"),
+        "{reason}"
+    );
+    let reason = s.step("pem-cut").reason.clone().unwrap_or_default();
+    assert!(reason.ends_with("[REDACTED:RB_PEM]…"), "{reason}");
+    t.run(&["logs", "1", "pem"])
+        .code(0)
+        .stdout_has("[REDACTED:RB_PEM]");
     for args in [
         vec!["status"],
         vec!["status", "--json"],
         vec!["logs", "1", "echo"],
+        vec!["logs", "1", "pem"],
+        vec!["logs", "1", "pem-http"],
         vec!["handoff"],
         vec!["handoff", "--json"],
+        vec!["resume", "--json"],
         vec!["resume"],
         vec!["run", "leak", "--dry-run"],
     ] {
         let r = t.run(&args);
         outputs.push(r.stdout + &r.stderr);
     }
+    let mut needles: Vec<&str> = vec![secret, checked];
+    needles.extend(PEM.lines());
+    // The start of a line cut short by the preview.
+    needles.push("q8Zx3mKp0L");
     for out in &outputs {
-        assert!(
-            !out.contains(secret) && !out.contains(checked),
-            "secret in output:\n{out}"
-        );
+        for needle in &needles {
+            assert!(!out.contains(needle), "{needle:?} in output:\n{out}");
+        }
     }
-    for entry in walk(&t.path().join("state")) {
+    let files = walk(&t.path().join("state"));
+    assert!(!files.is_empty());
+    for entry in files {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(
-            !contains(&bytes, secret.as_bytes()) && !contains(&bytes, checked.as_bytes()),
-            "secret in {entry:?}"
-        );
+        for needle in &needles {
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "{needle:?} in {entry:?}"
+            );
+        }
     }
     use std::os::unix::fs::PermissionsExt;
     for entry in walk(&t.path().join("state")) {
@@ -327,6 +371,141 @@ fn secret_values_never_reach_disk_or_output() {
             "{entry:?} is readable by others ({mode:o})"
         );
     }
+}
+
+#[test]
+fn a_step_that_cannot_be_rendered_with_its_secrets_fails_without_running() {
+    // The key must be a JSON credential; this one is not. With the
+    // placeholder the runbook validates; with the real value the step fails,
+    // and never runs with `[secret:RB_SA]` in its place.
+    let t = Test::new();
+    let yaml = format!(
+        "secrets:\n  RB_SA:\n    owner: Lukas\n    description: service account JSON\nsteps:\n  - id: configure\n    requires: [RB_SA]\n    env: {{ EMAIL: \"{{{{ (secrets.RB_SA | from_json).client_email }}}}\" }}\n    run: echo \"$EMAIL\" > {mark}\n  - id: after\n    needs: [configure]\n    run: touch {after}\n  - id: free\n    run: 'true'\n",
+        mark = t.p("mark"),
+        after = t.p("after")
+    );
+    let t = t.runbook("sa", &yaml);
+    t.run(&["validate", "sa"]).code(0);
+    let not_json = "-----BEGIN PRIVATE KEY----- pasted-the-wrong-thing-77";
+    let t = t.env("RB_SA", not_json);
+    t.run(&["run", "sa", "--dry-run"])
+        .code(0)
+        .stdout_has("would fail")
+        .stdout_has("would be blocked");
+    let ran = t.run(&["run", "sa"]);
+    ran.code(1);
+    let s = t.status(None);
+    assert_eq!(s.state, "failed");
+    assert_eq!(s.state_of("configure"), "failed");
+    assert_eq!(s.state_of("after"), "blocked");
+    assert_eq!(s.state_of("free"), "succeeded");
+    let reason = s.step("configure").reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("`env` cannot be rendered with the value of secret RB_SA: ")
+            && reason.contains("not JSON"),
+        "{reason}"
+    );
+    assert!(!reason.contains("pasted-the-wrong-thing"), "{reason}");
+    assert!(!t.path().join("mark").exists(), "the step ran");
+    assert!(!t.path().join("after").exists());
+    // A JSON value without the field fails the same way, naming it.
+    let t = t.env("RB_SA", r#"{"type": "service_account"}"#);
+    t.run(&["resume", "sa"]).code(1);
+    let reason = t
+        .status(None)
+        .step("configure")
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("client_email"), "{reason}");
+    assert!(!t.path().join("mark").exists(), "the step ran");
+    // The right value: it runs.
+    let t = t.env("RB_SA", r#"{"client_email": "sa@example.iam"}"#);
+    t.run(&["resume", "sa"]).code(0);
+    assert_eq!(t.read("mark"), "sa@example.iam\n");
+}
+
+#[test]
+fn when_false_skips_before_any_approval_is_asked() {
+    let t = Test::new();
+    let yaml = format!(
+        "vars: {{ confirm: 'false' }}\nsteps:\n  - id: prep\n    run: 'true'\n  - id: wipe\n    needs: [prep]\n    when: \"{{{{ vars.confirm == 'true' }}}}\"\n    approval: Wipe the old volume?\n    run: touch {mark}\n  - id: after\n    needs: [wipe]\n    run: 'true'\n",
+        mark = t.p("mark")
+    );
+    let t = t.runbook("wipe", &yaml);
+    t.run(&["run", "wipe", "--dry-run"])
+        .code(0)
+        .stdout_has("would be skipped  wipe");
+    t.run(&["run", "wipe"]).code(0);
+    let s = t.status(None);
+    assert_eq!(s.state, "succeeded");
+    assert_eq!(s.state_of("wipe"), "skipped");
+    assert_eq!(s.state_of("after"), "succeeded");
+    t.run(&["run", "wipe", "--fresh", "--var", "confirm=true"])
+        .code(3);
+    let s = t.status(None);
+    assert_eq!(s.state_of("wipe"), "held");
+    assert!(s
+        .step("wipe")
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("Wipe the old volume?"));
+    assert!(!t.path().join("mark").exists());
+}
+
+#[test]
+fn a_when_that_reads_a_missing_secret_stays_held() {
+    let t = Test::new();
+    let yaml = format!(
+        "secrets:\n  RB_FLAG: {{ owner: Lukas, description: feature flag }}\nsteps:\n  - id: gated\n    requires: [RB_FLAG]\n    when: secrets.RB_FLAG == 'on'\n    approval: Turn it on?\n    run: touch {mark}\n",
+        mark = t.p("mark")
+    );
+    let t = t.runbook("flag", &yaml);
+    t.run(&["run", "flag"]).code(3);
+    let s = t.status(None);
+    assert_eq!(s.state_of("gated"), "held");
+    assert_eq!(s.step("gated").missing, vec!["RB_FLAG".to_string()]);
+    // Found and `off`: skipped, no approval asked.
+    let t = t.env("RB_FLAG", "off");
+    t.run(&["resume"]).code(0);
+    assert_eq!(t.status(None).state_of("gated"), "skipped");
+    // `on` (a new run): now the approval holds it.
+    let t = t.env("RB_FLAG", "on");
+    t.run(&["run", "flag", "--fresh"]).code(3);
+    let s = t.status(None);
+    assert_eq!(s.state_of("gated"), "held");
+    assert!(s.step("gated").missing.is_empty());
+    assert!(!t.path().join("mark").exists());
+}
+
+#[test]
+fn a_when_that_subscripts_a_missing_secret_stays_held() {
+    // `secrets["X"]` is not in the syntax list; a missing value still holds.
+    let t = Test::new().runbook(
+        "sub",
+        "secrets:\n  RB_FLAG: { owner: Lukas, description: flag }\nsteps:\n  - id: gated\n    requires: [RB_FLAG]\n    when: \"{{ secrets['RB_FLAG'] == 'on' }}\"\n    run: 'true'\n",
+    );
+    t.run(&["run", "sub"]).code(3);
+    assert_eq!(t.status(None).state_of("gated"), "held");
+    let t = t.env("RB_FLAG", "off");
+    t.run(&["resume"]).code(0);
+    assert_eq!(t.status(None).state_of("gated"), "skipped");
+}
+
+#[test]
+fn a_check_names_every_secret_it_is_missing() {
+    let t = Test::new().runbook(
+        "chk",
+        "secrets:\n  RB_TOKEN:\n    owner: Lukas\n    check:\n      http:\n        url: \"http://127.0.0.1:1/?u={{ secrets.RB_USER }}\"\n        headers: { X-Org: \"{{ secrets.RB_ORG }}\" }\n  RB_USER: { owner: Lukas }\n  RB_ORG: { owner: Lukas }\nsteps:\n  - id: a\n    requires: [RB_TOKEN]\n    run: 'true'\n",
+    );
+    let t = t.env("RB_TOKEN", "tok-123456");
+    t.run(&["run", "chk"]).code(3);
+    let reason = t.status(None).step("a").reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("its check also needs RB_ORG, RB_USER, which are missing"),
+        "{reason}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

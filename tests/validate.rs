@@ -159,9 +159,64 @@ fn undefined_template_name() {
 fn secret_used_without_requires() {
     rejects(
         "secrets:\n  TOKEN: { description: t, owner: Lukas }\nsteps:\n  - id: a\n    run: touch MARK\n  - id: b\n    run: echo {{ secrets.TOKEN }}\n",
-        "uses secret `TOKEN` but does not list it in `requires`",
-        6,
+        "step `b`, `run`: uses secret `TOKEN` but does not list it in `requires`",
+        7,
+    )
+    // At the name itself, and said once (not again as an undefined name).
+    .stderr_has("bad.yaml:7:18:")
+    .stderr_has("1 problem found");
+}
+
+#[test]
+fn text_that_looks_like_a_secret_is_not_a_use() {
+    // `secrets.json` in a script and `secrets.yaml` in a doc are file names,
+    // not template names: only `{{ secrets.X }}` syntax uses a secret.
+    let t = Test::new().runbook(
+        "files",
+        "secrets:\n  T: { description: t, owner: o }\nsteps:\n  - id: a\n    doc: see secrets.yaml for the layout\n    run: cat secrets.json || true\n  - id: b\n    env: { F: \"secrets.txt\" }\n    http: { url: \"http://127.0.0.1:1/secrets.T\" }\n    retries: 0\n",
     );
+    t.run(&["validate", "files"])
+        .code(0)
+        .stdout_has("ok (2 steps");
+}
+
+#[test]
+fn undeclared_secret_in_a_template_at_its_line_and_column() {
+    rejects(
+        "secrets:\n  T: { description: t, owner: o }\nsteps:\n  - id: a\n    run: touch MARK\n  - id: b\n    requires: [T]\n    run: |\n      echo one\n      echo {{ secrets.T }} {{ secrets.NOPE | quote }}\n",
+        "step `b`, `run`: uses `secrets.NOPE`, which is not declared",
+        10,
+    )
+    .stderr_has("bad.yaml:10:31:")
+    .stderr_has("1 problem found");
+}
+
+#[test]
+fn a_secret_used_in_an_uploaded_template_must_be_required() {
+    let t = Test::new();
+    t.write("runbooks/files/app.conf.j2", "key = {{ secrets.T }}\n");
+    t.write(
+        "runbooks/files/plain.txt",
+        "secrets.T is a file name here\n",
+    );
+    let t = t.runbook(
+        "up",
+        &format!(
+            "secrets:\n  T: {{ description: t, owner: o }}\nsteps:\n  - id: a\n    upload: {{ src: files, dest: {dest}, template: true }}\n",
+            dest = "/tmp/unused"
+        ),
+    );
+    t.run(&["validate", "up"])
+        .code(2)
+        .stderr_has("step `a`, `src`: uses secret `T` but does not list it in `requires`")
+        .stderr_has("up.yaml:5:");
+    // Listed in `requires`, it validates; the plain file is rendered too but
+    // uses nothing.
+    t.write(
+        "runbooks/up.yaml",
+        "secrets:\n  T: { description: t, owner: o }\nsteps:\n  - id: a\n    requires: [T]\n    upload: { src: files, dest: /tmp/unused, template: true }\n",
+    );
+    t.run(&["validate", "up"]).code(0);
 }
 
 #[test]

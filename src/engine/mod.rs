@@ -4,10 +4,12 @@
 //! `lookup.rs`.
 
 mod commands;
+mod gate;
 mod handoff;
 mod lookup;
 
-use lookup::{needed_secrets, resolve_secrets, SecretStates};
+use gate::EngineGate;
+use lookup::{needed_secrets, resolve_secrets};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -18,7 +20,7 @@ use crate::cli::{Cli, GraphFormat, RunArgs};
 use crate::error::{exit, Error, Result};
 use crate::events::Event;
 use crate::exec;
-use crate::plan::{self, Plan, Rendered};
+use crate::plan::{self, Plan};
 use crate::report::live::LiveReporter;
 use crate::report::plain::PlainReporter;
 use crate::report::style::{ColorChoice, Palette};
@@ -26,8 +28,8 @@ use crate::report::Verbosity;
 use crate::report::{self, JsonReporter, Reporter};
 use crate::runbook::template::{Context, Templater};
 use crate::runbook::{load, validate, Runbook};
-use crate::scheduler::{self, Gate, Hold};
-use crate::secrets::{self, Redactor};
+use crate::scheduler::{self, Gate, NotReady};
+use crate::secrets;
 use crate::state::{RunState, StepState};
 use crate::store::{ProcessId, RunRow, SecretRow, StepRow, Store};
 
@@ -113,7 +115,7 @@ impl Ctx {
         let runbook = validate::validate(file, source, vars)?;
         let templater = Templater::new();
         let ctx = context(&runbook, &templater, run_id);
-        let plan = plan::build(&runbook, &ctx, &templater)?;
+        let plan = plan::build(&runbook, &ctx, &Templater::for_placeholders())?;
         Ok(Loaded {
             runbook,
             plan,
@@ -378,38 +380,43 @@ impl Ctx {
                 .unwrap_or_default();
             println!("  secret {:<24} {}{place}{why}", row.name, row.state);
         }
+        let mut gate = EngineGate {
+            loaded,
+            secrets: &secrets,
+            approvals: approvals.keys().cloned().collect(),
+            redactor: Arc::new(secrets.lookup.values.redactor()),
+        };
         let mut verdict: Vec<&'static str> = vec![""; plan.steps.len()];
         let mut lines = vec![String::new(); plan.steps.len()];
         for node in petgraph::algo::toposort(&plan.graph, None).unwrap_or_default() {
             let i = plan.graph[node];
             let step = &plan.steps[i];
-            let hold = secrets.hold_for(&step.requires);
             let (v, why) = if done(i) {
                 ("done", String::new())
             } else if step
                 .needs
                 .iter()
-                .any(|&n| matches!(verdict[n], "held" | "blocked"))
+                .any(|&n| matches!(verdict[n], "held" | "blocked" | "fail"))
             {
-                ("blocked", "a step it needs would be held".to_string())
-            } else if hold.is_held() {
-                ("held", hold.reason())
-            } else if loaded.runbook.steps[i].approval.is_some()
-                && !approvals.contains_key(&step.id)
-            {
-                ("held", "waiting for approval".to_string())
-            } else if !step.rendered.when {
-                ("skipped", "`when` is false".to_string())
-            } else if let Some(approved) = approvals.get(&step.id) {
-                ("run", approved.clone())
+                let fails = step.needs.iter().any(|&n| verdict[n] == "fail");
+                let what = if fails { "fail" } else { "be held" };
+                ("blocked", format!("a step it needs would {what}"))
             } else {
-                (
-                    "run",
-                    step.host
-                        .as_deref()
-                        .map(|h| format!("on {h}"))
-                        .unwrap_or_default(),
-                )
+                match gate.prepare(i) {
+                    Ok(r) if !r.when => ("skipped", "`when` is false".to_string()),
+                    Ok(_) => match approvals.get(&step.id) {
+                        Some(approved) => ("run", approved.clone()),
+                        None => (
+                            "run",
+                            step.host
+                                .as_deref()
+                                .map(|h| format!("on {h}"))
+                                .unwrap_or_default(),
+                        ),
+                    },
+                    Err(NotReady::Held(hold)) => ("held", hold.reason()),
+                    Err(NotReady::Failed(reason)) => ("fail", reason),
+                }
             };
             verdict[i] = v;
             let label = match v {
@@ -417,6 +424,7 @@ impl Ctx {
                 "done" => "done",
                 "held" => "would be held",
                 "blocked" => "would be blocked",
+                "fail" => "would fail",
                 _ => "would be skipped",
             };
             let why = if why.is_empty() {
@@ -555,56 +563,5 @@ fn executors(loaded: &Loaded) -> exec::Executors {
         ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx)),
         http: exec::http::client(),
         dir: loaded.runbook.dir.clone(),
-    }
-}
-
-struct EngineGate<'a> {
-    loaded: &'a Loaded,
-    secrets: &'a SecretStates,
-    approvals: Vec<String>,
-    redactor: Arc<Redactor>,
-}
-
-impl Gate for EngineGate<'_> {
-    fn prepare(&mut self, i: usize) -> std::result::Result<Rendered, Hold> {
-        let step = &self.loaded.runbook.steps[i];
-        let planned = &self.loaded.plan.steps[i];
-        let mut hold = self.secrets.hold_for(&planned.requires);
-        if step.approval.is_some() && !self.approvals.contains(&planned.id) {
-            hold.approval = step.approval.clone();
-        }
-        if hold.is_held() {
-            return Err(hold);
-        }
-        if planned.requires.is_empty() {
-            return Ok(planned.rendered.clone());
-        }
-        let values: BTreeMap<String, String> = planned
-            .requires
-            .iter()
-            .filter_map(|s| {
-                self.secrets
-                    .lookup
-                    .values
-                    .get(s)
-                    .map(|v| (s.clone(), v.to_string()))
-            })
-            .collect();
-        Ok(plan::render_step(
-            &self.loaded.templater,
-            &self.loaded.ctx,
-            &self.loaded.runbook,
-            step,
-            &values,
-        )
-        .unwrap_or_else(|_| planned.rendered.clone()))
-    }
-
-    fn waiting_on(&self, i: usize) -> Hold {
-        self.secrets.hold_for(&self.loaded.plan.steps[i].requires)
-    }
-
-    fn redactor(&self) -> Arc<Redactor> {
-        self.redactor.clone()
     }
 }

@@ -286,6 +286,23 @@ impl Source {
         (line, col)
     }
 
+    /// Where `needle` first appears in a step from its `key` on (a name
+    /// inside a template); the key itself when it does not.
+    pub fn step_needle_span(
+        &self,
+        index: usize,
+        key: &str,
+        needle: &str,
+    ) -> Option<(usize, usize)> {
+        let at = self.step_key_span(index, key)?;
+        let (_, end) = self.step_block(index)?;
+        self.text
+            .get(at.0..end)
+            .and_then(|t| t.find(needle))
+            .map(|i| (at.0 + i, needle.len()))
+            .or(Some(at))
+    }
+
     fn step_block(&self, index: usize) -> Option<(usize, usize)> {
         let start = *self.step_starts.get(index)?;
         let end = self

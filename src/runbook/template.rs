@@ -19,6 +19,12 @@ pub struct Templater {
     env: Environment<'static>,
 }
 
+/// The placeholder a secret's value is replaced by while a runbook is
+/// validated and fingerprinted: the real values are only known at run time.
+pub fn placeholder(name: &str) -> String {
+    format!("[secret:{name}]")
+}
+
 impl Default for Templater {
     fn default() -> Self {
         Self::new()
@@ -73,14 +79,59 @@ pub fn is_template(text: &str) -> bool {
 }
 
 impl Templater {
-    /// A templater with strict undefined and the `quote` filter.
+    /// A templater for real values, with strict undefined and the filters.
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// A templater for validation, where secrets are [`placeholder`]s:
+    /// `from_json` of a placeholder gives a stand-in whose every field is a
+    /// placeholder too, so a runbook that reads fields of a JSON secret
+    /// validates before the secret exists. Never used to render what runs.
+    pub fn for_placeholders() -> Self {
+        Self::build(true)
+    }
+
+    fn build(placeholders: bool) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         env.add_filter("quote", quote);
         env.add_filter("jwt_hs256", jwt_hs256);
+        env.add_filter("from_json", move |value: Value| {
+            from_json(value, placeholders)
+        });
         Templater { env }
+    }
+
+    /// The secrets a template uses, read from its syntax: each `secrets.NAME`
+    /// (also inside filters and nested lookups like `secrets.NAME.field`).
+    /// Text that merely looks like it (`cat secrets.json`) is not a use.
+    /// `condition` reads `text` as a `when` (a bare expression unless it
+    /// has `{{`). A template that does not parse uses nothing: rendering
+    /// reports its error.
+    pub fn secret_names(&self, text: &str, condition: bool) -> Vec<String> {
+        let names = if is_template(text) {
+            match self.env.template_from_str(text) {
+                Ok(t) => t.undeclared_variables(true),
+                Err(_) => return Vec::new(),
+            }
+        } else if condition && !text.contains("}}") {
+            match self.env.compile_expression(text) {
+                Ok(e) => e.undeclared_variables(true),
+                Err(_) => return Vec::new(),
+            }
+        } else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("secrets."))
+            .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Renders `text`; plain text comes back unchanged without parsing.
@@ -135,6 +186,48 @@ fn quote(value: Value) -> Result<String, minijinja::Error> {
                 "cannot shell-quote a value that contains a NUL byte",
             )
         })
+}
+
+/// The `from_json` filter: a JSON text (a service-account credential) as a
+/// value whose fields templates can read, e.g.
+/// `{{ (secrets.GCP_SA | from_json).client_email }}`. With `placeholders`,
+/// a secret's placeholder gives a stand-in object instead (see
+/// [`Templater::for_placeholders`]).
+fn from_json(value: Value, placeholders: bool) -> Result<Value, minijinja::Error> {
+    let invalid = |m: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m);
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(format!("from_json needs a string, not {}", value.kind())))?;
+    if placeholders {
+        if let Some(name) = text
+            .strip_prefix("[secret:")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            return Ok(Value::from_object(Stand(name.to_string())));
+        }
+    }
+    // serde_json's message names a line and column, never the text itself.
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| Value::from_serialize(&v))
+        .map_err(|e| invalid(format!("the value is not JSON ({e})")))
+}
+
+/// What `from_json` gives for a secret's placeholder: every field is a
+/// stand-in too, and it renders as a placeholder.
+#[derive(Debug)]
+struct Stand(String);
+
+impl minijinja::value::Object for Stand {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(Stand(format!("{}.{key}", self.0))))
+    }
+
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result
+    where
+        Self: Sized + 'static,
+    {
+        f.write_str(&placeholder(&self.0))
+    }
 }
 
 /// The `jwt_hs256(key)` filter: a map of claims signed as an HS256 JWT, e.g.
@@ -250,6 +343,50 @@ mod tests {
             t,
             "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE1MTYyMzkwMjIsIm5hbWUiOiJKb2huIERvZSIsInN1YiI6IjEyMzQ1Njc4OTAifQ.fdOPQ05ZfRhkST2-rIWgUpbqUsVhkkNVNcuG7Ki0s-8"
         );
+    }
+
+    #[test]
+    fn secret_names_come_from_the_syntax() {
+        let t = Templater::new();
+        assert_eq!(
+            t.secret_names("cat secrets.json", false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            t.secret_names(
+                "{{ (secrets.SA | from_json).email }} {{ secrets.B | quote }} secrets.C",
+                false
+            ),
+            vec!["B".to_string(), "SA".to_string()]
+        );
+        assert_eq!(
+            t.secret_names("secrets.FLAG == 'on'", true),
+            vec!["FLAG".to_string()]
+        );
+        assert_eq!(
+            t.secret_names("secrets.FLAG == 'on'", false),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn from_json_reads_fields_and_stands_in_for_placeholders() {
+        let mut secrets = BTreeMap::new();
+        secrets.insert("SA".to_string(), r#"{"email": "a@b"}"#.to_string());
+        let c =
+            Context::new(&indexmap::IndexMap::new(), Value::from(()), 1).for_step("a", &secrets);
+        let text = "{{ (secrets.SA | from_json).email }}";
+        assert_eq!(Templater::new().render(text, &c).unwrap(), "a@b");
+        secrets.insert("SA".to_string(), placeholder("SA"));
+        let c =
+            Context::new(&indexmap::IndexMap::new(), Value::from(()), 1).for_step("a", &secrets);
+        assert_eq!(
+            Templater::for_placeholders().render(text, &c).unwrap(),
+            "[secret:SA.email]"
+        );
+        // A real value that looks like a placeholder is not JSON: an error, never a stand-in.
+        let err = Templater::new().render(text, &c).unwrap_err();
+        assert!(err.message.contains("not JSON"), "{}", err.message);
     }
 
     #[test]

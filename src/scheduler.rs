@@ -306,6 +306,8 @@ async fn pass(
             rows[i].missing.clear();
             rows[i].rejected.clear();
             if !rendered.when {
+                // Kept like a run's, so a resume does not take the skip for an edit.
+                rows[i].fingerprint = Some(step.fingerprint.clone());
                 settle(
                     store,
                     run_id,

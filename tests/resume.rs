@@ -319,3 +319,18 @@ fn state_file_is_private() {
         & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn a_skipped_step_stays_skipped_and_its_dependents_done_on_resume() {
+    let t = Test::new();
+    let log = t.p("log");
+    let yaml = format!("steps:\n  - id: lint\n    when: \"false\"\n    run: echo lint >> {log}\n  - id: after\n    needs: [lint]\n    run: echo after >> {log}\n  - id: z\n    run: exit 1\n");
+    t.put_runbook("s", &yaml);
+    t.run(&["run", "s"]).code(1);
+    t.run(&["resume", "s"])
+        .code(1)
+        .stdout_lacks("definition changed")
+        .stdout_lacks("`lint` changed");
+    assert_eq!((count(&t, "lint"), count(&t, "after")), (0, 1));
+    assert_eq!(t.status(None).state_of("lint"), "skipped");
+}

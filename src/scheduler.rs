@@ -593,8 +593,15 @@ impl Job {
                 note: None,
             },
             RenderedAction::Http(http) => self.execs.http(http, r.timeout, &sink).await,
-            RenderedAction::Upload { files, mode, .. } => {
-                self.execs.upload(host, files, *mode, &sink).await
+            RenderedAction::Upload {
+                files,
+                mode,
+                dest,
+                delete,
+                ..
+            } => {
+                let sync = delete.then_some(dest.as_str());
+                self.execs.upload(host, files, *mode, sync, &sink).await
             }
         };
         drop(sink);

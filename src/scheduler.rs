@@ -250,6 +250,9 @@ async fn pass(
             rows[i].missing.clear();
             rows[i].rejected.clear();
             if !rendered.when {
+                // Recorded, so a resume does not take it (and all that
+                // follows it) for a changed step.
+                rows[i].fingerprint = Some(step.fingerprint.clone());
                 settle(
                     store,
                     run_id,

@@ -67,6 +67,12 @@ fn scene(t: &Test, base: &Path) -> Scene {
     std::fs::write(dest.join("stale.txt"), "old\n").unwrap();
     std::fs::write(dest.join("stale-dir/deeper/x.txt"), "old\n").unwrap();
     std::fs::write(dest.join(format!("stale {}", hostile())), "old\n").unwrap();
+    // Not UTF-8: cannot be named back safely, so it is kept and reported.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9.txt");
+        std::fs::write(dest.join(name), "old\n").unwrap();
+    }
     symlink(outside.join("secret.txt"), dest.join("link-to-file")).unwrap();
     symlink(outside.join("dir"), dest.join("link-to-dir")).unwrap();
     // A symlink where src has a folder: removed, and lib/ written for real.
@@ -114,11 +120,18 @@ fn check_mirror(t: &Test, base: &Path, s: &Scene, host: Option<(&str, String)>) 
         .stdout_has("stale.txt")
         .stdout_has("link-to-dir");
     let name = hostile();
+    let kept = "latin1-\u{FFFD}t\u{FFFD}.txt".to_string();
+    assert!(
+        ran.stdout.contains("its name is not UTF-8")
+            || ran.stderr.contains("its name is not UTF-8"),
+        "{ran:?}"
+    );
     let mut want = vec![
         "lib/".to_string(),
         "lib/util.py".to_string(),
         "main.py".to_string(),
         name.clone(),
+        kept.clone(),
     ];
     want.sort();
     assert_eq!(mirrored(s), want);
@@ -145,7 +158,7 @@ fn check_mirror(t: &Test, base: &Path, s: &Scene, host: Option<(&str, String)>) 
     t.run(&["run", "r"])
         .code(0)
         .stdout_has(&format!("removed {}", s.dest.join("lib/util.py").display()));
-    let mut want = vec!["main.py".to_string(), name];
+    let mut want = vec!["main.py".to_string(), name, kept];
     want.sort();
     assert_eq!(mirrored(s), want);
     assert_outside_intact(base, s);

@@ -100,7 +100,7 @@ impl Extras {
 
 /// The extras under a local root; `Err` when the root is a symlink (not
 /// followed) or cannot be read. A missing root has none.
-pub fn local_extras(root: &Path, keep: &Keep) -> Result<Extras, String> {
+pub fn local_extras(root: &Path, keep: &Keep, sink: &LineSink) -> Result<Extras, String> {
     match std::fs::symlink_metadata(root) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Extras::default()),
         Err(e) => return Err(format!("cannot read {}: {e}", root.display())),
@@ -117,7 +117,10 @@ pub fn local_extras(root: &Path, keep: &Keep) -> Result<Extras, String> {
             std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(name) = entry.file_name().into_string() else {
+                let _ = sink.send((Stream::Stderr, not_utf8(&entry.path().display())));
+                continue;
+            };
             let path = if rel.is_empty() {
                 name
             } else {
@@ -151,6 +154,10 @@ pub fn local_remove(root: &Path, extras: &Extras, sink: &LineSink) -> Result<usi
         let _ = sink.send((Stream::Stdout, format!("removed {}/", path.display())));
     }
     Ok(extras.files.len() + extras.dirs.len())
+}
+
+fn not_utf8(path: &dyn std::fmt::Display) -> String {
+    format!("kept {path}: its name is not UTF-8, so it cannot be named safely")
 }
 
 fn symlink_root(root: &str) -> String {
@@ -215,11 +222,11 @@ pub fn parse_listing(
         let Ok(name) = String::from_utf8(bytes.clone()) else {
             let _ = sink.send((
                 Stream::Stderr,
-                format!(
-                    "kept {}/{}: its name is not UTF-8",
+                not_utf8(&format!(
+                    "{}/{}",
                     root.trim_end_matches('/'),
                     String::from_utf8_lossy(&bytes)
-                ),
+                )),
             ));
             continue;
         };

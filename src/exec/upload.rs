@@ -109,7 +109,7 @@ pub fn local(
         Ok(Some(root)) => {
             let keep = Keep::new(root, files.iter().map(|f| f.dest.as_str()));
             let root = dir.join(root);
-            let extras = match mirror::local_extras(&root, &keep) {
+            let extras = match mirror::local_extras(&root, &keep, sink) {
                 Ok(e) => e,
                 Err(reason) => return failed(reason),
             };

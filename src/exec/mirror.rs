@@ -169,30 +169,21 @@ fn symlink_root(root: &str) -> String {
 /// The marker between the hash lines and the listing in the check's output.
 pub const LISTING: &str = "--runbook-listing--\n";
 
-/// Shell that lists everything under `root` without following symlinks,
-/// one `./path` per line in hex (so any byte, a newline too, survives the
-/// line-based channel): non-folders first, then an empty line, then folders.
-/// A symlinked root prints `link`, a missing one `none`.
+/// Shell that lists everything under `root` without following symlinks:
+/// NUL-terminated `./path` records (non-folders, a `D` record, folders; an
+/// `E` record when `find` failed), all passed through one `od` as hex so any
+/// byte, a newline too, survives the line-based channel. A symlinked root
+/// prints `link`, a missing one `none`.
 pub fn list_script(root: &str) -> String {
-    let hex = "-exec sh -c 'for p do printf %s \"$p\" | od -An -v -tx1 | tr -d \" \\n\"; echo; done' sh {} +";
     format!(
         "printf '%s' {marker}; r={root}; \
          if [ -L \"$r\" ]; then echo link; \
          elif [ ! -d \"$r\" ]; then echo none; \
-         else cd -- \"$r\" && find . -mindepth 1 ! -type d {hex} && echo && find . -mindepth 1 -type d {hex}; fi\n",
+         else cd -- \"$r\" && {{ find . -mindepth 1 ! -type d -print0 || printf 'E\\0'; printf 'D\\0'; \
+         find . -mindepth 1 -type d -print0 || printf 'E\\0'; }} | od -An -v -tx1; fi\n",
         marker = sh_quote(LISTING),
         root = sh_quote(root.trim_end_matches('/')),
     )
-}
-
-fn unhex(line: &str) -> Option<Vec<u8>> {
-    if !line.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..line.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(line.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Parses what `list_script` printed. Names that are not UTF-8 cannot be
@@ -204,32 +195,40 @@ pub fn parse_listing(
     sink: &LineSink,
 ) -> Result<Extras, String> {
     let text = String::from_utf8_lossy(out);
-    let mut lines = text.lines().map(str::trim).peekable();
-    match lines.peek() {
-        Some(&"link") => return Err(symlink_root(root)),
-        Some(&"none") => return Ok(Extras::default()),
+    match text.trim() {
+        "link" => return Err(symlink_root(root)),
+        "none" => return Ok(Extras::default()),
         _ => {}
     }
+    let bytes = text
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("unexpected listing of {root}"))?;
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
     let mut in_dirs = false;
-    for line in lines {
-        if line.is_empty() {
-            in_dirs = true;
-            continue;
+    for rec in bytes.split(|b| *b == 0) {
+        match rec {
+            b"" => continue,
+            b"D" => {
+                in_dirs = true;
+                continue;
+            }
+            b"E" => return Err(format!("cannot list everything under {root}")),
+            _ => {}
         }
-        let bad = || format!("unexpected listing of {root}: {line:?}");
-        let bytes = unhex(line).ok_or_else(bad)?;
-        let Ok(name) = String::from_utf8(bytes.clone()) else {
+        let Ok(name) = std::str::from_utf8(rec) else {
             let _ = sink.send((
                 Stream::Stderr,
                 not_utf8(&format!(
                     "{}/{}",
                     root.trim_end_matches('/'),
-                    String::from_utf8_lossy(&bytes)
+                    String::from_utf8_lossy(rec)
                 )),
             ));
             continue;
         };
+        let bad = || format!("unexpected listing of {root}: {name:?}");
         let rel = name.strip_prefix("./").ok_or_else(bad)?;
         if rel.is_empty()
             || rel

@@ -71,6 +71,10 @@ pub enum RenderedAction {
         template: bool,
         /// File mode.
         mode: Option<u32>,
+        /// Remove what is under `dest` and not in `src` (folders only).
+        /// Left out of the fingerprint when false, so older runs keep theirs.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        delete: bool,
         /// Hash of what will be written, so a changed source reruns the step.
         content_hash: String,
         /// The files with their destinations and (rendered) content.
@@ -155,11 +159,15 @@ pub fn render_step(
             let (content_hash, files) = read_source(templater, &c, &src, upload.template)
                 .map_err(|e| ("src".to_string(), e))?;
             let dest = r("dest", &upload.dest)?;
+            if upload.delete {
+                check_delete(&src, &dest)?;
+            }
             let files = crate::exec::upload::destinations(src.is_dir(), &dest, files, &src);
             RenderedAction::Upload {
                 src,
                 dest,
                 files,
+                delete: upload.delete,
                 template: upload.template,
                 mode: upload
                     .mode
@@ -188,6 +196,39 @@ pub fn render_step(
         action,
         host,
     })
+}
+
+/// `delete: true` needs a folder source and a destination that is a folder
+/// of its own (never empty, `/` or `.`). The error names the field at fault.
+fn check_delete(
+    src: &std::path::Path,
+    dest: &str,
+) -> std::result::Result<(), (String, TemplateError)> {
+    let fail = |field: &str, message: String| {
+        Err((
+            field.to_string(),
+            TemplateError {
+                message,
+                range: None,
+            },
+        ))
+    };
+    if !src.is_dir() {
+        return fail(
+            "delete",
+            format!(
+                "`delete: true` applies to folders only, and {} is not a folder: remove `delete`, or upload the folder",
+                src.display()
+            ),
+        );
+    }
+    if let Some(problem) = crate::exec::mirror::unsafe_root(dest) {
+        return fail(
+            "dest",
+            format!("`delete: true` refuses this dest: {problem}"),
+        );
+    }
+    Ok(())
 }
 
 /// A host's connection fields with templates rendered.

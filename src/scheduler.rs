@@ -697,9 +697,16 @@ impl Job {
                     _ = cancel.cancelled() => Outcome::Interrupted,
                 }
             }
-            RenderedAction::Upload { files, mode, .. } => {
+            RenderedAction::Upload {
+                files,
+                mode,
+                dest,
+                delete,
+                ..
+            } => {
+                let sync = delete.then_some(dest.as_str());
                 tokio::select! {
-                    outcome = self.execs.upload(host, files, *mode, &sink) => outcome,
+                    outcome = self.execs.upload(host, files, *mode, sync, &sink) => outcome,
                     _ = cancel.cancelled() => Outcome::Interrupted,
                 }
             }

@@ -31,6 +31,16 @@ fn run_args<'a>(sb: &'a Sandbox, runbook: &'a str, extra: &[&'a str]) -> Vec<&'a
     a
 }
 
+/// The address the sandbox's server listens on (its own network namespace's
+/// side when it has one).
+fn server_address(sb: &Sandbox) -> String {
+    sb.args
+        .iter()
+        .find_map(|a| a.strip_prefix("host="))
+        .expect("host= in the sandbox's arguments")
+        .to_string()
+}
+
 fn runbook_path() -> String {
     runbook_dir().join("runbook.yaml").display().to_string()
 }
@@ -50,6 +60,9 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
             "held"
         } else if BLOCKED.contains(&step.id.as_str()) {
             "blocked"
+        } else if step.id == "confirm-compose" {
+            // No --var confirm=true: no approval asked (the step is skipped).
+            "skipped"
         } else {
             "succeeded"
         };
@@ -77,14 +90,29 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
     ));
     page.stdout_has("backups/run-1");
 
-    // The proxy's port is the server's own: from here only the tunnel reaches it.
+    // The proxy's port is on the server's loopback: from here only the
+    // tunnel reaches it, not this machine's loopback, nor the server's address.
     if sb.netns.is_some() {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", sb.proxy_port())).is_err(),
             "port 8000 is reachable without the tunnel"
         );
+        assert!(
+            std::net::TcpStream::connect((server_address(&sb).as_str(), sb.proxy_port())).is_err(),
+            "port 8000 is open on the server's network address"
+        );
     }
+    t.run(&["logs", "1", "verify-proxy-loopback"])
+        .code(0)
+        .stdout_has("published on 127.0.0.1:");
     check_deployed_compose(&sb);
+    check_compose_diff(&t, &sb);
+    // The code sync mirrors the local checkout: a file gone locally is gone.
+    assert!(!sb.deploy().join("mcp-proxy/legacy_gateway.py").exists());
+    t.run(&["logs", "1", "sync-proxy"])
+        .code(0)
+        .stdout_has("removed")
+        .stdout_has("legacy_gateway.py");
 
     // Lukas puts valid tokens in the server's .env; resume runs only what waited.
     let before: BTreeMap<String, (i64, Option<String>)> = s
@@ -189,10 +217,9 @@ fn check_deployed_compose(sb: &Sandbox) {
         .find_map(|l| l.strip_prefix("WEBUI_SECRET_KEY="))
         .unwrap();
     let proxy = section("mcp-proxy");
-    assert!(
-        proxy.contains("published: 8000") && proxy.contains("target: 8000"),
-        "{proxy}"
-    );
+    // docker-compose v1 prints a port with a host ip in the short form.
+    assert!(proxy.contains("- 127.0.0.1:8000:8000"), "{proxy}");
+    assert!(!proxy.contains("published: 8000"), "{proxy}");
     assert!(
         proxy.contains("API_GATEWAY_MODE: 'false'")
             || proxy.contains("API_GATEWAY_MODE: \"false\""),
@@ -237,6 +264,130 @@ fn check_deployed_compose(sb: &Sandbox) {
     assert!(built.contains("def get_user_groups"));
 }
 
+/// diff-compose showed the changes before the live file was replaced, and no
+/// value from .env.
+fn check_compose_diff(t: &Test, sb: &Sandbox) {
+    let diff = t.run(&["logs", "1", "diff-compose"]);
+    diff.code(0)
+        .stdout_has("+ mcp-excel (new service)")
+        .stdout_has("+ mcp-dashboard (new service)")
+        .stdout_has("~ mcp-proxy")
+        .stdout_has("+WEBUI_SECRET_KEY")
+        .stdout_has("ports: none -> 127.0.0.1:8000->8000")
+        .stdout_has("open-webui: 0.0.0.0:3100->8080 (all interfaces)")
+        .stdout_has("mcp-proxy: 127.0.0.1:8000->8000\n")
+        .stdout_has("2 added, 0 removed, 11 changed");
+    let env = std::fs::read_to_string(sb.deploy().join("backups/run-1/.env")).unwrap();
+    for line in env.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((_, value)) = line.split_once('=') {
+            diff.stdout_lacks(value);
+        }
+    }
+}
+
+#[test]
+fn confirm_true_holds_before_the_live_compose_file_is_replaced() {
+    let sb = Sandbox::start();
+    let t = Test::new();
+    let rb = runbook_path();
+    let live = std::fs::read_to_string(sb.deploy().join("docker-compose.yml")).unwrap();
+    t.run(&run_args(&sb, &rb, &["--var", "confirm=true"]))
+        .code(3)
+        .stdout_has("waiting for approval: Replace the live docker-compose.yml");
+    let s = t.status(None);
+    assert_eq!(s.state, "held");
+    assert_eq!(s.state_of("diff-compose"), "succeeded");
+    assert_eq!(s.state_of("confirm-compose"), "held");
+    for step in ["install-compose", "rebuild", "wait-proxy"] {
+        assert_eq!(s.state_of(step), "blocked", "{step}");
+    }
+    // Nothing on the server was replaced or restarted.
+    assert_eq!(
+        std::fs::read_to_string(sb.deploy().join("docker-compose.yml")).unwrap(),
+        live
+    );
+    assert!(sb.deploy().join("docker-compose.hetzner.yml").exists());
+    assert!(!sb.root().join("images/mcp-excel").exists());
+    t.run(&["logs", "1", "diff-compose"])
+        .code(0)
+        .stdout_has("+ mcp-excel (new service)");
+    t.run(&["approve", "1", "confirm-compose"]).code(0);
+    sb.give_valid_tokens();
+    t.run(&["resume", "hetzner-parity"]).code(0);
+    let s = t.status(None);
+    assert_eq!(s.state, "succeeded");
+    assert_ne!(
+        std::fs::read_to_string(sb.deploy().join("docker-compose.yml")).unwrap(),
+        live
+    );
+    assert!(!sb.deploy().join("docker-compose.hetzner.yml").exists());
+}
+
+#[test]
+fn proxy_published_on_all_interfaces_fails_the_loopback_check() {
+    let sb = Sandbox::start();
+    let t = Test::new();
+    let rb = broken_copy(&t, |s| {
+        s.replace("[\"127.0.0.1:8000:8000\"]", "[\"8000:8000\"]")
+    });
+    t.run(&run_args(&sb, &rb, &[])).code(1);
+    let s = t.status(None);
+    assert_eq!(s.state_of("verify-proxy-loopback"), "failed");
+    assert_eq!(s.state_of("parity"), "blocked");
+    t.run(&["logs", "1", "verify-proxy-loopback"])
+        .code(0)
+        .stdout_has("published on 0.0.0.0:8000");
+    // The simulation is honest about it: the server's address answers.
+    if sb.netns.is_some() {
+        assert!(
+            std::net::TcpStream::connect((server_address(&sb).as_str(), sb.proxy_port())).is_ok(),
+            "the sandbox did not publish on every interface"
+        );
+    }
+}
+
+#[test]
+fn wrong_bodies_fail_the_github_and_trello_checks() {
+    let sb = Sandbox::start();
+    let t = Test::new();
+    let rb = runbook_path();
+    sb.give_valid_tokens();
+    // The upstream answers 200 without the user or the boards.
+    std::fs::write(sb.root().join("upstream/wrong-bodies"), "").unwrap();
+    t.run(&run_args(&sb, &rb, &[])).code(3);
+    let s = t.status(None);
+    for (step, secret) in [
+        ("apply-github", "GITHUB_TOKEN"),
+        ("apply-trello", "TRELLO_API_KEY"),
+    ] {
+        let st = s.step(step);
+        assert_eq!(st.state, "held", "{step}");
+        assert!(st.rejected.contains(&secret.to_string()), "{st:?}");
+        assert!(
+            st.reason.as_deref().unwrap().contains("rejected: 200"),
+            "{st:?}"
+        );
+    }
+    assert_eq!(s.state_of("apply-sonarqube"), "succeeded");
+    // The upstream is right again, but the proxy's tools answer 200 without data.
+    std::fs::remove_file(sb.root().join("upstream/wrong-bodies")).unwrap();
+    std::fs::write(sb.root().join("proxy-wrong-bodies"), "").unwrap();
+    t.run(&["resume", "hetzner-parity"]).code(1);
+    let s = t.status(None);
+    for step in ["verify-github", "verify-trello"] {
+        let st = s.step(step);
+        assert_eq!(st.state, "failed", "{step}");
+        assert!(
+            st.reason
+                .as_deref()
+                .unwrap()
+                .contains("expected the body to contain"),
+            "{st:?}"
+        );
+    }
+    assert_eq!(s.state_of("verify-sonarqube"), "succeeded");
+}
+
 #[test]
 fn killed_during_the_rebuild_then_resume_completes() {
     let sb = Sandbox::start();
@@ -269,11 +420,13 @@ fn broken_copy(t: &Test, edit: impl Fn(&str) -> String) -> String {
     let dir = t.path().join("rb");
     std::fs::create_dir_all(dir.join("files")).unwrap();
     std::fs::copy(runbook_dir().join("runbook.yaml"), dir.join("runbook.yaml")).unwrap();
-    std::fs::copy(
-        runbook_dir().join("files/apply-env.sh"),
-        dir.join("files/apply-env.sh"),
-    )
-    .unwrap();
+    for helper in ["apply-env.sh", "compose-diff.awk"] {
+        std::fs::copy(
+            runbook_dir().join("files").join(helper),
+            dir.join("files").join(helper),
+        )
+        .unwrap();
+    }
     let template =
         std::fs::read_to_string(runbook_dir().join("files/docker-compose.yml.j2")).unwrap();
     let changed = edit(&template);
@@ -328,10 +481,7 @@ fn a_missing_port_mapping_fails_the_health_wait() {
     let sb = Sandbox::start();
     let t = Test::new();
     let rb = broken_copy(&t, |s| {
-        s.replace(
-            "    ports: [\"8000:8000\"]  # FR-8: reachable from the host for debugging\n",
-            "",
-        )
+        s.replace("    ports: [\"127.0.0.1:8000:8000\"]\n", "")
     });
     let yaml = std::fs::read_to_string(&rb)
         .unwrap()

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod local;
+pub mod mirror;
 pub mod shell;
 pub mod ssh;
 pub mod upload;
@@ -115,17 +116,19 @@ impl Executors {
         }
     }
 
-    /// Puts files in place here or on a host.
+    /// Puts files in place here or on a host; with `sync` (the dest of a
+    /// `delete: true` upload) what is under it and not among `files` goes.
     pub async fn upload(
         &self,
         host: Option<&str>,
         files: &[upload::FileToWrite],
         mode: Option<u32>,
+        sync: Option<&str>,
         sink: &LineSink,
     ) -> Outcome {
         match host {
-            None => upload::local(files, mode, &self.dir, sink),
-            Some(h) => upload::remote(&self.ssh, h, files, mode, sink).await,
+            None => upload::local(files, mode, sync, &self.dir, sink),
+            Some(h) => upload::remote(&self.ssh, h, files, mode, sync, sink).await,
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::mirror::{self, Extras, Keep};
 use super::ssh::{sh_quote, SshPool};
 use super::{LineSink, Outcome, Stream};
 
@@ -48,27 +49,76 @@ fn sha(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-fn summary(written: usize, total: usize) -> Outcome {
-    let note = if written == 0 {
-        Some(format!(
+fn summary(written: usize, total: usize, removed: usize) -> Outcome {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let note = if written == 0 && removed == 0 {
+        format!(
             "unchanged ({total} file{} already up to date)",
-            if total == 1 { "" } else { "s" }
-        ))
+            plural(total)
+        )
+    } else if removed == 0 {
+        format!("{written} of {total} file{} written", plural(total))
     } else {
-        Some(format!(
-            "{written} of {total} file{} written",
-            if total == 1 { "" } else { "s" }
-        ))
+        format!(
+            "{written} of {total} file{} written, {removed} removed",
+            plural(total)
+        )
     };
     Outcome::Succeeded {
         exit_code: None,
-        note,
+        note: Some(note),
+    }
+}
+
+fn failed(reason: String) -> Outcome {
+    Outcome::Failed {
+        exit_code: None,
+        reason,
+    }
+}
+
+/// With `delete: true`, the root all files go under; the refusal when it is
+/// no folder of its own.
+fn sync_root(sync: Option<&str>) -> Result<Option<&str>, Outcome> {
+    match sync {
+        Some(root) => match mirror::unsafe_root(root) {
+            Some(problem) => Err(failed(format!(
+                "`delete: true` refuses this dest: {problem}"
+            ))),
+            None => Ok(Some(root)),
+        },
+        None => Ok(None),
     }
 }
 
 /// Writes the files on this machine.
-pub fn local(files: &[FileToWrite], mode: Option<u32>, dir: &Path, sink: &LineSink) -> Outcome {
+/// With `sync` (the dest of a `delete: true` upload), what is under it and
+/// not among `files` is removed first.
+pub fn local(
+    files: &[FileToWrite],
+    mode: Option<u32>,
+    sync: Option<&str>,
+    dir: &Path,
+    sink: &LineSink,
+) -> Outcome {
     use std::os::unix::fs::PermissionsExt;
+    let mut removed = 0;
+    match sync_root(sync) {
+        Err(outcome) => return outcome,
+        Ok(None) => {}
+        Ok(Some(root)) => {
+            let keep = Keep::new(root, files.iter().map(|f| f.dest.as_str()));
+            let root = dir.join(root);
+            let extras = match mirror::local_extras(&root, &keep, sink) {
+                Ok(e) => e,
+                Err(reason) => return failed(reason),
+            };
+            removed = match mirror::local_remove(&root, &extras, sink) {
+                Ok(n) => n,
+                Err(reason) => return failed(reason),
+            };
+        }
+    }
     let mut written = 0;
     for f in files {
         let dest = dir.join(&f.dest);
@@ -121,18 +171,26 @@ pub fn local(files: &[FileToWrite], mode: Option<u32>, dir: &Path, sink: &LineSi
             format!("wrote {} ({} bytes)", f.dest, f.bytes.len()),
         ));
     }
-    summary(written, files.len())
+    summary(written, files.len(), removed)
 }
 
 /// Writes the files on a host over its master connection.
+/// With `sync`, as for `local`: the listing comes in the same round trip as
+/// the hashes, and the extras are removed before anything is written.
 pub async fn remote(
     pool: &SshPool,
     host: &str,
     files: &[FileToWrite],
     mode: Option<u32>,
+    sync: Option<&str>,
     sink: &LineSink,
 ) -> Outcome {
-    // One round trip learns the hash and mode of every destination.
+    let sync = match sync_root(sync) {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    // One round trip learns the hash and mode of every destination (and,
+    // when mirroring, what is under the root).
     let mut check = String::from("i=0\nfor f in");
     for f in files {
         check.push(' ');
@@ -142,17 +200,50 @@ pub async fn remote(
         "; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\" 2>/dev/null | cut -d' ' -f1); \
          m=$(stat -c %a \"$f\" 2>/dev/null); printf '%s %s %s\\n' \"$i\" \"${h:-none}\" \"${m:-none}\"; fi; i=$((i+1)); done\n",
     );
-    let (_, out, _) = match pool.output(host, &check, None).await {
+    if let Some(root) = sync {
+        check.push_str(&mirror::list_script(root));
+    }
+    let (code, out, err) = match pool.output(host, &check, None).await {
         Ok(r) => r,
-        Err(e) => {
-            return Outcome::Failed {
-                exit_code: None,
-                reason: e.0,
+        Err(e) => return failed(e.0),
+    };
+    let (hashes, listing) = match sync {
+        None => (&out[..], None),
+        Some(root) => {
+            let marker = mirror::LISTING.as_bytes();
+            match out.windows(marker.len()).position(|w| w == marker) {
+                Some(at) => (&out[..at], Some((root, &out[at + marker.len()..]))),
+                None => {
+                    return failed(format!(
+                        "cannot list {root} on `{host}` (exit {code}): {}",
+                        err.trim()
+                    ))
+                }
             }
         }
     };
+    let mut extras = Extras::default();
+    let mut removed = 0;
+    if let Some((root, listing)) = listing {
+        if code != 0 {
+            return failed(format!(
+                "cannot list {root} on `{host}` (exit {code}): {}",
+                err.trim()
+            ));
+        }
+        let keep = Keep::new(root, files.iter().map(|f| f.dest.as_str()));
+        extras = match mirror::parse_listing(root, listing, &keep, sink) {
+            Ok(e) => e,
+            Err(reason) => return failed(reason),
+        };
+        removed = match mirror::remote_remove(pool, host, root, &extras, sink).await {
+            Ok(n) => n,
+            Err(reason) => return failed(reason),
+        };
+    }
+    let prefix = sync.map(|r| format!("{}/", r.trim_end_matches('/')));
     let mut remote: Vec<Option<(String, Option<u32>)>> = vec![None; files.len()];
-    for line in String::from_utf8_lossy(&out).lines() {
+    for line in String::from_utf8_lossy(hashes).lines() {
         let mut parts = line.split_whitespace();
         if let (Some(i), Some(h), Some(m)) = (parts.next(), parts.next(), parts.next()) {
             if let Ok(i) = i.parse::<usize>() {
@@ -165,7 +256,11 @@ pub async fn remote(
     let mut written = 0;
     let mut chmods = Vec::new();
     for (f, there) in files.iter().zip(&remote) {
-        let same = there.as_ref().is_some_and(|(h, _)| *h == sha(&f.bytes));
+        let shadowed = prefix
+            .as_deref()
+            .and_then(|p| f.dest.strip_prefix(p))
+            .is_some_and(|rel| extras.shadows(rel));
+        let same = !shadowed && there.as_ref().is_some_and(|(h, _)| *h == sha(&f.bytes));
         if same {
             if let (Some(mode), Some((_, Some(existing)))) = (mode, there) {
                 if mode != *existing {
@@ -214,5 +309,5 @@ pub async fn remote(
             };
         }
     }
-    summary(written, files.len())
+    summary(written, files.len(), removed)
 }

@@ -212,6 +212,11 @@ pub struct UploadSpec {
     pub template: bool,
     /// File mode, e.g. `"0644"`.
     pub mode: Option<String>,
+    /// Folders only: remove files under `dest` that are not in `src`, so
+    /// `dest` mirrors `src`. Nothing outside `dest` is touched; symlinks are
+    /// removed as links, never followed.
+    #[serde(default)]
+    pub delete: bool,
 }
 
 /// The `http` action (also used by secret checks).

@@ -2,7 +2,8 @@
 """The sandbox's simulated mcp-proxy. It behaves according to what was
 deployed, never echoing success:
 
-- it listens on the host only when the compose file maps 8000:8000;
+- it listens on the server only when the compose file maps 8000:8000, on the
+  host ip the mapping names (every interface when it names none);
 - each MCP server's tools appear only when the deployed tenants.py has the
   auto-enable logic and the server's key is in mcp-proxy's environment (and
   its container exists); otherwise (old tenants.py) every server appears;
@@ -100,6 +101,10 @@ class Proxy:
     def tool(self, name, tool, body):
         if name not in self.enabled or tool not in SERVERS[name][2]:
             return 404, {"detail": "Not Found"}
+        if os.path.exists(os.path.join(STATE, "proxy-wrong-bodies")) and name in ("github", "trello"):
+            # Tests: the tool answers 200 without the data (e.g. an MCP error
+            # wrapped in a success); the verifications must look at the body.
+            return 200, {"content": [], "isError": True}
         keys, service, _ = SERVERS[name]
         c = container(service)
         if c is None:
@@ -111,7 +116,7 @@ class Proxy:
             return (200, data) if status == 200 else (500, {"detail": f"upstream {status}: {data.get('message')}"})
         if name == "trello":
             q = f"?key={env.get('TRELLO_API_KEY', '')}&token={env.get('TRELLO_TOKEN', '')}"
-            status, data = call(base + "/1/members/me/boards" + q)
+            status, data = call(base + "/1/members/me/boards" + q + "&fields=name,url")
             return (200, data) if status == 200 else (500, {"detail": f"upstream {status}: {data.get('message')}"})
         if name == "sonarqube":
             org = env.get("SONARQUBE_ORG", "")
@@ -192,7 +197,10 @@ class Handler(JsonHandler):
 
 def main():
     Handler.proxy = Proxy()
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    # proxy.py PORT [BIND]: BIND is the host ip the compose file publishes
+    # port 8000 on (0.0.0.0 when it names none, as with Docker).
+    bind = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    ThreadingHTTPServer((bind, int(sys.argv[1])), Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 /api/projects/search). A token is accepted only when it is listed in the
 valid-tokens file; everything else fails like the real services do."""
 import json
+import os
 import sys
 from http.server import ThreadingHTTPServer
 
@@ -22,6 +23,21 @@ def load_valid(path):
     return valid
 
 
+# Shaped like the real answers (fields trimmed).
+GITHUB_USER = {
+    "login": "lukas", "id": 5123456, "node_id": "MDQ6VXNlcjUxMjM0NTY=", "type": "User",
+    "site_admin": False, "name": "Lukas", "company": None, "html_url": "https://github.com/lukas",
+}
+TRELLO_BOARDS = [
+    {"id": "5f2b8c1e9a0d4b3c2a1e0f01", "name": "Roadmap", "closed": False, "url": "https://trello.com/b/AbCd1234/roadmap"},
+    {"id": "5f2b8c1e9a0d4b3c2a1e0f02", "name": "Support", "closed": False, "url": "https://trello.com/b/EfGh5678/support"},
+]
+TRELLO_MEMBER = {
+    "id": "5a1b2c3d4e5f60718293a4b5", "username": "lukas", "fullName": "Lukas",
+    "idBoards": [b["id"] for b in TRELLO_BOARDS],
+}
+
+
 class Handler(JsonHandler):
     valid_path = ""
 
@@ -36,9 +52,14 @@ class Handler(JsonHandler):
         valid = load_valid(self.valid_path)
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        wrong = os.path.exists(os.path.join(os.path.dirname(self.valid_path), "wrong-bodies"))
+        if wrong and url.path in ("/user", "/1/members/me", "/1/members/me/boards"):
+            # Tests: a 200 that is not the API's answer (a captive portal, a
+            # misrouted proxy); the checks must look at the body.
+            return self.reply(200, {"status": "ok"})
         if url.path == "/user":
             if self.bearer() and self.bearer() == valid.get("GITHUB_TOKEN"):
-                return self.reply(200, {"login": "lukas", "id": 1})
+                return self.reply(200, GITHUB_USER)
             return self.reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
         if url.path in ("/1/members/me", "/1/members/me/boards"):
             if q.get("key") != valid.get("TRELLO_API_KEY"):
@@ -46,8 +67,12 @@ class Handler(JsonHandler):
             if q.get("token") != valid.get("TRELLO_API_TOKEN"):
                 return self.reply(401, {"message": "invalid token"})
             if url.path.endswith("boards"):
-                return self.reply(200, [{"id": "b1", "name": "Roadmap"}])
-            return self.reply(200, {"username": "lukas", "id": "m1"})
+                fields = q.get("fields", "all")
+                boards = TRELLO_BOARDS if fields == "all" else [
+                    {k: v for k, v in b.items() if k == "id" or k in fields.split(",")} for b in TRELLO_BOARDS
+                ]
+                return self.reply(200, boards)
+            return self.reply(200, TRELLO_MEMBER)
         if url.path in ("/api/organizations/search", "/api/projects/search"):
             if self.bearer() != valid.get("SONARQUBE_TOKEN"):
                 return self.reply(401, {"errors": [{"msg": "Not authorized. Please check your token."}]})
@@ -71,7 +96,6 @@ def main():
     server = ThreadingHTTPServer((bind, 0), Handler)
     with open(port_file + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
-    import os
     os.rename(port_file + ".tmp", port_file)
     server.serve_forever()
 

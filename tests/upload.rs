@@ -1,0 +1,257 @@
+//! `upload` with `delete: true` (SPEC §1): `dest` mirrors `src`, over the
+//! real sshd and on this machine; nothing outside `dest` is touched, symlinks
+//! are removed as links and never followed, hostile names stay names.
+
+mod support;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use support::sshd::Sshd;
+use support::Test;
+
+/// A name with spaces, quotes, command substitutions and a newline; were
+/// it ever run, it would create `marker()` (no `/` may be in a name, so the
+/// commands `cd` home first).
+fn hostile() -> String {
+    let m = marker_name();
+    format!("it's \"x\" $(cd;touch {m}) `cd;touch {m}`\nline")
+}
+
+fn marker_name() -> String {
+    format!("runbook-upload-pwned-{}", std::process::id())
+}
+
+fn marker() -> PathBuf {
+    Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(marker_name())
+}
+
+/// Every path under `dir` (not following symlinks), relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                walk(root, &e.path(), out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The scene: a source folder in the project, a destination holding stale
+/// files (one with a hostile name, a stale folder, symlinks pointing
+/// outside), and files outside the destination that must survive.
+struct Scene {
+    dest: PathBuf,
+    outside: PathBuf,
+}
+
+fn scene(t: &Test, base: &Path) -> Scene {
+    t.write("runbooks/files/app/main.py", "print('main')\n");
+    t.write("runbooks/files/app/lib/util.py", "X = 1\n");
+    t.write(&format!("runbooks/files/app/{}", hostile()), "kept\n");
+    let dest = base.join("deploy/app");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(dest.join("stale-dir/deeper")).unwrap();
+    std::fs::create_dir_all(outside.join("dir")).unwrap();
+    std::fs::write(outside.join("secret.txt"), "outside\n").unwrap();
+    std::fs::write(outside.join("dir/inner.txt"), "outside\n").unwrap();
+    // Next to dest, sharing its name as a prefix: not under dest.
+    std::fs::write(base.join("deploy/app.bak"), "sibling\n").unwrap();
+    std::fs::write(base.join("deploy/keep.txt"), "sibling\n").unwrap();
+    std::fs::write(dest.join("stale.txt"), "old\n").unwrap();
+    std::fs::write(dest.join("stale-dir/deeper/x.txt"), "old\n").unwrap();
+    std::fs::write(dest.join(format!("stale {}", hostile())), "old\n").unwrap();
+    // Not UTF-8: cannot be named back safely, so it is kept and reported.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9.txt");
+        std::fs::write(dest.join(name), "old\n").unwrap();
+    }
+    symlink(outside.join("secret.txt"), dest.join("link-to-file")).unwrap();
+    symlink(outside.join("dir"), dest.join("link-to-dir")).unwrap();
+    // A symlink where src has a folder: removed, and lib/ written for real.
+    std::fs::create_dir_all(outside.join("lib")).unwrap();
+    std::fs::write(outside.join("lib/util.py"), "X = 1\n").unwrap();
+    symlink(outside.join("lib"), dest.join("lib")).unwrap();
+    Scene { dest, outside }
+}
+
+fn assert_outside_intact(base: &Path, s: &Scene) {
+    assert_eq!(
+        tree(&s.outside),
+        vec!["dir/", "dir/inner.txt", "lib/", "lib/util.py", "secret.txt"],
+        "something outside dest changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.outside.join("secret.txt")).unwrap(),
+        "outside\n"
+    );
+    assert!(base.join("deploy/app.bak").exists());
+    assert!(base.join("deploy/keep.txt").exists());
+    assert!(!marker().exists(), "a file name was run as a command");
+}
+
+fn mirrored(s: &Scene) -> Vec<String> {
+    tree(&s.dest)
+}
+
+/// `host`: the name and `hosts:` block of the sshd, or local when `None`.
+fn check_mirror(t: &Test, base: &Path, s: &Scene, host: Option<(&str, String)>) {
+    let (on, hosts) = match &host {
+        Some((name, yaml)) => (format!("    on: {name}\n"), yaml.clone()),
+        None => (String::new(), String::new()),
+    };
+    t.put_runbook(
+        "r",
+        &format!(
+            "{hosts}steps:\n  - id: sync\n{on}    upload: {{ src: files/app, dest: \"{}\", delete: true }}\n",
+            s.dest.display()
+        ),
+    );
+    let ran = t.run(&["run", "r"]);
+    ran.code(0)
+        .stdout_has("removed")
+        .stdout_has("stale.txt")
+        .stdout_has("link-to-dir");
+    let name = hostile();
+    let kept = "latin1-\u{FFFD}t\u{FFFD}.txt".to_string();
+    assert!(
+        ran.stdout.contains("its name is not UTF-8")
+            || ran.stderr.contains("its name is not UTF-8"),
+        "{ran:?}"
+    );
+    let mut want = vec![
+        "lib/".to_string(),
+        "lib/util.py".to_string(),
+        "main.py".to_string(),
+        name.clone(),
+        kept.clone(),
+    ];
+    want.sort();
+    assert_eq!(mirrored(s), want);
+    assert!(
+        !std::fs::symlink_metadata(s.dest.join("lib"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "lib/ is still the symlink"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.dest.join(&name)).unwrap(),
+        "kept\n"
+    );
+    assert_outside_intact(base, s);
+    let status = t.status(None);
+    let reason = status.step("sync").reason.clone().unwrap_or_default();
+    assert!(reason.contains("removed"), "{reason}");
+
+    // A file removed from src disappears under dest on the next run; so does
+    // its folder once it holds no file of src.
+    std::fs::remove_file(t.path().join("runbooks/files/app/lib/util.py")).unwrap();
+    std::fs::remove_dir(t.path().join("runbooks/files/app/lib")).unwrap();
+    t.run(&["run", "r"])
+        .code(0)
+        .stdout_has(&format!("removed {}", s.dest.join("lib/util.py").display()));
+    let mut want = vec!["main.py".to_string(), name, kept];
+    want.sort();
+    assert_eq!(mirrored(s), want);
+    assert_outside_intact(base, s);
+
+    // Unchanged: nothing written, nothing removed.
+    t.run(&["run", "r", "--fresh"])
+        .code(0)
+        .stdout_lacks("removed");
+}
+
+#[test]
+fn remote_delete_mirrors_src_and_touches_nothing_outside_dest() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let base = sshd.dir.path().join("srv");
+    let s = scene(&t, &base);
+    let hosts = format!("hosts:\n{}", sshd.host_yaml("box"));
+    check_mirror(&t, &base, &s, Some(("box", hosts)));
+}
+
+#[test]
+fn local_delete_mirrors_src_and_touches_nothing_outside_dest() {
+    let t = Test::new();
+    let base = tempfile::Builder::new().prefix("mirror").tempdir().unwrap();
+    let s = scene(&t, base.path());
+    check_mirror(&t, base.path(), &s, None);
+}
+
+#[test]
+fn without_delete_stale_files_stay() {
+    let t = Test::new();
+    let base = tempfile::Builder::new().prefix("mirror").tempdir().unwrap();
+    let s = scene(&t, base.path());
+    t.put_runbook(
+        "r",
+        &format!(
+            "steps:\n  - id: sync\n    upload: {{ src: files/app, dest: \"{}\" }}\n",
+            s.dest.display()
+        ),
+    );
+    t.run(&["run", "r"]).code(0).stdout_lacks("removed");
+    assert!(s.dest.join("stale.txt").exists());
+    assert!(s.dest.join("stale-dir/deeper/x.txt").exists());
+}
+
+#[test]
+fn a_symlinked_dest_is_refused_and_its_target_untouched() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    t.write("runbooks/files/app/main.py", "print('main')\n");
+    let base = sshd.dir.path();
+    let real = base.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::write(real.join("precious.txt"), "keep\n").unwrap();
+    symlink(&real, base.join("app")).unwrap();
+    t.put_runbook(
+        "r",
+        &format!(
+            "hosts:\n{}steps:\n  - id: sync\n    on: box\n    upload: {{ src: files/app, dest: \"{}\", delete: true }}\n",
+            sshd.host_yaml("box"),
+            base.join("app").display()
+        ),
+    );
+    t.run(&["run", "r"]).code(1);
+    let reason = t.status(None).step("sync").reason.clone().unwrap();
+    assert!(reason.contains("is a symlink"), "{reason}");
+    assert_eq!(tree(&real), vec!["precious.txt"]);
+}
+
+#[test]
+fn delete_on_a_file_or_a_root_dest_is_a_located_error() {
+    let t = Test::new();
+    t.write("runbooks/files/one.conf", "x=1\n");
+    t.write("runbooks/files/app/main.py", "print()\n");
+    t.put_runbook(
+        "r",
+        "steps:\n  - id: conf\n    upload:\n      src: files/one.conf\n      dest: /tmp/runbook-never/one.conf\n      delete: true\n",
+    );
+    let ran = t.run(&["run", "r"]);
+    ran.code(2)
+        .stderr_has("r.yaml:6")
+        .stderr_has("folders only");
+    assert!(!Path::new("/tmp/runbook-never").exists());
+    for dest in ["/", "\"\"", "/opt/..", "."] {
+        t.put_runbook(
+            "r",
+            &format!(
+                "steps:\n  - id: app\n    upload:\n      src: files/app\n      dest: {dest}\n      delete: true\n"
+            ),
+        );
+        t.run(&["validate", "r"])
+            .code(2)
+            .stderr_has("r.yaml:5")
+            .stderr_has("refuses this dest");
+    }
+}

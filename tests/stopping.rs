@@ -54,6 +54,7 @@ fn sigint_cancels_an_http_request_that_never_gets_an_answer() {
     );
     let (took, ran) = stop_while_running(&t, "probe", "INT");
     ran.code(130);
+    eprintln!("stopped {took:?} after the signal");
     assert!(took < Duration::from_secs(2), "took {took:?} to stop");
     let s = t.status(None);
     assert_eq!(s.state, "interrupted");
@@ -72,6 +73,7 @@ fn sigterm_cancels_an_upload_to_a_host_that_never_answers() {
     t.write("runbooks/files/a.txt", "hello\n");
     let (took, ran) = stop_while_running(&t, "put", "TERM");
     ran.code(130);
+    eprintln!("stopped {took:?} after the signal");
     assert!(took < Duration::from_secs(2), "took {took:?} to stop");
     assert_eq!(t.status(None).state_of("put"), "interrupted");
 }

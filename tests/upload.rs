@@ -255,3 +255,106 @@ fn delete_on_a_file_or_a_root_dest_is_a_located_error() {
             .stderr_has("refuses this dest");
     }
 }
+
+#[test]
+fn many_files_go_over_in_one_batch_byte_for_byte() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let dest = sshd.dir.path().join("many");
+    // 300 files in 10 folders: binary content with every byte value, a line
+    // that looks like the batch's own delimiter, and an empty file.
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let rel = format!("d{}/f{i}.bin", i % 10);
+        let mut bytes: Vec<u8> = (0..=255u8).cycle().skip(i).take(100 + i * 7).collect();
+        if i == 7 {
+            bytes = b"RUNBOOK_DATA_END\nEOF\n'\"$(touch pwned)\n".to_vec();
+        }
+        if i == 8 {
+            bytes.clear();
+        }
+        let path = t.path().join("runbooks/src").join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        expected.push((rel, bytes));
+    }
+    let yaml = format!(
+        "hosts:\n{}steps:\n  - id: put\n    on: box\n    upload: {{ src: src, dest: {}, mode: \"0640\" }}\n",
+        sshd.host_yaml("box"),
+        dest.display()
+    );
+    t.put_runbook("r", &yaml);
+    t.run(&["run", "r"])
+        .code(0)
+        .stdout_has("300 of 300 files written");
+    for (rel, bytes) in &expected {
+        let path = dest.join(rel);
+        assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{rel}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o640, "{rel}");
+    }
+    assert!(!sshd.dir.path().join("pwned").exists());
+    assert!(tree(&dest).iter().all(|p| !p.contains("runbook-tmp")));
+    // Unchanged: nothing written; one changed file: only it.
+    t.run(&["run", "r", "--fresh"])
+        .code(0)
+        .stdout_has("unchanged (300 files");
+    std::fs::write(t.path().join("runbooks/src/d3/f13.bin"), b"new").unwrap();
+    t.run(&["run", "r", "--fresh"])
+        .code(0)
+        .stdout_has("1 of 300 files written");
+    assert_eq!(std::fs::read(dest.join("d3/f13.bin")).unwrap(), b"new");
+}
+
+#[test]
+fn a_file_that_cannot_be_written_fails_the_step_naming_it() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let dest = sshd.dir.path().join("blocked");
+    std::fs::create_dir_all(&dest).unwrap();
+    // `b` must become a folder, but a file is in the way.
+    std::fs::write(dest.join("b"), "a file").unwrap();
+    t.write("runbooks/src/a.txt", "a");
+    t.write("runbooks/src/b/c.txt", "c");
+    let yaml = format!(
+        "hosts:\n{}steps:\n  - id: put\n    on: box\n    upload: {{ src: src, dest: {} }}\n",
+        sshd.host_yaml("box"),
+        dest.display()
+    );
+    t.put_runbook("r", &yaml);
+    t.run(&["run", "r"]).code(1);
+    let reason = t
+        .status(None)
+        .step("put")
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("cannot make the folders") && reason.contains("blocked/b"),
+        "{reason}"
+    );
+    // Nothing is put in place unless every file could be written.
+    assert!(!dest.join("a.txt").exists());
+    assert!(tree(&dest).iter().all(|p| !p.contains("runbook-tmp")));
+    // A file that cannot be decoded in place: the same, naming the file.
+    std::fs::remove_file(dest.join("b")).unwrap();
+    std::fs::create_dir_all(dest.join("b/c.txt/inner")).unwrap();
+    t.run(&["run", "r"]).code(1);
+    let reason = t
+        .status(None)
+        .step("put")
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("cannot write") && reason.contains("b/c.txt"),
+        "{reason}"
+    );
+    assert!(
+        tree(&dest).iter().all(|p| !p.contains("runbook-tmp")),
+        "{:?}",
+        tree(&dest)
+    );
+}

@@ -191,19 +191,11 @@ pub async fn remote(
     };
     // One round trip learns the hash and mode of every destination (and,
     // when mirroring, what is under the root).
-    let mut check = String::from("i=0\nfor f in");
-    for f in files {
-        check.push(' ');
-        check.push_str(&sh_quote(&f.dest));
-    }
-    check.push_str(
-        "; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\" 2>/dev/null | cut -d' ' -f1); \
-         m=$(stat -c %a \"$f\" 2>/dev/null); printf '%s %s %s\\n' \"$i\" \"${h:-none}\" \"${m:-none}\"; fi; i=$((i+1)); done\n",
-    );
+    let mut check = hash_script(files);
     if let Some(root) = sync {
         check.push_str(&mirror::list_script(root));
     }
-    let (code, out, err) = match pool.output(host, &check, None).await {
+    let (code, out, err) = match run_script(pool, host, &check).await {
         Ok(r) => r,
         Err(e) => return failed(e.0),
     };
@@ -242,19 +234,9 @@ pub async fn remote(
         };
     }
     let prefix = sync.map(|r| format!("{}/", r.trim_end_matches('/')));
-    let mut remote: Vec<Option<(String, Option<u32>)>> = vec![None; files.len()];
-    for line in String::from_utf8_lossy(hashes).lines() {
-        let mut parts = line.split_whitespace();
-        if let (Some(i), Some(h), Some(m)) = (parts.next(), parts.next(), parts.next()) {
-            if let Ok(i) = i.parse::<usize>() {
-                if i < remote.len() {
-                    remote[i] = Some((h.to_string(), u32::from_str_radix(m, 8).ok()));
-                }
-            }
-        }
-    }
-    let mut written = 0;
+    let remote = parse_hashes(hashes, files.len());
     let mut chmods = Vec::new();
+    let mut to_write: Vec<(&FileToWrite, Option<u32>)> = Vec::new();
     for (f, there) in files.iter().zip(&remote) {
         let shadowed = prefix
             .as_deref()
@@ -270,37 +252,12 @@ pub async fn remote(
             let _ = sink.send((Stream::Stdout, format!("unchanged {}", f.dest)));
             continue;
         }
-        let keep_mode = mode.or(there.as_ref().and_then(|(_, m)| *m));
-        let chmod = keep_mode
-            .map(|m| format!(" && chmod {m:o} \"$t\""))
-            .unwrap_or_default();
-        let script = format!(
-            "d={d}; t=\"$(dirname -- \"$d\")/.$(basename -- \"$d\").runbook-tmp.$$\"; \
-             mkdir -p -- \"$(dirname -- \"$d\")\" && cat > \"$t\"{chmod} && mv -f -- \"$t\" \"$d\" || {{ rm -f -- \"$t\"; exit 1; }}",
-            d = sh_quote(&f.dest)
-        );
-        match pool.output(host, &script, Some(&f.bytes)).await {
-            Ok((0, _, _)) => {
-                written += 1;
-                let _ = sink.send((
-                    Stream::Stdout,
-                    format!("wrote {} ({} bytes)", f.dest, f.bytes.len()),
-                ));
-            }
-            Ok((code, _, err)) => {
-                return Outcome::Failed {
-                    exit_code: Some(code),
-                    reason: format!("cannot write {} on `{host}`: {}", f.dest, err.trim()),
-                }
-            }
-            Err(e) => {
-                return Outcome::Failed {
-                    exit_code: None,
-                    reason: e.0,
-                }
-            }
-        }
+        to_write.push((f, mode.or(there.as_ref().and_then(|(_, m)| *m))));
     }
+    let written = match write_remote(pool, host, &to_write, sink).await {
+        Ok(n) => n,
+        Err(outcome) => return outcome,
+    };
     if !chmods.is_empty() {
         if let Err(e) = pool.output(host, &chmods.join(" && "), None).await {
             return Outcome::Failed {
@@ -310,4 +267,238 @@ pub async fn remote(
         }
     }
     summary(written, files.len(), removed)
+}
+
+/// What is known of a destination on the host: its hash and mode.
+type Existing = Option<(String, Option<u32>)>;
+
+/// A script that prints `E I` for each destination I that is a file, then
+/// the hashes of those files (one `sha256sum`), then their modes (one
+/// `stat`): a constant number of processes however many files there are.
+fn hash_script(files: &[FileToWrite]) -> String {
+    let mut script = String::from("i=0; set --\nfor f in");
+    for f in files {
+        script.push(' ');
+        script.push_str(&sh_quote(&f.dest));
+    }
+    script.push_str(
+        "; do if [ -f \"$f\" ]; then set -- \"$@\" \"$f\"; echo \"E $i\"; fi; i=$((i+1)); done\n\
+         echo '#H'\n\
+         if [ $# -gt 0 ]; then sha256sum -- \"$@\" 2>/dev/null; echo '#M'; stat -c %a -- \"$@\" 2>/dev/null; else echo '#M'; fi\n\
+         echo '#END'\n",
+    );
+    script
+}
+
+/// The output of [`hash_script`], by file index. When a file could not be
+/// read (fewer hashes or modes than files), nothing is trusted: every file
+/// counts as changed and is written again, which is always safe.
+fn parse_hashes(out: &[u8], count: usize) -> Vec<Existing> {
+    let text = String::from_utf8_lossy(out);
+    let mut lines = text.lines();
+    let present: Vec<usize> = lines
+        .by_ref()
+        .take_while(|l| *l != "#H")
+        .filter_map(|l| l.strip_prefix("E ")?.parse().ok())
+        .collect();
+    let hashes: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| *l != "#M")
+        .map(|l| {
+            // sha256sum escapes an odd name and marks its line with `\`.
+            let l = l.strip_prefix('\\').unwrap_or(l);
+            l.chars().take(64).collect()
+        })
+        .collect();
+    let modes: Vec<Option<u32>> = lines
+        .take_while(|l| *l != "#END")
+        .map(|l| u32::from_str_radix(l.trim(), 8).ok())
+        .collect();
+    let mut existing = vec![None; count];
+    if hashes.len() == present.len() && modes.len() == present.len() {
+        for ((i, hash), mode) in present.into_iter().zip(hashes).zip(modes) {
+            if let Some(slot) = existing.get_mut(i) {
+                *slot = Some((hash, mode));
+            }
+        }
+    }
+    existing
+}
+
+/// Runs a script on the host: in its long-lived shell when it is small, or
+/// fed to `sh -s` on a channel of its own when it is too long to be one
+/// command-line argument (Linux allows 128 KiB).
+async fn run_script(
+    pool: &SshPool,
+    host: &str,
+    script: &str,
+) -> Result<(i32, Vec<u8>, String), super::ssh::SshError> {
+    if script.len() < 64 * 1024 {
+        pool.output(host, script, None).await
+    } else {
+        pool.output(host, "sh -s", Some(script.as_bytes())).await
+    }
+}
+
+/// Ends the here-documents of [`write_script`]; base64 text never holds `_`.
+const DATA_END: &str = "RUNBOOK_DATA_END";
+
+/// One `sh` script that writes every file, with as few processes as it
+/// can: the folders are made first, each file's content is decoded from a
+/// base64 here-document into a temporary file beside its destination, the
+/// modes are set per group, and only then is each renamed over its
+/// destination, so a reader never sees a partial file. It prints `ok I`
+/// after file I is in place, `fail I` when file I could not be written, and
+/// leaves no temporary file behind on failure.
+fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
+    use base64::Engine as _;
+    use std::collections::{BTreeMap, BTreeSet};
+    let split = |dest: &str| -> (String, String) {
+        match dest.rsplit_once('/') {
+            Some(("", name)) => ("/".to_string(), name.to_string()),
+            Some((dir, name)) => (dir.to_string(), name.to_string()),
+            None => (".".to_string(), dest.to_string()),
+        }
+    };
+    // '…/.NAME.runbook-tmp.'$$ : quoted as data, the shell's pid appended.
+    let temps: Vec<String> = files
+        .iter()
+        .map(|(f, _)| {
+            let (dir, name) = split(&f.dest);
+            format!("{}$$", sh_quote(&format!("{dir}/.{name}.runbook-tmp.")))
+        })
+        .collect();
+    let dirs: BTreeSet<String> = files.iter().map(|(f, _)| split(&f.dest).0).collect();
+    let mut script = String::from("clean() {\n");
+    for chunk in temps.chunks(200) {
+        script.push_str(&format!("  rm -f -- {}\n", chunk.join(" ")));
+    }
+    script.push_str("}\n");
+    for chunk in dirs.iter().collect::<Vec<_>>().chunks(200) {
+        let quoted: Vec<String> = chunk.iter().map(|d| sh_quote(d)).collect();
+        script.push_str(&format!(
+            "mkdir -p -- {} || {{ echo 'fail folders'; exit 1; }}\n",
+            quoted.join(" ")
+        ));
+    }
+    // `mv` would put the file inside a folder (or a link to one) in the way.
+    for (i, (f, _)) in files.iter().enumerate() {
+        script.push_str(&format!(
+            "if [ -d {d} ]; then echo 'fail {i}'; echo 'it is a folder' >&2; exit 1; fi\n",
+            d = sh_quote(&f.dest)
+        ));
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    for (i, (f, _)) in files.iter().enumerate() {
+        script.push_str(&format!(
+            "base64 -d > {} <<'{DATA_END}' || {{ echo 'fail {i}'; clean; exit 1; }}\n",
+            temps[i]
+        ));
+        let encoded = engine.encode(&f.bytes);
+        for chunk in encoded.as_bytes().chunks(76) {
+            script.push_str(&String::from_utf8_lossy(chunk));
+            script.push('\n');
+        }
+        script.push_str(DATA_END);
+        script.push('\n');
+    }
+    let mut by_mode: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, (_, mode)) in files.iter().enumerate() {
+        if let Some(m) = mode {
+            by_mode.entry(*m).or_default().push(i);
+        }
+    }
+    for (mode, indexes) in by_mode {
+        for chunk in indexes.chunks(200) {
+            let names: Vec<&str> = chunk.iter().map(|&i| temps[i].as_str()).collect();
+            script.push_str(&format!(
+                "chmod {mode:o} {} || {{ echo 'fail {}'; clean; exit 1; }}\n",
+                names.join(" "),
+                chunk[0]
+            ));
+        }
+    }
+    for (i, (f, _)) in files.iter().enumerate() {
+        script.push_str(&format!(
+            "mv -f -- {} {} && echo 'ok {i}' || {{ echo 'fail {i}'; clean; exit 1; }}\n",
+            temps[i],
+            sh_quote(&f.dest)
+        ));
+    }
+    script
+}
+
+/// Writes the changed files on the host over one channel (one round trip,
+/// however many files); the number written.
+async fn write_remote(
+    pool: &SshPool,
+    host: &str,
+    files: &[(&FileToWrite, Option<u32>)],
+    sink: &LineSink,
+) -> Result<usize, Outcome> {
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let script = write_script(files);
+    let (code, out, err) = pool
+        .output(host, "sh -s", Some(script.as_bytes()))
+        .await
+        .map_err(|e| failed(e.0))?;
+    let mut written = 0;
+    let mut failed_at = None;
+    for line in String::from_utf8_lossy(&out).lines() {
+        let index = |p: &str| line.strip_prefix(p).and_then(|i| i.parse::<usize>().ok());
+        if let Some(i) = index("fail ") {
+            failed_at = Some(i);
+        }
+        let Some((f, _)) = index("ok ").and_then(|i| files.get(i)) else {
+            continue;
+        };
+        written += 1;
+        let _ = sink.send((
+            Stream::Stdout,
+            format!("wrote {} ({} bytes)", f.dest, f.bytes.len()),
+        ));
+    }
+    if failed_at.is_none() && out.starts_with(b"fail folders") {
+        return Err(Outcome::Failed {
+            exit_code: Some(code),
+            reason: format!("cannot make the folders on `{host}`: {}", err.trim()),
+        });
+    }
+    if code != 0 || written < files.len() {
+        let dest = files
+            .get(failed_at.unwrap_or(written))
+            .map(|(f, _)| f.dest.as_str())
+            .unwrap_or("?");
+        return Err(Outcome::Failed {
+            exit_code: Some(code),
+            reason: format!("cannot write {dest} on `{host}`: {}", err.trim()),
+        });
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_hashes;
+
+    const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    #[test]
+    fn hashes_and_modes_go_to_the_files_that_exist() {
+        let out = format!("E 0\nE 2\n#H\n{H1}  /a\n\\{H2}  /odd\\nname\n#M\n644\n600\n#END\n");
+        let got = parse_hashes(out.as_bytes(), 3);
+        assert_eq!(got[0], Some((H1.to_string(), Some(0o644))));
+        assert_eq!(got[1], None);
+        assert_eq!(got[2], Some((H2.to_string(), Some(0o600))));
+    }
+
+    #[test]
+    fn a_file_that_could_not_be_read_makes_every_file_count_as_changed() {
+        // Two files exist, but only one hash came back.
+        let out = format!("E 0\nE 1\n#H\n{H1}  /a\n#M\n644\n600\n#END\n");
+        assert_eq!(parse_hashes(out.as_bytes(), 2), vec![None, None]);
+    }
 }

@@ -62,9 +62,15 @@ fn long_options(help: &str) -> BTreeSet<String> {
     help.lines()
         .map(str::trim_start)
         .filter_map(|l| {
-            let l = l.strip_prefix('-')?;
-            let l = l.split_once(", ").map(|(_, rest)| rest).unwrap_or(l);
-            let opt = l.trim_start_matches('-').split([' ', '\t']).next()?;
+            // `--name <V>` or `-n, --name <V>`; not `- value: text`.
+            let b = l.as_bytes();
+            let l = if b.len() > 4 && b[0] == b'-' && b[1].is_ascii_alphabetic() && &l[2..4] == ", "
+            {
+                &l[4..]
+            } else {
+                l
+            };
+            let opt = l.strip_prefix("--")?.split([' ', '\t']).next()?;
             Some(format!("--{opt}"))
         })
         .filter(|o| o != "--help" && o != "--version" && o.len() > 3)

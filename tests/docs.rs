@@ -1,6 +1,10 @@
 //! The documentation stays true (issue 11): the reference names every key of
-//! the runbook format and every command and option, and the guide's commands
-//! run as written and print what it shows.
+//! the runbook format, every command and option and every JSON field, and
+//! the guide's commands run as written and print what it shows.
+//!
+//! `DOCS_SHOW=1 cargo test --test docs the_guide -- --nocapture` prints what
+//! each command of the guide printed, and reports mismatches instead of
+//! stopping at the first: the way to refresh the guide's outputs.
 
 mod support;
 use support::http::HttpServer;
@@ -307,6 +311,34 @@ fn the_guide_runs_as_written() {
         }
     }
     assert!(commands >= 10, "the guide runs only {commands} commands");
+    // The reference names every field the JSON outputs of these runs have.
+    let reference = read("docs/reference.md");
+    let mut json = String::new();
+    for args in [
+        // Run 6 is held on the missing token (no --env-file).
+        &["run", "hello", "--fresh", "--json"][..],
+        &["status", "--json", "6"],
+        &["handoff", "--json", "6"],
+    ] {
+        json.push_str(&t.run(args).stdout);
+    }
+    let mut fields = BTreeSet::new();
+    for doc in serde_json::Deserializer::from_str(&json).into_iter::<serde_json::Value>() {
+        json_keys(&doc.expect("JSON output"), &mut fields);
+    }
+    for field in ["reason", "resume_command", "found_in", "missing", "stream"] {
+        assert!(fields.contains(field), "no {field} in {json}");
+    }
+    let unnamed: Vec<_> = fields
+        .iter()
+        .filter(|f| {
+            !reference.contains(&format!("`{f}`")) && !reference.contains(&format!("\"{f}\""))
+        })
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "docs/reference.md does not name the JSON fields {unnamed:?}"
+    );
     // The secret the guide supplies reached the API and nothing else.
     assert!(!api.received().is_empty());
     for file in walk(&t.path().join("state")) {
@@ -318,6 +350,20 @@ fn the_guide_runs_as_written() {
             "{} holds the token",
             file.display()
         );
+    }
+}
+
+/// Every object key in a JSON value, at any depth.
+fn json_keys(value: &serde_json::Value, out: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                out.insert(k.clone());
+                json_keys(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_keys(v, out)),
+        _ => {}
     }
 }
 

@@ -231,6 +231,16 @@ pub fn runbook_names(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::Co
         .collect()
 }
 
+impl Command {
+    /// Whether the command runs steps (and must outlive a closed stdout).
+    pub fn runs_steps(&self) -> bool {
+        match self {
+            Command::Run { args, .. } | Command::Resume { args, .. } => !args.dry_run,
+            _ => false,
+        }
+    }
+}
+
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = engine::Ctx::new(&cli)?;

@@ -11,6 +11,19 @@ fn main() {
     clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
         .complete();
     let cli = cli::Cli::parse();
+    if !cli.command.runs_steps() {
+        // A command that only reports ends quietly when its reader goes
+        // away (`runbook logs 7 x | head`), like any Unix tool. A run keeps
+        // going: its steps and checkpoints must not die with a pager.
+        // SAFETY: no other thread exists yet; the default disposition is
+        // always a valid handler.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -77,3 +77,33 @@ fn sigterm_cancels_an_upload_to_a_host_that_never_answers() {
     assert!(took < Duration::from_secs(2), "took {took:?} to stop");
     assert_eq!(t.status(None).state_of("put"), "interrupted");
 }
+
+#[test]
+fn a_closed_stdout_neither_stops_a_run_nor_panics_a_report() {
+    let t = Test::new().runbook(
+        "r",
+        "steps:\n  - id: a\n    run: seq 1 2000\n  - id: b\n    needs: [a]\n    run: seq 1 2000; touch b.done\n",
+    );
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let piped = |args: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "'{bin}' {args} 2>err | head -n 1 >/dev/null; cat err"
+            ))
+            .current_dir(t.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let stderr = piped("run r");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The run went on to the end with nobody reading.
+    assert!(t.path().join("runbooks/b.done").exists());
+    assert_eq!(t.status(None).state, "succeeded");
+    for args in ["logs 1 a", "status", "status --json", "handoff", "list"] {
+        let stderr = piped(args);
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
+    }
+}

@@ -153,7 +153,8 @@ impl Reporter for LiveReporter {
                 let text = self
                     .summary
                     .render(*run_id, *state, &self.palette, &self.state_flag);
-                print!("{text}");
+                // A closed stdout (`runbook run x | head`) must not stop the run.
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             }
         }
     }

@@ -143,7 +143,8 @@ impl Reporter for PlainReporter {
                 let text = self
                     .summary
                     .render(*run_id, *state, &self.palette, &self.state_flag);
-                print!("{text}");
+                // A closed stdout (`runbook run x | head`) must not stop the run.
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             }
         }
     }

@@ -202,6 +202,10 @@ fn approval_flow() {
     t.run(&["approve", "1", "shp"])
         .code(2)
         .stderr_has("did you mean `ship`?");
+    // A step that asks for no approval cannot be approved.
+    t.run(&["approve", "1", "free"])
+        .code(2)
+        .stderr_has("does not ask for approval");
 }
 
 #[test]

@@ -33,6 +33,21 @@ impl Ctx {
         if !steps.iter().any(|s| s.id == step) {
             return Err(unknown_step(&run, step, &steps));
         }
+        // An approval only means something for a step that asks for one.
+        if let Ok((file, _)) = load::load(Path::new(&run.path)) {
+            let asks = file
+                .steps
+                .iter()
+                .find(|s| s.id == step)
+                .map(|s| s.approval.is_some());
+            if asks == Some(false) {
+                return Err(Error::Usage(format!(
+                    "step `{step}` of run {} does not ask for approval (it has no `approval:`); \
+                     `runbook status {}` shows the steps that wait for one",
+                    run.id, run.id
+                )));
+            }
+        }
         let user = nix::unistd::User::from_uid(nix::unistd::getuid())
             .ok()
             .flatten()

@@ -2,11 +2,17 @@
 # Remote step benchmark (issue 3): 100 trivial remote steps against a local
 # sshd, as a chain and as a wide DAG, compared with plain ssh, ssh with
 # ControlMaster, one ssh session for all commands, and tuned Ansible.
-# Usage: bench/ssh.sh            (SKIP_ANSIBLE=1 to leave Ansible out)
+# Usage: bench/ssh.sh            (SKIP_ANSIBLE=1 to leave Ansible out,
+#        BIN=path/to/runbook to time that binary instead of building one,
+#        ROUNDS=n to run the runbook rows n times)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin="$PWD/target/release/runbook"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  bin="$PWD/target/release/runbook"
+else
+  bin=$(realpath "$BIN")
+fi
 N=${N:-100}
 work=$(mktemp -d /tmp/rbbench.XXXXXX)
 cleanup() { [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null; rm -rf "$work"; }
@@ -70,8 +76,11 @@ host="hosts:
   echo "  - id: s$i"; [ "$i" -gt 1 ] && echo "    needs: [s$((i-1))]"; echo "    on: box"; echo "    run: 'true'"; done; } > "$work/runbooks/chain.yaml"
 { echo "$host"; echo "steps:"; for i in $(seq 1 "$N"); do
   echo "  - id: s$i"; echo "    on: box"; echo "    run: 'true'"; done; } > "$work/runbooks/wide.yaml"
-(cd "$work" && t0=$(now) && "$bin" -q run chain >/dev/null && t1=$(now) && row "runbook, $N-step chain" "$(per "$t0" "$t1")")
-(cd "$work" && t0=$(now) && "$bin" -q run wide --jobs 8 >/dev/null && t1=$(now) && row "runbook, $N-step wide DAG, --jobs 8" "$(per "$t0" "$t1")")
+for _ in $(seq "${ROUNDS:-1}"); do
+  rm -rf "$work/state"
+  (cd "$work" && t0=$(now) && "$bin" -q run chain >/dev/null && t1=$(now) && row "runbook, $N-step chain" "$(per "$t0" "$t1")")
+  (cd "$work" && t0=$(now) && "$bin" -q run wide --jobs 8 >/dev/null && t1=$(now) && row "runbook, $N-step wide DAG, --jobs 8" "$(per "$t0" "$t1")")
+done
 
 if [ -z "${SKIP_ANSIBLE:-}" ]; then
   if [ ! -x "$HOME/.cache/runbook-bench-venv/bin/ansible-playbook" ]; then

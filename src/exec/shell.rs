@@ -34,10 +34,25 @@ const MARK: char = '\u{1e}';
 const OUT: char = '\u{1d}';
 const ERR: char = '\u{1f}';
 
-/// Defined once in each shell: `_rbt TAG END` copies stdin to stdout with
-/// TAG before each line until a line containing END (forwarded too), then
-/// lets go of the channel and drains stdin until every writer is gone.
-const TAGGER: &str = "_rbt() { while IFS= read -r l || [ -n \"$l\" ]; do printf '%s%s\\n' \"$1\" \"$l\"; case $l in *\"$2\"*) break;; esac; done; exec >/dev/null 2>&1 3>&-; while read -r l; do :; done; }\n";
+/// Defined once in each shell (sent after its first line):
+///
+/// `_rbt TAG END` copies stdin to stdout with TAG before each line until a
+/// line containing END (forwarded too), then lets go of the channel and
+/// drains stdin until every writer is gone.
+///
+/// `_rbs NONCE SCRIPT ENV` runs a step: fd 3 of the inner shell is the
+/// channel. A forked group evaluates ENV (exports), runs SCRIPT with stdout
+/// into the pipe of the stdout tagger and stderr (fd 4) into the pipe of the
+/// stderr tagger, then writes the end markers. Each tagger is started in the
+/// background by a pipeline element that exits at once, so the shell waits
+/// for the step's main process, not for the drain.
+const PRELUDE: &str = concat!(
+    "_rbt() { while IFS= read -r l || [ -n \"$l\" ]; do printf '%s%s\\n' \"$1\" \"$l\"; case $l in *\"$2\"*) break;; esac; done; ",
+    "exec >/dev/null 2>&1 3>&-; while read -r l; do :; done; }\n",
+    "_rbs() { { { eval \"$3\"; sh -c \"$2\" </dev/null 2>&4 3>&- 4>&-; printf '\\036O%s %d\\n' \"$1\" \"$?\"; printf '\\036E%s\\n' \"$1\" >&4; } | ",
+    "{ exec 5<&0; _rbt '\u{1d}' \"\u{1e}O$1\" <&5 5<&- 4>&- >&3 & }; } 4>&1 | ",
+    "{ exec 5<&0; _rbt '\u{1f}' \"\u{1e}E$1\" <&5 5<&- & }; }\n",
+);
 
 /// A shell on a host, idle between steps.
 pub struct RemoteShell {
@@ -131,7 +146,7 @@ impl RemoteShell {
         // read it too.
         shell
             .stdin
-            .write_all(TAGGER.as_bytes())
+            .write_all(PRELUDE.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         shell.stdin.flush().await.map_err(|e| e.to_string())?;
@@ -147,22 +162,12 @@ impl RemoteShell {
         sink: &LineSink,
     ) -> ShellEnd {
         let nonce = nonce();
-        // fd 3 of the inner shell is the channel. The group runs the step
-        // with stdout into the pipe of the stdout tagger and stderr (fd 4)
-        // into the pipe of the stderr tagger, then writes the end markers.
-        // Each tagger is started in the background by a pipeline element
-        // that exits at once, so the shell does not wait for the drain.
-        let mut block = String::from("{ { {\n");
+        let mut exports = String::new();
         for (k, v) in env {
             // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
-            block.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
+            exports.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
         }
-        block.push_str(&format!(
-            "sh -c {} </dev/null 2>&4 3>&- 4>&-; printf '\\036O{nonce} %d\\n' \"$?\"; printf '\\036E{nonce}\\n' >&4; }} | \
-             {{ exec 5<&0; _rbt '{OUT}' '{MARK}O{nonce}' <&5 5<&- 4>&- >&3 & }}; }} 4>&1 | \
-             {{ exec 5<&0; _rbt '{ERR}' '{MARK}E{nonce}' <&5 5<&- & }}; }}\n",
-            sh_quote(script)
-        ));
+        let block = format!("_rbs {nonce} {} {}\n", sh_quote(script), sh_quote(&exports));
         if let Err(e) = async {
             self.stdin.write_all(block.as_bytes()).await?;
             self.stdin.flush().await

@@ -4,7 +4,8 @@
 # ControlMaster, one ssh session for all commands, and tuned Ansible.
 # Usage: bench/ssh.sh            (SKIP_ANSIBLE=1 to leave Ansible out,
 #        BIN=path/to/runbook to time that binary instead of building one,
-#        ROUNDS=n to run the runbook rows n times)
+#        ROUNDS=n to run the runbook rows n times, ONLY_RUNBOOK=1 to skip
+#        the plain ssh rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BIN:-}" ]; then
@@ -51,6 +52,7 @@ row() { printf '| %-44s | %8.1f ms |\n' "$1" "$2"; }
 echo "| case ($N commands) | per command |"
 echo "|---|---|"
 
+if [ -z "${ONLY_RUNBOOK:-}" ]; then
 t0=$(now); for _ in $(seq "$N"); do ssh "${ssh_opts[@]}" "$user@127.0.0.1" true; done; t1=$(now)
 row "(a) plain ssh, one connection per command" "$(per "$t0" "$t1")"
 
@@ -62,6 +64,7 @@ ssh "${ssh_opts[@]}" "${cm[@]}" -O exit "$user@127.0.0.1" 2>/dev/null || true
 
 t0=$(now); for _ in $(seq "$N"); do echo true; done | ssh "${ssh_opts[@]}" "$user@127.0.0.1" sh; t1=$(now)
 row "(c) one ssh session running all commands" "$(per "$t0" "$t1")"
+fi
 
 mkdir -p "$work/runbooks"
 host="hosts:

@@ -610,3 +610,23 @@ fn a_killed_engine_leaves_no_master_and_no_remote_shell_behind() {
         .code(0)
         .stdout_has("[again] again");
 }
+
+#[test]
+fn a_bad_ssh_idle_setting_is_a_usage_error() {
+    let sshd = Sshd::start();
+    let t = Test::new().env("RUNBOOK_SSH_IDLE", "soon");
+    let marker = t.p("ran");
+    t.put_runbook(
+        "r",
+        &runbook(
+            &sshd,
+            &format!("  - id: a\n    on: box\n    run: touch {marker}\n"),
+        ),
+    );
+    let ran = t.run(&["run", "r"]);
+    ran.code(2).stderr_has("RUNBOOK_SSH_IDLE");
+    assert!(!ran.stderr.contains("panicked"));
+    assert!(!std::path::Path::new(&marker).exists());
+    // No run was started.
+    assert!(t.run(&["status"]).stdout.trim().is_empty() || !t.state_file().exists());
+}

@@ -199,6 +199,7 @@ impl Ctx {
             return runtime.block_on(self.dry_run(&loaded, previous.as_ref(), &args));
         }
 
+        exec::ssh::idle_from_env().map_err(Error::Usage)?;
         let mut store = self.open_store()?;
         let me = ProcessId::current();
         let (run, resumed) = match &target {

@@ -81,8 +81,9 @@ pub struct SshPool {
 const DEFAULT_IDLE_SECS: usize = 60;
 
 /// The idle time of masters: `RUNBOOK_SSH_IDLE` (a duration such as `5s`
-/// or `2m`, whole seconds, at least 1 s) or the default.
-fn idle_from_env() -> Result<NonZeroUsize, String> {
+/// or `2m`, whole seconds, at least 1 s) or the default. Checked before a
+/// run starts so that a bad value leaves no run behind.
+pub fn idle_from_env() -> Result<NonZeroUsize, String> {
     let Ok(text) = std::env::var("RUNBOOK_SSH_IDLE") else {
         return Ok(NonZeroUsize::new(DEFAULT_IDLE_SECS).unwrap_or(NonZeroUsize::MIN));
     };
@@ -605,6 +606,24 @@ fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_control_dirs_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".ssh-connectionSTALE");
+        let live = dir.path().join(".ssh-connectionLIVE");
+        let other = dir.path().join("unrelated");
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A socket whose listener is gone (a master killed with SIGKILL).
+        drop(std::os::unix::net::UnixListener::bind(stale.join("master")).unwrap());
+        let _listener = std::os::unix::net::UnixListener::bind(live.join("master")).unwrap();
+        remove_stale_control_dirs(dir.path());
+        assert!(!stale.exists());
+        assert!(live.join("master").exists());
+        assert!(other.exists());
+    }
 
     #[test]
     fn quoting_survives_hostile_values() {

@@ -2,11 +2,18 @@
 # Remote step benchmark (issue 3): 100 trivial remote steps against a local
 # sshd, as a chain and as a wide DAG, compared with plain ssh, ssh with
 # ControlMaster, one ssh session for all commands, and tuned Ansible.
-# Usage: bench/ssh.sh            (SKIP_ANSIBLE=1 to leave Ansible out)
+# Usage: bench/ssh.sh            (SKIP_ANSIBLE=1 to leave Ansible out,
+#        BIN=path/to/runbook to time that binary instead of building one,
+#        ROUNDS=n to run the runbook rows n times, ONLY_RUNBOOK=1 to skip
+#        the plain ssh rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin="$PWD/target/release/runbook"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  bin="$PWD/target/release/runbook"
+else
+  bin=$(realpath "$BIN")
+fi
 N=${N:-100}
 work=$(mktemp -d /tmp/rbbench.XXXXXX)
 cleanup() { [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null; rm -rf "$work"; }
@@ -45,6 +52,7 @@ row() { printf '| %-44s | %8.1f ms |\n' "$1" "$2"; }
 echo "| case ($N commands) | per command |"
 echo "|---|---|"
 
+if [ -z "${ONLY_RUNBOOK:-}" ]; then
 t0=$(now); for _ in $(seq "$N"); do ssh "${ssh_opts[@]}" "$user@127.0.0.1" true; done; t1=$(now)
 row "(a) plain ssh, one connection per command" "$(per "$t0" "$t1")"
 
@@ -56,6 +64,7 @@ ssh "${ssh_opts[@]}" "${cm[@]}" -O exit "$user@127.0.0.1" 2>/dev/null || true
 
 t0=$(now); for _ in $(seq "$N"); do echo true; done | ssh "${ssh_opts[@]}" "$user@127.0.0.1" sh; t1=$(now)
 row "(c) one ssh session running all commands" "$(per "$t0" "$t1")"
+fi
 
 mkdir -p "$work/runbooks"
 host="hosts:
@@ -70,8 +79,11 @@ host="hosts:
   echo "  - id: s$i"; [ "$i" -gt 1 ] && echo "    needs: [s$((i-1))]"; echo "    on: box"; echo "    run: 'true'"; done; } > "$work/runbooks/chain.yaml"
 { echo "$host"; echo "steps:"; for i in $(seq 1 "$N"); do
   echo "  - id: s$i"; echo "    on: box"; echo "    run: 'true'"; done; } > "$work/runbooks/wide.yaml"
-(cd "$work" && t0=$(now) && "$bin" -q run chain >/dev/null && t1=$(now) && row "runbook, $N-step chain" "$(per "$t0" "$t1")")
-(cd "$work" && t0=$(now) && "$bin" -q run wide --jobs 8 >/dev/null && t1=$(now) && row "runbook, $N-step wide DAG, --jobs 8" "$(per "$t0" "$t1")")
+for _ in $(seq "${ROUNDS:-1}"); do
+  rm -rf "$work/state"
+  (cd "$work" && t0=$(now) && "$bin" -q run chain >/dev/null && t1=$(now) && row "runbook, $N-step chain" "$(per "$t0" "$t1")")
+  (cd "$work" && t0=$(now) && "$bin" -q run wide --jobs 8 >/dev/null && t1=$(now) && row "runbook, $N-step wide DAG, --jobs 8" "$(per "$t0" "$t1")")
+done
 
 if [ -z "${SKIP_ANSIBLE:-}" ]; then
   if [ ! -x "$HOME/.cache/runbook-bench-venv/bin/ansible-playbook" ]; then

@@ -454,3 +454,181 @@ fn refused_then_changed_key_then_fixed() {
     std::fs::write(sshd.known_hosts(), good).unwrap();
     t.run(&["resume"]).code(0);
 }
+
+#[test]
+fn late_output_of_a_background_process_never_lands_in_the_next_step() {
+    // Step a leaves a writer behind that prints to stdout and stderr for
+    // ~1.5 s after a ended; b (same host, after a) runs while it still
+    // writes. b's log has only b's lines; a's log has none of b's.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let writer = t.p("writer.pid");
+    let steps = format!(
+        "  - id: a\n    on: box\n    run: |\n      (i=0; while [ $i -lt 15 ]; do echo late-out-$i; echo late-err-$i >&2; sleep 0.1; i=$((i+1)); done; touch {writer}.finished) &\n      echo $! > {writer}\n      echo a-own\n  - id: b\n    on: box\n    needs: [a]\n    run: |\n      kill -0 \"$(cat {writer})\" && echo b-sees-writer-alive\n      for i in 1 2 3 4 5; do echo b-line-$i; echo b-err-$i >&2; sleep 0.1; done\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    t.run(&["run", "r"]).code(0);
+    let b = t.run(&["logs", "1", "b"]);
+    b.code(0);
+    let b_lines: Vec<&str> = b.stdout.lines().collect();
+    assert!(
+        b_lines.contains(&"b-sees-writer-alive"),
+        "b did not run while a's writer still wrote:\n{}",
+        b.stdout
+    );
+    for i in 1..=5 {
+        assert!(
+            b_lines.contains(&format!("b-line-{i}").as_str()),
+            "{}",
+            b.stdout
+        );
+        assert!(
+            b_lines.contains(&format!("b-err-{i}").as_str()),
+            "{}",
+            b.stdout
+        );
+    }
+    assert!(
+        b_lines.iter().all(|l| l.starts_with("b-line-")
+            || l.starts_with("b-err-")
+            || *l == "b-sees-writer-alive"),
+        "b's log has lines that are not b's:\n{}",
+        b.stdout
+    );
+    let a = t.run(&["logs", "1", "a"]);
+    a.code(0);
+    assert!(a.stdout.contains("a-own"), "{}", a.stdout);
+    assert!(
+        !a.stdout.contains("b-"),
+        "a's log has b's lines:\n{}",
+        a.stdout
+    );
+    // The writer was not killed by its late writes (no SIGPIPE): it ran out.
+    assert!(
+        wait_for(Duration::from_secs(10), || std::path::Path::new(&format!(
+            "{writer}.finished"
+        ))
+        .exists()),
+        "a's background writer did not finish"
+    );
+}
+
+/// Pids of processes whose command line has all of `parts` as arguments.
+fn pids_with_args(parts: &[&str]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        if parts.iter().all(|p| args.iter().any(|a| a == p)) && support::alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Processes in a process group.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_engine_leaves_no_master_and_no_remote_shell_behind() {
+    let sshd = Sshd::start();
+    let t = Test::new().env("RUNBOOK_SSH_IDLE", "3s");
+    let pidfile = t.p("sleep.pid");
+    let steps = format!(
+        "  - id: long\n    on: box\n    run: sleep 600 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let mut child = t.spawn(&["run", "r"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || std::path::Path::new(&pidfile)
+            .exists()),
+        "the remote step did not start"
+    );
+    let sleep: i32 = t.read("sleep.pid").trim().parse().expect("pid");
+    let stat = std::fs::read_to_string(format!("/proc/{sleep}/stat")).unwrap();
+    let pgid: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shell_group = group_members(pgid);
+    assert!(shell_group.len() > 2, "remote shell group: {shell_group:?}");
+    let port = sshd.port.to_string();
+    let masters = pids_with_args(&["-M", "-p", &port]);
+    assert_eq!(masters.len(), 1, "one master for the host: {masters:?}");
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let gone = wait_for(Duration::from_secs(20), || {
+        masters.iter().all(|p| !support::alive(*p)) && group_members(pgid).is_empty()
+    });
+    let left_masters: Vec<i32> = masters
+        .iter()
+        .copied()
+        .filter(|p| support::alive(*p))
+        .collect();
+    let left_remote = group_members(pgid);
+    for p in &left_masters {
+        // Started by the engine under test: end it by pid.
+        let _ = std::process::Command::new("kill")
+            .arg(p.to_string())
+            .status();
+    }
+    assert!(
+        gone,
+        "left behind: masters {left_masters:?}, remote shell processes {left_remote:?}"
+    );
+    assert!(!support::alive(sleep));
+    // A new engine connects anew (no stale socket in the way) and runs.
+    t.put_runbook(
+        "r",
+        &runbook(&sshd, "  - id: again\n    on: box\n    run: echo again\n"),
+    );
+    t.run(&["run", "r", "--fresh"])
+        .code(0)
+        .stdout_has("[again] again");
+}
+
+#[test]
+fn a_bad_ssh_idle_setting_is_a_usage_error() {
+    let sshd = Sshd::start();
+    let t = Test::new().env("RUNBOOK_SSH_IDLE", "soon");
+    let marker = t.p("ran");
+    t.put_runbook(
+        "r",
+        &runbook(
+            &sshd,
+            &format!("  - id: a\n    on: box\n    run: touch {marker}\n"),
+        ),
+    );
+    let ran = t.run(&["run", "r"]);
+    ran.code(2).stderr_has("RUNBOOK_SSH_IDLE");
+    assert!(!ran.stderr.contains("panicked"));
+    assert!(!std::path::Path::new(&marker).exists());
+    // No run was started.
+    assert!(t.run(&["status"]).stdout.trim().is_empty() || !t.state_file().exists());
+}

@@ -201,6 +201,7 @@ impl Ctx {
             return runtime.block_on(self.dry_run(&loaded, previous.as_ref(), &args));
         }
 
+        exec::ssh::idle_from_env().map_err(Error::Usage)?;
         let mut store = self.open_store()?;
         let me = ProcessId::current();
         let (run, resumed) = match &target {
@@ -247,7 +248,7 @@ impl Ctx {
             self.load(path, vars, run.id)?
         };
         let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh && !resumed)?;
-        let execs = Arc::new(executors(&loaded));
+        let execs = Arc::new(executors(&loaded)?);
         let needed = needed_secrets(&loaded, &rows);
         let secrets = resolve_secrets(&loaded, &execs, &args.env_files, &needed).await;
         let env_files: Vec<String> = args
@@ -357,7 +358,7 @@ impl Ctx {
             n.dedup();
             n
         };
-        let execs = executors(loaded);
+        let execs = executors(loaded)?;
         let secrets = resolve_secrets(loaded, &execs, &args.env_files, &needed).await;
         execs.ssh.close().await;
         match previous {
@@ -558,10 +559,11 @@ fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
 }
 
 /// The run's executors: SSH connections, HTTP client, local folder.
-fn executors(loaded: &Loaded) -> exec::Executors {
-    exec::Executors {
-        ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx)),
+fn executors(loaded: &Loaded) -> Result<exec::Executors> {
+    Ok(exec::Executors {
+        ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx))
+            .map_err(Error::Usage)?,
         http: exec::http::client(),
         dir: loaded.runbook.dir.clone(),
-    }
+    })
 }

@@ -1,11 +1,25 @@
 //! A long-lived `sh` on a host that runs one step after another, so a step
 //! costs one round trip instead of a new SSH channel (see bench/README.md).
 //!
-//! Each step runs in a subshell (its environment and `cd` do not leak), with
-//! stdin from /dev/null; after it, the shell prints an end marker with a
-//! per-step nonce and the exit code on stdout, and the marker on stderr, so
-//! both streams are known to be drained. A timeout or an interrupt kills the
-//! shell's whole process group and the shell is thrown away.
+//! The channel's `sh -s` first turns itself into two processes: a forwarder
+//! that copies the engine's lines to an inner `sh -s`, and that inner shell.
+//! When the channel's input ends without the shell's goodbye token (the
+//! engine died or the connection dropped), the forwarder ends the shell's
+//! whole process group on the host (SIGTERM, then SIGKILL), so nothing of a
+//! dead engine keeps running there. A goodbye ends only the shell: what the
+//! steps left running in the background keeps running.
+//!
+//! Each step runs in a forked group (its environment and `cd` do not leak),
+//! with stdin from /dev/null. Its stdout and its stderr each go through a
+//! pipe of their own to a tagger that prefixes each line (\035 stdout, \037
+//! stderr) and writes it to the channel. After the step's main process
+//! exits, an end marker with a per-step nonce (and the exit code) goes down
+//! each pipe; a tagger forwards it and from then on only drains its pipe into
+//! /dev/null. So what a background process of the step writes after the step
+//! ended never reaches the channel (it is dropped, and the writer does not
+//! get SIGPIPE), and the next step does not wait for it. A timeout or an
+//! interrupt kills the shell's whole process group and the shell is thrown
+//! away.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +31,28 @@ use super::ssh::sh_quote;
 use super::{LineSink, Stream};
 
 const MARK: char = '\u{1e}';
-const TAG: char = '\u{1f}';
+const OUT: char = '\u{1d}';
+const ERR: char = '\u{1f}';
+
+/// Defined once in each shell (sent after its first line):
+///
+/// `_rbt TAG END` copies stdin to stdout with TAG before each line until a
+/// line containing END (forwarded too), then lets go of the channel and
+/// drains stdin until every writer is gone.
+///
+/// `_rbs NONCE SCRIPT ENV` runs a step: fd 3 of the inner shell is the
+/// channel. A forked group evaluates ENV (exports), runs SCRIPT with stdout
+/// into the pipe of the stdout tagger and stderr (fd 4) into the pipe of the
+/// stderr tagger, then writes the end markers. Each tagger is started in the
+/// background by a pipeline element that exits at once, so the shell waits
+/// for the step's main process, not for the drain.
+const PRELUDE: &str = concat!(
+    "_rbt() { while IFS= read -r l || [ -n \"$l\" ]; do printf '%s%s\\n' \"$1\" \"$l\"; case $l in *\"$2\"*) break;; esac; done; ",
+    "exec >/dev/null 2>&1 3>&-; while read -r l; do :; done; }\n",
+    "_rbs() { { { eval \"$3\"; sh -c \"$2\" </dev/null 2>&4 3>&- 4>&-; printf '\\036O%s %d\\n' \"$1\" \"$?\"; printf '\\036E%s\\n' \"$1\" >&4; } | ",
+    "{ exec 5<&0; _rbt '\u{1d}' \"\u{1e}O$1\" <&5 5<&- 4>&- >&3 & }; } 4>&1 | ",
+    "{ exec 5<&0; _rbt '\u{1f}' \"\u{1e}E$1\" <&5 5<&- & }; }\n",
+);
 
 /// A shell on a host, idle between steps.
 pub struct RemoteShell {
@@ -29,6 +64,8 @@ pub struct RemoteShell {
     stderr: BufReader<ChildStderr>,
     /// The remote process group of the shell and everything it starts.
     pub pgid: String,
+    /// The line that ends the shell without killing its process group.
+    bye: String,
 }
 
 /// How a step in a shell ended.
@@ -54,7 +91,8 @@ fn nonce() -> String {
 use sha2::Digest;
 
 impl RemoteShell {
-    /// Starts `sh -s` over the session and learns its process group.
+    /// Starts `sh -s` over the session, learns its process group, and sets
+    /// up the forwarder and the inner shell (see the module notes).
     pub async fn start(session: Arc<Session>) -> Result<RemoteShell, String> {
         let mut cmd = Session::to_raw_command(session.clone(), "sh -s");
         cmd.stdin(openssh::Stdio::piped())
@@ -75,8 +113,19 @@ impl RemoteShell {
             stdout: BufReader::new(stdout),
             stderr: BufReader::new(stderr),
             pgid: String::new(),
+            bye: format!("{MARK}BYE{}", nonce()),
         };
-        let hello = "printf '\\036PGID %s\\n' \"$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null)\" >&2; exec 2>&1\n";
+        // One line: the outer shell reads all of it before it runs any of
+        // it, so the forwarder's `read` gets every later byte. `kill -SIG
+        // -PGID` (no `--`) is the form dash's builtin accepts too.
+        let hello = format!(
+            "pg=$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null); set -- $pg; pg=$1; \
+             printf '\\036PGID %s\\n' \"$pg\" >&2; exec 2>&1; \
+             {{ while IFS= read -r l || [ -n \"$l\" ]; do [ \"$l\" = {bye} ] && exit 0; printf '%s\\n' \"$l\"; done; \
+             case $pg in ''|*[!0-9]*) exit 1;; esac; trap '' TERM; kill -TERM -$pg; sleep {grace}; kill -KILL -$pg; }} | sh -s 3>&1; exit\n",
+            bye = sh_quote(&shell.bye),
+            grace = super::ssh::KILL_GRACE_SECS,
+        );
         shell
             .stdin
             .write_all(hello.as_bytes())
@@ -93,6 +142,14 @@ impl RemoteShell {
             Some(pgid) => shell.pgid = pgid.trim().to_string(),
             None => return Err(format!("the remote shell did not start (it said {line:?})")),
         }
+        // Only now: sent with the first line, the outer shell could have
+        // read it too.
+        shell
+            .stdin
+            .write_all(PRELUDE.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        shell.stdin.flush().await.map_err(|e| e.to_string())?;
         Ok(shell)
     }
 
@@ -105,20 +162,12 @@ impl RemoteShell {
         sink: &LineSink,
     ) -> ShellEnd {
         let nonce = nonce();
-        // The step's stdout goes straight to the shell's stdout (fd 3); its
-        // stderr, then the exit code line, go through a pipe to a loop that
-        // tags each line with \037. Everything arrives on one stream, and the
-        // end marker is one small write: no Nagle stall between two streams.
-        let mut block = String::from("(\n");
+        let mut exports = String::new();
         for (k, v) in env {
             // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
-            block.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
+            exports.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
         }
-        block.push_str(&format!(
-            "{{ sh -c {} </dev/null 2>&1 1>&3 3>&-; printf '\\036END{nonce} %d\\n' \"$?\"; }} | \
-             while IFS= read -r l || [ -n \"$l\" ]; do printf '\\037%s\\n' \"$l\"; done\n) 3>&1\n",
-            sh_quote(script)
-        ));
+        let block = format!("_rbs {nonce} {} {}\n", sh_quote(script), sh_quote(&exports));
         if let Err(e) = async {
             self.stdin.write_all(block.as_bytes()).await?;
             self.stdin.flush().await
@@ -127,7 +176,10 @@ impl RemoteShell {
         {
             return ShellEnd::Lost(e.to_string());
         }
-        let marker = format!("{TAG}{MARK}END{nonce} ");
+        let out_end = format!("{MARK}O{nonce} ");
+        let err_end = format!("{MARK}E{nonce}");
+        let mut code = None;
+        let mut err_done = false;
         let mut buf = Vec::new();
         loop {
             buf.clear();
@@ -140,29 +192,50 @@ impl RemoteShell {
             }
             let line = String::from_utf8_lossy(&buf);
             let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(at) = line.find(&marker) {
-                if at > 0 {
-                    let _ = sink.send((Stream::Stdout, line[..at].to_string()));
+            if let Some(text) = line.strip_prefix(OUT) {
+                match text.find(&out_end) {
+                    Some(at) => {
+                        if at > 0 {
+                            let _ = sink.send((Stream::Stdout, text[..at].to_string()));
+                        }
+                        match text[at + out_end.len()..].trim().parse() {
+                            Ok(c) => code = Some(c),
+                            Err(_) => {
+                                return ShellEnd::Lost("no exit code from the remote shell".into())
+                            }
+                        }
+                    }
+                    None => {
+                        let _ = sink.send((Stream::Stdout, text.to_string()));
+                    }
                 }
-                return match line[at + marker.len()..].trim().parse() {
-                    Ok(code) => ShellEnd::Exited(code),
-                    Err(_) => ShellEnd::Lost("no exit code from the remote shell".into()),
-                };
+            } else if let Some(text) = line.strip_prefix(ERR) {
+                match text.find(&err_end) {
+                    Some(at) => {
+                        if at > 0 {
+                            let _ = sink.send((Stream::Stderr, text[..at].to_string()));
+                        }
+                        err_done = true;
+                    }
+                    None => {
+                        let _ = sink.send((Stream::Stderr, text.to_string()));
+                    }
+                }
+            } else {
+                // Untagged: the shell itself complained (e.g. it could not fork).
+                let _ = sink.send((Stream::Stderr, line.to_string()));
             }
-            match line.strip_prefix(TAG) {
-                Some(err) => {
-                    let _ = sink.send((Stream::Stderr, err.to_string()));
-                }
-                None => {
-                    let _ = sink.send((Stream::Stdout, line.to_string()));
-                }
+            if let (Some(code), true) = (code, err_done) {
+                return ShellEnd::Exited(code);
             }
         }
     }
 
-    /// Ends the shell (when it is no longer wanted).
+    /// Ends the shell (when it is no longer wanted), leaving what its steps
+    /// started in the background running.
     pub async fn close(mut self) {
-        let _ = self.stdin.write_all(b"exit 0\n").await;
+        let bye = format!("{}\n", self.bye);
+        let _ = self.stdin.write_all(bye.as_bytes()).await;
         let _ = self.stdin.flush().await;
         let _ =
             tokio::time::timeout(std::time::Duration::from_millis(500), self.child.wait()).await;

@@ -1,14 +1,23 @@
 //! SSH: one multiplexed master connection per host (system OpenSSH through
 //! the `openssh` crate), opened on first use, reused by every step on that
 //! host, reopened after it is lost, closed at the end of the run.
+//!
+//! A master exits by itself once it has had no session for the idle time
+//! (`ControlPersist`, default 60 s, `RUNBOOK_SSH_IDLE` overrides it), so an
+//! engine killed with SIGKILL leaves none behind for long: its remote shells
+//! end their process groups when their input closes (see `shell.rs`), their
+//! sessions close, and the master goes idle. Each master gets a fresh
+//! control directory; a new engine never reuses a dead engine's socket, and
+//! removes the directories of masters that are gone.
 
 use openssh::Stdio;
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +26,7 @@ use super::shell::{RemoteShell, ShellEnd};
 use super::{LineSink, Outcome};
 
 /// Grace between SIGTERM and SIGKILL for a remote process group.
-const KILL_GRACE_SECS: u32 = 2;
+pub(super) const KILL_GRACE_SECS: u32 = 2;
 
 /// Where and how to reach a host.
 #[derive(Debug, Clone)]
@@ -64,6 +73,77 @@ struct Slot {
 pub struct SshPool {
     slots: HashMap<String, Slot>,
     control_dir: PathBuf,
+    idle: NonZeroUsize,
+}
+
+/// How long a master with no session stays up, unless `RUNBOOK_SSH_IDLE`
+/// says otherwise.
+const DEFAULT_IDLE_SECS: usize = 60;
+
+/// The idle time of masters: `RUNBOOK_SSH_IDLE` (a duration such as `5s`
+/// or `2m`, whole seconds, at least 1 s) or the default. Checked before a
+/// run starts so that a bad value leaves no run behind.
+pub fn idle_from_env() -> Result<NonZeroUsize, String> {
+    let Ok(text) = std::env::var("RUNBOOK_SSH_IDLE") else {
+        return Ok(NonZeroUsize::new(DEFAULT_IDLE_SECS).unwrap_or(NonZeroUsize::MIN));
+    };
+    humantime::parse_duration(text.trim())
+        .ok()
+        .and_then(|d| usize::try_from(d.as_secs()).ok())
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            format!(
+                "RUNBOOK_SSH_IDLE={text:?} is not a duration of at least 1s (e.g. `60s`, `5m`); fix or unset it"
+            )
+        })
+}
+
+/// A control directory of our own (`$TMPDIR/runbook-ssh-UID`, mode 0700),
+/// or the temp dir itself when that cannot be made safely.
+fn control_dir() -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let tmp = std::env::temp_dir();
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = tmp.join(format!("runbook-ssh-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0 => dir,
+        _ => tmp,
+    }
+}
+
+/// Removes the directories (`.ssh-connection*`) of masters that are gone:
+/// the socket refuses connections, or there is none and the directory is
+/// older than any connection attempt. Live masters (another engine's, or a
+/// dead engine's that is still idling out) are left alone.
+fn remove_stale_control_dirs(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".ssh-connection")
+        {
+            continue;
+        }
+        let path = entry.path();
+        let socket = path.join("master");
+        let stale = if socket.exists() {
+            std::os::unix::net::UnixStream::connect(&socket).is_err()
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(120))
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// A failure to reach or use a host.
@@ -71,8 +151,10 @@ pub struct SshPool {
 pub struct SshError(pub String);
 
 impl SshPool {
-    /// A pool for these hosts; nothing connects until first use.
-    pub fn new(targets: Vec<HostTarget>) -> Self {
+    /// A pool for these hosts; nothing connects until first use. Fails
+    /// when `RUNBOOK_SSH_IDLE` is set to something that is not a duration.
+    pub fn new(targets: Vec<HostTarget>) -> Result<Self, String> {
+        let idle = idle_from_env()?;
         let slots = targets
             .into_iter()
             .map(|t| {
@@ -87,10 +169,11 @@ impl SshPool {
                 )
             })
             .collect();
-        SshPool {
+        Ok(SshPool {
             slots,
-            control_dir: std::env::temp_dir(),
-        }
+            control_dir: control_dir(),
+            idle,
+        })
     }
 
     fn slot(&self, host: &str) -> Result<&Slot, SshError> {
@@ -106,6 +189,7 @@ impl SshPool {
         if let Some(s) = guard.as_ref() {
             return Ok(s.clone());
         }
+        remove_stale_control_dirs(&self.control_dir);
         let session = Arc::new(self.connect(&slot.target).await?);
         tracing::info!(host, "ssh master connection opened");
         *guard = Some(session.clone());
@@ -133,7 +217,8 @@ impl SshPool {
         })
         .connect_timeout(Duration::from_secs(15))
         .server_alive_interval(Duration::from_secs(15))
-        .control_directory(&self.control_dir);
+        .control_directory(&self.control_dir)
+        .control_persist(ControlPersist::IdleFor(self.idle));
         if let Some(user) = &t.user {
             b.user(user.clone());
         }
@@ -280,7 +365,7 @@ impl SshPool {
             return;
         };
         let script = format!(
-            "kill -TERM -- -{pgid} 2>/dev/null; i=0; while [ $i -lt {g} ] && kill -0 -- -{pgid} 2>/dev/null; do sleep 1; i=$((i+1)); done; kill -KILL -- -{pgid} 2>/dev/null; true",
+            "kill -TERM -{pgid} 2>/dev/null; i=0; while [ $i -lt {g} ] && kill -0 -{pgid} 2>/dev/null; do sleep 1; i=$((i+1)); done; kill -KILL -{pgid} 2>/dev/null; true",
             g = KILL_GRACE_SECS
         );
         if let Ok((_, child)) = self.spawn(host, &script, false).await {
@@ -420,7 +505,13 @@ impl SshPool {
         remote_host: &str,
         remote_port: u16,
     ) -> Result<u16, SshError> {
-        let session = self.session(host).await?;
+        let mut session = self.session(host).await?;
+        if session.check().await.is_err() {
+            // The master idled out (no session for the idle time) or died:
+            // its forwards went with it.
+            self.forget(host, &session).await;
+            session = self.session(host).await?;
+        }
         let slot = self.slot(host)?;
         let mut forwards = slot.forwards.lock().await;
         let key = (remote_host.to_string(), remote_port);
@@ -515,6 +606,24 @@ fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_control_dirs_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".ssh-connectionSTALE");
+        let live = dir.path().join(".ssh-connectionLIVE");
+        let other = dir.path().join("unrelated");
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A socket whose listener is gone (a master killed with SIGKILL).
+        drop(std::os::unix::net::UnixListener::bind(stale.join("master")).unwrap());
+        let _listener = std::os::unix::net::UnixListener::bind(live.join("master")).unwrap();
+        remove_stale_control_dirs(dir.path());
+        assert!(!stale.exists());
+        assert!(live.join("master").exists());
+        assert!(other.exists());
+    }
 
     #[test]
     fn quoting_survives_hostile_values() {

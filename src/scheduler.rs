@@ -268,32 +268,25 @@ async fn pass(
             let step = &plan.steps[i];
             let rendered = match gate.prepare(i) {
                 Ok(r) => r,
-                Err(NotReady::Failed(reason)) => {
-                    rows[i].missing.clear();
-                    rows[i].rejected.clear();
-                    settle(
-                        store,
-                        run_id,
-                        &mut rows[i],
-                        StepState::Failed,
-                        Some(reason),
-                        None,
-                        None,
-                        reporter,
-                    )?;
-                    block_dependents(plan, store, run_id, &mut rows, i, &*gate, reporter)?;
-                    continue;
-                }
-                Err(NotReady::Held(hold)) => {
+                Err(not_ready) => {
                     let row = &mut rows[i];
-                    row.missing = hold.missing.clone();
-                    row.rejected = hold.rejected.iter().map(|(n, _)| n.clone()).collect();
-                    let reason = with_change_note(step, row, hold.reason());
+                    let (state, reason) = match not_ready {
+                        NotReady::Failed(reason) => {
+                            row.missing.clear();
+                            row.rejected.clear();
+                            (StepState::Failed, reason)
+                        }
+                        NotReady::Held(hold) => {
+                            row.missing = hold.missing.clone();
+                            row.rejected = hold.rejected.iter().map(|(n, _)| n.clone()).collect();
+                            (StepState::Held, with_change_note(step, row, hold.reason()))
+                        }
+                    };
                     settle(
                         store,
                         run_id,
                         row,
-                        StepState::Held,
+                        state,
                         Some(reason),
                         None,
                         None,

@@ -391,14 +391,7 @@ fn auth_failure_is_named_and_resume_succeeds_once_the_key_is_right() {
 #[test]
 fn a_server_that_never_answers_times_out_with_a_clear_message() {
     // Accepts TCP connections and never speaks SSH.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let port = support::silent_server();
     let t = Test::new();
     t.put_runbook(
         "r",
@@ -536,21 +529,11 @@ fn pids_with_args(parts: &[&str]) -> Vec<i32> {
 
 /// Processes in a process group.
 fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out
+    support::processes()
+        .into_iter()
+        .filter(|(_, f)| f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && f[0] != "Z")
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 #[test]

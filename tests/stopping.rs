@@ -4,20 +4,7 @@
 mod support;
 use std::time::{Duration, Instant};
 
-use support::{finish, signal, wait_for, Test};
-
-/// A loopback server that accepts connections and never answers.
-fn silent_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
-    port
-}
+use support::{finish, signal, silent_server, wait_for, Test};
 
 /// Starts `run r`, waits until `step` is running, sends `sig`, and returns
 /// how long the engine took to exit after it, with its output.

@@ -275,3 +275,33 @@ pub fn alive(pid: i32) -> bool {
             .unwrap_or_default()
             .contains(") Z ")
 }
+
+/// A loopback server that accepts TCP connections and never says a word
+/// (an HTTP server or an sshd that hangs); its port.
+pub fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("port").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// Every live process as (pid, fields of /proc/PID/stat after the name:
+/// state, ppid, pgrp, ...).
+pub fn processes() -> Vec<(i32, Vec<String>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+            out.push((pid, rest.split_whitespace().map(str::to_string).collect()));
+        }
+    }
+    out
+}

@@ -186,25 +186,14 @@ impl Drop for Sshd {
 }
 
 fn descendants(root: i32) -> Vec<i32> {
+    let table = super::processes();
     let mut all = Vec::new();
     let mut frontier = vec![root];
     while let Some(p) = frontier.pop() {
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                continue;
-            };
-            let ppid: i32 = rest
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if ppid == p {
-                all.push(pid);
-                frontier.push(pid);
+        for (pid, fields) in &table {
+            if fields.get(1).and_then(|s| s.parse::<i32>().ok()) == Some(p) {
+                all.push(*pid);
+                frontier.push(*pid);
             }
         }
     }

@@ -39,11 +39,25 @@ impl Redactor {
             .iter()
             .filter(|(_, v)| v.len() >= MIN_REDACTED_LEN)
             .map(|&(n, v)| (v, n));
-        let lines = secrets
+        // A JSON credential's string fields, as `from_json` gives them to a
+        // template: decoded, so a `private_key` with `\n` escapes becomes
+        // the PEM lines a step may print.
+        let leaves: Vec<(String, &str)> = secrets
             .iter()
-            .filter(|(_, v)| v.contains('\n'))
-            .flat_map(|&(n, v)| v.lines().map(move |l| (l.trim(), n)))
-            .filter(|(l, _)| l.len() >= MIN_LINE_LEN);
+            .flat_map(|&(n, v)| json_strings(v).into_iter().map(move |s| (s, n)))
+            .collect();
+        let mut parts: Vec<(&str, &str)> = Vec::new();
+        for (value, name) in secrets
+            .iter()
+            .map(|&(n, v)| (v, n))
+            .chain(leaves.iter().map(|(s, n)| (s.as_str(), *n)))
+        {
+            parts.push((value.trim(), name));
+            if value.contains('\n') {
+                parts.extend(value.lines().map(|l| (l.trim(), name)));
+            }
+        }
+        let lines = parts.into_iter().filter(|(p, _)| p.len() >= MIN_LINE_LEN);
         let mut patterns: Vec<&str> = Vec::new();
         let mut markers = Vec::new();
         for (pattern, name) in whole.chain(lines) {
@@ -109,6 +123,26 @@ impl Redactor {
         }
         best
     }
+}
+
+/// The string values inside a JSON object or array (at any depth); none
+/// when the text is not JSON or is a bare scalar.
+fn json_strings(text: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(doc @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) =
+        serde_json::from_str::<serde_json::Value>(text)
+    {
+        walk(&doc, &mut out);
+    }
+    out
 }
 
 /// Values found, by name, from the sources in order (first non-empty wins).
@@ -397,7 +431,7 @@ pub async fn check(
             Some(_) => Verdict::Rejected(redactor.redact(&format!(
                 "{} {}",
                 response.status,
-                short_message(&redactor.redact(&response.body))
+                short_message(&response.body, &redactor)
             ))),
         },
     }
@@ -405,21 +439,32 @@ pub async fn check(
 
 /// The upstream's own words from an error body: a JSON `message`/`error`,
 /// or the first part of the text.
-fn short_message(body: &str) -> String {
-    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) {
-        for pointer in [
-            "/message",
-            "/error/message",
-            "/error",
-            "/errors/0/message",
-            "/errors/0/msg",
-            "/errors/0",
-        ] {
-            if let Some(s) = doc.pointer(pointer).and_then(|v| v.as_str()) {
-                return s.chars().take(120).collect();
-            }
-        }
+/// Redacted after decoding (JSON escapes could hide a value from the
+/// redactor) and cut with `…`, so a value cut short is redacted too.
+fn short_message(body: &str, redactor: &Redactor) -> String {
+    const SHORT: usize = 120;
+    let text = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|doc| {
+            [
+                "/message",
+                "/error/message",
+                "/error",
+                "/errors/0/message",
+                "/errors/0/msg",
+                "/errors/0",
+            ]
+            .iter()
+            .find_map(|p| doc.pointer(p).and_then(|v| v.as_str()).map(str::to_string))
+        })
+        .unwrap_or_else(|| body.split_whitespace().collect::<Vec<_>>().join(" "));
+    let text = redactor.redact(&text);
+    if text.chars().count() > SHORT {
+        redactor.redact(&format!(
+            "{}…",
+            text.chars().take(SHORT).collect::<String>()
+        ))
+    } else {
+        text
     }
-    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    flat.chars().take(120).collect()
 }

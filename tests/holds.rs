@@ -527,3 +527,61 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn fields_of_a_json_credential_and_escaped_values_are_redacted_too() {
+    // A service-account JSON whose private_key holds `\n` escapes: decoded
+    // by from_json, the step prints the PEM lines, which are not lines of
+    // the JSON text itself.
+    let sa = format!(
+        "{{\n  \"type\": \"service_account\",\n  \"client_email\": \"deployer@proj-4711.iam.example.com\",\n  \"private_key\": \"{}\"\n}}",
+        PEM.replace('\n', "\\n")
+    );
+    // A value with a quote and a backslash, which `{:?}` would escape.
+    let odd = "pa\"ss\\wordXYZ123";
+    let server = HttpServer::start(|_| (200, "hello".into()));
+    let yaml = format!(
+        "secrets:\n  RB_SA: {{ description: service account }}\n  RB_ODD: {{ description: odd }}\nsteps:\n  - id: key\n    requires: [RB_SA]\n    env:\n      KEY: \"{{{{ (secrets.RB_SA | from_json).private_key }}}}\"\n      WHO: \"{{{{ (secrets.RB_SA | from_json).client_email }}}}\"\n    run: |\n      printf '%s\\n' \"$KEY\"\n      echo \"as $WHO\"\n      exit 1\n  - id: body\n    requires: [RB_ODD]\n    http: {{ url: \"{}/\", expect: {{ body_contains: \"{{{{ secrets.RB_ODD }}}}\" }} }}\n",
+        server.url()
+    );
+    let t = Test::new()
+        .runbook("sa", &yaml)
+        .env("RB_SA", &sa)
+        .env("RB_ODD", odd);
+    let mut outputs = Vec::new();
+    let ran = t.run(&["run", "sa", "--json"]);
+    ran.code(1).stdout_has("as [REDACTED:RB_SA]");
+    outputs.push(ran.stdout + &ran.stderr);
+    for args in [
+        vec!["status", "--json"],
+        vec!["logs", "1", "key"],
+        vec!["logs", "1", "body"],
+        vec!["handoff", "--json"],
+    ] {
+        let r = t.run(&args);
+        outputs.push(r.stdout + &r.stderr);
+    }
+    let reason = t
+        .status(None)
+        .step("body")
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("[REDACTED:RB_ODD]"), "{reason}");
+    let mut needles: Vec<&str> = PEM.lines().filter(|l| l.len() >= 8).collect();
+    needles.extend(["deployer@proj-4711", "wordXYZ123"]);
+    for out in &outputs {
+        for needle in &needles {
+            assert!(!out.contains(needle), "{needle:?} in output:\n{out}");
+        }
+    }
+    for entry in walk(&t.path().join("state")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for needle in &needles {
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "{needle:?} in {entry:?}"
+            );
+        }
+    }
+}

@@ -96,7 +96,7 @@ pub fn unmet(expect: &Expect, response: &Response) -> Option<String> {
     for needle in expect.body_contains.iter().flat_map(|t| t.items()) {
         if !response.body.contains(needle) {
             return Some(format!(
-                "expected the body to contain {needle:?}; body: {}",
+                "expected the body to contain `{needle}`; body: {}",
                 preview(&response.body)
             ));
         }
@@ -104,7 +104,7 @@ pub fn unmet(expect: &Expect, response: &Response) -> Option<String> {
     for needle in expect.body_not_contains.iter().flat_map(|t| t.items()) {
         if response.body.contains(needle) {
             return Some(format!(
-                "expected the body not to contain {needle:?}; body: {}",
+                "expected the body not to contain `{needle}`; body: {}",
                 preview(&response.body)
             ));
         }
@@ -122,10 +122,17 @@ pub fn unmet(expect: &Expect, response: &Response) -> Option<String> {
         for (pointer, wanted) in pointers {
             match doc.pointer(pointer) {
                 Some(found) if found == wanted => {}
-                Some(found) => return Some(format!("expected {pointer} = {wanted}, got {found}")),
+                Some(found) => {
+                    return Some(format!(
+                        "expected {pointer} = {}, got {}",
+                        shown(wanted),
+                        shown(found)
+                    ))
+                }
                 None => {
                     return Some(format!(
-                        "expected {pointer} = {wanted}, but the body has no {pointer}; body: {}",
+                        "expected {pointer} = {}, but the body has no {pointer}; body: {}",
+                        shown(wanted),
                         preview(&response.body)
                     ))
                 }
@@ -171,6 +178,15 @@ pub async fn run(
             exit_code: None,
             reason: format!("{} {}: {e}", http.method, http.url),
         },
+    }
+}
+
+/// A JSON value for a message: a string as it is, in quotes but not
+/// escaped, so the redactor still recognises a secret inside it.
+fn shown(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
     }
 }
 

@@ -299,8 +299,11 @@ async fn pass(
             rows[i].missing.clear();
             rows[i].rejected.clear();
             if !rendered.when {
-                // Kept like a run's, so a resume does not take the skip for an edit.
-                rows[i].fingerprint = Some(step.fingerprint.clone());
+                // Kept like a run's, so a resume does not take the skip for
+                // an edit. Not when the step uses secrets: its `when` may
+                // read one, which the fingerprint (made with placeholders)
+                // cannot see, so it is decided again on every resume.
+                rows[i].fingerprint = step.requires.is_empty().then(|| step.fingerprint.clone());
                 settle(
                     store,
                     run_id,
@@ -459,6 +462,18 @@ impl OutputBuffer {
 
     fn flush(&mut self, store: &mut Store, run_id: i64) -> Result<()> {
         store.append_output(run_id, &self.lines)?;
+        // Kept to its last lines as it goes, so an attempt cut off by a
+        // crash is no longer than one that ended.
+        let mut attempts: Vec<(&str, i64)> = self
+            .lines
+            .iter()
+            .map(|(step, attempt, _, _)| (step.as_str(), *attempt))
+            .collect();
+        attempts.sort_unstable();
+        attempts.dedup();
+        for (step, attempt) in attempts {
+            store.trim_output(run_id, step, attempt)?;
+        }
         self.lines.clear();
         self.since = None;
         Ok(())

@@ -585,3 +585,21 @@ fn fields_of_a_json_credential_and_escaped_values_are_redacted_too() {
         }
     }
 }
+
+#[test]
+fn a_step_skipped_on_a_secret_is_decided_again_on_resume() {
+    let yaml = "secrets:\n  RB_FLAG: { description: feature flag }\nsteps:\n  - id: gated\n    requires: [RB_FLAG]\n    when: \"{{ secrets.RB_FLAG == 'on' }}\"\n    run: touch gated.ran\n  - id: other\n    run: test -e ok\n";
+    let t = Test::new().runbook("g", yaml);
+    let mut off = t.command(&["run", "g"]);
+    off.env("RB_FLAG", "off");
+    assert_eq!(off.status().unwrap().code(), Some(1));
+    assert_eq!(t.status(None).state_of("gated"), "skipped");
+    t.write("runbooks/ok", "");
+    let mut on = t.command(&["run", "g"]);
+    on.env("RB_FLAG", "on");
+    assert_eq!(on.status().unwrap().code(), Some(0));
+    assert!(
+        t.path().join("runbooks/gated.ran").exists(),
+        "gated never ran"
+    );
+}

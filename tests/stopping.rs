@@ -94,3 +94,50 @@ fn a_closed_stdout_neither_stops_a_run_nor_panics_a_report() {
         assert!(!stderr.contains("panicked"), "{args}: {stderr}");
     }
 }
+
+#[test]
+fn an_upload_stopped_mid_transfer_replaces_nothing_and_leaves_no_temporary_file() {
+    let sshd = support::sshd::Sshd::start();
+    let dest = sshd.dir.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("a-small.txt"), "old small\n").unwrap();
+    std::fs::write(dest.join("b-big.bin"), "old big\n").unwrap();
+    let t = Test::new().runbook(
+        "r",
+        &format!(
+            "hosts:\n{}steps:\n  - id: put\n    on: box\n    upload: {{ src: files, dest: {} }}\n",
+            sshd.host_yaml("box"),
+            dest.display()
+        ),
+    );
+    t.write("runbooks/files/a-small.txt", "new small\n");
+    let big: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(t.path().join("runbooks/files/b-big.bin"), big).unwrap();
+    let temps = || {
+        std::fs::read_dir(&dest)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("runbook-tmp"))
+            .count()
+    };
+    let child = t.spawn(&["run", "r"]);
+    // The small file is decoded into its temporary file: the big one is on its way.
+    assert!(
+        wait_for(Duration::from_secs(60), || temps() > 0),
+        "no transfer seen"
+    );
+    signal(&child, "INT");
+    finish(child).code(130);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("a-small.txt")).unwrap(),
+        "old small\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("b-big.bin")).unwrap(),
+        "old big\n"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || temps() == 0),
+        "temporary files left in {dest:?}"
+    );
+}

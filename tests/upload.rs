@@ -226,6 +226,20 @@ fn a_symlinked_dest_is_refused_and_its_target_untouched() {
     let reason = t.status(None).step("sync").reason.clone().unwrap();
     assert!(reason.contains("is a symlink"), "{reason}");
     assert_eq!(tree(&real), vec!["precious.txt"]);
+    // `link/.` looks through the link: refused as well, on a host and here.
+    for on in ["    on: box\n", ""] {
+        t.put_runbook(
+            "r",
+            &format!(
+                "hosts:\n{}steps:\n  - id: sync\n{on}    upload: {{ src: files/app, dest: \"{}/.\", delete: true }}\n",
+                sshd.host_yaml("box"),
+                base.join("app").display()
+            ),
+        );
+        let ran = t.run(&["run", "r", "--fresh"]);
+        assert_ne!(ran.code, 0, "{on:?}: {}", ran.stdout);
+        assert_eq!(tree(&real), vec!["precious.txt"], "{on:?}");
+    }
 }
 
 #[test]

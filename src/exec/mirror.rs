@@ -18,6 +18,11 @@ pub fn unsafe_root(dest: &str) -> Option<String> {
     if parts.contains(&"..") {
         return Some(format!("`{dest}` contains `..`; name the folder directly"));
     }
+    // `link/.` would look through a symlinked dest, past its refusal.
+    let names_a_folder = !parts.iter().all(|p| p.is_empty() || *p == ".");
+    if names_a_folder && parts.iter().skip(1).any(|p| *p == ".") {
+        return Some(format!("`{dest}` contains `.`; name the folder directly"));
+    }
     if parts.iter().all(|p| p.is_empty() || *p == ".") {
         return Some(format!(
             "`{dest}` is {}, not a folder of its own",
@@ -303,7 +308,19 @@ mod tests {
 
     #[test]
     fn unsafe_roots_are_refused() {
-        for bad in ["", " ", "/", "//", "/./", ".", "./", "/opt/../", "a/../b"] {
+        for bad in [
+            "",
+            " ",
+            "/",
+            "//",
+            "/./",
+            ".",
+            "./",
+            "/opt/../",
+            "a/../b",
+            "/opt/link/.",
+            "a/./b",
+        ] {
             assert!(unsafe_root(bad).is_some(), "{bad:?} accepted");
         }
         for good in ["/opt/stack", "/opt/stack/", "www", "./www"] {

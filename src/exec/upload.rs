@@ -373,7 +373,11 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
     for chunk in temps.chunks(200) {
         script.push_str(&format!("  rm -f -- {}\n", chunk.join(" ")));
     }
-    script.push_str("}\n");
+    // Also when the script is cut short (the engine stopped mid-transfer):
+    // the shell reads end-of-input and exits, and nothing was renamed yet.
+    // A closed channel must not kill the shell (SIGPIPE on its next `echo`)
+    // before it has cleaned up.
+    script.push_str("}\ntrap clean EXIT\ntrap '' PIPE\n");
     for chunk in dirs.iter().collect::<Vec<_>>().chunks(200) {
         let quoted: Vec<String> = chunk.iter().map(|d| sh_quote(d)).collect();
         script.push_str(&format!(
@@ -391,7 +395,7 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
     let engine = base64::engine::general_purpose::STANDARD;
     for (i, (f, _)) in files.iter().enumerate() {
         script.push_str(&format!(
-            "base64 -d > {} <<'{DATA_END}' || {{ echo 'fail {i}'; clean; exit 1; }}\n",
+            "base64 -d > {} <<'{DATA_END}' || {{ clean; echo 'fail {i}'; exit 1; }}\n",
             temps[i]
         ));
         let encoded = engine.encode(&f.bytes);
@@ -412,7 +416,7 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
         for chunk in indexes.chunks(200) {
             let names: Vec<&str> = chunk.iter().map(|&i| temps[i].as_str()).collect();
             script.push_str(&format!(
-                "chmod {mode:o} {} || {{ echo 'fail {}'; clean; exit 1; }}\n",
+                "chmod {mode:o} {} || {{ clean; echo 'fail {}'; exit 1; }}\n",
                 names.join(" "),
                 chunk[0]
             ));
@@ -420,7 +424,7 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
     }
     for (i, (f, _)) in files.iter().enumerate() {
         script.push_str(&format!(
-            "mv -f -- {} {} && echo 'ok {i}' || {{ echo 'fail {i}'; clean; exit 1; }}\n",
+            "mv -f -- {} {} && echo 'ok {i}' || {{ clean; echo 'fail {i}'; exit 1; }}\n",
             temps[i],
             sh_quote(&f.dest)
         ));

@@ -119,7 +119,7 @@ impl Store {
             .mode(0o600)
             .open(path)
             .map_err(|e| Error::io(format!("cannot open state file {}", path.display()), e))?;
-        let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
+        let conn = Connection::open(path).at(path)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -140,7 +140,7 @@ impl Store {
         let path = self.path.clone();
         self.conn
             .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         // Switching a new file to WAL takes an exclusive lock that SQLite's
         // busy handler does not wait for: retry while another engine is
         // creating the same file.
@@ -171,10 +171,6 @@ impl Store {
         })
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
-        store_err(&self.path, e)
-    }
-
     /// Starts a new run, or picks up the latest unfinished run of `runbook`
     /// (unless `fresh`), and takes its lock, all in one transaction so two
     /// engines started together cannot both get it. Returns the run and
@@ -191,11 +187,11 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| store_err(&path_buf, e))?;
+            .at(&path_buf)?;
         let latest = if fresh {
             None
         } else {
-            latest_run_in(&tx, Some(runbook)).map_err(|e| store_err(&path_buf, e))?
+            latest_run_in(&tx, Some(runbook)).at(&path_buf)?
         };
         let (run_id, resumed) = match latest {
             Some(run) if run.state.is_unfinished() => (run.id, true),
@@ -204,7 +200,7 @@ impl Store {
                     "INSERT INTO runs (runbook, path, state, started_at, vars) VALUES (?1, ?2, 'running', ?3, ?4)",
                     params![runbook, path, now(), vars_json(vars)],
                 )
-                .map_err(|e| store_err(&path_buf, e))?;
+                .at(&path_buf)?;
                 (tx.last_insert_rowid(), false)
             }
         };
@@ -218,20 +214,17 @@ impl Store {
             lock::LockError::Sqlite(e) => store_err(&path_buf, e),
         })?;
         if resumed {
-            let merged = merge_vars(
-                &latest_vars(&tx, run_id).map_err(|e| store_err(&path_buf, e))?,
-                vars,
-            );
+            let merged = merge_vars(&latest_vars(&tx, run_id).at(&path_buf)?, vars);
             tx.execute(
                 "UPDATE runs SET state = 'running', finished_at = NULL, vars = ?2, path = ?3 WHERE id = ?1",
                 params![run_id, vars_json(&merged), path],
             )
-            .map_err(|e| store_err(&path_buf, e))?;
+            .at(&path_buf)?;
         }
         let run = run_in(&tx, run_id)
-            .map_err(|e| store_err(&path_buf, e))?
+            .at(&path_buf)?
             .ok_or_else(|| Error::Usage(format!("run {run_id} vanished")))?;
-        tx.commit().map_err(|e| store_err(&path_buf, e))?;
+        tx.commit().at(&path_buf)?;
         Ok((run, resumed))
     }
 
@@ -241,7 +234,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         lock::acquire(&tx, run_id, me).map_err(|e| match e {
             lock::LockError::Held(h) => Error::Locked {
                 run_id,
@@ -251,7 +244,7 @@ impl Store {
             },
             lock::LockError::Sqlite(e) => store_err(&path, e),
         })?;
-        tx.commit().map_err(|e| store_err(&path, e))
+        tx.commit().at(&path)
     }
 
     /// Releases a run's lock if this process holds it.
@@ -261,23 +254,23 @@ impl Store {
                 "DELETE FROM locks WHERE run_id = ?1 AND pid = ?2 AND host = ?3",
                 params![run_id, me.pid, me.host],
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(())
     }
 
     /// The live holder of a run's lock, if any.
     pub fn live_holder(&self, run_id: i64) -> Result<Option<LockHolder>> {
-        lock::live_holder(&self.conn, run_id).map_err(|e| self.err(e))
+        lock::live_holder(&self.conn, run_id).at(&self.path)
     }
 
     /// A run by id.
     pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
-        run_in(&self.conn, id).map_err(|e| self.err(e))
+        run_in(&self.conn, id).at(&self.path)
     }
 
     /// The latest run, of one runbook or of any.
     pub fn latest_run(&self, runbook: Option<&str>) -> Result<Option<RunRow>> {
-        latest_run_in(&self.conn, runbook).map_err(|e| self.err(e))
+        latest_run_in(&self.conn, runbook).at(&self.path)
     }
 
     /// Recent runs, newest first.
@@ -285,12 +278,12 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!("{RUN_SELECT} ORDER BY id DESC LIMIT ?1"))
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         let rows = stmt
             .query_map([limit], run_from_row)
-            .map_err(|e| self.err(e))?
+            .at(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(rows)
     }
 
@@ -302,7 +295,7 @@ impl Store {
                 "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
                 params![id, state.as_str(), finished],
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(())
     }
 
@@ -315,7 +308,7 @@ impl Store {
                         reason, fingerprint, needs, host, missing, rejected
                  FROM steps WHERE run_id = ?1 ORDER BY position",
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         let rows = stmt
             .query_map([run_id], |r| {
                 Ok(StepRow {
@@ -335,9 +328,9 @@ impl Store {
                     rejected: json_list(r.get::<_, String>(13)?),
                 })
             })
-            .map_err(|e| self.err(e))?
+            .at(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(rows)
     }
 
@@ -347,18 +340,18 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         if keep_only {
             let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
             let existing: Vec<String> = {
                 let mut stmt = tx
                     .prepare("SELECT id FROM steps WHERE run_id = ?1")
-                    .map_err(|e| store_err(&path, e))?;
+                    .at(&path)?;
                 let ids = stmt
                     .query_map([run_id], |r| r.get(0))
-                    .map_err(|e| store_err(&path, e))?
+                    .at(&path)?
                     .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(|e| store_err(&path, e))?;
+                    .at(&path)?;
                 ids
             };
             for gone in existing.iter().filter(|e| !ids.contains(&e.as_str())) {
@@ -366,18 +359,18 @@ impl Store {
                     "DELETE FROM steps WHERE run_id = ?1 AND id = ?2",
                     params![run_id, gone],
                 )
-                .map_err(|e| store_err(&path, e))?;
+                .at(&path)?;
             }
         }
         for row in rows {
-            upsert_step(&tx, run_id, row).map_err(|e| store_err(&path, e))?;
+            upsert_step(&tx, run_id, row).at(&path)?;
         }
-        tx.commit().map_err(|e| store_err(&path, e))
+        tx.commit().at(&path)
     }
 
     /// Writes one step; committed when this returns.
     pub fn save_step(&self, run_id: i64, row: &StepRow) -> Result<()> {
-        upsert_step(&self.conn, run_id, row).map_err(|e| self.err(e))
+        upsert_step(&self.conn, run_id, row).at(&self.path)
     }
 
     /// Appends captured lines of one attempt.
@@ -393,7 +386,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -401,13 +394,13 @@ impl Store {
                      VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
                                           WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3), ?4, ?5)",
                 )
-                .map_err(|e| store_err(&path, e))?;
+                .at(&path)?;
             for (step, attempt, stream, line) in lines {
                 stmt.execute(params![run_id, step, attempt, stream, line])
-                    .map_err(|e| store_err(&path, e))?;
+                    .at(&path)?;
             }
         }
-        tx.commit().map_err(|e| store_err(&path, e))
+        tx.commit().at(&path)
     }
 
     /// Drops all but the last [`OUTPUT_LINES_KEPT`] lines of an attempt.
@@ -418,7 +411,7 @@ impl Store {
                  AND seq <= (SELECT MAX(seq) FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3) - ?4",
                 params![run_id, step, attempt, OUTPUT_LINES_KEPT],
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(())
     }
 
@@ -437,14 +430,14 @@ impl Store {
                   WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3 ORDER BY seq DESC LIMIT ?4)
                  ORDER BY seq",
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         let rows = stmt
             .query_map(params![run_id, step, attempt, tail.unwrap_or(-1)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
-            .map_err(|e| self.err(e))?
+            .at(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(rows)
     }
 
@@ -459,15 +452,15 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         tx.execute("DELETE FROM secrets WHERE run_id = ?1", [run_id])
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         for r in rows {
             tx.execute(
                 "INSERT INTO secrets (run_id, name, state, source, reason, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![run_id, r.name, r.state, r.source, r.reason, now()],
             )
-            .map_err(|e| store_err(&path, e))?;
+            .at(&path)?;
         }
         tx.execute(
             "UPDATE runs SET env_files = ?2 WHERE id = ?1",
@@ -476,8 +469,8 @@ impl Store {
                 serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into())
             ],
         )
-        .map_err(|e| store_err(&path, e))?;
-        tx.commit().map_err(|e| store_err(&path, e))
+        .at(&path)?;
+        tx.commit().at(&path)
     }
 
     /// What the last pass learned about a run's secrets, and its --env-file paths.
@@ -487,7 +480,7 @@ impl Store {
             .prepare(
                 "SELECT name, state, source, reason FROM secrets WHERE run_id = ?1 ORDER BY name",
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         let rows = stmt
             .query_map([run_id], |r| {
                 Ok(SecretRow {
@@ -497,16 +490,16 @@ impl Store {
                     reason: r.get(3)?,
                 })
             })
-            .map_err(|e| self.err(e))?
+            .at(&self.path)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         let files: String = self
             .conn
             .query_row("SELECT env_files FROM runs WHERE id = ?1", [run_id], |r| {
                 r.get(0)
             })
             .optional()
-            .map_err(|e| self.err(e))?
+            .at(&self.path)?
             .unwrap_or_else(|| "[]".into());
         Ok((rows, serde_json::from_str(&files).unwrap_or_default()))
     }
@@ -518,7 +511,7 @@ impl Store {
                 "INSERT OR REPLACE INTO approvals (run_id, step_id, approved_by, approved_at, note) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![run_id, step, by, now(), note],
             )
-            .map_err(|e| self.err(e))?;
+            .at(&self.path)?;
         Ok(())
     }
 
@@ -531,7 +524,7 @@ impl Store {
                 |r| Ok(Approval { by: r.get(0)?, at: r.get(1)?, note: r.get(2)? }),
             )
             .optional()
-            .map_err(|e| self.err(e))
+            .at(&self.path)
     }
 }
 
@@ -628,5 +621,17 @@ fn store_err(path: &Path, source: rusqlite::Error) -> Error {
     Error::Store {
         path: path.display().to_string(),
         source,
+    }
+}
+
+/// SQLite results turned into the user-facing store error that names the
+/// state file.
+trait AtPath<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> AtPath<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| store_err(path, e))
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine;
 use crate::error::Result;
+use crate::report::graph::GraphFormat;
 use crate::report::style::ColorChoice;
 
 /// Execute an operational runbook as a DAG, with checkpoints and handoffs.
@@ -179,15 +180,6 @@ pub enum Shell {
     Zsh,
     /// Fish.
     Fish,
-}
-
-/// Graph output formats.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum GraphFormat {
-    /// Graphviz.
-    Dot,
-    /// Mermaid, renders in Markdown.
-    Mermaid,
 }
 
 fn parse_var(text: &str) -> std::result::Result<(String, String), String> {

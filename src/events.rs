@@ -79,3 +79,11 @@ pub enum Event {
         state: RunState,
     },
 }
+
+/// Where the scheduler sends its events: the reporters (live view, plain
+/// lines, NDJSON) implement it, and so can a test that records them. It
+/// lives beside [`Event`] so the scheduler does not depend on `report`.
+pub trait Reporter {
+    /// Called for every event, in order.
+    fn event(&mut self, event: &Event);
+}

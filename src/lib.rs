@@ -4,8 +4,10 @@
 //! The binary (`src/main.rs`) is a thin shell over [`cli::run`]. The layers,
 //! in the order data flows: [`runbook`] (the file as written) → [`plan`] →
 //! [`scheduler`] → [`exec`] (executors) with [`secrets`], [`store`] and
-//! [`report`] beside them.
+//! [`report`] beside them; [`action`] holds the rendered actions that
+//! `plan` makes and `exec` carries out. See ARCHITECTURE.md.
 
+pub mod action;
 pub mod cli;
 pub mod engine;
 pub mod error;

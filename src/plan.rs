@@ -9,6 +9,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use crate::action::{RenderedAction, RenderedHttp};
 use crate::error::{Diagnostic, Error, Result};
 use crate::runbook::template::{placeholder, Context, TemplateError, Templater};
 use crate::runbook::{Action, Runbook, Step};
@@ -51,59 +52,6 @@ pub struct Rendered {
     pub action: RenderedAction,
     /// The host as addressed, so a moved host reruns its steps.
     pub host: Option<String>,
-}
-
-/// A rendered action.
-#[derive(Debug, Clone, Serialize)]
-pub enum RenderedAction {
-    /// A shell script.
-    Run {
-        /// The script text.
-        script: String,
-    },
-    /// A copy of a local file or folder.
-    Upload {
-        /// Absolute local source.
-        src: PathBuf,
-        /// Destination path.
-        dest: String,
-        /// Render the source as a template.
-        template: bool,
-        /// File mode.
-        mode: Option<u32>,
-        /// Remove what is under `dest` and not in `src` (folders only).
-        /// Left out of the fingerprint when false, so older runs keep theirs.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        delete: bool,
-        /// Hash of what will be written, so a changed source reruns the step.
-        content_hash: String,
-        /// The files with their destinations and (rendered) content.
-        #[serde(skip)]
-        files: Vec<crate::exec::upload::FileToWrite>,
-    },
-    /// An HTTP request.
-    Http(RenderedHttp),
-    /// Nothing to do.
-    Checkpoint,
-}
-
-/// A rendered HTTP request and its expectations.
-#[derive(Debug, Clone, Serialize)]
-pub struct RenderedHttp {
-    /// Method, upper case.
-    pub method: String,
-    /// URL.
-    pub url: String,
-    /// Headers.
-    pub headers: Vec<(String, String)>,
-    /// Body text (JSON bodies are serialized here).
-    pub body: Option<String>,
-    /// Whether the body is JSON.
-    pub json: bool,
-    /// The host that carries the request.
-    pub via: Option<String>,
-    /// Expectations.
-    pub expect: crate::runbook::model::Expect,
 }
 
 /// The whole plan.
@@ -162,7 +110,7 @@ pub fn render_step(
             if upload.delete {
                 check_delete(&src, &dest)?;
             }
-            let files = crate::exec::upload::destinations(src.is_dir(), &dest, files, &src);
+            let files = crate::action::destinations(src.is_dir(), &dest, files, &src);
             RenderedAction::Upload {
                 src,
                 dest,
@@ -222,7 +170,7 @@ fn check_delete(
             ),
         );
     }
-    if let Some(problem) = crate::exec::mirror::unsafe_root(dest) {
+    if let Some(problem) = crate::action::unsafe_root(dest) {
         return fail(
             "dest",
             format!("`delete: true` refuses this dest: {problem}"),
@@ -516,7 +464,7 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
                 .as_ref()
                 .ok()
                 .filter(|r| !r.url.contains(SECRET_PLACEHOLDER))
-                .and_then(|r| crate::exec::http::url_problem(&r.url))
+                .and_then(|r| crate::action::url_problem(&r.url))
             {
                 diagnostics.push(
                     Diagnostic::new(
@@ -574,7 +522,7 @@ fn url_diagnostic(runbook: &Runbook, step: &Step, rendered: &Rendered) -> Option
     if http.url.contains(SECRET_PLACEHOLDER) {
         return None;
     }
-    let problem = crate::exec::http::url_problem(&http.url)?;
+    let problem = crate::action::url_problem(&http.url)?;
     Some(
         Diagnostic::new(
             &runbook.source.path,

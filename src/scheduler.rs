@@ -10,10 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::events::Event;
+use crate::events::{Event, Reporter};
 use crate::exec::{self, Outcome, Stream};
 use crate::plan::{Plan, Rendered, RenderedAction};
-use crate::report::Reporter;
 use crate::secrets::Redactor;
 use crate::state::{RunState, StepState};
 use crate::store::{now, StepRow, Store};

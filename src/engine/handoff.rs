@@ -68,9 +68,9 @@ impl Ctx {
         for f in env_files {
             resume_command.push_str(&format!(" --env-file {}", crate::exec::ssh::sh_quote(f)));
         }
-        let sources: Vec<secrets::Source> = match loaded {
+        let sources: Vec<sources::Source> = match loaded {
             Some(l) => secret_sources(l, &env_files.iter().map(PathBuf::from).collect::<Vec<_>>()),
-            None => vec![secrets::Source::Environment],
+            None => vec![sources::Source::Environment],
         };
         // Secrets named by held or blocked steps, in runbook order.
         let mut names: Vec<String> = Vec::new();
@@ -169,12 +169,12 @@ impl Ctx {
             let where_: Vec<String> = sources
                 .iter()
                 .map(|src| match src {
-                    secrets::Source::Environment => {
+                    sources::Source::Environment => {
                         format!("the environment of whoever runs the resume command: `export {name}=...`")
                     }
-                    secrets::Source::EnvFileArg(p) => format!("`{}` (given with `--env-file`): a line `{name}=...`", p.display()),
-                    secrets::Source::Local(p) => format!("`{}` on the operator's machine: a line `{name}=...`", p.display()),
-                    secrets::Source::Remote { host, path } => {
+                    sources::Source::EnvFileArg(p) => format!("`{}` (given with `--env-file`): a line `{name}=...`", p.display()),
+                    sources::Source::Local(p) => format!("`{}` on the operator's machine: a line `{name}=...`", p.display()),
+                    sources::Source::Remote { host, path } => {
                         let at = hosts
                             .iter()
                             .find(|h| &h.name == host)

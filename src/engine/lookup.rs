@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::sources;
 use super::Loaded;
 use crate::exec;
 use crate::scheduler::Hold;
-use crate::secrets;
 use crate::store::{SecretRow, StepRow};
 
 /// Secrets as a pass sees them: values in memory, states for the store.
 pub(super) struct SecretStates {
-    pub(super) lookup: secrets::Lookup,
+    pub(super) lookup: sources::Lookup,
     pub(super) rows: Vec<SecretRow>,
 }
 
@@ -59,20 +59,20 @@ pub(super) fn needed_secrets(loaded: &Loaded, rows: &[StepRow]) -> Vec<String> {
 
 /// Where secrets are looked up, in order: the environment, `--env-file`
 /// files, then the runbook's `env_files`.
-pub(super) fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<secrets::Source> {
-    let mut sources = vec![secrets::Source::Environment];
+pub(super) fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<sources::Source> {
+    let mut sources = vec![sources::Source::Environment];
     sources.extend(
         env_files
             .iter()
-            .map(|p| secrets::Source::EnvFileArg(p.clone())),
+            .map(|p| sources::Source::EnvFileArg(p.clone())),
     );
     let base = loaded.ctx.for_step("", &BTreeMap::new());
     for spec in &loaded.runbook.env_files {
         sources.push(match spec {
             crate::runbook::model::EnvFileSpec::Local(rel) => {
-                secrets::Source::Local(loaded.runbook.dir.join(rel))
+                sources::Source::Local(loaded.runbook.dir.join(rel))
             }
-            crate::runbook::model::EnvFileSpec::Remote(r) => secrets::Source::Remote {
+            crate::runbook::model::EnvFileSpec::Remote(r) => sources::Source::Remote {
                 host: r.host.clone(),
                 path: loaded
                     .templater
@@ -94,12 +94,12 @@ pub(super) async fn resolve_secrets(
     let declared: Vec<String> = loaded.runbook.secrets.keys().cloned().collect();
     if declared.is_empty() {
         return SecretStates {
-            lookup: secrets::Lookup::default(),
+            lookup: sources::Lookup::default(),
             rows: Vec::new(),
         };
     }
     let sources = secret_sources(loaded, env_files);
-    let lookup = secrets::lookup(&sources, &declared, execs).await;
+    let lookup = sources::lookup(&sources, &declared, execs).await;
     let mut rows = Vec::new();
     for (name, spec) in &loaded.runbook.secrets {
         let source = lookup.found_in.get(name).cloned();
@@ -125,7 +125,7 @@ pub(super) async fn resolve_secrets(
                 }
             }
             (Some(_), Some(check)) if needed.contains(name) => {
-                let verdict = secrets::check(
+                let verdict = sources::check(
                     execs,
                     &loaded.templater,
                     &loaded.ctx,
@@ -134,9 +134,9 @@ pub(super) async fn resolve_secrets(
                 )
                 .await;
                 let (state, reason) = match verdict {
-                    secrets::Verdict::Accepted => ("accepted", None),
-                    secrets::Verdict::Rejected(r) => ("rejected", Some(r)),
-                    secrets::Verdict::Unchecked(r) => ("unchecked", Some(r)),
+                    sources::Verdict::Accepted => ("accepted", None),
+                    sources::Verdict::Rejected(r) => ("rejected", Some(r)),
+                    sources::Verdict::Unchecked(r) => ("unchecked", Some(r)),
                 };
                 SecretRow {
                     name: name.clone(),

@@ -7,6 +7,7 @@ mod commands;
 mod gate;
 mod handoff;
 mod lookup;
+mod sources;
 
 use gate::EngineGate;
 use lookup::{needed_secrets, resolve_secrets};
@@ -16,11 +17,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::{Cli, GraphFormat, RunArgs};
+use crate::cli::{Cli, RunArgs};
 use crate::error::{exit, Error, Result};
 use crate::events::Event;
 use crate::exec;
 use crate::plan::{self, Plan};
+use crate::report::graph::GraphFormat;
 use crate::report::live::LiveReporter;
 use crate::report::plain::PlainReporter;
 use crate::report::style::{ColorChoice, Palette};
@@ -29,7 +31,6 @@ use crate::report::{self, JsonReporter, Reporter};
 use crate::runbook::template::{Context, Templater};
 use crate::runbook::{load, validate, Runbook};
 use crate::scheduler::{self, Gate, NotReady};
-use crate::secrets;
 use crate::state::{RunState, StepState};
 use crate::store::{ProcessId, RunRow, SecretRow, StepRow, Store};
 

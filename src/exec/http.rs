@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::plan::RenderedHttp;
+use crate::action::RenderedHttp;
 use crate::runbook::model::Expect;
 
 use super::{LineSink, Outcome, Stream};
@@ -26,20 +26,6 @@ pub fn client() -> reqwest::Client {
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()
-}
-
-/// Why `url` cannot be requested, in words for the operator; `None` when
-/// it is an absolute http(s) URL with a host.
-pub fn url_problem(url: &str) -> Option<String> {
-    match reqwest::Url::parse(url) {
-        Err(e) => Some(format!("`{url}` is not a URL ({e})")),
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!(
-            "`{url}` is not an http or https URL (scheme `{}`)",
-            u.scheme()
-        )),
-        Ok(u) if u.host_str().is_none_or(str::is_empty) => Some(format!("`{url}` has no host")),
-        Ok(_) => None,
-    }
 }
 
 /// Sends the request to `url` (which may differ from `http.url` when tunnelled).

@@ -8,33 +8,7 @@ use std::path::Path;
 
 use super::ssh::{sh_quote, SshPool};
 use super::{LineSink, Stream};
-
-/// Why `dest` cannot be the root of a mirror, if it cannot.
-pub fn unsafe_root(dest: &str) -> Option<String> {
-    if dest.trim().is_empty() {
-        return Some("it is empty".to_string());
-    }
-    let parts: Vec<&str> = dest.split('/').collect();
-    if parts.contains(&"..") {
-        return Some(format!("`{dest}` contains `..`; name the folder directly"));
-    }
-    // `link/.` would look through a symlinked dest, past its refusal.
-    let names_a_folder = !parts.iter().all(|p| p.is_empty() || *p == ".");
-    if names_a_folder && parts.iter().skip(1).any(|p| *p == ".") {
-        return Some(format!("`{dest}` contains `.`; name the folder directly"));
-    }
-    if parts.iter().all(|p| p.is_empty() || *p == ".") {
-        return Some(format!(
-            "`{dest}` is {}, not a folder of its own",
-            if dest.starts_with('/') {
-                "the root of the file system"
-            } else {
-                "the working folder itself"
-            }
-        ));
-    }
-    None
-}
+pub use crate::action::unsafe_root;
 
 /// What a mirror keeps: the source's files (relative paths) and every
 /// folder that leads to one.

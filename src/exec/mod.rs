@@ -78,7 +78,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::RenderedHttp;
+use crate::action::RenderedHttp;
 
 /// Everything a step needs to act: the run's SSH connections, its HTTP
 /// client, and the folder local commands run in.
@@ -139,7 +139,7 @@ impl Executors {
         timeout: Option<Duration>,
         sink: &LineSink,
     ) -> Outcome {
-        if let Some(problem) = http::url_problem(&req.url) {
+        if let Some(problem) = crate::action::url_problem(&req.url) {
             return Outcome::Failed {
                 exit_code: None,
                 reason: format!("{problem}; fix the step's `http.url`"),

@@ -8,42 +8,7 @@ use sha2::{Digest, Sha256};
 use super::mirror::{self, Extras, Keep};
 use super::ssh::{sh_quote, SshPool};
 use super::{LineSink, Outcome, Stream};
-
-/// One file to put in place.
-#[derive(Debug, Clone)]
-pub struct FileToWrite {
-    /// Destination path.
-    pub dest: String,
-    /// Content (rendered when a template).
-    pub bytes: Vec<u8>,
-}
-
-/// Destination paths for the files of a source: a file goes to `dest` (or
-/// into it when `dest` ends in `/`), a folder's files go under `dest`.
-pub fn destinations(
-    src_is_dir: bool,
-    dest: &str,
-    files: Vec<(String, Vec<u8>)>,
-    src: &Path,
-) -> Vec<FileToWrite> {
-    files
-        .into_iter()
-        .map(|(rel, bytes)| {
-            let dest = if src_is_dir {
-                format!("{}/{rel}", dest.trim_end_matches('/'))
-            } else if dest.ends_with('/') {
-                let name = src
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                format!("{dest}{name}")
-            } else {
-                dest.to_string()
-            };
-            FileToWrite { dest, bytes }
-        })
-        .collect()
-}
+pub use crate::action::FileToWrite;
 
 fn sha(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))

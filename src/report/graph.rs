@@ -3,9 +3,17 @@
 
 use std::collections::HashMap;
 
-use crate::cli::GraphFormat;
 use crate::runbook::Runbook;
 use crate::state::StepState;
+
+/// Graph output formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid, renders in Markdown.
+    Mermaid,
+}
 
 fn fill(state: StepState) -> &'static str {
     match state {

@@ -22,11 +22,7 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Consumes the scheduler's events.
-pub trait Reporter {
-    /// Called for every event, in order.
-    fn event(&mut self, event: &Event);
-}
+pub use crate::events::Reporter;
 
 /// NDJSON: one event per line on stdout.
 pub struct JsonReporter;

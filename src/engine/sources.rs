@@ -1,0 +1,222 @@
+//! Where secret values are looked up (the process environment, dotenv
+//! files here and on hosts over SSH) and what their checks say. The values
+//! themselves, and their redaction, are `crate::secrets`.
+
+use std::collections::BTreeMap;
+
+use crate::secrets::{parse_dotenv, Redactor, Values};
+
+/// A place secret values are looked up, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The environment of the `runbook` process.
+    Environment,
+    /// A file given with `--env-file`.
+    EnvFileArg(std::path::PathBuf),
+    /// A local dotenv file from the runbook's `env_files`.
+    Local(std::path::PathBuf),
+    /// A dotenv file on a host, read over SSH.
+    Remote {
+        /// Host name.
+        host: String,
+        /// Path on the host.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Environment => f.write_str("the environment of the `runbook` process"),
+            Source::EnvFileArg(p) => write!(f, "{} (given with --env-file)", p.display()),
+            Source::Local(p) => write!(f, "{} (local file)", p.display()),
+            Source::Remote { host, path } => write!(f, "{path} on host `{host}`"),
+        }
+    }
+}
+
+/// Where each value was found, and what went wrong reading a source.
+#[derive(Debug, Default, Clone)]
+pub struct Lookup {
+    /// The values found.
+    pub values: Values,
+    /// Name → the source it came from (its display text).
+    pub found_in: BTreeMap<String, String>,
+    /// Sources that could not be read, with why (a missing file is not a problem).
+    pub problems: Vec<(String, String)>,
+}
+
+/// Reads the sources in order until every wanted name has a non-empty
+/// value; later sources are not read once nothing is missing.
+pub async fn lookup(
+    sources: &[Source],
+    wanted: &[String],
+    execs: &crate::exec::Executors,
+) -> Lookup {
+    let mut out = Lookup::default();
+    let mut values = BTreeMap::new();
+    for source in sources {
+        let missing: Vec<&String> = wanted.iter().filter(|w| !values.contains_key(*w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        let map: BTreeMap<String, String> = match source {
+            Source::Environment => missing
+                .iter()
+                .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+                .collect(),
+            Source::EnvFileArg(path) | Source::Local(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match parse_dotenv(&text) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        out.problems
+                            .push((source.to_string(), format!("cannot parse: {e}")));
+                        continue;
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    out.problems.push((source.to_string(), e.to_string()));
+                    continue;
+                }
+            },
+            Source::Remote { host, path } => {
+                let command = format!(
+                    "if [ -f {p} ]; then cat {p}; else exit 3; fi",
+                    p = crate::exec::ssh::sh_quote(path)
+                );
+                match execs.ssh.output(host, &command, None).await {
+                    Ok((0, bytes, _)) => match parse_dotenv(&String::from_utf8_lossy(&bytes)) {
+                        Ok(map) => map,
+                        Err(e) => {
+                            out.problems
+                                .push((source.to_string(), format!("cannot parse: {e}")));
+                            continue;
+                        }
+                    },
+                    Ok((3, _, _)) => continue,
+                    Ok((code, _, err)) => {
+                        out.problems.push((
+                            source.to_string(),
+                            format!("cannot read it (exit {code}): {}", err.trim()),
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        out.problems.push((source.to_string(), e.0));
+                        continue;
+                    }
+                }
+            }
+        };
+        for name in missing {
+            if let Some(v) = map.get(name).filter(|v| !v.is_empty()) {
+                values.insert(name.clone(), v.clone());
+                out.found_in.insert(name.clone(), source.to_string());
+            }
+        }
+    }
+    out.values = Values::from_map(values);
+    out
+}
+
+/// What a secret's check said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The upstream accepted the value.
+    Accepted,
+    /// The upstream refused it: status and a short message.
+    Rejected(String),
+    /// The check could not be made (no connection, a missing input).
+    Unchecked(String),
+}
+
+/// Runs a secret's HTTP check with the values found.
+pub async fn check(
+    execs: &crate::exec::Executors,
+    templater: &crate::runbook::template::Templater,
+    ctx: &crate::runbook::template::Context,
+    spec: &crate::runbook::model::HttpSpec,
+    values: &Values,
+) -> Verdict {
+    let redactor = values.redactor();
+    let missing: Vec<String> = crate::plan::http_secret_refs(templater, spec)
+        .into_iter()
+        .filter(|n| values.get(n).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::Unchecked(format!(
+            "its check also needs {}, which {} missing",
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    let c = ctx.for_step("", values.as_map());
+    let request = match crate::plan::render_http(templater, &c, spec) {
+        Ok(r) => r,
+        Err(e) => {
+            return Verdict::Unchecked(
+                redactor.redact(&format!("its check cannot be rendered: {}", e.message)),
+            )
+        }
+    };
+    let url = match &request.via {
+        Some(host) => match execs.tunnel_url(host, &request.url).await {
+            Ok(u) => u,
+            Err(e) => return Verdict::Unchecked(e),
+        },
+        None => request.url.clone(),
+    };
+    match crate::exec::http::send(
+        &execs.http,
+        &request,
+        &url,
+        Some(std::time::Duration::from_secs(20)),
+    )
+    .await
+    {
+        Err(e) => Verdict::Unchecked(
+            redactor.redact(&format!("{} {} failed: {e}", request.method, request.url)),
+        ),
+        Ok(response) => match crate::exec::http::unmet(&request.expect, &response) {
+            None => Verdict::Accepted,
+            Some(_) => Verdict::Rejected(redactor.redact(&format!(
+                "{} {}",
+                response.status,
+                short_message(&response.body, &redactor)
+            ))),
+        },
+    }
+}
+
+/// The upstream's own words from an error body: a JSON `message`/`error`,
+/// or the first part of the text.
+/// Redacted after decoding (JSON escapes could hide a value from the
+/// redactor) and cut with `…`, so a value cut short is redacted too.
+fn short_message(body: &str, redactor: &Redactor) -> String {
+    const SHORT: usize = 120;
+    let text = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|doc| {
+            [
+                "/message",
+                "/error/message",
+                "/error",
+                "/errors/0/message",
+                "/errors/0/msg",
+                "/errors/0",
+            ]
+            .iter()
+            .find_map(|p| doc.pointer(p).and_then(|v| v.as_str()).map(str::to_string))
+        })
+        .unwrap_or_else(|| body.split_whitespace().collect::<Vec<_>>().join(" "));
+    let text = redactor.redact(&text);
+    if text.chars().count() > SHORT {
+        redactor.redact(&format!(
+            "{}…",
+            text.chars().take(SHORT).collect::<String>()
+        ))
+    } else {
+        text
+    }
+}

@@ -8,6 +8,7 @@ use crate::engine;
 use crate::error::Result;
 use crate::report::graph::GraphFormat;
 use crate::report::style::ColorChoice;
+use crate::report::Verbosity;
 
 /// Execute an operational runbook as a DAG, with checkpoints and handoffs.
 #[derive(Debug, Parser)]
@@ -223,6 +224,18 @@ pub fn runbook_names(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::Co
         .collect()
 }
 
+impl From<RunArgs> for engine::RunOptions {
+    fn from(a: RunArgs) -> Self {
+        engine::RunOptions {
+            vars: a.vars,
+            env_files: a.env_files,
+            jobs: a.jobs,
+            dry_run: a.dry_run,
+            json: a.json,
+        }
+    }
+}
+
 impl Command {
     /// Whether the command runs steps (and must outlive a closed stdout).
     pub fn runs_steps(&self) -> bool {
@@ -235,13 +248,24 @@ impl Command {
 
 /// Runs the parsed command; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    let ctx = engine::Ctx::new(&cli)?;
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let ctx = engine::Ctx::new(&engine::Globals {
+        state: cli.state.clone(),
+        verbosity,
+        color: cli.color,
+    })?;
     match cli.command {
         Command::Run { name, fresh, args } => {
-            ctx.run(engine::Target::Name(name), fresh, args, false)
+            ctx.run(engine::Target::Name(name), fresh, args.into(), false)
         }
         Command::Resume { target, args } => {
-            ctx.run(engine::Target::parse(target), false, args, true)
+            ctx.run(engine::Target::parse(target), false, args.into(), true)
         }
         Command::Status { target, json } => ctx.status(engine::Target::parse(target), json),
         Command::Handoff {

@@ -17,7 +17,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::{Cli, RunArgs};
 use crate::error::{exit, Error, Result};
 use crate::events::Event;
 use crate::exec;
@@ -74,27 +73,46 @@ struct Loaded {
     ctx: Context,
 }
 
+/// The options every command shares.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    /// The state file (default `state/runbook.db` under the current folder).
+    pub state: Option<PathBuf>,
+    /// How much to print.
+    pub verbosity: Verbosity,
+    /// When to colour.
+    pub color: ColorChoice,
+}
+
+/// The options of `run` and `resume`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--var` values, in order.
+    pub vars: Vec<(String, String)>,
+    /// `--env-file` files, in order.
+    pub env_files: Vec<PathBuf>,
+    /// Parallel steps at most.
+    pub jobs: u16,
+    /// Print what would run, change nothing.
+    pub dry_run: bool,
+    /// NDJSON events instead of the human view.
+    pub json: bool,
+}
+
 impl Ctx {
     /// From the global options.
-    pub fn new(cli: &Cli) -> Result<Ctx> {
+    pub fn new(globals: &Globals) -> Result<Ctx> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::io("cannot read the current directory", e))?;
-        let state = cli
+        let state = globals
             .state
             .clone()
             .unwrap_or_else(|| PathBuf::from("state/runbook.db"));
-        let verbosity = if cli.quiet {
-            Verbosity::Quiet
-        } else if cli.verbose {
-            Verbosity::Verbose
-        } else {
-            Verbosity::Normal
-        };
         Ok(Ctx {
             state: cwd.join(state),
             cwd,
-            verbosity,
-            color: cli.color,
+            verbosity: globals.verbosity,
+            color: globals.color,
         })
     }
 
@@ -155,7 +173,7 @@ impl Ctx {
     /// `run` and `resume`.
     /// `run` (`resume` false) and `resume` (`resume` true: the target names
     /// a run, by id or by its runbook's name, and its stored file is used).
-    pub fn run(&self, target: Target, fresh: bool, args: RunArgs, resume: bool) -> Result<i32> {
+    pub fn run(&self, target: Target, fresh: bool, args: RunOptions, resume: bool) -> Result<i32> {
         let starts_new = matches!(target, Target::Name(_)) && !resume;
         let (path, previous) = match &target {
             Target::Name(name) if !resume => (load::resolve(name, &self.cwd)?, None),
@@ -237,7 +255,7 @@ impl Ctx {
         resumed: bool,
         fresh: bool,
         loaded: Loaded,
-        args: &RunArgs,
+        args: &RunOptions,
         path: &Path,
         vars: &[(String, String)],
     ) -> Result<i32> {
@@ -316,7 +334,7 @@ impl Ctx {
         &self,
         loaded: &Loaded,
         previous: Option<&RunRow>,
-        args: &RunArgs,
+        args: &RunOptions,
     ) -> Result<i32> {
         let existing = Store::open_existing(&self.state)?;
         let (stored, approvals): (HashMap<String, StepRow>, HashMap<String, String>) =

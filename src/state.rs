@@ -213,3 +213,56 @@ mod tests {
         assert!(!Held.can_become(Succeeded));
     }
 }
+
+/// What the last pass learned about a secret (never its value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretState {
+    /// A value was found; it has no check.
+    Found,
+    /// A value was found and its check accepted it.
+    Accepted,
+    /// No source has a value.
+    Missing,
+    /// Its check refused the value found.
+    Rejected,
+    /// Its check could not be made (no connection, another secret missing).
+    Unchecked,
+}
+
+impl SecretState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretState::Found => "found",
+            SecretState::Accepted => "accepted",
+            SecretState::Missing => "missing",
+            SecretState::Rejected => "rejected",
+            SecretState::Unchecked => "unchecked",
+        }
+    }
+
+    /// Parses a stored name; anything unknown counts as missing.
+    pub fn parse(text: &str) -> Self {
+        [
+            SecretState::Found,
+            SecretState::Accepted,
+            SecretState::Rejected,
+            SecretState::Unchecked,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .unwrap_or(SecretState::Missing)
+    }
+
+    /// Whether a step that requires the secret can go.
+    pub fn is_usable(self) -> bool {
+        matches!(self, SecretState::Found | SecretState::Accepted)
+    }
+}
+
+impl std::fmt::Display for SecretState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::lookup::secret_sources;
 use super::*;
+use crate::state::SecretState;
 
 impl Ctx {
     /// `handoff`.
@@ -108,17 +109,17 @@ impl Ctx {
             let spec = loaded.and_then(|l| l.runbook.secrets.get(name));
             let row = secret_rows.iter().find(|r| &r.name == name);
             let status = row
-                .map(|r| r.state.clone())
-                .filter(|s| s != "found" && s != "accepted")
-                .unwrap_or_else(|| "missing".into());
+                .map(|r| r.state)
+                .filter(|s| !s.is_usable())
+                .unwrap_or(SecretState::Missing);
             let found_in = row.and_then(|r| r.source.clone());
             let detail = row.and_then(|r| r.reason.clone()).unwrap_or_default();
-            let reason = match status.as_str() {
-                "rejected" => format!(
+            let reason = match status {
+                SecretState::Rejected => format!(
                     "the value found in {} was refused by its check: `{detail}`; a new value is needed",
                     found_in.as_deref().unwrap_or("a source")
                 ),
-                "unchecked" => format!(
+                SecretState::Unchecked => format!(
                     "the value found in {} could not be checked: {detail}; fix what stops the check, or supply a value that passes it",
                     found_in.as_deref().unwrap_or("a source")
                 ),
@@ -197,7 +198,7 @@ impl Ctx {
             let need = SecretNeed {
                 name: name.clone(),
                 description: spec.and_then(|s| s.description.clone()),
-                status,
+                status: status.to_string(),
                 reason,
                 found_in,
                 sources: where_,

@@ -8,6 +8,7 @@ use super::sources;
 use super::Loaded;
 use crate::exec;
 use crate::scheduler::Hold;
+use crate::state::SecretState;
 use crate::store::{SecretRow, StepRow};
 
 /// Secrets as a pass sees them: values in memory, states for the store.
@@ -22,12 +23,12 @@ impl SecretStates {
         let mut hold = Hold::default();
         for name in requires {
             match self.rows.iter().find(|r| &r.name == name) {
-                Some(r) if r.state == "missing" => hold.missing.push(name.clone()),
-                Some(r) if r.state == "rejected" => hold.rejected.push((
+                Some(r) if r.state == SecretState::Missing => hold.missing.push(name.clone()),
+                Some(r) if r.state == SecretState::Rejected => hold.rejected.push((
                     name.clone(),
                     format!("was rejected: {}", r.reason.clone().unwrap_or_default()),
                 )),
-                Some(r) if r.state == "unchecked" => hold.rejected.push((
+                Some(r) if r.state == SecretState::Unchecked => hold.rejected.push((
                     name.clone(),
                     format!(
                         "could not be checked: {}",
@@ -112,7 +113,7 @@ pub(super) async fn resolve_secrets(
                     .collect();
                 SecretRow {
                     name: name.clone(),
-                    state: "missing".into(),
+                    state: SecretState::Missing,
                     source: None,
                     reason: Some(if problems.is_empty() {
                         "not set in any source".to_string()
@@ -134,20 +135,20 @@ pub(super) async fn resolve_secrets(
                 )
                 .await;
                 let (state, reason) = match verdict {
-                    sources::Verdict::Accepted => ("accepted", None),
-                    sources::Verdict::Rejected(r) => ("rejected", Some(r)),
-                    sources::Verdict::Unchecked(r) => ("unchecked", Some(r)),
+                    sources::Verdict::Accepted => (SecretState::Accepted, None),
+                    sources::Verdict::Rejected(r) => (SecretState::Rejected, Some(r)),
+                    sources::Verdict::Unchecked(r) => (SecretState::Unchecked, Some(r)),
                 };
                 SecretRow {
                     name: name.clone(),
-                    state: state.into(),
+                    state,
                     source,
                     reason,
                 }
             }
             (Some(_), _) => SecretRow {
                 name: name.clone(),
-                state: "found".into(),
+                state: SecretState::Found,
                 source,
                 reason: None,
             },

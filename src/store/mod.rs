@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 pub use lock::{LockHolder, ProcessId};
 
 use crate::error::{Error, Result};
-use crate::state::{RunState, StepState};
+use crate::state::{RunState, SecretState, StepState};
 
 /// Lines of output kept per step attempt; older lines are dropped.
 pub const OUTPUT_LINES_KEPT: i64 = 5_000;
@@ -92,8 +92,8 @@ pub struct Approval {
 pub struct SecretRow {
     /// Secret name.
     pub name: String,
-    /// `found`, `accepted`, `missing`, `rejected` or `unchecked`.
-    pub state: String,
+    /// What the last pass learned about it.
+    pub state: SecretState,
     /// Where the value was found.
     pub source: Option<String>,
     /// Why it is missing, rejected or unchecked.
@@ -458,7 +458,7 @@ impl Store {
         for r in rows {
             tx.execute(
                 "INSERT INTO secrets (run_id, name, state, source, reason, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run_id, r.name, r.state, r.source, r.reason, now()],
+                params![run_id, r.name, r.state.as_str(), r.source, r.reason, now()],
             )
             .at(&path)?;
         }
@@ -485,7 +485,7 @@ impl Store {
             .query_map([run_id], |r| {
                 Ok(SecretRow {
                     name: r.get(0)?,
-                    state: r.get(1)?,
+                    state: SecretState::parse(&r.get::<_, String>(1)?),
                     source: r.get(2)?,
                     reason: r.get(3)?,
                 })

@@ -217,11 +217,15 @@ impl Ctx {
         let approvals = steps
             .iter()
             .filter(|s| {
+                // Held, asks for an approval, and has none yet; without the
+                // runbook at hand, a step held on no secret is held on one.
+                let asks = match spec_of(&s.id) {
+                    Some(spec) => spec.approval.is_some(),
+                    None => s.missing.is_empty() && s.rejected.is_empty(),
+                };
                 s.state == StepState::Held
-                    && s.reason
-                        .as_deref()
-                        .unwrap_or("")
-                        .contains("waiting for approval")
+                    && asks
+                    && store.approval(run.id, &s.id).ok().flatten().is_none()
             })
             .map(|s| ApprovalNeed {
                 step: s.id.clone(),

@@ -729,3 +729,99 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Resume reconciliation: which stored rows run again, and why.
+    use super::*;
+    use crate::runbook::template::{Context, Templater};
+    use crate::store::ProcessId;
+
+    fn plan_of(yaml: &str) -> Plan {
+        let path = std::path::Path::new("/tmp/rb-unit/r.yaml");
+        let (file, source) = crate::runbook::load::parse_text(path, yaml.to_string()).unwrap();
+        let book = crate::runbook::validate::validate(file, source, &[]).unwrap();
+        let ctx = Context::new(&book.vars, minijinja::Value::from(()), 0);
+        crate::plan::build(&book, &ctx, &Templater::for_placeholders()).unwrap()
+    }
+
+    /// A store with one run whose rows are `states` (fingerprints of `ran_with`).
+    fn stored(
+        plan: &Plan,
+        ran_with: &Plan,
+        states: &[StepState],
+    ) -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let (run, _) = store
+            .begin_run("r", "r.yaml", &[], true, &ProcessId::current())
+            .unwrap();
+        let mut rows = prepare_rows(&mut store, run.id, plan, true).unwrap();
+        for (row, (state, step)) in rows.iter_mut().zip(states.iter().zip(&ran_with.steps)) {
+            row.state = *state;
+            row.fingerprint = Some(step.fingerprint.clone());
+        }
+        store.save_steps(run.id, &rows, true).unwrap();
+        (dir, store, run.id)
+    }
+
+    const V1: &str = "steps:\n  - id: a\n    run: echo a\n  - id: b\n    needs: [a]\n    run: echo b\n  - id: c\n    needs: [b]\n    run: echo c\n  - id: d\n    run: echo d\n";
+
+    #[test]
+    fn done_steps_stay_done_and_the_rest_run_again_with_a_reason() {
+        let plan = plan_of(V1);
+        use StepState::*;
+        let (_dir, mut store, run) = stored(&plan, &plan, &[Succeeded, Failed, Blocked, Skipped]);
+        let rows = prepare_rows(&mut store, run, &plan, false).unwrap();
+        let got: Vec<(StepState, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.state, r.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Succeeded, None),
+                (Pending, Some("was failed, running again")),
+                (Pending, Some("was blocked, running again")),
+                (Skipped, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_edited_step_and_everything_after_it_run_again() {
+        let old = plan_of(V1);
+        let new = plan_of(&V1.replace("echo b", "echo b2"));
+        use StepState::*;
+        let (_dir, mut store, run) =
+            stored(&new, &old, &[Succeeded, Succeeded, Succeeded, Succeeded]);
+        let rows = prepare_rows(&mut store, run, &new, false).unwrap();
+        let got: Vec<(&str, StepState, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.state, r.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", Succeeded, None),
+                ("b", Pending, Some("definition changed")),
+                ("c", Pending, Some("`b` changed")),
+                ("d", Succeeded, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_step_that_failed_says_so_rather_than_was_failed() {
+        let old = plan_of(V1);
+        let new = plan_of(&V1.replace("echo b", "echo b2"));
+        use StepState::*;
+        let (_dir, mut store, run) = stored(&new, &old, &[Succeeded, Failed, Blocked, Succeeded]);
+        let rows = prepare_rows(&mut store, run, &new, false).unwrap();
+        assert_eq!(rows[1].reason.as_deref(), Some("definition changed"));
+        assert_eq!(
+            rows[2].reason.as_deref(),
+            Some("was blocked, running again")
+        );
+    }
+}

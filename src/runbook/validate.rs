@@ -519,3 +519,61 @@ fn is_env_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+
+    /// The messages `runbook validate` would print for `yaml`.
+    fn problems(yaml: &str) -> Vec<String> {
+        match crate::check_text(std::path::Path::new("/tmp/rb-unit/r.yaml"), yaml) {
+            Ok(()) => Vec::new(),
+            Err(Error::Invalid { diagnostics, .. }) => {
+                diagnostics.iter().map(|d| d.message.clone()).collect()
+            }
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_cycle_is_named_in_order() {
+        let got = problems("steps:\n  - id: a\n    needs: [c]\n  - id: b\n    needs: [a]\n  - id: c\n    needs: [b]\n  - id: free\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("a → c → b → a") || got[0].contains("a → b → c → a"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn secret_use_is_read_from_template_syntax() {
+        let head = "secrets:\n  TOKEN: { description: t }\nsteps:\n  - id: s\n";
+        // Words that only look like a use are fine.
+        assert!(problems(&format!(
+            "{head}    run: cat secrets.json\n    doc: see secrets.yaml\n"
+        ))
+        .is_empty());
+        // A use without `requires`, and an undeclared one, are not.
+        let used = problems(&format!("{head}    run: echo {{{{ secrets.TOKEN }}}}\n"));
+        assert!(used.iter().any(|m| m.contains("requires")), "{used:?}");
+        let nope = problems(&format!(
+            "{head}    requires: [TOKEN]\n    run: echo {{{{ secrets.NOPE }}}}\n"
+        ));
+        assert!(nope.iter().any(|m| m.contains("NOPE")), "{nope:?}");
+    }
+
+    #[test]
+    fn bad_durations_and_urls_are_problems() {
+        let got = problems("steps:\n  - id: s\n    timeout: 10 parsecs\n    run: 'true'\n");
+        assert!(got.len() == 1 && got[0].contains("bad duration"), "{got:?}");
+        let got = problems("steps:\n  - id: h\n    http: { url: \"localhost:80/x\" }\n");
+        assert!(
+            got.len() == 1 && got[0].contains("not an http or https URL"),
+            "{got:?}"
+        );
+        assert!(
+            problems("steps:\n  - id: h\n    http: { url: \"http://127.0.0.1:80/x\" }\n")
+                .is_empty()
+        );
+    }
+}

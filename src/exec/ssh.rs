@@ -546,9 +546,20 @@ impl SshPool {
     }
 }
 
-/// POSIX single quoting: safe for any text without NUL.
+/// One POSIX shell word for any text (the `shlex` crate's quoting, the same
+/// as the templates' `quote` filter). A NUL byte cannot reach a shell at all,
+/// so it is dropped.
 pub fn sh_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "'\\''"))
+    let value = if value.contains('\0') {
+        std::borrow::Cow::Owned(value.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    };
+    match shlex::try_quote(&value) {
+        Ok(quoted) => quoted.into_owned(),
+        // Only a NUL byte makes it fail, and there is none left.
+        Err(_) => String::from("''"),
+    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -627,7 +638,23 @@ mod tests {
 
     #[test]
     fn quoting_survives_hostile_values() {
-        assert_eq!(sh_quote("a'b"), "'a'\\''b'");
-        assert_eq!(sh_quote("$(x)\n`y`"), "'$(x)\n`y`'");
+        // Each value, quoted, is one word that `sh` gives back unchanged.
+        for value in [
+            "a'b",
+            "$(x)\n`y`",
+            "",
+            "plain",
+            "it's \"x\" $HOME \\ ; rm -rf / # !",
+            "'\''",
+            "tab\tand\u{e9}",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s|' {}", sh_quote(value)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{value}|"));
+        }
+        assert_eq!(sh_quote("a\0b"), sh_quote("ab"));
     }
 }

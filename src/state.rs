@@ -26,6 +26,11 @@ pub enum StepState {
 }
 
 impl StepState {
+    /// Whether the step waits for a person (a secret or an approval).
+    pub fn is_waiting(self) -> bool {
+        self == StepState::Held
+    }
+
     /// All states, for parsing.
     pub const ALL: [StepState; 8] = [
         StepState::Pending,

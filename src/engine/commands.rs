@@ -12,7 +12,7 @@ impl Ctx {
         let run = self.find_run(&store, &target)?;
         let mut steps = store.steps(run.id)?;
         let alive = store.live_holder(run.id)?.is_some();
-        let state = report::status::effective(&run, &mut steps, alive);
+        let state = run.effective_state(&mut steps, alive);
         if json {
             let doc = report::status::to_json(&run, state, &steps);
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -155,7 +155,7 @@ impl Ctx {
                 let run = self.find_run(&store, &Target::RunId(id))?;
                 let mut steps = store.steps(run.id)?;
                 let alive = store.live_holder(run.id)?.is_some();
-                report::status::effective(&run, &mut steps, alive);
+                run.effective_state(&mut steps, alive);
                 steps.into_iter().map(|s| (s.id, s.state)).collect()
             }
         };

@@ -15,7 +15,7 @@ impl Ctx {
         let run = self.find_run(&store, &target)?;
         let mut steps = store.steps(run.id)?;
         let alive = store.live_holder(run.id)?.is_some();
-        let state = report::status::effective(&run, &mut steps, alive);
+        let state = run.effective_state(&mut steps, alive);
         let (secret_rows, env_files) = store.secrets(run.id)?;
         // The runbook gives descriptions, owners, sources and docs; the page
         // still says what the state knows when the file no longer loads.
@@ -240,7 +240,7 @@ impl Ctx {
             .collect();
         let notes = steps
             .iter()
-            .filter(|s| report::handoff::is_waiting(s.state))
+            .filter(|s| s.state.is_waiting())
             .filter_map(|s| {
                 spec_of(&s.id)
                     .and_then(|st| st.spec.doc.clone())

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::state::{RunState, StepState};
+use crate::state::RunState;
 
 /// The handoff as data (`handoff --json`).
 #[derive(Debug, Serialize)]
@@ -246,9 +246,4 @@ pub fn to_markdown(h: &Handoff) -> String {
         ));
     }
     md
-}
-
-/// Whether a step's state means it waits for a person.
-pub fn is_waiting(state: StepState) -> bool {
-    matches!(state, StepState::Held)
 }

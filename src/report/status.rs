@@ -53,18 +53,6 @@ pub struct StepJson {
     pub rejected: Vec<String>,
 }
 
-/// A run as shown: with a dead engine, `running` steps and run read `interrupted`.
-pub fn effective(run: &RunRow, steps: &mut [StepRow], engine_alive: bool) -> RunState {
-    if run.state == RunState::Running && !engine_alive {
-        for s in steps.iter_mut().filter(|s| s.state == StepState::Running) {
-            s.state = StepState::Interrupted;
-            s.reason = Some("the engine stopped while it ran".into());
-        }
-        return RunState::Interrupted;
-    }
-    run.state
-}
-
 /// The JSON document.
 pub fn to_json(run: &RunRow, state: RunState, steps: &[StepRow]) -> StatusJson {
     StatusJson {

@@ -100,6 +100,21 @@ pub struct SecretRow {
     pub reason: Option<String>,
 }
 
+impl RunRow {
+    /// The run as it stands: when its engine died (no live lock holder),
+    /// a `running` run and its `running` steps are `interrupted`.
+    pub fn effective_state(&self, steps: &mut [StepRow], engine_alive: bool) -> RunState {
+        if self.state == RunState::Running && !engine_alive {
+            for s in steps.iter_mut().filter(|s| s.state == StepState::Running) {
+                s.state = StepState::Interrupted;
+                s.reason = Some("the engine stopped while it ran".into());
+            }
+            return RunState::Interrupted;
+        }
+        self.state
+    }
+}
+
 /// The current time as RFC 3339, seconds precision, UTC.
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()

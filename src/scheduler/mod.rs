@@ -9,10 +9,13 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod job;
+use job::{Job, Msg};
+
 use crate::error::Result;
 use crate::events::{Event, Reporter};
-use crate::exec::{self, Outcome, Stream};
-use crate::plan::{Plan, Rendered, RenderedAction};
+use crate::exec::{self, Outcome};
+use crate::plan::{Plan, Rendered};
 use crate::secrets::Redactor;
 use crate::state::{RunState, StepState};
 use crate::store::{now, StepRow, Store};
@@ -84,23 +87,6 @@ pub struct Options {
 const OUTPUT_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// ... and whenever this many lines are waiting.
 const OUTPUT_FLUSH_LINES: usize = 1000;
-
-enum Msg {
-    Attempt {
-        step: usize,
-        attempt: i64,
-    },
-    Output {
-        step: usize,
-        attempt: i64,
-        stream: Stream,
-        line: String,
-    },
-    Done {
-        step: usize,
-        outcome: Outcome,
-    },
-}
 
 /// Whether a step ran before with another definition than the plan's.
 fn definition_changed(step: &crate::plan::PlannedStep, row: &StepRow) -> bool {
@@ -581,153 +567,6 @@ fn block_dependents(
         }
     }
     Ok(())
-}
-
-struct Job {
-    step: usize,
-    first_attempt: i64,
-    rendered: Rendered,
-    host: Option<String>,
-    execs: Arc<exec::Executors>,
-    redactor: Arc<Redactor>,
-}
-
-impl Job {
-    async fn run(self, tx: mpsc::UnboundedSender<Msg>, cancel: CancellationToken) {
-        let outcome = self.attempts(&tx, &cancel).await;
-        let _ = tx.send(Msg::Done {
-            step: self.step,
-            outcome,
-        });
-    }
-
-    async fn attempts(
-        &self,
-        tx: &mpsc::UnboundedSender<Msg>,
-        cancel: &CancellationToken,
-    ) -> Outcome {
-        let r = &self.rendered;
-        if let Some(unless) = &r.unless {
-            let (sink, mut lines) = mpsc::unbounded_channel();
-            let outcome = self
-                .execs
-                .command(
-                    self.host.as_deref(),
-                    unless,
-                    &r.env,
-                    r.timeout,
-                    cancel,
-                    &sink,
-                )
-                .await;
-            drop(sink);
-            while lines.try_recv().is_ok() {}
-            match outcome {
-                Outcome::Succeeded { .. } => {
-                    return Outcome::Succeeded {
-                        exit_code: Some(0),
-                        note: Some("already satisfied (`unless` exited 0)".into()),
-                    }
-                }
-                Outcome::Interrupted => return Outcome::Interrupted,
-                Outcome::Failed { .. } => {}
-            }
-        }
-        let mut attempt = self.first_attempt;
-        let last = self.first_attempt + i64::from(r.retries);
-        loop {
-            let _ = tx.send(Msg::Attempt {
-                step: self.step,
-                attempt,
-            });
-            let outcome = self.once(attempt, tx, cancel).await;
-            match outcome {
-                Outcome::Failed { .. } if attempt < last => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(r.retry_delay) => {}
-                        _ = cancel.cancelled() => return Outcome::Interrupted,
-                    }
-                    attempt += 1;
-                }
-                Outcome::Failed { exit_code, reason } if attempt > self.first_attempt => {
-                    let tries = attempt - self.first_attempt + 1;
-                    return Outcome::Failed {
-                        exit_code,
-                        reason: format!("{reason} (after {tries} attempts)"),
-                    };
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn once(
-        &self,
-        attempt: i64,
-        tx: &mpsc::UnboundedSender<Msg>,
-        cancel: &CancellationToken,
-    ) -> Outcome {
-        let (sink, mut lines) = mpsc::unbounded_channel::<(Stream, String)>();
-        let forward = {
-            let tx = tx.clone();
-            let redactor = self.redactor.clone();
-            let step = self.step;
-            tokio::spawn(async move {
-                while let Some((stream, line)) = lines.recv().await {
-                    let line = redactor.redact(&line);
-                    let _ = tx.send(Msg::Output {
-                        step,
-                        attempt,
-                        stream,
-                        line,
-                    });
-                }
-            })
-        };
-        let r = &self.rendered;
-        let host = self.host.as_deref();
-        let outcome = match &r.action {
-            RenderedAction::Run { script } => {
-                self.execs
-                    .command(host, script, &r.env, r.timeout, cancel, &sink)
-                    .await
-            }
-            RenderedAction::Checkpoint => Outcome::Succeeded {
-                exit_code: None,
-                note: None,
-            },
-            // A request or a transfer is dropped mid-way when the engine is
-            // stopped: dropping the future closes its connection or channel.
-            RenderedAction::Http(http) => {
-                tokio::select! {
-                    outcome = self.execs.http(http, r.timeout, &sink) => outcome,
-                    _ = cancel.cancelled() => Outcome::Interrupted,
-                }
-            }
-            RenderedAction::Upload {
-                files,
-                mode,
-                dest,
-                delete,
-                ..
-            } => {
-                let sync = delete.then_some(dest.as_str());
-                tokio::select! {
-                    outcome = self.execs.upload(host, files, *mode, sync, &sink) => outcome,
-                    _ = cancel.cancelled() => Outcome::Interrupted,
-                }
-            }
-        };
-        drop(sink);
-        let _ = forward.await;
-        match outcome {
-            Outcome::Failed { exit_code, reason } => Outcome::Failed {
-                exit_code,
-                reason: self.redactor.redact(&reason),
-            },
-            other => other,
-        }
-    }
 }
 
 #[cfg(test)]

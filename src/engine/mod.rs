@@ -406,53 +406,45 @@ impl Ctx {
             approvals: approvals.keys().cloned().collect(),
             redactor: Arc::new(secrets.lookup.values.redactor()),
         };
-        let mut verdict: Vec<&'static str> = vec![""; plan.steps.len()];
+        let mut verdict: Vec<Verdict> = vec![Verdict::Done; plan.steps.len()];
         let mut lines = vec![String::new(); plan.steps.len()];
         for node in petgraph::algo::toposort(&plan.graph, None).unwrap_or_default() {
             let i = plan.graph[node];
             let step = &plan.steps[i];
+            let needs = || step.needs.iter().map(|&n| verdict[n]);
             let (v, why) = if done(i) {
-                ("done", String::new())
-            } else if step
-                .needs
-                .iter()
-                .any(|&n| matches!(verdict[n], "held" | "blocked" | "fail"))
-            {
-                let fails = step.needs.iter().any(|&n| verdict[n] == "fail");
-                let what = if fails { "fail" } else { "be held" };
-                ("blocked", format!("a step it needs would {what}"))
+                (Verdict::Done, String::new())
+            } else if needs().any(Verdict::stops_dependents) {
+                let what = if needs().any(|v| v == Verdict::Fail) {
+                    "fail"
+                } else {
+                    "be held"
+                };
+                (Verdict::Blocked, format!("a step it needs would {what}"))
             } else {
                 match gate.prepare(i) {
-                    Ok(r) if !r.when => ("skipped", "`when` is false".to_string()),
+                    Ok(r) if !r.when => (Verdict::Skipped, "`when` is false".to_string()),
                     Ok(_) => match approvals.get(&step.id) {
-                        Some(approved) => ("run", approved.clone()),
+                        Some(approved) => (Verdict::Run, approved.clone()),
                         None => (
-                            "run",
+                            Verdict::Run,
                             step.host
                                 .as_deref()
                                 .map(|h| format!("on {h}"))
                                 .unwrap_or_default(),
                         ),
                     },
-                    Err(NotReady::Held(hold)) => ("held", hold.reason()),
-                    Err(NotReady::Failed(reason)) => ("fail", reason),
+                    Err(NotReady::Held(hold)) => (Verdict::Held, hold.reason()),
+                    Err(NotReady::Failed(reason)) => (Verdict::Fail, reason),
                 }
             };
             verdict[i] = v;
-            let label = match v {
-                "run" => "would run",
-                "done" => "done",
-                "held" => "would be held",
-                "blocked" => "would be blocked",
-                "fail" => "would fail",
-                _ => "would be skipped",
-            };
             let why = if why.is_empty() {
                 String::new()
             } else {
                 format!("  ({why})")
             };
-            lines[i] = format!("  {label:<17} {}{why}", step.id);
+            lines[i] = format!("  {:<17} {}{why}", v.label(), step.id);
         }
         for line in lines {
             println!("{line}");
@@ -479,6 +471,36 @@ impl Ctx {
                 crate::exec::ssh::sh_quote(&self.state.display().to_string())
             )
         }
+    }
+}
+
+/// What a dry run says a step would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Run,
+    Done,
+    Held,
+    Blocked,
+    Fail,
+    Skipped,
+}
+
+impl Verdict {
+    /// The words printed before the step's id.
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Run => "would run",
+            Verdict::Done => "done",
+            Verdict::Held => "would be held",
+            Verdict::Blocked => "would be blocked",
+            Verdict::Fail => "would fail",
+            Verdict::Skipped => "would be skipped",
+        }
+    }
+
+    /// Whether what needs this step would be blocked.
+    fn stops_dependents(self) -> bool {
+        matches!(self, Verdict::Held | Verdict::Blocked | Verdict::Fail)
     }
 }
 

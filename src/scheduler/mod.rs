@@ -216,7 +216,7 @@ async fn pass(
     plan: &Plan,
     store: &mut Store,
     run_id: i64,
-    mut rows: Vec<StepRow>,
+    rows: Vec<StepRow>,
     gate: &mut dyn Gate,
     reporter: &mut dyn Reporter,
     options: &Options,
@@ -224,37 +224,113 @@ async fn pass(
     tx: mpsc::UnboundedSender<Msg>,
     rx: &mut mpsc::UnboundedReceiver<Msg>,
 ) -> Result<RunState> {
-    let n = plan.steps.len();
-    let mut waiting: Vec<usize> = (0..n)
-        .map(|i| {
-            plan.steps[i]
-                .needs
-                .iter()
-                .filter(|&&d| !rows[d].state.satisfies_needs())
-                .count()
-        })
-        .collect();
-    let mut ready: VecDeque<usize> = (0..n)
-        .filter(|&i| rows[i].state == StepState::Pending && waiting[i] == 0)
-        .collect();
-    let mut started_at: Vec<Option<Instant>> = vec![None; n];
-    let mut current_attempt: Vec<i64> = vec![0; n];
-    // Why a step runs again in this pass, shown when its first attempt starts.
-    let mut rerun_note: Vec<Option<String>> = vec![None; n];
-    let mut running = 0usize;
+    let mut pass = Pass::new(plan, store, run_id, rows, gate, reporter);
     let mut stopping = false;
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
-    let mut output = OutputBuffer::default();
-
     loop {
-        while !stopping && running < options.jobs {
-            let Some(i) = ready.pop_front() else { break };
-            let step = &plan.steps[i];
-            let rendered = match gate.prepare(i) {
+        if !stopping {
+            pass.start_ready(options, &tx, cancel)?;
+        }
+        if pass.running == 0 {
+            break;
+        }
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            _ = pass.output.due() => { pass.flush_output()?; continue; }
+            _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
+            _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
+        };
+        let Some(first) = msg else { break };
+        pass.on_message(first)?;
+        // Whatever else is waiting, in one go (up to a bound).
+        for _ in 0..511 {
+            match rx.try_recv() {
+                Ok(m) => pass.on_message(m)?,
+                Err(_) => break,
+            }
+        }
+    }
+    pass.finish(stopping)
+}
+
+/// One pass's bookkeeping: the rows as they change, which steps are ready
+/// or still wait on needs, and what runs.
+struct Pass<'a> {
+    plan: &'a Plan,
+    store: &'a mut Store,
+    run_id: i64,
+    rows: Vec<StepRow>,
+    gate: &'a mut dyn Gate,
+    reporter: &'a mut dyn Reporter,
+    /// Per step: needs not yet satisfied.
+    waiting: Vec<usize>,
+    /// Pending steps whose needs are all satisfied, in order.
+    ready: VecDeque<usize>,
+    started_at: Vec<Option<Instant>>,
+    current_attempt: Vec<i64>,
+    /// Why a step runs again in this pass, shown when its first attempt starts.
+    rerun_note: Vec<Option<String>>,
+    running: usize,
+    output: OutputBuffer,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        plan: &'a Plan,
+        store: &'a mut Store,
+        run_id: i64,
+        rows: Vec<StepRow>,
+        gate: &'a mut dyn Gate,
+        reporter: &'a mut dyn Reporter,
+    ) -> Self {
+        let n = plan.steps.len();
+        let waiting: Vec<usize> = (0..n)
+            .map(|i| {
+                plan.steps[i]
+                    .needs
+                    .iter()
+                    .filter(|&&d| !rows[d].state.satisfies_needs())
+                    .count()
+            })
+            .collect();
+        let ready = (0..n)
+            .filter(|&i| rows[i].state == StepState::Pending && waiting[i] == 0)
+            .collect();
+        Pass {
+            plan,
+            store,
+            run_id,
+            rows,
+            gate,
+            reporter,
+            waiting,
+            ready,
+            started_at: vec![None; n],
+            current_attempt: vec![0; n],
+            rerun_note: vec![None; n],
+            running: 0,
+            output: OutputBuffer::default(),
+        }
+    }
+
+    /// Phase 1: starts ready steps up to `--jobs`; a step the gate holds,
+    /// fails or skips is settled at once.
+    fn start_ready(
+        &mut self,
+        options: &Options,
+        tx: &mpsc::UnboundedSender<Msg>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        while self.running < options.jobs {
+            let Some(i) = self.ready.pop_front() else {
+                break;
+            };
+            let step = &self.plan.steps[i];
+            let rendered = match self.gate.prepare(i) {
                 Ok(r) => r,
                 Err(not_ready) => {
-                    let row = &mut rows[i];
+                    let row = &mut self.rows[i];
                     let (state, reason) = match not_ready {
                         NotReady::Failed(reason) => {
                             row.missing.clear();
@@ -268,160 +344,183 @@ async fn pass(
                         }
                     };
                     settle(
-                        store,
-                        run_id,
+                        self.store,
+                        self.run_id,
                         row,
                         state,
                         Some(reason),
                         None,
                         None,
-                        reporter,
+                        self.reporter,
                     )?;
-                    block_dependents(plan, store, run_id, &mut rows, i, &*gate, reporter)?;
+                    self.block_dependents(i)?;
                     continue;
                 }
             };
-            rows[i].missing.clear();
-            rows[i].rejected.clear();
+            let row = &mut self.rows[i];
+            row.missing.clear();
+            row.rejected.clear();
             if !rendered.when {
                 // Kept like a run's, so a resume does not take the skip for
                 // an edit. Not when the step uses secrets: its `when` may
                 // read one, which the fingerprint (made with placeholders)
                 // cannot see, so it is decided again on every resume.
-                rows[i].fingerprint = step.requires.is_empty().then(|| step.fingerprint.clone());
+                row.fingerprint = step.requires.is_empty().then(|| step.fingerprint.clone());
+                let reason = Some("`when` is false".into());
                 settle(
-                    store,
-                    run_id,
-                    &mut rows[i],
+                    self.store,
+                    self.run_id,
+                    row,
                     StepState::Skipped,
-                    Some("`when` is false".into()),
+                    reason,
                     None,
                     None,
-                    reporter,
+                    self.reporter,
                 )?;
-                release(plan, &rows, i, &mut waiting, &mut ready);
+                release(self.plan, &self.rows, i, &mut self.waiting, &mut self.ready);
                 continue;
             }
-            started_at[i] = Some(Instant::now());
-            let row = &mut rows[i];
+            self.started_at[i] = Some(Instant::now());
             // Reruns caused by an edit are announced; plain retries of a
             // failed or blocked step are not (their reason is "was ...").
-            rerun_note[i] = row.reason.clone().filter(|r| r.ends_with("changed"));
+            self.rerun_note[i] = row.reason.clone().filter(|r| r.ends_with("changed"));
             row.started_at = Some(now());
             transition(row, StepState::Running);
             row.exit_code = None;
             row.fingerprint = Some(step.fingerprint.clone());
-            store.save_step(run_id, row)?;
-            running += 1;
+            self.store.save_step(self.run_id, row)?;
+            self.running += 1;
             let job = Job {
                 step: i,
                 first_attempt: row.attempts + 1,
                 rendered,
                 host: step.host.clone(),
                 execs: options.execs.clone(),
-                redactor: gate.redactor(),
+                redactor: self.gate.redactor(),
             };
             tokio::spawn(job.run(tx.clone(), cancel.clone()));
         }
-        if running == 0 {
-            break;
-        }
-        let msg = tokio::select! {
-            msg = rx.recv() => msg,
-            _ = output.due() => { output.flush(store, run_id)?; continue; }
-            _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
-            _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
-        };
-        let Some(first) = msg else { break };
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        for msg in batch {
-            match msg {
-                Msg::Output {
-                    step,
+        Ok(())
+    }
+
+    /// Phase 2: what a running job says.
+    fn on_message(&mut self, msg: Msg) -> Result<()> {
+        match msg {
+            Msg::Output {
+                step,
+                attempt,
+                stream,
+                line,
+            } => {
+                let id = self.plan.steps[step].id.clone();
+                self.reporter.event(&Event::StepOutput {
+                    run_id: self.run_id,
+                    step: id.clone(),
                     attempt,
-                    stream,
-                    line,
-                } => {
-                    reporter.event(&Event::StepOutput {
-                        run_id,
-                        step: plan.steps[step].id.clone(),
-                        attempt,
-                        stream: stream.as_str(),
-                        line: line.clone(),
-                    });
-                    output.push((plan.steps[step].id.clone(), attempt, stream.as_str(), line));
-                    if output.lines.len() >= OUTPUT_FLUSH_LINES {
-                        output.flush(store, run_id)?;
-                    }
+                    stream: stream.as_str(),
+                    line: line.clone(),
+                });
+                self.output.push((id, attempt, stream.as_str(), line));
+                if self.output.lines.len() >= OUTPUT_FLUSH_LINES {
+                    self.flush_output()?;
                 }
-                Msg::Attempt { step, attempt } => {
-                    output.flush(store, run_id)?;
-                    current_attempt[step] = attempt;
-                    rows[step].attempts = attempt;
-                    store.save_step(run_id, &rows[step])?;
-                    reporter.event(&Event::StepStarted {
-                        run_id,
-                        step: plan.steps[step].id.clone(),
-                        attempt,
-                        host: plan.steps[step].host.clone(),
-                        state: StepState::Running,
-                        reason: rerun_note[step].take(),
-                    });
-                }
-                Msg::Done { step, outcome } => {
-                    output.flush(store, run_id)?;
-                    if current_attempt[step] > 0 {
-                        store.trim_output(run_id, &plan.steps[step].id, current_attempt[step])?;
-                    }
-                    running -= 1;
-                    let duration = started_at[step].map(|s| s.elapsed().as_millis() as i64);
-                    let (state, exit_code, reason) = match outcome {
-                        Outcome::Succeeded { exit_code, note } => {
-                            (StepState::Succeeded, exit_code, note)
-                        }
-                        Outcome::Failed { exit_code, reason } => {
-                            (StepState::Failed, exit_code, Some(reason))
-                        }
-                        Outcome::Interrupted => (
-                            StepState::Interrupted,
-                            None,
-                            Some("stopped by signal".into()),
-                        ),
-                    };
-                    settle(
-                        store,
-                        run_id,
-                        &mut rows[step],
-                        state,
-                        reason,
-                        exit_code.map(i64::from),
-                        duration,
-                        reporter,
-                    )?;
-                    if state.satisfies_needs() {
-                        release(plan, &rows, step, &mut waiting, &mut ready);
-                    } else if state == StepState::Failed {
-                        block_dependents(plan, store, run_id, &mut rows, step, &*gate, reporter)?;
-                    }
-                }
+                Ok(())
             }
+            Msg::Attempt { step, attempt } => {
+                self.flush_output()?;
+                self.current_attempt[step] = attempt;
+                self.rows[step].attempts = attempt;
+                self.store.save_step(self.run_id, &self.rows[step])?;
+                self.reporter.event(&Event::StepStarted {
+                    run_id: self.run_id,
+                    step: self.plan.steps[step].id.clone(),
+                    attempt,
+                    host: self.plan.steps[step].host.clone(),
+                    state: StepState::Running,
+                    reason: self.rerun_note[step].take(),
+                });
+                Ok(())
+            }
+            Msg::Done { step, outcome } => self.on_done(step, outcome),
         }
     }
-    let state = RunState::from_steps(rows.iter().map(|r| r.state));
-    let state = if stopping {
-        RunState::Interrupted
-    } else {
-        state
-    };
-    store.set_run_state(run_id, state)?;
-    reporter.event(&Event::RunFinished { run_id, state });
-    Ok(state)
+
+    /// A step ended: its lines and state are committed, then its
+    /// dependents are released or blocked.
+    fn on_done(&mut self, step: usize, outcome: Outcome) -> Result<()> {
+        self.flush_output()?;
+        if self.current_attempt[step] > 0 {
+            let id = &self.plan.steps[step].id;
+            self.store
+                .trim_output(self.run_id, id, self.current_attempt[step])?;
+        }
+        self.running -= 1;
+        let duration = self.started_at[step].map(|s| s.elapsed().as_millis() as i64);
+        let (state, exit_code, reason) = match outcome {
+            Outcome::Succeeded { exit_code, note } => (StepState::Succeeded, exit_code, note),
+            Outcome::Failed { exit_code, reason } => (StepState::Failed, exit_code, Some(reason)),
+            Outcome::Interrupted => (
+                StepState::Interrupted,
+                None,
+                Some("stopped by signal".into()),
+            ),
+        };
+        let row = &mut self.rows[step];
+        let code = exit_code.map(i64::from);
+        settle(
+            self.store,
+            self.run_id,
+            row,
+            state,
+            reason,
+            code,
+            duration,
+            self.reporter,
+        )?;
+        if state.satisfies_needs() {
+            release(
+                self.plan,
+                &self.rows,
+                step,
+                &mut self.waiting,
+                &mut self.ready,
+            );
+        } else if state == StepState::Failed {
+            self.block_dependents(step)?;
+        }
+        Ok(())
+    }
+
+    fn block_dependents(&mut self, step: usize) -> Result<()> {
+        block_dependents(
+            self.plan,
+            self.store,
+            self.run_id,
+            &mut self.rows,
+            step,
+            &*self.gate,
+            self.reporter,
+        )
+    }
+
+    fn flush_output(&mut self) -> Result<()> {
+        self.output.flush(self.store, self.run_id)
+    }
+
+    /// Phase 3: the run's state, committed and announced.
+    fn finish(self, stopping: bool) -> Result<RunState> {
+        let state = if stopping {
+            RunState::Interrupted
+        } else {
+            RunState::from_steps(self.rows.iter().map(|r| r.state))
+        };
+        self.store.set_run_state(self.run_id, state)?;
+        self.reporter.event(&Event::RunFinished {
+            run_id: self.run_id,
+            state,
+        });
+        Ok(state)
+    }
 }
 
 /// Captured lines not yet committed, and when the oldest of them arrived.

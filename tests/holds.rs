@@ -321,12 +321,12 @@ fn secret_values_never_reach_disk_or_output() {
     );
     let s = t.status(None);
     assert_eq!(s.state_of("pem"), "failed");
-    let reason = s.step("pem-http").reason.clone().unwrap_or_default();
+    let reason = s.reason_of("pem-http");
     assert!(
         reason.contains("[REDACTED:RB_PEM] [REDACTED:RB_PEM] [REDACTED:RB_PEM]"),
         "{reason}"
     );
-    let reason = s.step("pem-cut").reason.clone().unwrap_or_default();
+    let reason = s.reason_of("pem-cut");
     assert!(reason.ends_with("[REDACTED:RB_PEM]…"), "{reason}");
     t.run(&["logs", "1", "pem"])
         .code(0)
@@ -403,7 +403,7 @@ fn a_step_that_cannot_be_rendered_with_its_secrets_fails_without_running() {
     assert_eq!(s.state_of("configure"), "failed");
     assert_eq!(s.state_of("after"), "blocked");
     assert_eq!(s.state_of("free"), "succeeded");
-    let reason = s.step("configure").reason.clone().unwrap_or_default();
+    let reason = s.reason_of("configure");
     assert!(
         reason.contains("`env` cannot be rendered with the value of secret RB_SA: ")
             && reason.contains("not JSON"),
@@ -415,12 +415,7 @@ fn a_step_that_cannot_be_rendered_with_its_secrets_fails_without_running() {
     // A JSON value without the field fails the same way, naming it.
     let t = t.env("RB_SA", r#"{"type": "service_account"}"#);
     t.run(&["resume", "sa"]).code(1);
-    let reason = t
-        .status(None)
-        .step("configure")
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = t.status(None).reason_of("configure");
     assert!(reason.contains("client_email"), "{reason}");
     assert!(!t.path().join("mark").exists(), "the step ran");
     // The right value: it runs.
@@ -505,7 +500,7 @@ fn a_check_names_every_secret_it_is_missing() {
     );
     let t = t.env("RB_TOKEN", "tok-123456");
     t.run(&["run", "chk"]).code(3);
-    let reason = t.status(None).step("a").reason.clone().unwrap_or_default();
+    let reason = t.status(None).reason_of("a");
     assert!(
         reason.contains("its check also needs RB_ORG, RB_USER, which are missing"),
         "{reason}"
@@ -561,12 +556,7 @@ fn fields_of_a_json_credential_and_escaped_values_are_redacted_too() {
         let r = t.run(&args);
         outputs.push(r.stdout + &r.stderr);
     }
-    let reason = t
-        .status(None)
-        .step("body")
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = t.status(None).reason_of("body");
     assert!(reason.contains("[REDACTED:RB_ODD]"), "{reason}");
     let mut needles: Vec<&str> = PEM.lines().filter(|l| l.len() >= 8).collect();
     needles.extend(["deployer@proj-4711", "wordXYZ123"]);

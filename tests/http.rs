@@ -42,7 +42,7 @@ fn failed_expectation_says_what_was_expected_and_what_came_back() {
     let t = Test::new().runbook("h", &yaml);
     t.run(&["run", "h"]).code(1);
     let s = t.status(None);
-    let reason = |id: &str| s.step(id).reason.clone().unwrap_or_default();
+    let reason = |id: &str| s.reason_of(id);
     assert!(
         reason("status").contains("expected status 200, got 401")
             && reason("status").contains("Bad credentials"),
@@ -103,7 +103,7 @@ fn a_url_made_from_a_secret_is_checked_when_the_step_runs() {
         .env("API_BASE", "not-a-url");
     t.run(&["run", "h"]).code(1);
     let s = t.status(None);
-    let reason = s.step("probe").reason.clone().unwrap_or_default();
+    let reason = s.reason_of("probe");
     assert!(reason.contains("is not a URL"), "{reason}");
     assert!(!reason.contains("not-a-url"), "the secret leaked: {reason}");
     assert_eq!(s.state_of("free"), "succeeded");

@@ -109,7 +109,7 @@ fn a_changed_step_that_cannot_run_yet_says_so_in_status() {
         .stdout_has("▶ x (definition changed)");
     let s = t.status(None);
     assert_eq!(s.state_of("y"), "blocked");
-    let reason = s.step("y").reason.clone().unwrap_or_default();
+    let reason = s.reason_of("y");
     assert!(reason.contains("definition changed"), "{reason}");
     t.run(&["status"]).code(0).stdout_has("definition changed");
     // Once y has run with its new definition, the note is gone.
@@ -119,7 +119,7 @@ fn a_changed_step_that_cannot_run_yet_says_so_in_status() {
             .replace("exit 1", "'true'"),
     );
     t.run(&["run", "d"]).code(0);
-    let reason = t.status(None).step("y").reason.clone().unwrap_or_default();
+    let reason = t.status(None).reason_of("y");
     assert!(!reason.contains("definition changed"), "{reason}");
 }
 

@@ -148,7 +148,7 @@ fn check_mirror(t: &Test, base: &Path, s: &Scene, host: Option<(&str, String)>) 
     );
     assert_outside_intact(base, s);
     let status = t.status(None);
-    let reason = status.step("sync").reason.clone().unwrap_or_default();
+    let reason = status.reason_of("sync");
     assert!(reason.contains("removed"), "{reason}");
 
     // A file removed from src disappears under dest on the next run; so does
@@ -339,12 +339,7 @@ fn a_file_that_cannot_be_written_fails_the_step_naming_it() {
     );
     t.put_runbook("r", &yaml);
     t.run(&["run", "r"]).code(1);
-    let reason = t
-        .status(None)
-        .step("put")
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = t.status(None).reason_of("put");
     assert!(
         reason.contains("cannot make the folders") && reason.contains("blocked/b"),
         "{reason}"
@@ -356,12 +351,7 @@ fn a_file_that_cannot_be_written_fails_the_step_naming_it() {
     std::fs::remove_file(dest.join("b")).unwrap();
     std::fs::create_dir_all(dest.join("b/c.txt/inner")).unwrap();
     t.run(&["run", "r"]).code(1);
-    let reason = t
-        .status(None)
-        .step("put")
-        .reason
-        .clone()
-        .unwrap_or_default();
+    let reason = t.status(None).reason_of("put");
     assert!(
         reason.contains("cannot write") && reason.contains("b/c.txt"),
         "{reason}"

@@ -199,59 +199,16 @@ pub async fn run_pass(
 ) -> Result<RunState> {
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let result = pass(
-        plan, store, run_id, rows, gate, reporter, options, &cancel, tx, &mut rx,
-    )
-    .await;
-    if result.is_err() {
-        cancel.cancel();
-        // Every job ends (interrupted) and drops its sender.
-        while rx.recv().await.is_some() {}
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn pass(
-    plan: &Plan,
-    store: &mut Store,
-    run_id: i64,
-    rows: Vec<StepRow>,
-    gate: &mut dyn Gate,
-    reporter: &mut dyn Reporter,
-    options: &Options,
-    cancel: &CancellationToken,
-    tx: mpsc::UnboundedSender<Msg>,
-    rx: &mut mpsc::UnboundedReceiver<Msg>,
-) -> Result<RunState> {
     let mut pass = Pass::new(plan, store, run_id, rows, gate, reporter);
-    let mut stopping = false;
-    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
-    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
-    loop {
-        if !stopping {
-            pass.start_ready(options, &tx, cancel)?;
-        }
-        if pass.running == 0 {
-            break;
-        }
-        let msg = tokio::select! {
-            msg = rx.recv() => msg,
-            _ = pass.output.due() => { pass.flush_output()?; continue; }
-            _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
-            _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
-        };
-        let Some(first) = msg else { break };
-        pass.on_message(first)?;
-        // Whatever else is waiting, in one go (up to a bound).
-        for _ in 0..511 {
-            match rx.try_recv() {
-                Ok(m) => pass.on_message(m)?,
-                Err(_) => break,
-            }
+    match pass.drive(options, &cancel, tx, &mut rx).await {
+        Ok(stopping) => pass.finish(stopping),
+        Err(e) => {
+            cancel.cancel();
+            // Every job ends (interrupted) and drops its sender.
+            while rx.recv().await.is_some() {}
+            Err(e)
         }
     }
-    pass.finish(stopping)
 }
 
 /// One pass's bookkeeping: the rows as they change, which steps are ready
@@ -311,6 +268,45 @@ impl<'a> Pass<'a> {
             rerun_note: vec![None; n],
             running: 0,
             output: OutputBuffer::default(),
+        }
+    }
+
+    /// Starts steps and handles what they say until nothing runs; whether
+    /// it was stopped by a signal.
+    async fn drive(
+        &mut self,
+        options: &Options,
+        cancel: &CancellationToken,
+        tx: mpsc::UnboundedSender<Msg>,
+        rx: &mut mpsc::UnboundedReceiver<Msg>,
+    ) -> Result<bool> {
+        let mut stopping = false;
+        let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
+        let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
+        loop {
+            if !stopping {
+                self.start_ready(options, &tx, cancel)?;
+            }
+            if self.running == 0 {
+                return Ok(stopping);
+            }
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = self.output.due() => { self.flush_output()?; continue; }
+                _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
+                _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
+            };
+            let Some(first) = msg else {
+                return Ok(stopping);
+            };
+            self.on_message(first)?;
+            // Whatever else is waiting, in one go (up to a bound).
+            for _ in 0..511 {
+                match rx.try_recv() {
+                    Ok(m) => self.on_message(m)?,
+                    Err(_) => break,
+                }
+            }
         }
     }
 

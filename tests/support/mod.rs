@@ -72,6 +72,11 @@ impl Status {
     pub fn state_of(&self, id: &str) -> &str {
         &self.step(id).state
     }
+
+    /// The reason of a step ("" when it has none).
+    pub fn reason_of(&self, id: &str) -> String {
+        self.step(id).reason.clone().unwrap_or_default()
+    }
 }
 
 impl Default for Test {

@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Print one JSON event per line.
     #[arg(long)]
     pub json: bool,
+    /// Only the steps on these hosts: names, groups or globs, comma separated (`web1,db*`).
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
 }
 
 /// The commands.
@@ -232,6 +235,7 @@ impl From<RunArgs> for engine::RunOptions {
             jobs: a.jobs,
             dry_run: a.dry_run,
             json: a.json,
+            limit: a.limit,
         }
     }
 }

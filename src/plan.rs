@@ -25,6 +25,8 @@ pub struct PlannedStep {
     pub dependents: Vec<usize>,
     /// The host it runs on; `None` is local.
     pub host: Option<String>,
+    /// For an instance of a step on a group: what its instances share.
+    pub family: Option<crate::runbook::fleet::Family>,
     /// Secrets it requires.
     pub requires: Vec<String>,
     /// Its definition rendered with secrets as placeholders.
@@ -70,7 +72,7 @@ pub fn render_step(
     step: &Step,
     secrets: &BTreeMap<String, String>,
 ) -> std::result::Result<Rendered, (String, TemplateError)> {
-    let c = ctx.for_step(&step.spec.id, secrets);
+    let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), secrets);
     let r = |field: &str, text: &str| {
         templater
             .render(text, &c)
@@ -416,7 +418,7 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
                         format!("step `{}`, `{field}`: uses `secrets.{secret}`, which is not declared", step.spec.id)
                     },
                 )
-                .at(runbook.source.step_needle_span(step.index, &field, &format!("secrets.{secret}")))
+                .at(runbook.source.step_needle_span(step.source, &field, &format!("secrets.{secret}")))
                 .hint(if declared {
                     format!("add `requires: [{secret}]` to the step, so it is held while the secret is missing")
                 } else {
@@ -443,7 +445,8 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         }
         let fingerprint = fingerprint(&rendered);
         steps.push(PlannedStep {
-            id: step.spec.id.clone(),
+            id: step.id.clone(),
+            family: step.family.clone(),
             needs: step.needs.clone(),
             dependents: Vec::new(),
             host: step.host.clone(),
@@ -500,6 +503,14 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         }
     }
     if !diagnostics.is_empty() {
+        // The instances of a step on a group share their problems: each once.
+        let mut unique: Vec<Diagnostic> = Vec::with_capacity(diagnostics.len());
+        for d in diagnostics {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        let diagnostics = unique;
         return Err(Error::Invalid {
             diagnostics,
             source_text: runbook.source.text.clone(),
@@ -528,7 +539,7 @@ fn url_diagnostic(runbook: &Runbook, step: &Step, rendered: &Rendered) -> Option
             &runbook.source.path,
             format!("step `{}`, `url`: {problem}", step.spec.id),
         )
-        .at(runbook.source.step_key_span(step.index, "url"))
+        .at(runbook.source.step_key_span(step.source, "url"))
         .hint("write an absolute URL such as http://127.0.0.1:8000/health"),
     )
 }
@@ -542,7 +553,7 @@ fn template_diagnostic(
     let span = match (&e.range, field) {
         (Some(range), "run" | "unless" | "when") => runbook
             .source
-            .step_key_span(step.index, field)
+            .step_key_span(step.source, field)
             .and_then(|(at, _)| {
                 let raw = match field {
                     "run" => step.spec.run.as_deref(),
@@ -553,8 +564,8 @@ fn template_diagnostic(
                 let found = runbook.source.text[at..].find(needle)?;
                 Some((at + found, needle.len()))
             })
-            .or_else(|| runbook.source.step_key_span(step.index, field)),
-        _ => runbook.source.step_key_span(step.index, field),
+            .or_else(|| runbook.source.step_key_span(step.source, field)),
+        _ => runbook.source.step_key_span(step.source, field),
     };
     Diagnostic::new(
         &runbook.source.path,
@@ -673,7 +684,11 @@ fn template_files(
     step: &Step,
     src: &str,
 ) -> Vec<String> {
-    let c = ctx.for_step(&step.spec.id, &placeholder_secrets(step));
+    let c = ctx.for_instance(
+        &step.spec.id,
+        step.host.as_deref(),
+        &placeholder_secrets(step),
+    );
     let Ok(src) = templater.render(src, &c) else {
         return Vec::new();
     };

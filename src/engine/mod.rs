@@ -4,6 +4,7 @@
 //! `lookup.rs`.
 
 mod commands;
+mod fleet;
 mod gate;
 mod handoff;
 mod lookup;
@@ -97,6 +98,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// NDJSON events instead of the human view.
     pub json: bool,
+    /// `--limit`: host names, group names or globs; only steps on those
+    /// hosts (and local steps) run. Empty: every host.
+    pub limit: Vec<String>,
 }
 
 impl Ctx {
@@ -266,7 +270,14 @@ impl Ctx {
         } else {
             self.load(path, vars, run.id)?
         };
-        let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh && !resumed)?;
+        let excluded = fleet::excluded(&loaded.runbook, &loaded.plan, &args.limit)?;
+        let rows = scheduler::prepare_rows_limited(
+            store,
+            run.id,
+            &loaded.plan,
+            fresh && !resumed,
+            &excluded,
+        )?;
         let execs = Arc::new(executors(&loaded)?);
         let needed = needed_secrets(&loaded, &rows);
         let secrets = resolve_secrets(&loaded, &execs, &args.env_files, &needed).await;
@@ -312,6 +323,7 @@ impl Ctx {
         let options = scheduler::Options {
             jobs: args.jobs as usize,
             execs: execs.clone(),
+            excluded,
         };
         let state = scheduler::run_pass(
             &loaded.plan,

@@ -1,5 +1,7 @@
 //! The runbook as written: model, loading, validation, templates.
 
+pub mod fleet;
+pub mod inventory;
 pub mod load;
 pub mod model;
 pub mod template;

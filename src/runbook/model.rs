@@ -21,6 +21,13 @@ pub struct RunbookFile {
     /// Remote hosts, reached over SSH.
     #[serde(default)]
     pub hosts: IndexMap<String, HostSpec>,
+    /// Named groups of hosts: each member is a host name or a glob (`web*`).
+    /// A step `on` a group runs once per host (SPEC §9).
+    #[serde(default)]
+    pub groups: IndexMap<String, Vec<String>>,
+    /// An Ansible inventory file (INI or YAML) whose hosts and groups are
+    /// added to `hosts` and `groups`; relative to the runbook's folder.
+    pub inventory: Option<InventorySpec>,
     /// Dotenv files where secrets are looked up, after the process environment.
     #[serde(default)]
     pub env_files: Vec<EnvFileSpec>,
@@ -52,6 +59,49 @@ pub struct HostSpec {
     pub known_hosts: KnownHosts,
     /// known_hosts file; defaults to ssh's own.
     pub known_hosts_file: Option<String>,
+}
+
+/// `inventory: PATH`, or the path with the SSH settings its hosts share.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InventorySpec {
+    /// The inventory file, relative to the runbook's folder.
+    Path(String),
+    /// The inventory file and what its hosts share.
+    Full(InventoryOptions),
+}
+
+/// An inventory with the SSH settings its hosts share.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryOptions {
+    /// The inventory file (INI or YAML), relative to the runbook's folder.
+    pub path: String,
+    /// Host key policy for the inventory's hosts.
+    #[serde(default)]
+    pub known_hosts: KnownHosts,
+    /// known_hosts file for the inventory's hosts; defaults to ssh's own.
+    pub known_hosts_file: Option<String>,
+}
+
+impl InventorySpec {
+    /// The path as written.
+    pub fn path(&self) -> &str {
+        match self {
+            InventorySpec::Path(p) => p,
+            InventorySpec::Full(o) => &o.path,
+        }
+    }
+}
+
+/// How many hosts run one step at once: a number or a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Serial {
+    /// At most this many hosts.
+    Count(u32),
+    /// At most this share of the group's hosts, e.g. `"25%"` (at least one).
+    Percent(String),
 }
 
 /// How an unknown host key is treated.
@@ -171,8 +221,14 @@ pub struct StepSpec {
     /// Steps that must succeed first.
     #[serde(default)]
     pub needs: Vec<String>,
-    /// A host name, or `local` (the default).
+    /// A host name, a group (one instance per host), or `local` (the default).
     pub on: Option<String>,
+    /// On a group: at most this many hosts run the step at once (a number
+    /// or a percentage such as `"25%"`); default all, within `--jobs`.
+    pub serial: Option<Serial>,
+    /// On a group: how many hosts may fail before no further instance of
+    /// the step starts (default 0).
+    pub max_fail: Option<u32>,
     /// Secret names the step needs.
     #[serde(default)]
     pub requires: Vec<String>,

@@ -62,13 +62,25 @@ impl Context {
 
     /// The full context for one step, with the secrets it may see.
     pub fn for_step(&self, step_id: &str, secrets: &BTreeMap<String, String>) -> Value {
+        self.for_instance(step_id, None, secrets)
+    }
+
+    /// The context for a step on a host: `step.host` is the host's name
+    /// (empty for a local step), so an instance on a group can tell which
+    /// host it is.
+    pub fn for_instance(
+        &self,
+        step_id: &str,
+        host: Option<&str>,
+        secrets: &BTreeMap<String, String>,
+    ) -> Value {
         minijinja::context! {
             vars => self.vars.clone(),
             env => self.env.clone(),
             hosts => self.hosts.clone(),
             secrets => Value::from_serialize(secrets),
             run => minijinja::context! { id => self.run_id },
-            step => minijinja::context! { id => step_id },
+            step => minijinja::context! { id => step_id, host => host.unwrap_or_default() },
         }
     }
 }

@@ -25,8 +25,10 @@ pub struct Runbook {
     pub dir: PathBuf,
     /// Vars, with `--var` overrides applied.
     pub vars: IndexMap<String, serde_json::Value>,
-    /// Hosts by name.
+    /// Hosts by name, the inventory's included.
     pub hosts: IndexMap<String, HostSpec>,
+    /// Groups by name, as host lists (globs and the inventory resolved).
+    pub groups: IndexMap<String, Vec<String>>,
     /// Where secrets are looked up after the environment.
     pub env_files: Vec<EnvFileSpec>,
     /// Declared secrets.
@@ -40,8 +42,14 @@ pub struct Runbook {
 /// A validated step.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// Position in the file.
+    /// Position in the list of steps (instances count one each).
     pub index: usize,
+    /// The id: the step's own, or `STEP@HOST` for an instance on a group.
+    pub id: String,
+    /// Position of the step as written in the file.
+    pub source: usize,
+    /// For an instance of a step on a group: what its instances share.
+    pub family: Option<super::fleet::Family>,
     /// The step as written.
     pub spec: StepSpec,
     /// Indexes of the steps this one needs.
@@ -119,14 +127,21 @@ pub fn validate(
             );
         }
     }
+    let (hosts, groups) = super::fleet::hosts_and_groups(
+        &file.hosts,
+        &file.groups,
+        file.inventory.as_ref(),
+        &source,
+        &mut v.diagnostics,
+    );
     for (i, env_file) in file.env_files.iter().enumerate() {
         if let EnvFileSpec::Remote(remote) = env_file {
-            if !file.hosts.contains_key(&remote.host) {
+            if !hosts.contains_key(&remote.host) && !groups.contains_key(&remote.host) {
                 v.push(
-                    v.unknown_host(&remote.host, &file.hosts)
+                    v.unknown_host(&remote.host, &hosts, &groups)
                         .at(source.nested_key_span("env_files", "host"))
                         .hint(format!(
-                            "env_files[{i}] names host `{}`; declare it under `hosts:`",
+                            "env_files[{i}] names host `{}`; declare it under `hosts:` or `groups:`",
                             remote.host
                         )),
                 );
@@ -135,7 +150,7 @@ pub fn validate(
     }
     for (name, secret) in &file.secrets {
         if let Some(check) = &secret.check {
-            v.check_http(None, &check.http, &file.hosts);
+            v.check_http(None, &check.http, &hosts, &groups);
         }
         if !is_env_name(name) {
             v.push(
@@ -153,6 +168,7 @@ pub fn validate(
     let default_retries = file.defaults.retries.unwrap_or(0);
 
     let mut steps = Vec::with_capacity(file.steps.len());
+    let mut on_group: Vec<Option<String>> = Vec::with_capacity(file.steps.len());
     for (index, spec) in file.steps.iter().enumerate() {
         let mut needs = Vec::with_capacity(spec.needs.len());
         for need in &spec.needs {
@@ -172,15 +188,23 @@ pub fn validate(
         }
         let host = match spec.on.as_deref() {
             None | Some("local") => None,
-            Some(h) if file.hosts.contains_key(h) => Some(h.to_string()),
+            Some(h) if hosts.contains_key(h) => Some(h.to_string()),
+            Some(g) if groups.contains_key(g) => None,
             Some(h) => {
                 v.push(
-                    v.unknown_host(h, &file.hosts)
+                    v.unknown_host(h, &hosts, &groups)
                         .at(source.step_value_span(index, "on", h)),
                 );
                 None
             }
         };
+        let group = spec
+            .on
+            .as_ref()
+            .filter(|g| !hosts.contains_key(*g) && groups.contains_key(*g))
+            .cloned();
+        v.check_fleet_keys(index, spec, group.as_ref().map(|g| groups[g].len()));
+        on_group.push(group);
         for secret in &spec.requires {
             if !file.secrets.contains_key(secret) {
                 v.push(
@@ -217,7 +241,7 @@ pub fn validate(
                 );
             }
         }
-        let action = v.action(index, spec, &file.hosts);
+        let action = v.action(index, spec, &hosts, &groups);
         let approval = match &spec.approval {
             None | Some(Approval::Flag(false)) => None,
             Some(Approval::Flag(true)) => Some(format!("Approve step `{}`?", spec.id)),
@@ -225,6 +249,9 @@ pub fn validate(
         };
         steps.push(Step {
             index,
+            id: spec.id.clone(),
+            source: index,
+            family: None,
             needs,
             host,
             timeout: v
@@ -261,6 +288,7 @@ pub fn validate(
         }
     }
 
+    let steps = super::fleet::expand(steps, &on_group, &groups);
     let mut vars = file.vars;
     for (key, value) in overrides {
         vars.insert(key.clone(), serde_json::Value::String(value.clone()));
@@ -294,7 +322,8 @@ pub fn validate(
         description: file.description,
         dir: source.path.parent().map(PathBuf::from).unwrap_or_default(),
         vars,
-        hosts: file.hosts,
+        hosts,
+        groups,
         env_files: file.env_files,
         secrets: file.secrets,
         steps,
@@ -325,12 +354,57 @@ impl Validator<'_> {
         }
     }
 
-    fn unknown_host(&self, name: &str, hosts: &IndexMap<String, HostSpec>) -> Diagnostic {
-        Diagnostic::new(&self.source.path, format!("unknown host `{name}`")).maybe_hint(
-            nearest(name, hosts.keys().map(String::as_str))
+    fn unknown_host(
+        &self,
+        name: &str,
+        hosts: &IndexMap<String, HostSpec>,
+        groups: &IndexMap<String, Vec<String>>,
+    ) -> Diagnostic {
+        let what = if groups.keys().any(|g| g != "all") {
+            "host or group"
+        } else {
+            "host"
+        };
+        Diagnostic::new(&self.source.path, format!("unknown {what} `{name}`")).maybe_hint(
+            nearest(name, hosts.keys().chain(groups.keys()).map(String::as_str))
                 .map(|n| format!("did you mean `{n}`?"))
-                .or_else(|| Some("declare it under `hosts:`, or use `local`".to_string())),
+                .or_else(|| {
+                    Some("declare it under `hosts:` or `groups:`, or use `local`".to_string())
+                }),
         )
+    }
+
+    /// `serial` and `max_fail` belong to steps on a group, and `serial` is a
+    /// count or a percentage.
+    fn check_fleet_keys(&mut self, index: usize, spec: &StepSpec, group_size: Option<usize>) {
+        for (key, given) in [
+            ("serial", spec.serial.is_some()),
+            ("max_fail", spec.max_fail.is_some()),
+        ] {
+            if given && group_size.is_none() {
+                self.push(
+                    Diagnostic::new(
+                        &self.source.path,
+                        format!("step `{}` has `{key}` but does not run on a group", spec.id),
+                    )
+                    .at(self.source.step_key_span(index, key))
+                    .hint(
+                        "set `on:` to a group from `groups:` or the inventory, or remove the key",
+                    ),
+                );
+            }
+        }
+        if let (Some(serial), Some(size)) = (&spec.serial, group_size) {
+            if let Err(e) = super::fleet::serial_limit(serial, size) {
+                self.push(
+                    Diagnostic::new(&self.source.path, format!("step `{}`: {e}", spec.id))
+                        .at(self.source.step_key_span(index, "serial"))
+                        .hint(
+                            "write a number of hosts (1, 2, ...) or a percentage such as \"25%\"",
+                        ),
+                );
+            }
+        }
     }
 
     fn duration(&mut self, step: Option<usize>, key: &str, text: Option<&str>) -> Option<Duration> {
@@ -360,6 +434,7 @@ impl Validator<'_> {
         index: usize,
         spec: &StepSpec,
         hosts: &IndexMap<String, HostSpec>,
+        groups: &IndexMap<String, Vec<String>>,
     ) -> Action {
         let given: Vec<&str> = [
             spec.run.as_ref().map(|_| "run"),
@@ -397,7 +472,7 @@ impl Validator<'_> {
             return Action::Upload(upload.clone());
         }
         if let Some(http) = &spec.http {
-            self.check_http(Some(index), http, hosts);
+            self.check_http(Some(index), http, hosts, groups);
             return Action::Http(Box::new(http.clone()));
         }
         match &spec.run {
@@ -411,6 +486,7 @@ impl Validator<'_> {
         step: Option<usize>,
         http: &HttpSpec,
         hosts: &IndexMap<String, HostSpec>,
+        groups: &IndexMap<String, Vec<String>>,
     ) {
         let span = |key: &str| match step {
             Some(i) => self.source.step_key_span(i, key),
@@ -437,7 +513,7 @@ impl Validator<'_> {
         }
         if let Some(via) = &http.via {
             if !hosts.contains_key(via) {
-                let d = self.unknown_host(via, hosts).at(span("via"));
+                let d = self.unknown_host(via, hosts, groups).at(span("via"));
                 self.push(d);
             }
         }

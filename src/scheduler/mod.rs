@@ -80,6 +80,9 @@ pub struct Options {
     pub jobs: usize,
     /// What steps act with.
     pub execs: Arc<exec::Executors>,
+    /// Per step: whether `--limit` leaves it out of this pass (it stays
+    /// as it is). Empty means none is left out.
+    pub excluded: Vec<bool>,
 }
 
 /// Captured output is committed at least this often while steps run, so a
@@ -113,6 +116,19 @@ pub fn prepare_rows(
     plan: &Plan,
     fresh: bool,
 ) -> Result<Vec<StepRow>> {
+    prepare_rows_limited(store, run_id, plan, fresh, &[])
+}
+
+/// [`prepare_rows`], leaving the rows of `excluded` steps (outside
+/// `--limit`) as they are.
+pub fn prepare_rows_limited(
+    store: &mut Store,
+    run_id: i64,
+    plan: &Plan,
+    fresh: bool,
+    excluded: &[bool],
+) -> Result<Vec<StepRow>> {
+    let left_out = |i: usize| excluded.get(i).copied().unwrap_or(false);
     let mut old: BTreeMap<String, StepRow> = if fresh {
         BTreeMap::new()
     } else {
@@ -149,7 +165,9 @@ pub fn prepare_rows(
         row.position = i as i64;
         row.needs = needs;
         row.host = step.host.clone();
-        if row.state.satisfies_needs() {
+        if left_out(i) {
+            // Outside --limit: as it is.
+        } else if row.state.satisfies_needs() {
             if row.fingerprint.as_deref() != Some(step.fingerprint.as_str()) {
                 changed[i] = true;
                 row.state = StepState::Pending;
@@ -170,7 +188,7 @@ pub fn prepare_rows(
         let i = plan.graph[node];
         if changed[i] {
             for &d in &plan.steps[i].dependents {
-                if rows[d].state.satisfies_needs() {
+                if rows[d].state.satisfies_needs() && !left_out(d) {
                     rows[d].state = StepState::Pending;
                     rows[d].reason = Some(format!("`{}` changed", plan.steps[i].id));
                 }
@@ -230,6 +248,15 @@ struct Pass<'a> {
     rerun_note: Vec<Option<String>>,
     running: usize,
     output: OutputBuffer,
+    /// Running and failed instances per step on a group (`serial`, `max_fail`).
+    families: BTreeMap<String, FamilyCount>,
+}
+
+/// How many instances of one step on a group run, and how many failed.
+#[derive(Debug, Default, Clone, Copy)]
+struct FamilyCount {
+    running: usize,
+    failed: u32,
 }
 
 impl<'a> Pass<'a> {
@@ -268,6 +295,7 @@ impl<'a> Pass<'a> {
             rerun_note: vec![None; n],
             running: 0,
             output: OutputBuffer::default(),
+            families: BTreeMap::new(),
         }
     }
 
@@ -318,11 +346,32 @@ impl<'a> Pass<'a> {
         tx: &mpsc::UnboundedSender<Msg>,
         cancel: &CancellationToken,
     ) -> Result<()> {
+        let mut deferred = Vec::new();
         while self.running < options.jobs {
             let Some(i) = self.ready.pop_front() else {
                 break;
             };
+            if options.excluded.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             let step = &self.plan.steps[i];
+            if let Some(family) = &step.family {
+                let count = self.families.get(&family.step).copied().unwrap_or_default();
+                if count.failed > family.max_fail {
+                    // Over the failure budget: it stays pending for a resume.
+                    let row = &mut self.rows[i];
+                    row.reason = Some(format!(
+                        "not started: {} instances of `{}` failed (max_fail: {})",
+                        count.failed, family.step, family.max_fail
+                    ));
+                    self.store.save_step(self.run_id, row)?;
+                    continue;
+                }
+                if family.serial.is_some_and(|s| count.running >= s) {
+                    deferred.push(i);
+                    continue;
+                }
+            }
             let rendered = match self.gate.prepare(i) {
                 Ok(r) => r,
                 Err(not_ready) => {
@@ -386,6 +435,12 @@ impl<'a> Pass<'a> {
             row.fingerprint = Some(step.fingerprint.clone());
             self.store.save_step(self.run_id, row)?;
             self.running += 1;
+            if let Some(family) = &step.family {
+                self.families
+                    .entry(family.step.clone())
+                    .or_default()
+                    .running += 1;
+            }
             let job = Job {
                 step: i,
                 first_attempt: row.attempts + 1,
@@ -395,6 +450,9 @@ impl<'a> Pass<'a> {
                 redactor: self.gate.redactor(),
             };
             tokio::spawn(job.run(tx.clone(), cancel.clone()));
+        }
+        for i in deferred.into_iter().rev() {
+            self.ready.push_front(i);
         }
         Ok(())
     }
@@ -451,6 +509,13 @@ impl<'a> Pass<'a> {
                 .trim_output(self.run_id, id, self.current_attempt[step])?;
         }
         self.running -= 1;
+        if let Some(family) = &self.plan.steps[step].family {
+            let count = self.families.entry(family.step.clone()).or_default();
+            count.running -= 1;
+            if matches!(outcome, Outcome::Failed { .. }) {
+                count.failed += 1;
+            }
+        }
         let duration = self.started_at[step].map(|s| s.elapsed().as_millis() as i64);
         let (state, exit_code, reason) = match outcome {
             Outcome::Succeeded { exit_code, note } => (StepState::Succeeded, exit_code, note),
@@ -503,19 +568,36 @@ impl<'a> Pass<'a> {
         self.output.flush(self.store, self.run_id)
     }
 
-    /// Phase 3: the run's state, committed and announced.
+    /// Phase 3: the run's state, committed and announced. Returns the
+    /// state of what this pass could do: a pass that finished the hosts of
+    /// its `--limit` succeeded, while the run, with other hosts' instances
+    /// still pending, stays unfinished (interrupted) for a later pass.
     fn finish(self, stopping: bool) -> Result<RunState> {
-        let state = if stopping {
-            RunState::Interrupted
+        let (pass, stored) = if stopping {
+            (RunState::Interrupted, RunState::Interrupted)
         } else {
-            RunState::from_steps(self.rows.iter().map(|r| r.state))
+            // Pending rows after a pass that was not stopped were left on
+            // purpose: outside --limit, over a max_fail budget, or after them.
+            let pass = RunState::from_steps(
+                self.rows
+                    .iter()
+                    .map(|r| r.state)
+                    .filter(|s| *s != StepState::Pending),
+            );
+            let open = self.rows.iter().any(|r| r.state == StepState::Pending);
+            let stored = if open && pass == RunState::Succeeded {
+                RunState::Interrupted
+            } else {
+                pass
+            };
+            (pass, stored)
         };
-        self.store.set_run_state(self.run_id, state)?;
+        self.store.set_run_state(self.run_id, stored)?;
         self.reporter.event(&Event::RunFinished {
             run_id: self.run_id,
-            state,
+            state: stored,
         });
-        Ok(state)
+        Ok(pass)
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod fleet;
 pub mod http;
 pub mod sandbox;
 pub mod sshd;

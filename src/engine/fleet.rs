@@ -1,0 +1,61 @@
+//! `--limit`: which steps a pass leaves out because their host is not named.
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::runbook::inventory::{glob_match, is_glob};
+use crate::runbook::{validate, Runbook};
+
+/// Per planned step, whether `--limit` leaves it out. Patterns are host
+/// names, group names or globs, each given as comma-separated lists; a
+/// pattern that names no host is a usage error. Local steps always run.
+pub(super) fn excluded(runbook: &Runbook, plan: &Plan, limit: &[String]) -> Result<Vec<bool>> {
+    let patterns: Vec<&str> = limit
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut chosen: Vec<&str> = Vec::new();
+    for pattern in &patterns {
+        let before = chosen.len();
+        for host in runbook.hosts.keys() {
+            let hit = if is_glob(pattern) {
+                glob_match(pattern, host)
+            } else {
+                host == pattern
+                    || runbook
+                        .groups
+                        .get(*pattern)
+                        .is_some_and(|members| members.contains(host))
+            };
+            if hit && !chosen.contains(&host.as_str()) {
+                chosen.push(host);
+            }
+        }
+        let matched_group = runbook.groups.contains_key(*pattern);
+        if chosen.len() == before && !matched_group && !runbook.hosts.contains_key(*pattern) {
+            let hint = validate::nearest(
+                pattern,
+                runbook
+                    .hosts
+                    .keys()
+                    .chain(runbook.groups.keys())
+                    .map(String::as_str),
+            )
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "--limit `{pattern}` names no host of runbook {}{hint}",
+                runbook.name
+            )));
+        }
+    }
+    Ok(plan
+        .steps
+        .iter()
+        .map(|s| s.host.as_deref().is_some_and(|h| !chosen.contains(&h)))
+        .collect())
+}

@@ -1,0 +1,236 @@
+//! Fleets (SPEC §9): hosts and groups from the runbook and its inventory,
+//! and a step `on` a group expanded into one instance per host, named
+//! `STEP@HOST`, with its `needs` rewired per host.
+
+use indexmap::IndexMap;
+
+use super::inventory::{self, glob_match, is_glob};
+use super::load::Source;
+use super::model::{HostSpec, InventorySpec, Scalar, Serial};
+use super::validate::{nearest, Step};
+use crate::error::Diagnostic;
+
+/// What a step instance shares with the other instances of its step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// The step's id as written (`deploy` for `deploy@web1`).
+    pub step: String,
+    /// The group it runs on.
+    pub group: String,
+    /// How many hosts the group has.
+    pub size: usize,
+    /// At most this many instances run at once.
+    pub serial: Option<usize>,
+    /// Failed instances allowed before no further instance starts.
+    pub max_fail: u32,
+}
+
+/// The instance id of a step on a host.
+pub fn instance_id(step: &str, host: &str) -> String {
+    format!("{step}@{host}")
+}
+
+/// The hosts of the runbook with those of its inventory added (the
+/// runbook's own entries win), and its groups as resolved host lists.
+/// Problems are pushed to `diagnostics`.
+pub fn hosts_and_groups(
+    hosts: &IndexMap<String, HostSpec>,
+    groups: &IndexMap<String, Vec<String>>,
+    inventory: Option<&InventorySpec>,
+    source: &Source,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (IndexMap<String, HostSpec>, IndexMap<String, Vec<String>>) {
+    let mut all_hosts = hosts.clone();
+    let mut all_groups: IndexMap<String, Vec<String>> = IndexMap::new();
+    if let Some(spec) = inventory {
+        let dir = source.path.parent().unwrap_or(std::path::Path::new("."));
+        let path = dir.join(spec.path());
+        let read = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read it: {e}"))
+            .and_then(|text| inventory::parse(spec.path(), &text));
+        match read {
+            Ok(inv) => {
+                let (known_hosts, known_hosts_file) = match spec {
+                    InventorySpec::Path(_) => (Default::default(), None),
+                    InventorySpec::Full(o) => (o.known_hosts, o.known_hosts_file.clone()),
+                };
+                for (name, vars) in inv.hosts {
+                    all_hosts.entry(name.clone()).or_insert(HostSpec {
+                        address: vars.address.unwrap_or(name),
+                        user: vars.user,
+                        port: vars.port.map(Scalar::Str),
+                        identity_file: vars.identity_file,
+                        known_hosts,
+                        known_hosts_file: known_hosts_file.clone(),
+                    });
+                }
+                for (name, members) in inv.groups {
+                    if !hosts.contains_key(&name) {
+                        all_groups.insert(name, members);
+                    }
+                }
+            }
+            Err(e) => diagnostics.push(
+                Diagnostic::new(
+                    &source.path,
+                    format!("inventory {}: {e}", path.display()),
+                )
+                .at(source.key_span("inventory"))
+                .hint("an Ansible inventory in INI or YAML form, relative to the runbook's folder"),
+            ),
+        }
+    }
+    for (name, members) in groups {
+        let at = source.nested_key_span("groups", name);
+        if name == "local" || all_hosts.contains_key(name) || name.contains('@') {
+            diagnostics.push(
+                Diagnostic::new(
+                    &source.path,
+                    format!("group `{name}` cannot be named like that: `local` or a host has that name, or it has an `@`"),
+                )
+                .at(at)
+                .hint("rename the group"),
+            );
+            continue;
+        }
+        let mut resolved = Vec::new();
+        for member in members {
+            let matched: Vec<String> = if is_glob(member) {
+                all_hosts
+                    .keys()
+                    .filter(|h| glob_match(member, h))
+                    .cloned()
+                    .collect()
+            } else if all_hosts.contains_key(member) {
+                vec![member.clone()]
+            } else if let Some(g) = all_groups.get(member) {
+                g.clone()
+            } else {
+                Vec::new()
+            };
+            if matched.is_empty() {
+                let names = all_hosts
+                    .keys()
+                    .chain(all_groups.keys())
+                    .map(String::as_str);
+                diagnostics.push(
+                    Diagnostic::new(
+                        &source.path,
+                        format!("group `{name}`: `{member}` names no host"),
+                    )
+                    .at(at)
+                    .maybe_hint(
+                        (!is_glob(member))
+                            .then(|| nearest(member, names))
+                            .flatten()
+                            .map(|n| format!("did you mean `{n}`?"))
+                            .or_else(|| {
+                                Some("list host names from `hosts:` or the inventory, or globs such as `web*`".into())
+                            }),
+                    ),
+                );
+            }
+            for h in matched {
+                if !resolved.contains(&h) {
+                    resolved.push(h);
+                }
+            }
+        }
+        all_groups.insert(name.clone(), resolved);
+    }
+    if !all_groups.contains_key("all") && !all_hosts.contains_key("all") {
+        all_groups.insert("all".into(), all_hosts.keys().cloned().collect());
+    }
+    (all_hosts, all_groups)
+}
+
+/// The number of hosts a `serial` allows at once in a group of `size`;
+/// `Err` says what is wrong with it.
+pub fn serial_limit(serial: &Serial, size: usize) -> Result<usize, String> {
+    match serial {
+        Serial::Count(0) => Err("`serial: 0` would never start a host; use 1 or more".into()),
+        Serial::Count(n) => Ok(*n as usize),
+        Serial::Percent(text) => {
+            let pct = text
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|p| *p > 0.0 && *p <= 100.0)
+                .ok_or_else(|| {
+                    format!("`serial: {text}` is neither a number nor a percentage such as \"25%\"")
+                })?;
+            Ok(((size as f64 * pct / 100.0).ceil() as usize).max(1))
+        }
+    }
+}
+
+/// Expands each step whose `groups[i]` is set into one instance per host
+/// of that group; `needs` between two group steps that share a host are
+/// per host, any other need on a group step waits for all its instances.
+/// Indexes in the result are positions in the returned list.
+pub fn expand(
+    steps: Vec<Step>,
+    on_group: &[Option<String>],
+    groups: &IndexMap<String, Vec<String>>,
+) -> Vec<Step> {
+    if on_group.iter().all(Option::is_none) {
+        return steps;
+    }
+    // Where each written step's instances start, and their hosts.
+    let mut first = Vec::with_capacity(steps.len());
+    let mut hosts_of: Vec<Option<&Vec<String>>> = Vec::with_capacity(steps.len());
+    let mut next = 0;
+    for (i, _) in steps.iter().enumerate() {
+        first.push(next);
+        let hosts = on_group[i].as_ref().and_then(|g| groups.get(g));
+        next += hosts.map_or(1, Vec::len);
+        hosts_of.push(hosts);
+    }
+    let mut out = Vec::with_capacity(next);
+    for (i, step) in steps.into_iter().enumerate() {
+        let needs_for = |host: Option<&str>| -> Vec<usize> {
+            let mut needs = Vec::new();
+            for &n in &step.needs {
+                match hosts_of[n] {
+                    None => needs.push(first[n]),
+                    Some(nh) => match host.and_then(|h| nh.iter().position(|x| x == h)) {
+                        Some(k) => needs.push(first[n] + k),
+                        None => needs.extend(first[n]..first[n] + nh.len()),
+                    },
+                }
+            }
+            needs
+        };
+        match (hosts_of[i], &on_group[i]) {
+            (Some(hosts), Some(group)) => {
+                let serial = step
+                    .spec
+                    .serial
+                    .as_ref()
+                    .and_then(|s| serial_limit(s, hosts.len()).ok());
+                for host in hosts {
+                    let mut instance = step.clone();
+                    instance.index = out.len();
+                    instance.id = instance_id(&step.spec.id, host);
+                    instance.needs = needs_for(Some(host));
+                    instance.host = Some(host.clone());
+                    instance.family = Some(Family {
+                        step: step.spec.id.clone(),
+                        group: group.clone(),
+                        size: hosts.len(),
+                        serial,
+                        max_fail: step.spec.max_fail.unwrap_or(0),
+                    });
+                    out.push(instance);
+                }
+            }
+            _ => {
+                let mut single = step.clone();
+                single.index = out.len();
+                single.needs = needs_for(None);
+                out.push(single);
+            }
+        }
+    }
+    out
+}

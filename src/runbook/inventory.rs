@@ -1,0 +1,468 @@
+//! Ansible inventories (INI and YAML) read as hosts, groups and the host
+//! variables `ansible_host`, `ansible_port`, `ansible_user` and
+//! `ansible_ssh_private_key_file`, so an operator's inventory works
+//! unchanged. No maintained Rust crate reads Ansible's INI dialect (host
+//! lines with `key=value` variables, `[g:children]`, `[g:vars]`, ranges),
+//! so it is read here; YAML goes through serde_norway like the runbook.
+
+use indexmap::IndexMap;
+
+/// The connection variables of one inventory host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostVars {
+    /// `ansible_host`: the address; the inventory name when unset.
+    pub address: Option<String>,
+    /// `ansible_port`.
+    pub port: Option<String>,
+    /// `ansible_user`.
+    pub user: Option<String>,
+    /// `ansible_ssh_private_key_file`.
+    pub identity_file: Option<String>,
+}
+
+impl HostVars {
+    fn set(&mut self, key: &str, value: &str) {
+        let value = Some(value.to_string());
+        match key {
+            "ansible_host" | "ansible_ssh_host" => self.address = value,
+            "ansible_port" | "ansible_ssh_port" => self.port = value,
+            "ansible_user" | "ansible_ssh_user" => self.user = value,
+            "ansible_ssh_private_key_file" | "ansible_private_key_file" => {
+                self.identity_file = value
+            }
+            _ => {}
+        }
+    }
+
+    /// `self` with what `other` sets on top.
+    fn overlay(&self, other: &HostVars) -> HostVars {
+        HostVars {
+            address: other.address.clone().or_else(|| self.address.clone()),
+            port: other.port.clone().or_else(|| self.port.clone()),
+            user: other.user.clone().or_else(|| self.user.clone()),
+            identity_file: other
+                .identity_file
+                .clone()
+                .or_else(|| self.identity_file.clone()),
+        }
+    }
+}
+
+/// An inventory: hosts with their variables, and groups as host lists
+/// (children already folded in).
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Hosts in the order they first appear, with group variables applied.
+    pub hosts: IndexMap<String, HostVars>,
+    /// Group → its hosts, children included, in order.
+    pub groups: IndexMap<String, Vec<String>>,
+}
+
+/// What is being read, before children and variables are resolved.
+#[derive(Default)]
+struct Raw {
+    hosts: IndexMap<String, HostVars>,
+    members: IndexMap<String, Vec<String>>,
+    children: IndexMap<String, Vec<String>>,
+    vars: IndexMap<String, HostVars>,
+}
+
+impl Raw {
+    fn group(&mut self, name: &str) {
+        self.members.entry(name.to_string()).or_default();
+    }
+
+    fn add_host(&mut self, group: &str, host: &str, vars: HostVars) {
+        let entry = self.hosts.entry(host.to_string()).or_default();
+        *entry = entry.overlay(&vars);
+        let members = self.members.entry(group.to_string()).or_default();
+        if !members.iter().any(|h| h == host) {
+            members.push(host.to_string());
+        }
+    }
+
+    /// Folds children into their parents and applies group variables
+    /// (`all`'s first, then each group's, then the host's own).
+    fn resolve(mut self) -> Result<Inventory, String> {
+        let names: Vec<String> = self
+            .members
+            .keys()
+            .chain(self.children.keys())
+            .cloned()
+            .collect();
+        for name in &names {
+            self.group(name);
+        }
+        let mut groups = IndexMap::new();
+        for name in self.members.keys() {
+            let mut out = Vec::new();
+            let mut path = Vec::new();
+            self.collect(name, &mut out, &mut path)?;
+            groups.insert(name.clone(), out);
+        }
+        let mut all: Vec<String> = self.hosts.keys().cloned().collect();
+        all.dedup();
+        groups.insert("all".to_string(), all);
+        let mut hosts = IndexMap::new();
+        for (host, own) in &self.hosts {
+            let mut vars = self.vars.get("all").cloned().unwrap_or_default();
+            for (group, members) in &groups {
+                if group != "all" && members.contains(host) {
+                    if let Some(gv) = self.vars.get(group) {
+                        vars = vars.overlay(gv);
+                    }
+                }
+            }
+            hosts.insert(host.clone(), vars.overlay(own));
+        }
+        Ok(Inventory { hosts, groups })
+    }
+
+    fn collect(
+        &self,
+        group: &str,
+        out: &mut Vec<String>,
+        path: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if path.iter().any(|p| p == group) {
+            return Err(format!(
+                "groups `{}` contain each other through `children`",
+                path.join("` → `")
+            ));
+        }
+        path.push(group.to_string());
+        for host in self.members.get(group).into_iter().flatten() {
+            if !out.contains(host) {
+                out.push(host.clone());
+            }
+        }
+        for child in self.children.get(group).into_iter().flatten() {
+            self.collect(child, out, path)?;
+        }
+        path.pop();
+        Ok(())
+    }
+}
+
+/// Reads an inventory's text: YAML when the file is `.yml`/`.yaml` or its
+/// text is a YAML mapping, INI otherwise. The error says where.
+pub fn parse(name: &str, text: &str) -> Result<Inventory, String> {
+    let yaml = name.ends_with(".yml")
+        || name.ends_with(".yaml")
+        || text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .is_some_and(|l| l.ends_with(':') || l == "---");
+    if yaml {
+        parse_yaml(text)
+    } else {
+        parse_ini(text)
+    }
+}
+
+/// The INI dialect: `[group]`, `[group:vars]`, `[group:children]`, host
+/// lines with `key=value` variables, `#`/`;` comments, `web[01:10]` ranges.
+fn parse_ini(text: &str) -> Result<Inventory, String> {
+    enum Section {
+        Hosts(String),
+        Vars(String),
+        Children(String),
+    }
+    let mut raw = Raw::default();
+    let mut section = Section::Hosts("ungrouped".to_string());
+    for (n, line) in text.lines().enumerate() {
+        let at = |m: String| format!("line {}: {m}", n + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(head) = line.strip_prefix('[') {
+            let head = head
+                .strip_suffix(']')
+                .ok_or_else(|| at(format!("`{line}` opens a section but has no `]`")))?
+                .trim();
+            section = match head.split_once(':') {
+                None => Section::Hosts(head.to_string()),
+                Some((g, "vars")) => Section::Vars(g.to_string()),
+                Some((g, "children")) => Section::Children(g.to_string()),
+                Some((_, other)) => {
+                    return Err(at(format!(
+                        "unknown section kind `:{other}` (use `:vars` or `:children`)"
+                    )))
+                }
+            };
+            match &section {
+                Section::Hosts(g) | Section::Vars(g) | Section::Children(g) => raw.group(g),
+            }
+            check_name(head.split(':').next().unwrap_or(head)).map_err(at)?;
+            continue;
+        }
+        match &section {
+            Section::Hosts(group) => {
+                let words = shlex::split(line)
+                    .ok_or_else(|| at(format!("unbalanced quotes in `{line}`")))?;
+                let Some((host, rest)) = words.split_first() else {
+                    continue;
+                };
+                let mut vars = HostVars::default();
+                for word in rest {
+                    let (k, v) = word.split_once('=').ok_or_else(|| {
+                        at(format!("`{word}` is not a `key=value` host variable"))
+                    })?;
+                    vars.set(k, v);
+                }
+                for host in expand_range(host).map_err(at)? {
+                    check_name(&host).map_err(at)?;
+                    raw.add_host(group, &host, vars.clone());
+                }
+            }
+            Section::Vars(group) => {
+                let (k, v) = line
+                    .split_once('=')
+                    .ok_or_else(|| at(format!("`{line}` is not `key=value`")))?;
+                let v = v.trim();
+                let v = shlex::split(v)
+                    .and_then(|w| w.into_iter().next())
+                    .unwrap_or_else(|| v.to_string());
+                raw.vars.entry(group.clone()).or_default().set(k.trim(), &v);
+            }
+            Section::Children(group) => {
+                check_name(line).map_err(at)?;
+                raw.group(line);
+                raw.children
+                    .entry(group.clone())
+                    .or_default()
+                    .push(line.to_string());
+            }
+        }
+    }
+    raw.resolve()
+}
+
+/// `web[01:03]` → web01, web02, web03; `db[a:c]` → dba, dbb, dbc.
+fn expand_range(host: &str) -> Result<Vec<String>, String> {
+    let (Some(open), Some(close)) = (host.find('['), host.find(']')) else {
+        return Ok(vec![host.to_string()]);
+    };
+    let bad = || format!("`{host}` is not a host range like `web[01:10]`");
+    if close < open {
+        return Err(bad());
+    }
+    let (head, tail) = (&host[..open], &host[close + 1..]);
+    let (from, to) = host[open + 1..close].split_once(':').ok_or_else(bad)?;
+    let to = to.split(':').next().unwrap_or(to);
+    let mut out = Vec::new();
+    if let (Ok(a), Ok(b)) = (from.parse::<u64>(), to.parse::<u64>()) {
+        if b < a || b - a > 100_000 {
+            return Err(bad());
+        }
+        let width = if from.starts_with('0') { from.len() } else { 0 };
+        for i in a..=b {
+            out.extend(expand_range(&format!("{head}{i:0width$}{tail}"))?);
+        }
+    } else {
+        let (a, b) = (from.chars().next(), to.chars().next());
+        match (a, b) {
+            (Some(a), Some(b)) if from.len() == 1 && to.len() == 1 && a <= b => {
+                for c in a..=b {
+                    out.extend(expand_range(&format!("{head}{c}{tail}"))?);
+                }
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '@') {
+        return Err(format!(
+            "`{name}` is not a usable host or group name (no spaces, no `@`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The YAML form: top-level groups (usually `all`), each with `hosts`
+/// (name → variables), `vars` and `children` (name → group).
+fn parse_yaml(text: &str) -> Result<Inventory, String> {
+    use serde_norway::Value;
+    let doc: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let mut raw = Raw::default();
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+    fn vars_of(v: &Value) -> HostVars {
+        let mut vars = HostVars::default();
+        if let Value::Mapping(map) = v {
+            for (k, v) in map {
+                if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
+                    vars.set(k, &v);
+                }
+            }
+        }
+        vars
+    }
+    fn group(raw: &mut Raw, name: &str, body: &Value) -> Result<(), String> {
+        check_name(name)?;
+        raw.group(name);
+        let map = match body {
+            Value::Mapping(m) => m,
+            Value::Null => return Ok(()),
+            _ => {
+                return Err(format!(
+                    "group `{name}` is not a mapping of hosts, vars and children"
+                ))
+            }
+        };
+        for (key, value) in map {
+            match key.as_str() {
+                Some("hosts") => {
+                    if let Value::Mapping(hosts) = value {
+                        for (h, v) in hosts {
+                            let h = scalar(h).ok_or_else(|| {
+                                format!("group `{name}`: a host name is not text")
+                            })?;
+                            for host in expand_range(&h)? {
+                                check_name(&host)?;
+                                raw.add_host(name, &host, vars_of(v));
+                            }
+                        }
+                    } else if !matches!(value, Value::Null) {
+                        return Err(format!("group `{name}`: `hosts` is not a mapping"));
+                    }
+                }
+                Some("vars") => {
+                    let vars = vars_of(value);
+                    let entry = raw.vars.entry(name.to_string()).or_default();
+                    *entry = entry.overlay(&vars);
+                }
+                Some("children") => {
+                    if let Value::Mapping(children) = value {
+                        for (c, body) in children {
+                            let c = scalar(c).ok_or_else(|| {
+                                format!("group `{name}`: a child group name is not text")
+                            })?;
+                            raw.children
+                                .entry(name.to_string())
+                                .or_default()
+                                .push(c.clone());
+                            group(raw, &c, body)?;
+                        }
+                    } else if !matches!(value, Value::Null) {
+                        return Err(format!("group `{name}`: `children` is not a mapping"));
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "group `{name}`: unknown key `{}` (a group has hosts, vars and children)",
+                        other.unwrap_or("?")
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+    match &doc {
+        Value::Mapping(top) => {
+            for (name, body) in top {
+                let name = scalar(name).ok_or("a top-level group name is not text")?;
+                group(&mut raw, &name, body)?;
+            }
+        }
+        Value::Null => {}
+        _ => return Err("the inventory is not a mapping of groups (e.g. `all:`)".into()),
+    }
+    raw.resolve()
+}
+
+/// Whether `name` matches a glob with `*` (any run) and `?` (one character).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Whether a name contains glob characters.
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_hosts_groups_children_vars_and_ranges() {
+        let inv = parse(
+            "hosts",
+            "lone ansible_host=10.0.0.9\n[web]\nweb[1:2] ansible_port=2201\n[db]\ndb1 ansible_host=10.0.0.20 ansible_user='pg admin'\n[prod:children]\nweb\ndb\n[prod:vars]\nansible_user=deploy\nansible_ssh_private_key_file=~/.ssh/k\n",
+        )
+        .unwrap();
+        assert_eq!(inv.groups["web"], ["web1", "web2"]);
+        assert_eq!(inv.groups["prod"], ["web1", "web2", "db1"]);
+        assert_eq!(inv.groups["ungrouped"], ["lone"]);
+        assert_eq!(inv.groups["all"].len(), 4);
+        assert_eq!(inv.hosts["web1"].user.as_deref(), Some("deploy"));
+        assert_eq!(inv.hosts["web2"].port.as_deref(), Some("2201"));
+        assert_eq!(inv.hosts["db1"].user.as_deref(), Some("pg admin"));
+        assert_eq!(inv.hosts["lone"].user, None);
+        assert_eq!(inv.hosts["db1"].identity_file.as_deref(), Some("~/.ssh/k"));
+    }
+
+    #[test]
+    fn yaml_inventory() {
+        let inv = parse(
+            "inv.yml",
+            "all:\n  vars: { ansible_user: ops }\n  hosts:\n    solo: { ansible_host: 10.1.1.1 }\n  children:\n    web:\n      hosts:\n        web01: { ansible_host: 10.0.0.1, ansible_port: 2222 }\n        web02:\n    db:\n      hosts: { db01: }\n      vars: { ansible_user: postgres }\n",
+        )
+        .unwrap();
+        assert_eq!(inv.groups["web"], ["web01", "web02"]);
+        assert_eq!(inv.groups["all"], ["solo", "web01", "web02", "db01"]);
+        assert_eq!(inv.hosts["web01"].port.as_deref(), Some("2222"));
+        assert_eq!(inv.hosts["web02"].user.as_deref(), Some("ops"));
+        assert_eq!(inv.hosts["db01"].user.as_deref(), Some("postgres"));
+    }
+
+    #[test]
+    fn bad_inventories_say_where() {
+        let e = parse("hosts", "[web\nweb1\n").unwrap_err();
+        assert!(e.starts_with("line 1:"), "{e}");
+        let e = parse("hosts", "[web]\nweb1 port\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("key=value"), "{e}");
+        let e = parse("hosts", "[a:children]\nb\n[b:children]\na\n").unwrap_err();
+        assert!(e.contains("contain each other"), "{e}");
+        assert!(parse("x.yml", "all: [1, 2]\n").is_err());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("web*", "web12"));
+        assert!(glob_match("w?b1", "web1"));
+        assert!(!glob_match("web*", "db1"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "acbd"));
+    }
+}

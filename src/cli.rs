@@ -89,6 +89,9 @@ pub enum Command {
         /// Print the JSON document.
         #[arg(long)]
         json: bool,
+        /// List every instance of a step on a group, not only those that have not succeeded.
+        #[arg(long)]
+        hosts: bool,
     },
     /// Write the page for the person who must act.
     #[command(after_help = "Example:\n  runbook handoff hetzner-parity -o handoff.md")]
@@ -271,7 +274,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Resume { target, args } => {
             ctx.run(engine::Target::parse(target), false, args.into(), true)
         }
-        Command::Status { target, json } => ctx.status(engine::Target::parse(target), json),
+        Command::Status {
+            target,
+            json,
+            hosts,
+        } => ctx.status(engine::Target::parse(target), json, hosts),
         Command::Handoff {
             target,
             output,

@@ -46,6 +46,9 @@ pub enum Event {
         step: String,
         /// Attempt number.
         attempt: i64,
+        /// Host, when remote.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         /// `stdout` or `stderr`.
         stream: &'static str,
         /// The line.
@@ -57,6 +60,9 @@ pub enum Event {
         run_id: i64,
         /// Step id.
         step: String,
+        /// Host, when remote.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         /// The state it reached.
         state: StepState,
         /// Attempts made in this run.

@@ -49,3 +49,261 @@ fn a_group_from_yaml_runs_once_per_host_each_on_its_own_address() {
         vec!["check@h1", "check@h2", "check@h3"]
     );
 }
+
+#[test]
+fn groups_from_ini_and_yaml_inventories() {
+    let fleet = Fleet::start(3);
+    let t = Test::new();
+    let log = t.p("log");
+    t.write("runbooks/hosts.ini", &fleet.inventory_ini());
+    // The same hosts as a YAML inventory, in two groups with a parent.
+    let mut yaml = String::from("all:\n  children:\n    front:\n      hosts:\n");
+    for (i, (name, addr, port)) in fleet.hosts.iter().enumerate() {
+        if i == 2 {
+            yaml.push_str("    back:\n      hosts:\n");
+        }
+        yaml.push_str(&format!(
+            "        {name}: {{ ansible_host: {addr}, ansible_port: {port} }}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "    everything:\n      children: {{ front: , back: }}\n  vars:\n    ansible_user: {}\n    ansible_ssh_private_key_file: {}\n",
+        whoami(),
+        fleet.client_key().display()
+    ));
+    t.write("runbooks/hosts.yml", &yaml);
+    let kh = fleet.known_hosts().display().to_string();
+    for (inventory, group, expect) in [
+        ("hosts.ini", "fleet", 3),
+        ("hosts.yml", "front", 2),
+        ("hosts.yml", "everything", 3),
+    ] {
+        std::fs::remove_file(t.p("log")).ok();
+        t.put_runbook(
+            "r",
+            &format!("inventory: {{ path: {inventory}, known_hosts_file: {kh} }}\nsteps:\n  - id: hello\n    on: {group}\n    run: echo {{{{ step.host }}}} >> {log}\n"),
+        );
+        t.run(&["run", "r", "--fresh"]).code(0);
+        assert_eq!(log_lines(&t, "log").len(), expect, "{inventory} {group}");
+    }
+    // An unknown group is a located validation error with a did-you-mean.
+    t.put_runbook(
+        "bad",
+        &format!("inventory: {{ path: hosts.yml, known_hosts_file: {kh} }}\nsteps:\n  - id: hello\n    on: frnt\n    run: 'true'\n"),
+    );
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("unknown host or group `frnt`")
+        .stderr_has("did you mean `front`?")
+        .stderr_has("bad.yaml:4:9");
+}
+
+fn whoami() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_slow_host_does_not_hold_back_a_fast_one() {
+    let fleet = Fleet::start(2);
+    let t = Test::new();
+    let log = t.p("log");
+    let steps = format!(
+        "  - id: build\n    on: web\n    run: \"if [ {{{{ step.host }}}} = h1 ]; then sleep 2; fi; echo build {{{{ step.host }}}} >> {log}\"\n  - id: start\n    on: web\n    needs: [build]\n    run: echo start {{{{ step.host }}}} >> {log}\n"
+    );
+    t.put_runbook("r", &runbook(&fleet, "  web: [h1, h2]\n", &steps));
+    t.run(&["run", "r"]).code(0);
+    // h2 went through its whole DAG while h1 was still building.
+    assert_eq!(
+        t.lines("log"),
+        vec!["build h2", "start h2", "build h1", "start h1"]
+    );
+}
+
+#[test]
+fn a_failure_on_one_host_of_20_blocks_only_that_host_and_resume_reruns_only_it() {
+    let fleet = Fleet::start(20);
+    let t = Test::new();
+    let (log, fixed) = (t.p("log"), t.p("fixed"));
+    let steps = format!(
+        "  - id: deploy\n    on: all\n    max_fail: 20\n    run: \"echo deploy {{{{ step.host }}}} >> {log}; [ {{{{ step.host }}}} != h7 ] || [ -e {fixed} ]\"\n  - id: check\n    on: all\n    needs: [deploy]\n    run: echo check {{{{ step.host }}}} >> {log}\n  - id: report\n    needs: [check]\n    run: echo report >> {log}\n"
+    );
+    t.put_runbook(
+        "r",
+        &format!("hosts:\n{}steps:\n{steps}", fleet.hosts_yaml()),
+    );
+    t.run(&["run", "r", "--jobs", "8"]).code(1);
+    let s = t.status(None);
+    assert_eq!(s.state_of("deploy@h7"), "failed");
+    assert_eq!(s.state_of("check@h7"), "blocked");
+    assert_eq!(s.state_of("report"), "blocked");
+    for h in fleet.names().iter().filter(|h| *h != "h7") {
+        assert_eq!(s.state_of(&format!("check@{h}")), "succeeded", "{h}");
+    }
+    assert_eq!(s.step("deploy@h7").host.as_deref(), Some("h7"));
+    let count = |what: &str| t.lines("log").iter().filter(|l| *l == what).count();
+    assert_eq!(t.lines("log").len(), 20 + 19);
+    std::fs::write(&fixed, "").unwrap();
+    t.run(&["resume", "--jobs", "8"]).code(0);
+    // Only h7's instances ran again; the report ran once.
+    assert_eq!(count("deploy h7"), 2);
+    assert_eq!(count("check h7"), 1);
+    assert_eq!(count("deploy h3"), 1);
+    assert_eq!(count("report"), 1);
+    assert_eq!(t.lines("log").len(), 20 + 19 + 3);
+    // Logs and reset take an instance's id.
+    t.run(&["reset", "1", "check@h3"]).code(0);
+    assert_eq!(t.status(None).state_of("check@h3"), "pending");
+    assert_eq!(t.status(None).state_of("check@h4"), "succeeded");
+}
+
+#[test]
+fn serial_1_never_overlaps_two_hosts() {
+    let fleet = Fleet::start(5);
+    let t = Test::new();
+    let (log, lock) = (t.p("log"), t.p("lock"));
+    let steps = format!(
+        "  - id: roll\n    on: web\n    serial: 1\n    run: \"if mkdir {lock}; then sleep 0.2; rmdir {lock}; else echo OVERLAP >> {log}; sleep 0.2; fi; echo roll {{{{ step.host }}}} >> {log}\"\n"
+    );
+    t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
+    t.run(&["run", "r", "--jobs", "8"]).code(0);
+    let lines = t.lines("log");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(!lines.iter().any(|l| l == "OVERLAP"), "{lines:?}");
+    // "25%" of 5 hosts is 2 at once: overlap happens, so the check above can fail.
+    std::fs::remove_file(&log).ok();
+    t.put_runbook(
+        "r",
+        &runbook(
+            &fleet,
+            "  web: ['h*']\n",
+            &steps.replace("serial: 1", "serial: \"40%\""),
+        ),
+    );
+    t.run(&["run", "r", "--fresh", "--jobs", "8"]).code(0);
+    assert!(t.lines("log").iter().any(|l| l == "OVERLAP"));
+}
+
+#[test]
+fn max_fail_2_stops_starting_instances_after_the_third_failure() {
+    let fleet = Fleet::start(8);
+    let t = Test::new();
+    let (log, fixed) = (t.p("log"), t.p("fixed"));
+    let steps = format!(
+        "  - id: deploy\n    on: web\n    serial: 1\n    max_fail: 2\n    run: \"echo {{{{ step.host }}}} >> {log}; [ -e {fixed} ]\"\n"
+    );
+    t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
+    t.run(&["run", "r", "--jobs", "8"]).code(1);
+    assert_eq!(t.lines("log").len(), 3);
+    let s = t.status(None);
+    assert_eq!(s.state, "failed");
+    let pending: Vec<_> = s.steps.iter().filter(|st| st.state == "pending").collect();
+    assert_eq!(pending.len(), 5);
+    assert!(pending[0]
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("max_fail: 2"));
+    // Resume goes on with the rest (and the failed ones).
+    std::fs::write(&fixed, "").unwrap();
+    t.run(&["resume", "--jobs", "8"]).code(0);
+    assert_eq!(t.lines("log").len(), 3 + 8);
+}
+
+#[test]
+fn limit_runs_only_the_named_hosts() {
+    let fleet = Fleet::start(4);
+    let t = Test::new();
+    let log = t.p("log");
+    let steps =
+        format!("  - id: deploy\n    on: web\n    run: echo {{{{ step.host }}}} >> {log}\n");
+    t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
+    t.run(&["run", "r", "--limit", "h1,h3*"]).code(0);
+    assert_eq!(log_lines(&t, "log"), vec!["h1", "h3"]);
+    let s = t.status(None);
+    assert_eq!(s.state_of("deploy@h2"), "pending");
+    // The run is unfinished: a plain run picks the other hosts up.
+    t.run(&["run", "r"]).code(0);
+    assert_eq!(log_lines(&t, "log"), vec!["h1", "h2", "h3", "h4"]);
+    t.run(&["run", "r", "--limit", "nope"])
+        .code(2)
+        .stderr_has("--limit `nope` names no host");
+}
+
+#[test]
+fn a_secret_missing_on_one_host_holds_only_that_host() {
+    let fleet = Fleet::start(3);
+    let t = Test::new();
+    let log = t.p("log");
+    for h in ["h1", "h3"] {
+        t.write(&format!("{h}.env"), &format!("TOKEN=token-of-{h}\n"));
+    }
+    let env = t.p("{{ step.host }}.env");
+    let text = format!(
+        "hosts:\n{}groups:\n  web: ['h*']\nenv_files:\n  - {{ host: web, path: \"{env}\" }}\nsecrets:\n  TOKEN: {{ description: the deploy token, owner: Lukas }}\nsteps:\n  - id: deploy\n    on: web\n    requires: [TOKEN]\n    run: echo {{{{ step.host }}}} {{{{ secrets.TOKEN }}}} >> {log}\n  - id: check\n    on: web\n    needs: [deploy]\n    run: echo check {{{{ step.host }}}} >> {log}\n",
+        fleet.hosts_yaml()
+    );
+    t.put_runbook("r", &text);
+    t.run(&["run", "r"]).code(3);
+    // Each host used its own value; h2 is held and only h2.
+    assert_eq!(
+        log_lines(&t, "log"),
+        vec!["check h1", "check h3", "h1 token-of-h1", "h3 token-of-h3"]
+    );
+    let s = t.status(None);
+    assert_eq!(s.state_of("deploy@h2"), "held");
+    assert_eq!(s.step("deploy@h2").missing, vec!["TOKEN".to_string()]);
+    assert_eq!(s.state_of("check@h2"), "blocked");
+    let handoff = t.run(&["handoff"]);
+    handoff.code(0).stdout_has("TOKEN");
+    // One entry for the secret, naming the held instance, not one per host.
+    assert!(handoff.stdout.contains("deploy@h2"), "{}", handoff.stdout);
+    assert!(!handoff.stdout.contains("deploy@h1"), "{}", handoff.stdout);
+    t.write("h2.env", "TOKEN=token-of-h2\n");
+    t.run(&["resume"]).code(0);
+    assert!(log_lines(&t, "log").contains(&"h2 token-of-h2".to_string()));
+}
+
+#[test]
+fn kill_9_during_a_fleet_run_then_resume_loses_nothing() {
+    let fleet = Fleet::start(10);
+    let t = Test::new();
+    let log = t.p("log");
+    let steps = format!(
+        "  - id: a\n    on: web\n    run: sleep 0.3; echo a {{{{ step.host }}}} >> {log}\n  - id: b\n    on: web\n    needs: [a]\n    run: sleep 0.3; echo b {{{{ step.host }}}} >> {log}\n"
+    );
+    t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
+    let child = t.spawn(&["run", "r", "--jobs", "3"]);
+    assert!(support::wait_for(
+        std::time::Duration::from_secs(20),
+        || { t.lines("log").len() >= 6 }
+    ));
+    support::signal(&child, "KILL");
+    let _ = support::finish(child);
+    let before = t.status(None);
+    let done_before: Vec<String> = before
+        .steps
+        .iter()
+        .filter(|s| s.state == "succeeded")
+        .map(|s| s.id.clone())
+        .collect();
+    t.run(&["resume", "--jobs", "3"]).code(0);
+    let s = t.status(None);
+    assert!(s.steps.iter().all(|st| st.state == "succeeded"));
+    let lines = t.lines("log");
+    for h in fleet.names() {
+        for step in ["a", "b"] {
+            let n = lines
+                .iter()
+                .filter(|l| **l == format!("{step} {h}"))
+                .count();
+            assert!(n >= 1, "{step}@{h} never ran");
+            if done_before.contains(&format!("{step}@{h}")) {
+                assert_eq!(n, 1, "{step}@{h} succeeded before the kill and ran again");
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use super::*;
 
 impl Ctx {
     /// `status`.
-    pub fn status(&self, target: Target, json: bool) -> Result<i32> {
+    pub fn status(&self, target: Target, json: bool, all_hosts: bool) -> Result<i32> {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &target)?;
         let mut steps = store.steps(run.id)?;
@@ -19,7 +19,7 @@ impl Ctx {
         } else {
             print!(
                 "{}",
-                report::status::to_table(&run, state, &steps, &self.palette())
+                report::status::to_table(&run, state, &steps, &self.palette(), all_hosts)
             );
         }
         Ok(exit::OK)

@@ -59,3 +59,13 @@ pub(super) fn excluded(runbook: &Runbook, plan: &Plan, limit: &[String]) -> Resu
         .map(|s| s.host.as_deref().is_some_and(|h| !chosen.contains(&h)))
         .collect())
 }
+
+/// A list of names cut to fit one line: `h1, h2, h3, … (20)`.
+pub(super) fn short_list(names: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!("{}, … ({} in all)", names[..SHOWN].join(", "), names.len())
+    }
+}

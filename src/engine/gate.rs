@@ -20,12 +20,13 @@ pub(super) struct EngineGate<'a> {
 }
 
 impl EngineGate<'_> {
-    /// The values found for these secrets.
-    fn values(&self, names: &[String]) -> BTreeMap<String, String> {
+    /// The values found for these secrets, as a step on `host` sees them.
+    fn values(&self, names: &[String], host: Option<&str>) -> BTreeMap<String, String> {
+        let values = self.secrets.values_for(host);
         names
             .iter()
             .filter_map(|s| {
-                let v = self.secrets.lookup.values.get(s)?;
+                let v = values.get(s)?;
                 Some((s.clone(), v.to_string()))
             })
             .collect()
@@ -37,22 +38,24 @@ impl EngineGate<'_> {
         let step = &self.loaded.runbook.steps[i];
         let cond = step.spec.when.as_deref()?;
         let templater = &self.loaded.templater;
+        let host = step.host.as_deref();
         if self
             .secrets
-            .hold_for(&templater.secret_names(cond, true))
+            .hold_for(&templater.secret_names(cond, true), host)
             .is_held()
         {
             return None;
         }
-        let c = self
-            .loaded
-            .ctx
-            .for_step(&step.spec.id, &self.values(&step.spec.requires));
+        let c = self.loaded.ctx.for_instance(
+            &step.spec.id,
+            host,
+            &self.values(&step.spec.requires, host),
+        );
         match templater.condition(cond, &c) {
             Ok(v) => Some(Ok(v)),
             // A use the syntax list cannot see (`secrets[name]`) of a held
             // secret: held, not failed.
-            Err(_) if self.secrets.hold_for(&step.spec.requires).is_held() => None,
+            Err(_) if self.secrets.hold_for(&step.spec.requires, host).is_held() => None,
             Err(e) => Some(Err(NotReady::Failed(self.redactor.redact(&format!(
                 "`when` cannot be evaluated with the secret values: {}",
                 e.message
@@ -74,7 +77,9 @@ impl Gate for EngineGate<'_> {
                 });
             }
         }
-        let mut hold = self.secrets.hold_for(&planned.requires);
+        let mut hold = self
+            .secrets
+            .hold_for(&planned.requires, planned.host.as_deref());
         if step.approval.is_some() && !self.approvals.contains(&planned.id) {
             hold.approval = step.approval.clone();
         }
@@ -91,7 +96,7 @@ impl Gate for EngineGate<'_> {
             &self.loaded.ctx,
             &self.loaded.runbook,
             step,
-            &self.values(&planned.requires),
+            &self.values(&planned.requires, planned.host.as_deref()),
         )
         .map_err(|(field, e)| {
             let names = &planned.requires;
@@ -107,7 +112,8 @@ impl Gate for EngineGate<'_> {
     }
 
     fn waiting_on(&self, i: usize) -> Hold {
-        self.secrets.hold_for(&self.loaded.plan.steps[i].requires)
+        let step = &self.loaded.plan.steps[i];
+        self.secrets.hold_for(&step.requires, step.host.as_deref())
     }
 
     fn redactor(&self) -> Arc<Redactor> {

@@ -62,8 +62,7 @@ impl Ctx {
         loaded: Option<&Loaded>,
     ) -> Result<report::handoff::Handoff> {
         use report::handoff::*;
-        let spec_of =
-            |id: &str| loaded.and_then(|l| l.runbook.steps.iter().find(|s| s.spec.id == id));
+        let spec_of = |id: &str| loaded.and_then(|l| l.runbook.steps.iter().find(|s| s.id == id));
         let flag = self.state_flag();
         let mut resume_command = format!("runbook resume {}{flag}", run.id);
         for f in env_files {
@@ -195,6 +194,9 @@ impl Ctx {
             let owner = spec
                 .and_then(|s| s.owner.clone())
                 .unwrap_or_else(|| "the operator".into());
+            // A hundred hosts held on one secret read as one line per step.
+            let held_steps = report::fleet::short_ids(&held_steps);
+            let blocked_steps = report::fleet::short_ids(&blocked_steps);
             let need = SecretNeed {
                 name: name.clone(),
                 description: spec.and_then(|s| s.description.clone()),
@@ -251,10 +253,19 @@ impl Ctx {
             })
             .collect();
         let mut failed = Vec::new();
+        let mut failed_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for s in steps
             .iter()
             .filter(|s| matches!(s.state, StepState::Failed | StepState::Interrupted))
         {
+            // Past the first few instances of one step, only their names.
+            if let Some(family) = report::fleet::family_of(&s.id) {
+                let seen = failed_of.entry(family).or_default();
+                seen.push(s.id.clone());
+                if seen.len() > FAILED_SHOWN {
+                    continue;
+                }
+            }
             let tail = if s.attempts > 0 {
                 store.output(run.id, &s.id, s.attempts, Some(20))?
             } else {
@@ -266,6 +277,21 @@ impl Ctx {
                 reason: s.reason.clone().unwrap_or_else(|| s.state.to_string()),
                 output_tail: tail.into_iter().map(|(_, l)| l).collect(),
                 logs_command: format!("runbook logs {} {}{flag}", run.id, s.id),
+            });
+        }
+        for ids in failed_of.values().filter(|ids| ids.len() > FAILED_SHOWN) {
+            let rest = &ids[FAILED_SHOWN..];
+            failed.push(FailedStep {
+                id: report::fleet::short_ids(rest).join(", "),
+                host: None,
+                reason: format!(
+                    "{} more instance{} failed; `runbook status {}{flag} --hosts` lists them with their reasons",
+                    rest.len(),
+                    if rest.len() == 1 { "" } else { "s" },
+                    run.id
+                ),
+                output_tail: Vec::new(),
+                logs_command: format!("runbook logs {} {}{flag}", run.id, rest[0]),
             });
         }
         let line = |s: &StepRow| StepLine {
@@ -291,24 +317,55 @@ impl Ctx {
             state,
             started_at: run.started_at.clone(),
             finished_at: run.finished_at.clone(),
-            done: steps
-                .iter()
-                .filter(|s| s.state.satisfies_needs())
-                .map(line)
-                .collect(),
+            done: collapse(
+                steps
+                    .iter()
+                    .filter(|s| s.state.satisfies_needs())
+                    .map(line)
+                    .collect(),
+            ),
             owners,
             approvals,
             failed,
-            blocked: steps
-                .iter()
-                .filter(|s| s.state == StepState::Blocked)
-                .map(|s| StepLine {
-                    id: s.id.clone(),
-                    text: s.reason.clone().unwrap_or_default(),
-                })
-                .collect(),
-            notes,
+            blocked: collapse(
+                steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Blocked)
+                    .map(|s| StepLine {
+                        id: s.id.clone(),
+                        text: s.reason.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            ),
+            notes: collapse(notes),
             resume_command,
         })
     }
+}
+
+/// Failed instances of one step shown with their output; the rest by name.
+const FAILED_SHOWN: usize = 3;
+
+/// Lines of instances of one step that say the same (a title, a doc, a
+/// reason with the host's name in it or not) become one line naming them.
+fn collapse(lines: Vec<report::handoff::StepLine>) -> Vec<report::handoff::StepLine> {
+    let mut out: Vec<(String, Vec<String>, String)> = Vec::new();
+    for l in lines {
+        let Some((family, host)) = l.id.split_once('@') else {
+            out.push((l.id.clone(), vec![l.id], l.text));
+            continue;
+        };
+        // A reason that names the host's own instance reads the same for all.
+        let text = l.text.replace(&format!("@{host}`"), "@HOST`");
+        match out.iter_mut().find(|(f, _, t)| f == family && *t == text) {
+            Some((_, ids, _)) => ids.push(l.id),
+            None => out.push((family.to_string(), vec![l.id], text)),
+        }
+    }
+    out.into_iter()
+        .map(|(_, ids, text)| report::handoff::StepLine {
+            id: report::fleet::short_ids(&ids).join(", "),
+            text,
+        })
+        .collect()
 }

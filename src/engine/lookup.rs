@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::sources;
 use super::Loaded;
@@ -15,14 +16,38 @@ use crate::store::{SecretRow, StepRow};
 pub(super) struct SecretStates {
     pub(super) lookup: sources::Lookup,
     pub(super) rows: Vec<SecretRow>,
+    /// Hosts with sources of their own (an `env_files` entry on a group
+    /// they belong to): what was found for each, and its states.
+    pub(super) per_host: BTreeMap<String, (sources::Lookup, Vec<SecretRow>)>,
 }
 
 impl SecretStates {
-    /// What holds a step that requires these secrets.
-    pub(super) fn hold_for(&self, requires: &[String]) -> Hold {
+    /// The values a step on `host` (or a local one) sees.
+    pub(super) fn values_for(&self, host: Option<&str>) -> &crate::secrets::Values {
+        match host.and_then(|h| self.per_host.get(h)) {
+            Some((lookup, _)) => &lookup.values,
+            None => &self.lookup.values,
+        }
+    }
+
+    /// A redactor for every value found, on any host.
+    pub(super) fn redactor(&self) -> crate::secrets::Redactor {
+        let all = std::iter::once(&self.lookup)
+            .chain(self.per_host.values().map(|(l, _)| l))
+            .flat_map(|l| l.values.as_map().iter())
+            .map(|(n, v)| (n.as_str(), v.as_str()));
+        crate::secrets::Redactor::new(all)
+    }
+
+    /// What holds a step on `host` (or a local one) that requires these secrets.
+    pub(super) fn hold_for(&self, requires: &[String], host: Option<&str>) -> Hold {
+        let rows = match host.and_then(|h| self.per_host.get(h)) {
+            Some((_, rows)) => rows,
+            None => &self.rows,
+        };
         let mut hold = Hold::default();
         for name in requires {
-            match self.rows.iter().find(|r| &r.name == name) {
+            match rows.iter().find(|r| &r.name == name) {
                 Some(r) if r.state == SecretState::Missing => hold.missing.push(name.clone()),
                 Some(r) if r.state == SecretState::Rejected => hold.rejected.push((
                     name.clone(),
@@ -59,8 +84,21 @@ pub(super) fn needed_secrets(loaded: &Loaded, rows: &[StepRow]) -> Vec<String> {
 }
 
 /// Where secrets are looked up, in order: the environment, `--env-file`
-/// files, then the runbook's `env_files`.
+/// files, then the runbook's `env_files` (an entry on a group as written,
+/// for the handoff to show).
 pub(super) fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<sources::Source> {
+    sources_on(loaded, env_files, None, true)
+}
+
+/// The sources a step on `host` (or a local step) reads: an `env_files`
+/// entry on a group is that host's own file when the host is in the group,
+/// and is left out otherwise.
+fn sources_on(
+    loaded: &Loaded,
+    env_files: &[PathBuf],
+    host: Option<&str>,
+    keep_groups: bool,
+) -> Vec<sources::Source> {
     let mut sources = vec![sources::Source::Environment];
     sources.extend(
         env_files
@@ -73,22 +111,43 @@ pub(super) fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<sour
             crate::runbook::model::EnvFileSpec::Local(rel) => {
                 sources::Source::Local(loaded.runbook.dir.join(rel))
             }
-            crate::runbook::model::EnvFileSpec::Remote(r) => sources::Source::Remote {
-                host: r.host.clone(),
-                path: loaded
-                    .templater
-                    .render(&r.path, &base)
-                    .unwrap_or_else(|_| r.path.clone()),
-            },
+            crate::runbook::model::EnvFileSpec::Remote(r) => {
+                let on = match loaded.runbook.groups.get(&r.host) {
+                    Some(_) if loaded.runbook.hosts.contains_key(&r.host) => r.host.clone(),
+                    Some(_) if keep_groups => r.host.clone(),
+                    Some(members) => match host.filter(|h| members.iter().any(|m| m == h)) {
+                        Some(h) => h.to_string(),
+                        None => continue,
+                    },
+                    None => r.host.clone(),
+                };
+                // A group's entry is rendered for each host: `step.host`
+                // names it, so hosts sharing a file system can differ.
+                let c = if on == r.host {
+                    base.clone()
+                } else {
+                    loaded.ctx.for_instance("", Some(&on), &BTreeMap::new())
+                };
+                sources::Source::Remote {
+                    path: loaded
+                        .templater
+                        .render(&r.path, &c)
+                        .unwrap_or_else(|_| r.path.clone()),
+                    host: on,
+                }
+            }
         });
     }
     sources
 }
 
-/// Looks every declared secret up, and checks the ones this pass needs.
+/// Looks every declared secret up, and checks the ones this pass needs:
+/// once for local steps and single hosts, and once more for each host that
+/// has sources of its own (an `env_files` entry on its group), at the same
+/// time.
 pub(super) async fn resolve_secrets(
     loaded: &Loaded,
-    execs: &exec::Executors,
+    execs: &Arc<exec::Executors>,
     env_files: &[PathBuf],
     needed: &[String],
 ) -> SecretStates {
@@ -97,10 +156,103 @@ pub(super) async fn resolve_secrets(
         return SecretStates {
             lookup: sources::Lookup::default(),
             rows: Vec::new(),
+            per_host: BTreeMap::new(),
         };
     }
-    let sources = secret_sources(loaded, env_files);
-    let lookup = sources::lookup(&sources, &declared, execs).await;
+    let base = sources_on(loaded, env_files, None, false);
+    let lookup = sources::lookup(&base, &declared, execs).await;
+    let rows = states_of(loaded, execs, &lookup, needed).await;
+    // Hosts of steps that require secrets and read sources of their own.
+    let mut hosts: Vec<String> = loaded
+        .plan
+        .steps
+        .iter()
+        .filter(|s| !s.requires.is_empty())
+        .filter_map(|s| s.host.clone())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut tasks = tokio::task::JoinSet::new();
+    for host in hosts {
+        let own = sources_on(loaded, env_files, Some(&host), false);
+        if own == base {
+            continue;
+        }
+        let (execs, declared) = (execs.clone(), declared.clone());
+        tasks.spawn(async move {
+            let lookup = sources::lookup(&own, &declared, &execs).await;
+            (host, lookup)
+        });
+    }
+    let mut per_host = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((host, lookup)) = done {
+            let rows = states_of(loaded, execs, &lookup, needed).await;
+            per_host.insert(host, (lookup, rows));
+        }
+    }
+    SecretStates {
+        rows: stored_rows(rows, &per_host),
+        lookup,
+        per_host,
+    }
+}
+
+/// The rows the store keeps, one per secret: a secret that some hosts
+/// miss is missing (or rejected), and its reason names those hosts.
+fn stored_rows(
+    base: Vec<SecretRow>,
+    per_host: &BTreeMap<String, (sources::Lookup, Vec<SecretRow>)>,
+) -> Vec<SecretRow> {
+    if per_host.is_empty() {
+        return base;
+    }
+    base.into_iter()
+        .map(|row| {
+            if row.state.is_usable() {
+                return row;
+            }
+            let of_host = |h: &(sources::Lookup, Vec<SecretRow>)| {
+                h.1.iter().find(|r| r.name == row.name).cloned()
+            };
+            let bad: Vec<(&String, SecretRow)> = per_host
+                .iter()
+                .filter_map(|(h, v)| of_host(v).map(|r| (h, r)))
+                .filter(|(_, r)| !r.state.is_usable())
+                .collect();
+            if bad.is_empty() {
+                return SecretRow {
+                    state: SecretState::Found,
+                    source: Some("each host's own env file".into()),
+                    reason: None,
+                    ..row
+                };
+            }
+            let first = bad[0].1.clone();
+            let names: Vec<&str> = bad.iter().map(|(h, _)| h.as_str()).collect();
+            SecretRow {
+                reason: Some(format!(
+                    "{} on {} host{} ({}); {}",
+                    first.state,
+                    names.len(),
+                    if names.len() == 1 { "" } else { "s" },
+                    super::fleet::short_list(&names),
+                    first.reason.unwrap_or_default()
+                )),
+                ..first
+            }
+        })
+        .collect()
+}
+
+/// Each declared secret's state from what one lookup found; checks run
+/// for the secrets this pass needs.
+async fn states_of(
+    loaded: &Loaded,
+    execs: &exec::Executors,
+    lookup: &sources::Lookup,
+    needed: &[String],
+) -> Vec<SecretRow> {
     let mut rows = Vec::new();
     for (name, spec) in &loaded.runbook.secrets {
         let source = lookup.found_in.get(name).cloned();
@@ -155,5 +307,5 @@ pub(super) async fn resolve_secrets(
         };
         rows.push(row);
     }
-    SecretStates { lookup, rows }
+    rows
 }

@@ -313,7 +313,7 @@ impl Ctx {
                     .map(|_| r.id.clone())
             })
             .collect();
-        let redactor = Arc::new(secrets.lookup.values.redactor());
+        let redactor = Arc::new(secrets.redactor());
         let mut gate = EngineGate {
             loaded: &loaded,
             secrets: &secrets,
@@ -389,7 +389,7 @@ impl Ctx {
             n.dedup();
             n
         };
-        let execs = executors(loaded)?;
+        let execs = Arc::new(executors(loaded)?);
         let secrets = resolve_secrets(loaded, &execs, &args.env_files, &needed).await;
         execs.ssh.close().await;
         match previous {
@@ -416,7 +416,7 @@ impl Ctx {
             loaded,
             secrets: &secrets,
             approvals: approvals.keys().cloned().collect(),
-            redactor: Arc::new(secrets.lookup.values.redactor()),
+            redactor: Arc::new(secrets.redactor()),
         };
         let mut verdict: Vec<Verdict> = vec![Verdict::Done; plan.steps.len()];
         let mut lines = vec![String::new(); plan.steps.len()];

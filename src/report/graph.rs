@@ -28,20 +28,82 @@ fn fill(state: StepState) -> &'static str {
     }
 }
 
-fn label(runbook: &Runbook, i: usize, states: &HashMap<String, StepState>) -> String {
-    let step = &runbook.steps[i];
-    let mut text = step
-        .spec
-        .title
-        .clone()
-        .unwrap_or_else(|| step.spec.id.clone());
-    if let Some(host) = &step.host {
-        text.push_str(&format!(" @{host}"));
+/// One node: a step as written; the instances of a step on a group are
+/// one node with their host count.
+struct Node {
+    id: String,
+    label: String,
+    state: Option<StepState>,
+}
+
+/// The steps as written, and the edges between them (deduplicated).
+fn nodes(
+    runbook: &Runbook,
+    states: &HashMap<String, StepState>,
+) -> (Vec<Node>, Vec<(String, String)>) {
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut of_source: HashMap<usize, usize> = HashMap::new();
+    let mut members: Vec<Vec<StepState>> = Vec::new();
+    for step in &runbook.steps {
+        let at = *of_source.entry(step.source).or_insert_with(|| {
+            let mut text = step
+                .spec
+                .title
+                .clone()
+                .unwrap_or_else(|| step.spec.id.clone());
+            match &step.family {
+                Some(f) => text.push_str(&format!(" @{} ({} hosts)", f.group, f.size)),
+                None => {
+                    if let Some(host) = &step.host {
+                        text.push_str(&format!(" @{host}"));
+                    }
+                }
+            }
+            nodes.push(Node {
+                id: step.spec.id.clone(),
+                label: text,
+                state: None,
+            });
+            members.push(Vec::new());
+            nodes.len() - 1
+        });
+        if let Some(state) = states.get(&step.id) {
+            members[at].push(*state);
+        }
     }
-    if let Some(state) = states.get(&step.spec.id) {
-        text.push_str(&format!(" ({state})"));
+    for (node, states) in nodes.iter_mut().zip(&members) {
+        // The state that most needs attention stands for the node.
+        const URGENCY: [StepState; 8] = [
+            StepState::Failed,
+            StepState::Held,
+            StepState::Blocked,
+            StepState::Interrupted,
+            StepState::Running,
+            StepState::Pending,
+            StepState::Skipped,
+            StepState::Succeeded,
+        ];
+        node.state = URGENCY.into_iter().find(|u| states.contains(u));
+        if let Some(state) = node.state {
+            let n = states.iter().filter(|s| **s == state).count();
+            if states.len() > 1 {
+                node.label.push_str(&format!(" ({n} {state})"));
+            } else {
+                node.label.push_str(&format!(" ({state})"));
+            }
+        }
+        node.label = node.label.replace('"', "'");
     }
-    text.replace('"', "'")
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for step in &runbook.steps {
+        for &n in &step.needs {
+            let edge = (runbook.steps[n].spec.id.clone(), step.spec.id.clone());
+            if !edges.contains(&edge) {
+                edges.push(edge);
+            }
+        }
+    }
+    (nodes, edges)
 }
 
 fn mermaid_id(id: &str) -> String {
@@ -54,50 +116,32 @@ pub fn render(
     format: GraphFormat,
     states: &HashMap<String, StepState>,
 ) -> String {
+    let (nodes, edges) = nodes(runbook, states);
     let mut out = String::new();
     match format {
         GraphFormat::Dot => {
             out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\"];\n", runbook.name.replace('"', "'")));
-            for (i, s) in runbook.steps.iter().enumerate() {
-                let color = states
-                    .get(&s.spec.id)
-                    .map(|st| format!(", fillcolor=\"{}\"", fill(*st)))
+            for n in &nodes {
+                let color = n
+                    .state
+                    .map(|st| format!(", fillcolor=\"{}\"", fill(st)))
                     .unwrap_or_default();
-                out.push_str(&format!(
-                    "  \"{}\" [label=\"{}\"{color}];\n",
-                    s.spec.id,
-                    label(runbook, i, states)
-                ));
+                out.push_str(&format!("  \"{}\" [label=\"{}\"{color}];\n", n.id, n.label));
             }
-            for s in &runbook.steps {
-                for &n in &s.needs {
-                    out.push_str(&format!(
-                        "  \"{}\" -> \"{}\";\n",
-                        runbook.steps[n].spec.id, s.spec.id
-                    ));
-                }
+            for (from, to) in &edges {
+                out.push_str(&format!("  \"{from}\" -> \"{to}\";\n"));
             }
             out.push_str("}\n");
         }
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
-            for (i, s) in runbook.steps.iter().enumerate() {
-                out.push_str(&format!(
-                    "  {}[\"{}\"]\n",
-                    mermaid_id(&s.spec.id),
-                    label(runbook, i, states)
-                ));
+            for n in &nodes {
+                out.push_str(&format!("  {}[\"{}\"]\n", mermaid_id(&n.id), n.label));
             }
-            for s in &runbook.steps {
-                for &n in &s.needs {
-                    out.push_str(&format!(
-                        "  {} --> {}\n",
-                        mermaid_id(&runbook.steps[n].spec.id),
-                        mermaid_id(&s.spec.id)
-                    ));
-                }
+            for (from, to) in &edges {
+                out.push_str(&format!("  {} --> {}\n", mermaid_id(from), mermaid_id(to)));
             }
-            let mut used: Vec<StepState> = states.values().copied().collect();
+            let mut used: Vec<StepState> = nodes.iter().filter_map(|n| n.state).collect();
             used.sort_by_key(|s| s.as_str());
             used.dedup();
             for state in used {
@@ -106,11 +150,10 @@ pub fn render(
                     state.as_str(),
                     fill(state)
                 ));
-                let members: Vec<String> = runbook
-                    .steps
+                let members: Vec<String> = nodes
                     .iter()
-                    .filter(|s| states.get(&s.spec.id) == Some(&state))
-                    .map(|s| mermaid_id(&s.spec.id))
+                    .filter(|n| n.state == Some(state))
+                    .map(|n| mermaid_id(&n.id))
                     .collect();
                 out.push_str(&format!(
                     "  class {} {}\n",

@@ -27,6 +27,8 @@ pub struct LiveReporter {
     done: usize,
     held: usize,
     failed: usize,
+    /// Per step on a group: its instances running now, and done so far.
+    families: HashMap<String, (usize, usize)>,
 }
 
 impl LiveReporter {
@@ -50,6 +52,7 @@ impl LiveReporter {
             done: 0,
             held: 0,
             failed: 0,
+            families: HashMap::new(),
         }
     }
 
@@ -87,7 +90,10 @@ impl Reporter for LiveReporter {
                 reason,
                 ..
             } => {
-                let bar = self.bars.entry(step.clone()).or_insert_with(|| {
+                // The instances of a step on a group share one line.
+                let family = super::fleet::family_of(step);
+                let key = family.unwrap_or(step).to_string();
+                let bar = self.bars.entry(key).or_insert_with(|| {
                     let bar = self
                         .multi
                         .insert_before(&self.footer, ProgressBar::new_spinner());
@@ -109,7 +115,21 @@ impl Reporter for LiveReporter {
                 } else {
                     String::new()
                 };
-                bar.set_prefix(format!("{step}{on}{again}"));
+                match family {
+                    Some(f) => {
+                        let counts = self.families.entry(f.to_string()).or_default();
+                        if *attempt == 1 {
+                            counts.0 += 1;
+                        }
+                        bar.set_prefix(format!(
+                            "{f} on {} host{} ({} done)",
+                            counts.0,
+                            if counts.0 == 1 { "" } else { "s" },
+                            counts.1
+                        ));
+                    }
+                    None => bar.set_prefix(format!("{step}{on}{again}")),
+                }
                 if reason.is_some() {
                     if let Some(line) = super::plain::started_step_line(event) {
                         self.println(&line);
@@ -118,7 +138,8 @@ impl Reporter for LiveReporter {
                 self.update_footer();
             }
             Event::StepOutput { step, line, .. } => {
-                if let Some(bar) = self.bars.get(step) {
+                let key = super::fleet::family_of(step).unwrap_or(step);
+                if let Some(bar) = self.bars.get(key) {
                     bar.set_message(line.clone());
                 }
                 if self.verbosity == Verbosity::Verbose {
@@ -129,9 +150,28 @@ impl Reporter for LiveReporter {
                 }
             }
             Event::StepFinished { step, state, .. } => {
-                if let Some(bar) = self.bars.remove(step) {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
+                let family = super::fleet::family_of(step);
+                let still_running = family.is_some_and(|f| {
+                    let counts = self.families.entry(f.to_string()).or_default();
+                    if self.bars.contains_key(f) {
+                        counts.0 = counts.0.saturating_sub(1);
+                    }
+                    counts.1 += 1;
+                    if let Some(bar) = self.bars.get(f) {
+                        bar.set_prefix(format!(
+                            "{f} on {} host{} ({} done)",
+                            counts.0,
+                            if counts.0 == 1 { "" } else { "s" },
+                            counts.1
+                        ));
+                    }
+                    counts.0 > 0
+                });
+                if !still_running {
+                    if let Some(bar) = self.bars.remove(family.unwrap_or(step)) {
+                        bar.finish_and_clear();
+                        self.multi.remove(&bar);
+                    }
                 }
                 match state {
                     StepState::Succeeded | StepState::Skipped => self.done += 1,
@@ -139,8 +179,13 @@ impl Reporter for LiveReporter {
                     StepState::Failed => self.failed += 1,
                     _ => {}
                 }
-                if let Some(line) = finished_line(&self.palette, event) {
-                    self.println(&line);
+                // A hundred succeeded instances are the bar's count, not lines.
+                let quiet =
+                    family.is_some() && matches!(state, StepState::Succeeded | StepState::Skipped);
+                if !quiet {
+                    if let Some(line) = finished_line(&self.palette, event) {
+                        self.println(&line);
+                    }
                 }
                 self.update_footer();
             }

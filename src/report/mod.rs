@@ -1,6 +1,7 @@
 //! Everything the user reads: live output, status, diagnostics, NDJSON events.
 
 pub mod diagnostic;
+pub mod fleet;
 pub mod graph;
 pub mod handoff;
 pub mod live;

@@ -35,6 +35,9 @@ pub struct StepJson {
     pub needs: Vec<String>,
     /// Host, `local` when local.
     pub on: String,
+    /// The host it runs on (null when local); an instance of a step on a
+    /// group is `STEP@HOST`.
+    pub host: Option<String>,
     /// Attempts in this run.
     pub attempts: i64,
     /// Start of the last attempt.
@@ -68,6 +71,7 @@ pub fn to_json(run: &RunRow, state: RunState, steps: &[StepRow]) -> StatusJson {
                 state: s.state,
                 needs: s.needs.clone(),
                 on: s.host.clone().unwrap_or_else(|| "local".into()),
+                host: s.host.clone(),
                 attempts: s.attempts,
                 started_at: s.started_at.clone(),
                 finished_at: s.finished_at.clone(),
@@ -81,24 +85,68 @@ pub fn to_json(run: &RunRow, state: RunState, steps: &[StepRow]) -> StatusJson {
     }
 }
 
-/// The table for people.
+/// Instances listed under a step on a group, at most, unless `--hosts`.
+const INSTANCES_SHOWN: usize = 10;
+
+/// The table for people. A step on a group is one line with counts per
+/// state, then its instances that have not succeeded (all of them with
+/// `all_hosts`, as `status --hosts`).
 pub fn to_table(
     run: &RunRow,
     state: RunState,
     steps: &[StepRow],
     palette: &super::style::Palette,
+    all_hosts: bool,
 ) -> String {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     table.set_header(["STEP", "STATE", "ATTEMPTS", "DURATION", "REASON"]);
-    for s in steps {
-        table.add_row([
-            s.id.clone(),
+    let row_of = |s: &StepRow, id: String| {
+        [
+            id,
             palette.state(s.state),
             s.attempts.to_string(),
             s.duration_ms.map(human_ms).unwrap_or_default(),
             s.reason.clone().unwrap_or_default(),
-        ]);
+        ]
+    };
+    for entry in super::fleet::entries(steps) {
+        match entry {
+            super::fleet::Entry::Single(s) => {
+                table.add_row(row_of(s, s.id.clone()));
+            }
+            super::fleet::Entry::Family { step, rows } => {
+                let longest = rows.iter().filter_map(|r| r.duration_ms).max();
+                table.add_row([
+                    format!("{step} ({} hosts)", rows.len()),
+                    super::fleet::counts(&rows),
+                    String::new(),
+                    longest.map(human_ms).unwrap_or_default(),
+                    String::new(),
+                ]);
+                let listed: Vec<&&StepRow> = rows
+                    .iter()
+                    .filter(|r| all_hosts || r.state != StepState::Succeeded)
+                    .collect();
+                let cut = if all_hosts {
+                    listed.len()
+                } else {
+                    INSTANCES_SHOWN
+                };
+                for s in listed.iter().take(cut) {
+                    table.add_row(row_of(s, format!("  {}", s.id)));
+                }
+                if listed.len() > cut {
+                    table.add_row([
+                        format!("  … {} more", listed.len() - cut),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        "`runbook status --hosts` lists every instance".to_string(),
+                    ]);
+                }
+            }
+        }
     }
     let done = steps.iter().filter(|s| s.state.satisfies_needs()).count();
     let ended = run

@@ -471,6 +471,7 @@ impl<'a> Pass<'a> {
                     run_id: self.run_id,
                     step: id.clone(),
                     attempt,
+                    host: self.plan.steps[step].host.clone(),
                     stream: stream.as_str(),
                     line: line.clone(),
                 });
@@ -681,6 +682,7 @@ fn settle(
     reporter.event(&Event::StepFinished {
         run_id,
         step: row.id.clone(),
+        host: row.host.clone(),
         state,
         attempts: row.attempts,
         duration_ms,

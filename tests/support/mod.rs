@@ -58,6 +58,9 @@ pub struct StepStatus {
     pub reason: Option<String>,
     pub missing: Vec<String>,
     pub rejected: Vec<String>,
+    /// The host (fleets: `"host"` on every step entry); null when local.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl Status {

@@ -327,14 +327,17 @@ impl<'a> Pass<'a> {
             let Some(first) = msg else {
                 return Ok(stopping);
             };
+            // Whatever else is waiting, in one go (up to a bound), committed
+            // together before anything that depends on it starts.
+            self.store.begin_batch()?;
             self.on_message(first)?;
-            // Whatever else is waiting, in one go (up to a bound).
             for _ in 0..511 {
                 match rx.try_recv() {
                     Ok(m) => self.on_message(m)?,
                     Err(_) => break,
                 }
             }
+            self.store.commit_batch()?;
         }
     }
 
@@ -347,6 +350,9 @@ impl<'a> Pass<'a> {
         cancel: &CancellationToken,
     ) -> Result<()> {
         let mut deferred = Vec::new();
+        // Steps start once their `running` rows are committed, together.
+        let mut jobs = Vec::new();
+        self.store.begin_batch()?;
         while self.running < options.jobs {
             let Some(i) = self.ready.pop_front() else {
                 break;
@@ -449,6 +455,10 @@ impl<'a> Pass<'a> {
                 execs: options.execs.clone(),
                 redactor: self.gate.redactor(),
             };
+            jobs.push(job);
+        }
+        self.store.commit_batch()?;
+        for job in jobs {
             tokio::spawn(job.run(tx.clone(), cancel.clone()));
         }
         for i in deferred.into_iter().rev() {

@@ -383,7 +383,27 @@ impl Store {
         tx.commit().at(&path)
     }
 
-    /// Writes one step; committed when this returns.
+    /// Opens a group commit: the writes until [`Store::commit_batch`] are
+    /// one transaction, so many steps ending at once (a fleet) cost one
+    /// sync instead of one each. Nothing may start that depends on them
+    /// before the commit.
+    pub fn begin_batch(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE").at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the writes since [`Store::begin_batch`].
+    pub fn commit_batch(&self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT").at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one step; committed when this returns (or with the batch
+    /// it is part of).
     pub fn save_step(&self, run_id: i64, row: &StepRow) -> Result<()> {
         upsert_step(&self.conn, run_id, row).at(&self.path)
     }
@@ -398,23 +418,26 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
+        let insert = |conn: &Connection| -> rusqlite::Result<()> {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO output (run_id, step_id, attempt, seq, stream, line)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
+                                      WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3), ?4, ?5)",
+            )?;
+            for (step, attempt, stream, line) in lines {
+                stmt.execute(params![run_id, step, attempt, stream, line])?;
+            }
+            Ok(())
+        };
+        if !self.conn.is_autocommit() {
+            // Inside a batch the lines join its transaction.
+            return insert(&self.conn).at(&path);
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .at(&path)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO output (run_id, step_id, attempt, seq, stream, line)
-                     VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
-                                          WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3), ?4, ?5)",
-                )
-                .at(&path)?;
-            for (step, attempt, stream, line) in lines {
-                stmt.execute(params![run_id, step, attempt, stream, line])
-                    .at(&path)?;
-            }
-        }
+        insert(&tx).at(&path)?;
         tx.commit().at(&path)
     }
 

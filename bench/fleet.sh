@@ -135,11 +135,18 @@ row() { # name wall1 wallS peak own
 }
 echo "| tool ($N hosts) | 1 step | $S steps | set-up per host | one step on all hosts | peak (tree) | own RSS |"
 echo "|---|---|---|---|---|---|---|"
+reads=()
 for _ in $(seq "${ROUNDS:-1}"); do
   rm -rf "$work/runbooks/../state"
   read -r w1 _ _ < <(cd "$work" && measure "$bin" -q run fleet1 --jobs "$N")
   read -r wS peak own < <(cd "$work" && measure "$bin" -q run fleet"$S" --jobs "$N")
   row "runbook, --jobs $N" "$w1" "$wS" "$peak" "${own} MB"
+  # Reading the run back: N x S instances (1,000 by default).
+  for cmd in "status" "status --hosts" "status --json" "handoff"; do
+    # shellcheck disable=SC2086
+    ms=$( (cd "$work" && t0=$(date +%s%N) && "$bin" $cmd fleet"$S" >/dev/null && t1=$(date +%s%N) && echo $(((t1 - t0) / 1000000))) )
+    reads+=("| \`runbook $cmd\` | $((N * S)) instances | $ms ms |")
+  done
   if [ -z "${SKIP_PEERS:-}" ]; then
     read -r w1 _ _ < <(cd "$work" && ANSIBLE_CONFIG="$work/ansible.cfg" measure "$venv/bin/ansible-playbook" "play1.yml")
     read -r wS peak own < <(cd "$work" && ANSIBLE_CONFIG="$work/ansible.cfg" measure "$venv/bin/ansible-playbook" "play$S.yml")
@@ -149,3 +156,7 @@ for _ in $(seq "${ROUNDS:-1}"); do
     row "pyinfra, --parallel $N" "$w1" "$wS" "$peak" "${own} MB"
   fi
 done
+echo
+echo "| command | run | wall |"
+echo "|---|---|---|"
+printf '%s\n' "${reads[@]}"

@@ -307,3 +307,48 @@ fn kill_9_during_a_fleet_run_then_resume_loses_nothing() {
         }
     }
 }
+
+/// 100 host names on one loopback sshd: what is measured here is how a
+/// hundred instances read, not that the hosts are apart.
+#[test]
+fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
+    let sshd = support::sshd::Sshd::start();
+    let t = Test::new();
+    let mut hosts = String::from("hosts:\n");
+    for i in 1..=100 {
+        hosts.push_str(&format!(
+            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display(),
+            sshd.known_hosts().display()
+        ));
+        if i != 50 && i != 51 {
+            t.write(&format!("env/h{i}.env"), "TOKEN=a-token-value\n");
+        }
+    }
+    let env = t.p("env/{{ step.host }}.env");
+    let text = format!(
+        "{hosts}env_files:\n  - {{ host: all, path: \"{env}\" }}\nsecrets:\n  TOKEN: {{ description: deploy token, owner: Lukas }}\nsteps:\n  - id: deploy\n    on: all\n    max_fail: 100\n    requires: [TOKEN]\n    run: \"case {{{{ step.host }}}} in h10|h20|h30|h40) echo boom; exit 1;; esac\"\n  - id: check\n    on: all\n    needs: [deploy]\n    run: 'true'\n  - id: finish\n    needs: [check]\n    run: 'true'\n"
+    );
+    t.put_runbook("r", &text);
+    t.run(&["run", "r", "--jobs", "25"]).code(1);
+    let s = t.status(None);
+    assert_eq!(s.steps.len(), 201);
+    assert_eq!(s.state_of("deploy@h50"), "held");
+    assert_eq!(s.state_of("deploy@h10"), "failed");
+    assert_eq!(s.state_of("check@h11"), "succeeded");
+    let status = t.run(&["status"]);
+    status
+        .code(0)
+        .stdout_has("deploy (100 hosts)")
+        .stdout_has("94 succeeded");
+    let lines = status.stdout.lines().count();
+    assert!(lines <= 30, "{lines} lines:\n{}", status.stdout);
+    let all = t.run(&["status", "--hosts"]);
+    assert!(all.stdout.lines().count() > 200, "{}", all.stdout);
+    let handoff = t.run(&["handoff"]);
+    handoff.code(0).stdout_has("deploy on h50, h51");
+    let lines = handoff.stdout.lines().count();
+    assert!(lines <= 75, "{lines} lines:\n{}", handoff.stdout);
+}

@@ -187,7 +187,13 @@ impl Ctx {
                                 )
                             })
                             .unwrap_or_default();
-                        format!("`{path}` on host `{host}`{at}: a line `{name}=...`")
+                        let group = loaded.filter(|l| {
+                            l.runbook.groups.contains_key(host) && !l.runbook.hosts.contains_key(host)
+                        });
+                        match group {
+                            Some(_) => format!("`{path}` on each host of group `{host}` (the host's own file): a line `{name}=...`"),
+                            None => format!("`{path}` on host `{host}`{at}: a line `{name}=...`"),
+                        }
                     }
                 })
                 .collect();
@@ -344,7 +350,7 @@ impl Ctx {
 }
 
 /// Failed instances of one step shown with their output; the rest by name.
-const FAILED_SHOWN: usize = 3;
+const FAILED_SHOWN: usize = 2;
 
 /// Lines of instances of one step that say the same (a title, a doc, a
 /// reason with the host's name in it or not) become one line naming them.

@@ -128,6 +128,17 @@ fn sources_on(
                 } else {
                     loaded.ctx.for_instance("", Some(&on), &BTreeMap::new())
                 };
+                if on == r.host
+                    && loaded.runbook.groups.contains_key(&on)
+                    && !loaded.runbook.hosts.contains_key(&on)
+                {
+                    // A group's entry as written: each host renders its own.
+                    sources.push(sources::Source::Remote {
+                        host: on,
+                        path: r.path.clone(),
+                    });
+                    continue;
+                }
                 sources::Source::Remote {
                     path: loaded
                         .templater

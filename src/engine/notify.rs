@@ -12,7 +12,7 @@ use crate::report;
 use crate::runbook::model::{NotifyFormat, NotifyOn};
 use crate::secrets::Redactor;
 use crate::state::RunState;
-use crate::store::{RunRow, Store};
+use crate::store::{NotificationRow, RunRow, Sent, Store};
 
 /// Requests per delivery at most.
 const ATTEMPTS: u32 = 4;
@@ -34,7 +34,6 @@ pub(super) struct Notifier {
     targets: Vec<Target>,
     timeout: Duration,
     http: reqwest::Client,
-    last: Option<(RunState, String)>,
 }
 
 /// The time limit of one request: `RUNBOOK_NOTIFY_TIMEOUT`, default 10 s.
@@ -101,7 +100,6 @@ impl Notifier {
             targets,
             timeout,
             http,
-            last: None,
         })
     }
 
@@ -140,17 +138,22 @@ impl Notifier {
             Some(loaded),
         )?;
         let summary = report::notify::summary(&page);
-        let announced = Some((state, summary));
-        if self.last == announced {
-            return Ok(());
+        // A message that already reached a URL is not sent there again (a
+        // `--wait` loop that stays held, a resume that changed nothing).
+        let mut due = Vec::new();
+        for t in self.targets.iter().filter(|t| wanted(&t.on)) {
+            let sent = Sent {
+                url_digest: hex_digest(&t.url),
+                message_digest: hex_digest(&format!("{state}\n{summary}")),
+            };
+            if !store.was_delivered(run.id, &sent)? {
+                due.push((t, sent));
+            }
         }
-        self.last = announced;
         // All at once: the total wait is the slowest target's, not their sum.
-        let sends: Vec<_> = self
-            .targets
+        let sends: Vec<_> = due
             .iter()
-            .filter(|t| wanted(&t.on))
-            .map(|t| {
+            .map(|(t, _)| {
                 let mut body = match t.format {
                     NotifyFormat::Json => report::notify::json_body(&page),
                     NotifyFormat::Slack => report::notify::slack_body(&page),
@@ -160,14 +163,10 @@ impl Notifier {
                 tokio::spawn(async move { deliver(&http, &url, body, timeout).await })
             })
             .collect();
-        let mut results = Vec::with_capacity(sends.len());
-        for send in sends {
-            results.push(
-                send.await
-                    .unwrap_or_else(|e| (0, Some(format!("the delivery task failed: {e}")))),
-            );
-        }
-        for (t, (attempts, error)) in self.targets.iter().filter(|t| wanted(&t.on)).zip(results) {
+        for ((t, sent), send) in due.iter().zip(sends) {
+            let (attempts, error) = send
+                .await
+                .unwrap_or_else(|e| (0, Some(format!("the delivery task failed: {e}"))));
             let target = shown(&t.url);
             if let Some(e) = &error {
                 eprintln!(
@@ -175,14 +174,15 @@ impl Notifier {
                     run.id
                 );
             }
-            store.save_notification(
-                run.id,
-                &target,
-                state.as_str(),
-                error.is_none(),
-                attempts.into(),
-                error.as_deref(),
-            )?;
+            let row = NotificationRow {
+                target,
+                state: state.to_string(),
+                delivered: error.is_none(),
+                attempts: attempts.into(),
+                error,
+                at: crate::store::now(),
+            };
+            store.save_notification(run.id, sent, &row)?;
         }
         Ok(())
     }
@@ -241,4 +241,13 @@ fn redact(value: &mut serde_json::Value, redactor: &Redactor) {
         serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact(v, redactor)),
         _ => {}
     }
+}
+
+/// SHA-256, hex.
+fn hex_digest(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use lock::{LockHolder, ProcessId};
-pub use notifications::NotificationRow;
+pub use notifications::{NotificationRow, Sent};
 
 use crate::error::{Error, Result};
 use crate::state::{RunState, SecretState, StepState};

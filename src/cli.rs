@@ -103,7 +103,7 @@ pub enum Command {
     },
     /// Write the page for the person who must act.
     #[command(
-        after_help = "Examples:\n  runbook handoff hetzner-parity -o handoff.md\n  runbook handoff hetzner-parity --format html -o handoff.html"
+        after_help = "Example:\n  runbook handoff hetzner-parity -o handoff.md\n  runbook handoff hetzner-parity --format html -o handoff.html"
     )]
     Handoff {
         /// Runbook name or run id; default: the latest run.

@@ -97,7 +97,7 @@ fn a_held_run_posts_once_with_the_names_and_the_resume_command_and_no_value() {
     for r in json_hook.received().iter().chain(&slack_hook.received()) {
         for needle in needles() {
             assert!(
-                !contains(r.body.as_bytes(), needle.as_bytes()),
+                !carries(&r.body, needle),
                 "{needle:?} in payload:\n{}",
                 r.body
             );
@@ -124,23 +124,52 @@ fn a_held_run_posts_once_with_the_names_and_the_resume_command_and_no_value() {
     table.stdout_lacks("hook-credential");
 }
 
+/// Whether a payload carries `value`, as written or JSON-escaped.
+fn carries(payload: &str, value: &str) -> bool {
+    let escaped = serde_json::to_string(value).unwrap();
+    let escaped = &escaped[1..escaped.len() - 1];
+    contains(payload.as_bytes(), value.as_bytes())
+        || contains(payload.as_bytes(), escaped.as_bytes())
+}
+
 #[test]
 fn a_failed_run_notifies_with_the_redacted_output_tail() {
+    // The redactor's fixtures: a plain value, a PEM key printed line by line,
+    // a JSON credential whose decoded fields are printed, and a value with
+    // a quote and a backslash (which JSON escapes).
+    let sa = format!(
+        "{{\n  \"type\": \"service_account\",\n  \"client_email\": \"deployer@proj-4711.iam.example.com\",\n  \"private_key\": \"{}\"\n}}",
+        PEM.replace('\n', "\\n")
+    );
+    let odd = "pa\"ss\\wordXYZ123";
     let hook = Webhook::start();
-    let yaml = "notify:\n  - url: \"{{ env.RB_HOOK }}\"\nsecrets:\n  RB_LEAK: { owner: Lukas }\n  RB_PEM: { owner: Lukas }\nsteps:\n  - id: leak\n    requires: [RB_LEAK, RB_PEM]\n    env: { V: \"{{ secrets.RB_LEAK }}\", K: \"{{ secrets.RB_PEM }}\" }\n    run: |\n      echo \"plain $V\"\n      printf '%s\\n' \"$K\"\n      exit 1\n";
-    let t = with_secrets(Test::new().runbook("f", yaml)).env("RB_HOOK", &hook.url());
+    let yaml = "notify:\n  - url: \"{{ env.RB_HOOK }}\"\n  - url: \"{{ env.RB_HOOK }}?slack\"\n    format: slack\n    on: [failed]\nsecrets:\n  RB_LEAK: { owner: Lukas }\n  RB_PEM: { owner: Lukas }\n  RB_SA: { owner: Lukas }\n  RB_ODD: { owner: Lukas }\nsteps:\n  - id: leak\n    requires: [RB_LEAK, RB_PEM, RB_SA, RB_ODD]\n    env:\n      V: \"{{ secrets.RB_LEAK }}\"\n      K: \"{{ secrets.RB_PEM }}\"\n      KEY: \"{{ (secrets.RB_SA | from_json).private_key }}\"\n      WHO: \"{{ (secrets.RB_SA | from_json).client_email }}\"\n      O: \"{{ secrets.RB_ODD }}\"\n    run: |\n      echo \"plain $V\"\n      printf '%s\\n' \"$K\"\n      printf '%s\\n' \"$KEY\"\n      echo \"as $WHO with $O\"\n      exit 1\n";
+    let t = with_secrets(Test::new().runbook("f", yaml))
+        .env("RB_HOOK", &hook.url())
+        .env("RB_SA", &sa)
+        .env("RB_ODD", odd);
     t.run(&["run", "f"]).code(1);
     let bodies = hook.bodies();
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0]["state"], "failed");
-    let tail = bodies[0]["handoff"]["failed"][0]["output_tail"].to_string();
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    let json = bodies.iter().find(|b| b.get("handoff").is_some()).unwrap();
+    assert_eq!(json["state"], "failed");
+    let tail = json["handoff"]["failed"][0]["output_tail"].to_string();
     assert!(tail.contains("plain [REDACTED:RB_LEAK]"), "{tail}");
     assert!(tail.contains("[REDACTED:RB_PEM]"), "{tail}");
-    for needle in needles() {
-        assert!(
-            !contains(hook.received()[0].body.as_bytes(), needle.as_bytes()),
-            "{needle:?} in payload"
-        );
+    assert!(
+        tail.contains("as [REDACTED:RB_SA] with [REDACTED:RB_ODD]"),
+        "{tail}"
+    );
+    let mut values = needles();
+    values.extend(["deployer@proj-4711", "wordXYZ123", odd, sa.as_str()]);
+    for r in hook.received() {
+        for value in &values {
+            assert!(
+                !carries(&r.body, value),
+                "{value:?} in payload:\n{}",
+                r.body
+            );
+        }
     }
 }
 

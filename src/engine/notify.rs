@@ -137,7 +137,8 @@ impl Notifier {
             &env_files,
             Some(loaded),
         )?;
-        let summary = report::notify::summary(&page);
+        let handoff_command = format!("runbook handoff {}{}", run.id, ctx.state_flag());
+        let summary = report::notify::summary(&page, &handoff_command);
         // A message that already reached a URL is not sent there again (a
         // `--wait` loop that stays held, a resume that changed nothing).
         let mut due = Vec::new();
@@ -155,8 +156,8 @@ impl Notifier {
             .iter()
             .map(|(t, _)| {
                 let mut body = match t.format {
-                    NotifyFormat::Json => report::notify::json_body(&page),
-                    NotifyFormat::Slack => report::notify::slack_body(&page),
+                    NotifyFormat::Json => report::notify::json_body(&page, &summary),
+                    NotifyFormat::Slack => report::notify::slack_body(&summary),
                 };
                 redact(&mut body, redactor);
                 let (http, url, timeout) = (self.http.clone(), t.url.clone(), self.timeout);

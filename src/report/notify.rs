@@ -6,8 +6,8 @@ use crate::state::RunState;
 
 /// A few lines of Markdown: the run, what is needed and from whom, what
 /// failed, and the command that continues it. Sent as Slack's `text` and as
-/// the `summary` of the JSON body.
-pub fn summary(h: &Handoff) -> String {
+/// the `summary` of the JSON body. `handoff_command` shows the full page.
+pub fn summary(h: &Handoff, handoff_command: &str) -> String {
     let mut md = format!("*{}*: run {} is **{}**", h.runbook, h.run_id, h.state);
     if let Some(d) = &h.description {
         md.push_str(&format!(" ({d})"));
@@ -44,8 +44,8 @@ pub fn summary(h: &Handoff) -> String {
     match h.state {
         RunState::Succeeded => md.push_str(&format!("All {} step(s) done.\n", h.done.len())),
         _ => md.push_str(&format!(
-            "Details: `runbook handoff {}`. Then continue with: `{}`\n",
-            h.run_id, h.resume_command
+            "Details: `{handoff_command}`. Then continue with: `{}`\n",
+            h.resume_command
         )),
     }
     md
@@ -53,12 +53,12 @@ pub fn summary(h: &Handoff) -> String {
 
 /// The `json` body: run, state, summary, the handoff as data and the
 /// command that continues the run.
-pub fn json_body(h: &Handoff) -> serde_json::Value {
+pub fn json_body(h: &Handoff, summary: &str) -> serde_json::Value {
     serde_json::json!({
         "run_id": h.run_id,
         "runbook": h.runbook,
         "state": h.state,
-        "summary": summary(h),
+        "summary": summary,
         "handoff": h,
         "resume": h.resume_command,
     })
@@ -66,8 +66,8 @@ pub fn json_body(h: &Handoff) -> serde_json::Value {
 
 /// The `slack` body: `{"text": markdown}`, which Slack, Mattermost,
 /// Rocket.Chat and Teams' Slack-compatible incoming webhooks accept.
-pub fn slack_body(h: &Handoff) -> serde_json::Value {
-    serde_json::json!({ "text": summary(h) })
+pub fn slack_body(summary: &str) -> serde_json::Value {
+    serde_json::json!({ "text": summary })
 }
 
 /// The notifications under the status table: the last one per target and

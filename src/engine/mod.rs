@@ -279,6 +279,7 @@ impl Ctx {
         let execs = Arc::new(executors(&loaded)?);
         let mut notifier = notify::Notifier::new(&loaded, args.notify, execs.http.clone())?;
         let mut cache = CheckCache::default();
+        let mut signals = args.wait.map(|_| wait::Signals::new());
         let mut resumed = resumed;
         let mut fresh = fresh && !resumed;
         let result = loop {
@@ -298,7 +299,10 @@ impl Ctx {
             {
                 eprintln!("warning: the notifications could not be sent or recorded: {e}");
             }
-            let Some(options) = args.wait.filter(|_| state == RunState::Held) else {
+            let (Some(options), Some(signals)) = (
+                args.wait.filter(|_| state == RunState::Held),
+                signals.as_mut(),
+            ) else {
                 break Ok(state.exit_code());
             };
             let waiter = wait::Waiter {
@@ -311,7 +315,7 @@ impl Ctx {
             let json = args.json;
             let mut say = |line: &str| say_line(json, run.id, line);
             match waiter
-                .until_ready(store, run.id, &secrets, &mut cache, &mut say)
+                .until_ready(store, run.id, &secrets, &mut cache, signals, &mut say)
                 .await
             {
                 Ok(wait::WaitEnd::Ready) => {

@@ -74,10 +74,9 @@ impl Waiter<'_> {
         run_id: i64,
         last: &SecretStates,
         cache: &mut CheckCache,
+        signals: &mut Signals,
         say: &mut dyn FnMut(&str),
     ) -> Result<WaitEnd> {
-        let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
-        let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
         let mut seen: BTreeMap<String, Seen> = last
             .rows
             .iter()
@@ -97,8 +96,7 @@ impl Waiter<'_> {
             };
             tokio::select! {
                 _ = tokio::time::sleep(nap) => {}
-                _ = received(&mut sigint) => return Ok(WaitEnd::Interrupted),
-                _ = received(&mut sigterm) => return Ok(WaitEnd::Interrupted),
+                _ = signals.received() => return Ok(WaitEnd::Interrupted),
             }
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(WaitEnd::TimedOut);
@@ -106,8 +104,7 @@ impl Waiter<'_> {
             let look = self.look(store, run_id, cache, &mut seen, &mut approved, say);
             let (ready, changed) = tokio::select! {
                 r = look => r?,
-                _ = received(&mut sigint) => return Ok(WaitEnd::Interrupted),
-                _ = received(&mut sigterm) => return Ok(WaitEnd::Interrupted),
+                _ = signals.received() => return Ok(WaitEnd::Interrupted),
             };
             if ready {
                 return Ok(WaitEnd::Ready);
@@ -268,16 +265,37 @@ fn change_line(before: Option<&Seen>, now: &Seen, name: &str) -> Option<String> 
     Some(format!("{name}: {text}"))
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(kind).ok()
+/// SIGINT and SIGTERM, listened to from the start of the command: one that
+/// comes while a notification is sent still ends the wait that follows.
+pub(super) struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
 }
 
-async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(s) => {
-            s.recv().await;
+impl Signals {
+    /// Starts listening (inside the runtime).
+    pub(super) fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
         }
-        None => std::future::pending().await,
+    }
+
+    /// Completes when either arrives (never, when neither could be set up).
+    async fn received(&mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.int) => {}
+            _ = one(&mut self.term) => {}
+        }
     }
 }
 

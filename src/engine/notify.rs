@@ -222,7 +222,15 @@ async fn deliver(
             }
             Err(e) => {
                 // reqwest's message names the URL; only its origin is shown.
-                why = e.without_url().to_string();
+                // Its causes say what went wrong (refused, DNS, TLS).
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                why = text;
             }
         }
         if attempt < ATTEMPTS {

@@ -280,6 +280,11 @@ fn bad_notify_entries_are_located_errors() {
             "is not an http or https URL",
             ":2:",
         ),
+        (
+            "notify:\n  - url: http://127.0.0.1:9/x\n  - url: ftp://x/\n",
+            "`ftp://x/` is not an http or https URL",
+            ":3:",
+        ),
     ] {
         let t = Test::new().runbook("bad", &format!("{notify}{base}"));
         let ran = t.run(&["validate", "bad"]);

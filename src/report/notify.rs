@@ -8,7 +8,8 @@ use crate::state::RunState;
 /// failed, and the command that continues it. Sent as Slack's `text` and as
 /// the `summary` of the JSON body. `handoff_command` shows the full page.
 pub fn summary(h: &Handoff, handoff_command: &str) -> String {
-    let mut md = format!("*{}*: run {} is **{}**", h.runbook, h.run_id, h.state);
+    // `*x*` is bold in Slack's mrkdwn and italic in Markdown: readable in both.
+    let mut md = format!("`{}`: run {} is *{}*", h.runbook, h.run_id, h.state);
     if let Some(d) = &h.description {
         md.push_str(&format!(" ({d})"));
     }

@@ -151,8 +151,8 @@ pub fn validate(
             );
         }
     }
-    for notify in &file.notify {
-        v.check_notify(notify);
+    for (i, notify) in file.notify.iter().enumerate() {
+        v.check_notify(i, notify);
     }
     let default_timeout = v.duration(None, "timeout", file.defaults.timeout.as_deref());
     let default_delay = v.duration(None, "retry_delay", file.defaults.retry_delay.as_deref());
@@ -415,11 +415,8 @@ impl Validator<'_> {
 
     /// A notify URL may read `vars` and `env`, never a secret (it is
     /// rendered outside any step); a plain one must be an http(s) URL.
-    fn check_notify(&mut self, notify: &NotifySpec) {
-        let span = self
-            .source
-            .nested_key_span("notify", "url")
-            .or(self.source.key_span("notify"));
+    fn check_notify(&mut self, index: usize, notify: &NotifySpec) {
+        let span = self.notify_url_span(index);
         let templater = super::template::Templater::new();
         if !templater.secret_names(&notify.url, false).is_empty() {
             self.push(
@@ -443,6 +440,24 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+
+    /// The `url:` of notify entry `index`: every entry has one, so it is
+    /// the index-th `url:` from the `notify:` key on.
+    fn notify_url_span(&self, index: usize) -> Option<(usize, usize)> {
+        let (start, len) = self.source.key_span("notify")?;
+        let mut offset = start;
+        let mut seen = 0;
+        for line in self.source.text[start..].split_inclusive('\n') {
+            if let Some(at) = line.find("url:") {
+                if seen == index {
+                    return Some((offset + at, 3));
+                }
+                seen += 1;
+            }
+            offset += line.len();
+        }
+        Some((start, len))
     }
 
     fn check_http(

@@ -277,7 +277,7 @@ impl Ctx {
         // One set of executors for every pass and look of this command: a
         // `--wait` loop reuses the hosts' SSH masters.
         let execs = Arc::new(executors(&loaded)?);
-        let mut notifier = notify::Notifier::new(&loaded, args.notify, execs.http.clone())?;
+        let notifier = notify::Notifier::new(&loaded, args.notify, execs.http.clone())?;
         let mut cache = CheckCache::default();
         let mut signals = args.wait.map(|_| wait::Signals::new());
         let mut resumed = resumed;

@@ -106,7 +106,7 @@ impl Notifier {
     /// After a pass that ended in `state`: sends the notifications its
     /// targets ask for, unless the same was already announced.
     pub(super) async fn after_pass(
-        &mut self,
+        &self,
         ctx: &Ctx,
         store: &Store,
         run: &RunRow,

@@ -182,8 +182,15 @@ impl Waiter<'_> {
             .collect();
         needed.sort();
         needed.dedup();
-        let secrets =
-            resolve_secrets(self.loaded, self.execs, self.env_files, &needed, cache).await;
+        // Held on approvals only: no secret to look up (no SSH round trip).
+        let secrets = if needed.is_empty() {
+            SecretStates {
+                lookup: Default::default(),
+                rows: Vec::new(),
+            }
+        } else {
+            resolve_secrets(self.loaded, self.execs, self.env_files, &needed, cache).await
+        };
         let mut changed = false;
         for name in &needed {
             let Some(row) = secrets.rows.iter().find(|r| &r.name == name) else {

@@ -122,6 +122,10 @@ fn a_held_run_posts_once_with_the_names_and_the_resume_command_and_no_value() {
         json_hook.port
     ));
     table.stdout_lacks("hook-credential");
+    for file in std::fs::read_dir(t.path().join("state")).unwrap().flatten() {
+        let bytes = std::fs::read(file.path()).unwrap();
+        assert!(!contains(&bytes, b"hook-credential"), "{:?}", file.path());
+    }
 }
 
 /// Whether a payload carries `value`, as written or JSON-escaped.

@@ -181,6 +181,21 @@ fn wait_gives_up_at_the_timeout_with_the_run_still_held() {
         took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
         "took {took:?}"
     );
+    // With --json, the wait's lines are NDJSON events too.
+    let ran = t.run(&["resume", "--wait", "--timeout", "1s", "--json"]);
+    ran.code(3);
+    let events: Vec<serde_json::Value> = ran
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let waits: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "wait").collect();
+    assert_eq!(waits.len(), 2, "{events:#?}");
+    assert!(waits[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("waiting for RB_TOKEN"));
+    assert_eq!(waits[1]["run_id"], 1);
     t.run(&["resume", "--timeout", "3s"])
         .code(2)
         .stderr_has("--wait");

@@ -109,11 +109,7 @@ impl Waiter<'_> {
             if ready {
                 return Ok(WaitEnd::Ready);
             }
-            interval = match self.options.interval {
-                Some(fixed) => fixed,
-                None if changed => FIRST_INTERVAL,
-                None => (interval * 2).min(LONGEST_INTERVAL),
-            };
+            interval = next_interval(interval, self.options.interval, changed);
         }
     }
 
@@ -235,6 +231,16 @@ impl Waiter<'_> {
     }
 }
 
+/// The interval after a look: the given one, or 30 s after a change and
+/// twice the last one (up to 5 min) while nothing changes.
+fn next_interval(last: Duration, fixed: Option<Duration>, changed: bool) -> Duration {
+    match fixed {
+        Some(fixed) => fixed,
+        None if changed => FIRST_INTERVAL,
+        None => (last * 2).min(LONGEST_INTERVAL),
+    }
+}
+
 fn seen_of(row: &SecretRow, secrets: &SecretStates) -> Seen {
     Seen {
         state: row.state,
@@ -317,6 +323,20 @@ mod tests {
             source: Some("the environment".into()),
             digest: Some(CheckCache::digest(value)).filter(|_| !value.is_empty()),
         }
+    }
+
+    #[test]
+    fn the_interval_backs_off_to_five_minutes_unless_given() {
+        let mut i = FIRST_INTERVAL;
+        let mut seen = vec![i.as_secs()];
+        for _ in 0..5 {
+            i = next_interval(i, None, false);
+            seen.push(i.as_secs());
+        }
+        assert_eq!(seen, [30, 60, 120, 240, 300, 300]);
+        assert_eq!(next_interval(i, None, true), FIRST_INTERVAL);
+        let fixed = Some(Duration::from_secs(7));
+        assert_eq!(next_interval(i, fixed, false).as_secs(), 7);
     }
 
     #[test]

@@ -166,7 +166,8 @@ fn serial_1_never_overlaps_two_hosts() {
     let t = Test::new();
     let (log, lock) = (t.p("log"), t.p("lock"));
     let steps = format!(
-        "  - id: roll\n    on: web\n    serial: 1\n    run: \"if mkdir {lock}; then sleep 0.2; rmdir {lock}; else echo OVERLAP >> {log}; sleep 0.2; fi; echo roll {{{{ step.host }}}} >> {log}\"\n"
+        // Every host connected first, and all ready at once behind `gate`.
+        "  - id: warm\n    on: web\n    run: 'true'\n  - id: gate\n    needs: [warm]\n  - id: roll\n    on: web\n    needs: [gate]\n    serial: 1\n    run: \"if mkdir {lock}; then sleep 0.3; rmdir {lock}; else echo OVERLAP >> {log}; sleep 0.3; fi; echo roll {{{{ step.host }}}} >> {log}\"\n"
     );
     t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
     t.run(&["run", "r", "--jobs", "8"]).code(0);

@@ -13,13 +13,22 @@ impl Ctx {
         let mut steps = store.steps(run.id)?;
         let alive = store.live_holder(run.id)?.is_some();
         let state = run.effective_state(&mut steps, alive);
+        let notifications = store.notifications(run.id)?;
         if json {
             let doc = report::status::to_json(&run, state, &steps);
+            let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+            if let (false, Some(map)) = (notifications.is_empty(), doc.as_object_mut()) {
+                map.insert(
+                    "notifications".into(),
+                    serde_json::to_value(&notifications).unwrap_or_default(),
+                );
+            }
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
             print!(
-                "{}",
-                report::status::to_table(&run, state, &steps, &self.palette(), all_hosts)
+                "{}{}",
+                report::status::to_table(&run, state, &steps, &self.palette(), all_hosts),
+                report::notify::status_lines(&notifications)
             );
         }
         Ok(exit::OK)

@@ -353,3 +353,23 @@ fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
     let lines = handoff.stdout.lines().count();
     assert!(lines <= 75, "{lines} lines:\n{}", handoff.stdout);
 }
+
+#[test]
+fn approvals_are_per_instance_and_a_step_name_approves_them_all() {
+    let fleet = Fleet::start(3);
+    let t = Test::new();
+    let log = t.p("log");
+    let steps = format!(
+        "  - id: restart\n    on: web\n    approval: Restart production?\n    run: echo {{{{ step.host }}}} >> {log}\n"
+    );
+    t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
+    t.run(&["run", "r"]).code(3);
+    t.run(&["approve", "1", "restart@h2"]).code(0);
+    t.run(&["resume"]).code(3);
+    assert_eq!(t.lines("log"), vec!["h2"]);
+    t.run(&["approve", "1", "restart"])
+        .code(0)
+        .stdout_has("`restart` on 3 hosts");
+    t.run(&["resume"]).code(0);
+    assert_eq!(log_lines(&t, "log"), vec!["h1", "h2", "h3"]);
+}

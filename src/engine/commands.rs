@@ -39,15 +39,26 @@ impl Ctx {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let steps = store.steps(run.id)?;
-        if !steps.iter().any(|s| s.id == step) {
+        // A step on a group, named without a host, is each of its instances.
+        let targets: Vec<String> = if steps.iter().any(|s| s.id == step) {
+            vec![step.to_string()]
+        } else {
+            steps
+                .iter()
+                .filter(|s| report::fleet::family_of(&s.id) == Some(step))
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        if targets.is_empty() {
             return Err(unknown_step(&run, step, &steps));
         }
+        let written = report::fleet::family_of(step).unwrap_or(step);
         // An approval only means something for a step that asks for one.
         if let Ok((file, _)) = load::load(Path::new(&run.path)) {
             let asks = file
                 .steps
                 .iter()
-                .find(|s| s.id == step)
+                .find(|s| s.id == written)
                 .map(|s| s.approval.is_some());
             if asks == Some(false) {
                 return Err(Error::Usage(format!(
@@ -63,9 +74,15 @@ impl Ctx {
             .map(|u| u.name)
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into());
-        store.approve(run.id, step, &user, note)?;
+        for target in &targets {
+            store.approve(run.id, target, &user, note)?;
+        }
+        let what = match targets.len() {
+            1 => format!("`{}`", targets[0]),
+            n => format!("`{step}` on {n} hosts"),
+        };
         println!(
-            "approved `{step}` of run {} as {user}; continue with: runbook resume {}",
+            "approved {what} of run {} as {user}; continue with: runbook resume {}",
             run.id, run.id
         );
         Ok(exit::OK)

@@ -61,7 +61,11 @@ impl LiveReporter {
             "{}/{} done · {} running · {} held · {} failed",
             self.done,
             self.total,
-            self.bars.len(),
+            // A step on a group is one bar for all its running instances.
+            self.bars
+                .keys()
+                .map(|k| self.families.get(k).map_or(1, |c| c.0))
+                .sum::<usize>(),
             self.held,
             self.failed
         ));

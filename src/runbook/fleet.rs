@@ -234,3 +234,90 @@ pub fn expand(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn book(yaml: &str) -> Result<crate::runbook::Runbook, Vec<String>> {
+        let path = std::path::Path::new("/tmp/rb-unit/r.yaml");
+        let (file, source) = crate::runbook::load::parse_text(path, yaml.to_string())
+            .map_err(|e| vec![e.to_string()])?;
+        crate::runbook::validate::validate(file, source, &[]).map_err(|e| match e {
+            Error::Invalid { diagnostics, .. } => diagnostics
+                .iter()
+                .map(|d| format!("{} | {}", d.message, d.hint.clone().unwrap_or_default()))
+                .collect(),
+            other => vec![other.to_string()],
+        })
+    }
+
+    const HOSTS: &str = "hosts:\n  w1: { address: a }\n  w2: { address: b }\n  db: { address: c }\ngroups:\n  web: [w*]\n";
+
+    #[test]
+    fn needs_are_per_host_between_groups_and_on_all_instances_otherwise() {
+        let b = book(&format!("{HOSTS}steps:\n  - id: pre\n  - id: deploy\n    on: web\n    needs: [pre]\n  - id: check\n    on: all\n    needs: [deploy]\n  - id: migrate\n    on: db\n    needs: [deploy]\n  - id: done\n    needs: [check]\n")).unwrap();
+        let step = |id: &str| b.steps.iter().find(|s| s.id == id).unwrap();
+        let needs = |id: &str| -> Vec<String> {
+            step(id)
+                .needs
+                .iter()
+                .map(|&n| b.steps[n].id.clone())
+                .collect()
+        };
+        assert_eq!(needs("deploy@w2"), ["pre"]);
+        assert_eq!(needs("check@w1"), ["deploy@w1"]);
+        // db is not in `web`: it waits for every deploy.
+        assert_eq!(needs("check@db"), ["deploy@w1", "deploy@w2"]);
+        assert_eq!(needs("migrate"), ["deploy@w1", "deploy@w2"]);
+        assert_eq!(needs("done"), ["check@w1", "check@w2", "check@db"]);
+        let family = step("deploy@w1").family.clone().unwrap();
+        assert_eq!((family.step.as_str(), family.size), ("deploy", 2));
+        assert!(b.steps.iter().enumerate().all(|(i, s)| s.index == i));
+    }
+
+    #[test]
+    fn serial_is_a_count_or_a_percentage_rounded_up() {
+        assert_eq!(serial_limit(&Serial::Count(3), 10), Ok(3));
+        assert_eq!(serial_limit(&Serial::Percent("25%".into()), 10), Ok(3));
+        assert_eq!(serial_limit(&Serial::Percent("1%".into()), 10), Ok(1));
+        assert!(serial_limit(&Serial::Count(0), 10).is_err());
+        assert!(serial_limit(&Serial::Percent("lots".into()), 10).is_err());
+        assert!(serial_limit(&Serial::Percent("150%".into()), 10).is_err());
+    }
+
+    #[test]
+    fn fleet_keys_and_names_are_checked() {
+        let errs = book(&format!("{HOSTS}steps:\n  - id: a\n    on: db\n    serial: 1\n  - id: b\n    on: web\n    serial: half\n  - id: c\n    on: wbe\n")).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`serial` but does not run on a group")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("neither a number nor a percentage")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("unknown host or group `wbe`")
+                    && e.contains("did you mean `web`?")),
+            "{errs:?}"
+        );
+        let errs = book(
+            "hosts:\n  web1: { address: a }\ngroups:\n  web: [wbe1, 'x*']\nsteps:\n  - id: a\n",
+        )
+        .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`wbe1` names no host") && e.contains("did you mean `web1`?")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("`x*` names no host")),
+            "{errs:?}"
+        );
+    }
+}

@@ -711,10 +711,24 @@ fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
 
 /// The run's executors: SSH connections, HTTP client, local folder.
 fn executors(loaded: &Loaded) -> Result<exec::Executors> {
+    raise_open_files(loaded.runbook.hosts.len());
     Ok(exec::Executors {
         ssh: exec::ssh::SshPool::new(host_targets(&loaded.runbook, &loaded.ctx))
             .map_err(Error::Usage)?,
         http: exec::http::client(),
         dir: loaded.runbook.dir.clone(),
     })
+}
+
+/// A fleet holds a master connection, a shell and their pipes per host:
+/// a few hundred hosts pass the common soft limit of 1,024 open files, so
+/// the soft limit is raised towards the hard one (never above it).
+fn raise_open_files(hosts: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let wanted = (hosts as u64).saturating_mul(16).saturating_add(256);
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < wanted {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, wanted.min(hard), hard);
+        }
+    }
 }

@@ -564,14 +564,7 @@ fn killed_during_the_rebuild_then_resume_completes() {
     let t = Test::new();
     let rb = runbook_path();
     // The sample checkout, with a proxy image whose build takes a while.
-    let src = t.path().join("source");
-    let cp = std::process::Command::new("cp")
-        .arg("-R")
-        .arg(runbook_dir().join("sandbox/source"))
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    let src = source_copy(&t);
     let dockerfile = src.join("mcp-proxy/Dockerfile");
     let mut text = std::fs::read_to_string(&dockerfile).unwrap();
     text.push_str("RUN sleep 12\n");
@@ -598,6 +591,51 @@ fn killed_during_the_rebuild_then_resume_completes() {
     assert_eq!(sb.running().len(), 13);
     sb.give_valid_tokens();
     t.run(&["resume"]).code(0);
+}
+
+/// A copy of the sandbox's sample checkout, to change.
+fn source_copy(t: &Test) -> std::path::PathBuf {
+    let src = t.path().join("source");
+    let cp = std::process::Command::new("cp")
+        .arg("-R")
+        .arg(runbook_dir().join("sandbox/source"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    src
+}
+
+#[test]
+fn the_old_proxy_code_fails_the_phantom_and_group_checks() {
+    let sb = Sandbox::start();
+    let t = Test::new();
+    let rb = runbook_path();
+    // A checkout that still has the server's old tenants.py (every server
+    // enabled) and db.py (no get_user_groups()).
+    let src = source_copy(&t);
+    for f in ["tenants.py", "db.py"] {
+        std::fs::copy(
+            runbook_dir().join("sandbox/seed/deploy/mcp-proxy").join(f),
+            src.join("mcp-proxy").join(f),
+        )
+        .unwrap();
+    }
+    let src_var = format!("source_dir={}", src.display());
+    t.run(&run_args(&sb, &rb, &["--var", &src_var])).code(1);
+    let s = t.status(None);
+    assert_eq!(s.state_of("verify-no-phantoms"), "failed");
+    assert!(
+        s.reason_of("verify-no-phantoms").contains("/linear/"),
+        "{}",
+        s.reason_of("verify-no-phantoms")
+    );
+    // The user is recognised (the old db.py finds the email), without groups.
+    assert_eq!(s.state_of("verify-jwt"), "failed");
+    let why = s.reason_of("verify-jwt");
+    assert!(why.contains("\"email\": \"lukas@example.com\""), "{why}");
+    assert!(why.contains("\"groups\": []"), "{why}");
+    assert_eq!(s.state_of("verify-excel"), "succeeded");
 }
 
 /// A copy of the runbook whose compose template is changed by `edit`.

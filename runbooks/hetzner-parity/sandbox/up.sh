@@ -92,7 +92,9 @@ if [ -n "$is_root" ]; then
   # Debian's dockerd in the server's namespace (nsenter joins the network
   # namespace only: `ip netns exec` would hide the cgroup mounts from it).
   # It starts its own containerd, or uses a running system containerd under
-  # a containerd namespace of this sandbox's own.
+  # a containerd namespace of this sandbox's own. The containers' DNS
+  # forwards names outside the compose network to this machine's side of the
+  # veth (nothing answers there), never to the outside.
   # Its iptables rules (NAT from the compose networks out to the veth, the
   # published ports) live in that namespace's tables, not this machine's.
   eng="$root/engine"
@@ -100,7 +102,7 @@ if [ -n "$is_root" ]; then
   base=$("$here/base.sh")
   nsenter --net="/run/netns/$ns" dockerd --data-root "$eng/data" --exec-root "$eng/exec" \
     --pidfile "$eng/dockerd.pid" -H "unix://$eng/docker.sock" --userland-proxy=true \
-    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" \
+    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" --dns "$bind" \
     >"$root/run/dockerd.log" 2>&1 &
   echo $! > "$root/run/dockerd.pid"
   export DOCKER_HOST="unix://$eng/docker.sock"

@@ -82,15 +82,23 @@ class Tools:
 
     def refresh(self):
         found = {}
-        for name in enabled_servers():
+
+        def ask(name):
             try:
                 found[name] = [t["name"] for t in rpc(name, "tools/list", timeout=3)["result"]["tools"]]
             except (OSError, ValueError, KeyError) as e:
                 print(f"mcp-proxy: {name}: {e}; listing its declared tools", flush=True)
                 found[name] = DECLARED.get(name, [])
+
+        # All at once: a server without a container costs a DNS timeout.
+        threads = [threading.Thread(target=ask, args=(n,)) for n in enabled_servers()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         with self.lock:
-            self.tools = found
-        return found
+            self.tools = {n: found[n] for n in enabled_servers()}
+        return self.tools
 
 
 TOOLS = Tools()

@@ -93,6 +93,11 @@ fn check_running_stack(sb: &Sandbox, run_start: u64, cached: &BTreeMap<&str, Str
     assert_eq!(names.len(), 13, "running: {names:?}");
     for svc in SERVICES {
         assert!(running.contains_key(svc), "{svc} is not running: {names:?}");
+        // Up, and not a crash loop that `restart: unless-stopped` hides.
+        let state = &sb.container(svc)["State"];
+        assert_eq!(state["Status"], "running", "{svc}: {state}");
+        let restarts = &sb.container(svc)["RestartCount"];
+        assert_eq!(restarts, 0, "{svc} restarted {restarts} times");
     }
     let proxy = sb.env_of("mcp-proxy");
     let webui = sb.env_of("open-webui");

@@ -157,9 +157,14 @@ printf 'FROM rbsandbox/base:latest\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox
 docker build -q -t rbsandbox/standins:latest "$ctx" >/dev/null 2>>"$root/run/images.log" ||
   { cat "$root/run/images.log" >&2; echo "sandbox: building the stand-in base failed" >&2; exit 1; }
 standin() { # NAME DOCKERFILE-LINES...
-  local name=$1
+  local name=$1 mark
   shift
-  printf 'FROM rbsandbox/standins:latest\n%s\n' "$@" | docker build -q -t "$name" - >/dev/null 2>>"$root/run/images.log"
+  # On your own daemon, never replace a real image of that name.
+  if [ -z "$is_root" ] && mark=$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null) && [ "$mark" != 1 ]; then
+    echo "sandbox: your Docker daemon has an image $name of its own, which the sandbox's stand-in would replace: run as root (own engine) or remove it" >&2
+    return 1
+  fi
+  printf 'FROM rbsandbox/standins:latest\nLABEL rbsandbox.standin=1\n%s\n' "$@" | docker build -q -t "$name" - >/dev/null 2>>"$root/run/images.log"
 }
 pids=()
 standin postgres:16 'STOPSIGNAL SIGINT' 'CMD ["/opt/sandbox/postgres.sh"]' & pids+=($!)

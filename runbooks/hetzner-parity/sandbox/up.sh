@@ -25,6 +25,9 @@ root=${SANDBOX_DIR:-$PWD/state/sandbox}
 rm -rf "$root"
 mkdir -p "$root/run" "$root/upstream"
 root=$(cd "$root" && pwd)
+# A failed start takes down what it started (engine, sshd, namespace).
+on_exit() { local code=$?; [ "$code" = 0 ] || "$here/down.sh" "$root" >/dev/null 2>&1; exit "$code"; }
+trap on_exit EXIT
 export DOCKER_BUILDKIT=0
 t0=$(date +%s)
 
@@ -62,9 +65,10 @@ if [ -n "$is_root" ]; then
   ns=${SANDBOX_NETNS:-rbsb-$(printf '%s' "$root" | cksum | cut -d' ' -f1)}
   lock=/tmp/runbook-sandbox-netns.lock
   for _ in $(seq 300); do mkdir "$lock" 2>/dev/null && break; sleep 0.1; done
-  trap 'rmdir "$lock" 2>/dev/null || true' EXIT
+  trap 'code=$?; rmdir "$lock" 2>/dev/null; (exit "$code"); on_exit' EXIT
+  # Recorded (for down.sh to delete) only once it is ours.
+  ip netns add "$ns" || { echo "sandbox: cannot make the network namespace $ns (is one of that name left over? ip netns del $ns)" >&2; exit 1; }
   echo "$ns" > "$root/netns"
-  ip netns add "$ns"
   octet=""
   for o in $(seq 1 254); do
     # A deleted namespace's veth lingers a moment after `ip netns del`: skip
@@ -81,7 +85,7 @@ if [ -n "$is_root" ]; then
   ip netns exec "$ns" ip link set "rbn$octet" up
   ip netns exec "$ns" ip link set lo up
   rmdir "$lock"
-  trap - EXIT
+  trap on_exit EXIT
   bind="10.213.$octet.1"
   listen="10.213.$octet.2"
   wrap="ip netns exec $ns"
@@ -92,11 +96,11 @@ if [ -n "$is_root" ]; then
   # Debian's dockerd in the server's namespace (nsenter joins the network
   # namespace only: `ip netns exec` would hide the cgroup mounts from it).
   # It starts its own containerd, or uses a running system containerd under
-  # a containerd namespace of this sandbox's own. The containers' DNS
-  # forwards names outside the compose network to this machine's side of the
-  # veth (nothing answers there), never to the outside.
-  # Its iptables rules (NAT from the compose networks out to the veth, the
-  # published ports) live in that namespace's tables, not this machine's.
+  # a containerd namespace of this sandbox's own. Its iptables rules (NAT
+  # from the compose networks out to the veth, the published ports) live in
+  # that namespace's tables, not this machine's. The containers' DNS forwards
+  # names outside the compose network to this machine's side of the veth
+  # (nothing answers there), never to the outside.
   eng="$root/engine"
   mkdir -p "$eng"
   base=$("$here/base.sh")
@@ -145,7 +149,8 @@ echo "$upstream" > "$root/upstream.url"
 # stand-ins (images/), one image per name with its own command.
 t_img=$(date +%s)
 if [ -n "$base" ]; then
-  docker import "$base" rbsandbox/base:latest >/dev/null
+  docker import "$base" rbsandbox/base:latest >/dev/null ||
+    { echo "sandbox: the cached base image $base does not import: delete it and run again to rebuild it" >&2; exit 1; }
 elif ! docker image inspect rbsandbox/base:latest >/dev/null 2>&1; then
   base=$("$here/base.sh") || { echo "sandbox: no rbsandbox/base image in the daemon and the base cannot be built here (needs root once)" >&2; exit 1; }
   docker import "$base" rbsandbox/base:latest >/dev/null

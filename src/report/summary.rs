@@ -82,7 +82,33 @@ impl Summary {
             "run {run_id} {}: {counts}\n",
             palette.run_state(state)
         ));
+        // Past a few instances of one step on a group, only a count.
+        const SHOWN: usize = 3;
+        let mut shown: BTreeMap<String, usize> = BTreeMap::new();
+        let mut more = |step: &str| {
+            let Some(family) = super::fleet::family_of(step) else {
+                return false;
+            };
+            let n = shown.entry(family.to_string()).or_default();
+            *n += 1;
+            *n > SHOWN
+        };
+        let mut hidden: Vec<(String, StepState, usize)> = Vec::new();
+        let mut hide = |step: &str, state: StepState| {
+            let family = super::fleet::family_of(step).unwrap_or(step).to_string();
+            match hidden
+                .iter_mut()
+                .find(|(f, s, _)| *f == family && *s == state)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => hidden.push((family, state, 1)),
+            }
+        };
         for (step, reason) in &self.failed {
+            if more(step) {
+                hide(step, StepState::Failed);
+                continue;
+            }
             out.push_str(&format!(
                 "  {} {}: {reason}\n",
                 palette.mark(StepState::Failed),
@@ -101,10 +127,22 @@ impl Summary {
             ));
         }
         for (step, reason) in &self.held {
+            if more(step) {
+                hide(step, StepState::Held);
+                continue;
+            }
             out.push_str(&format!(
                 "  {} {}: {reason}\n",
                 palette.mark(StepState::Held),
                 palette.bold(step)
+            ));
+        }
+        for (family, state, n) in &hidden {
+            out.push_str(&format!(
+                "  {} {n} more instance{} of {} {state}: runbook status {run_id}{state_flag} --hosts\n",
+                palette.mark(*state),
+                if *n == 1 { "" } else { "s" },
+                palette.bold(family)
             ));
         }
         for step in &self.interrupted {

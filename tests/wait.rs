@@ -266,3 +266,20 @@ fn the_hosts_env_file_is_watched_over_one_ssh_login() {
         sshd.log()
     );
 }
+
+#[test]
+fn negative_or_zero_durations_are_clear_usage_errors() {
+    let t = Test::new().runbook("w", &token_runbook("", ""));
+    for args in [
+        ["--timeout", "-1"],
+        ["--timeout", "-5s"],
+        ["--interval", "-1s"],
+    ] {
+        t.run(&["run", "w", "--wait", args[0], args[1]])
+            .code(2)
+            .stderr_has("is not a duration");
+    }
+    t.run(&["run", "w", "--wait", "--interval", "0"])
+        .code(2)
+        .stderr_has("must be longer than zero");
+}

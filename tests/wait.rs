@@ -9,6 +9,7 @@ use support::{signal, wait_for, Ran, Test};
 
 use std::io::Read;
 use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -265,6 +266,51 @@ fn the_hosts_env_file_is_watched_over_one_ssh_login() {
         "each look logged in again:\n{}",
         sshd.log()
     );
+}
+
+/// `mark` requires RB_TOKEN (in late.env), checked against `api`.
+fn slow_check_runbook(api: &str) -> String {
+    format!(
+        "env_files: [late.env]\nsecrets:\n  RB_TOKEN:\n    owner: Lukas\n    check:\n      http:\n        url: \"{api}/user\"\n        headers: {{ Authorization: \"Bearer {{{{ secrets.RB_TOKEN }}}}\" }}\n        expect: {{ status: 200 }}\nsteps:\n  - id: mark\n    requires: [RB_TOKEN]\n    run: touch ../marker\n"
+    )
+}
+
+/// An API that answers 401 at once, and from the `slow_from`-th request on
+/// 200 after `delay`; with how many requests reached it (counted on arrival).
+fn slow_api(slow_from: usize, delay: Duration) -> (HttpServer, Arc<AtomicUsize>) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let arrived = n.clone();
+    let server = HttpServer::start(move |_| {
+        if n.fetch_add(1, SeqCst) + 1 >= slow_from {
+            std::thread::sleep(delay);
+            (200, "{}".into())
+        } else {
+            (401, r#"{"message":"Bad credentials"}"#.into())
+        }
+    });
+    (server, arrived)
+}
+
+#[test]
+fn the_timeout_also_ends_a_look_whose_check_is_slow() {
+    // The first check answers 401 at once; the next one takes 8 s.
+    let (api, arrived) = slow_api(2, Duration::from_secs(8));
+    let t = Test::new().runbook("s", &slow_check_runbook(&api.url()));
+    put(&t, "runbooks/late.env", "RB_TOKEN=tok-bad-1\n");
+    let start = Instant::now();
+    let waiting = Watched::start(
+        &t,
+        &["run", "s", "--wait", "--interval", "1s", "--timeout", "3s"],
+    );
+    waiting.expect("waiting for RB_TOKEN (rejected)", Duration::from_secs(5));
+    // A new value: the next look checks it, slowly.
+    put(&t, "runbooks/late.env", "RB_TOKEN=tok-new-2\n");
+    let ran = waiting.finish(Duration::from_secs(15));
+    let took = start.elapsed();
+    ran.code(3).stdout_has("stopped waiting: --timeout passed");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(arrived.load(SeqCst), 2, "the new value was not looked at");
+    assert_eq!(t.status(None).state, "held");
 }
 
 #[test]

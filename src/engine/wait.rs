@@ -101,10 +101,18 @@ impl Waiter<'_> {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(WaitEnd::TimedOut);
             }
+            // A look (SSH, a check that answers slowly) ends at the deadline too.
             let look = self.look(store, run_id, cache, &mut seen, &mut approved, say);
+            let deadline = async {
+                match self.deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let (ready, changed) = tokio::select! {
                 r = look => r?,
                 _ = signals.received() => return Ok(WaitEnd::Interrupted),
+                _ = deadline => return Ok(WaitEnd::TimedOut),
             };
             if ready {
                 return Ok(WaitEnd::Ready);

@@ -4,7 +4,7 @@
 mod support;
 use support::http::HttpServer;
 use support::webhook::{Webhook, HOOK_PATH};
-use support::Test;
+use support::{signal, wait_for, Test};
 
 use std::time::{Duration, Instant};
 
@@ -294,4 +294,43 @@ fn bad_notify_entries_are_located_errors() {
         let ran = t.run(&["validate", "bad"]);
         ran.code(2).stderr_has(says).stderr_has(line);
     }
+}
+
+#[test]
+fn ctrl_c_while_a_webhook_hangs_ends_the_command_at_once() {
+    let hook = Webhook::silent();
+    let t = Test::new()
+        .runbook("m", &missing_runbook(&hook.url(), "[held]"))
+        .env("RUNBOOK_NOTIFY_TIMEOUT", "30s");
+    for wait in [false, true] {
+        let before = hook.received().len();
+        let args: &[&str] = if wait {
+            &["resume", "--wait", "--interval", "1s"]
+        } else {
+            &["run", "m"]
+        };
+        let child = t.spawn(args);
+        assert!(wait_for(Duration::from_secs(10), || hook.received().len() > before));
+        signal(&child, "INT");
+        let start = Instant::now();
+        let ran = finish_within(child, Duration::from_secs(10));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "--wait {wait}: took {:?}",
+            start.elapsed()
+        );
+        ran.code(130).stderr_has("was not delivered");
+        assert!(!ran.stderr.contains("hook-credential"), "{}", ran.stderr);
+        let s = t.status(None);
+        assert_eq!(s.state, "held");
+        let last = s.notifications.last().unwrap();
+        assert!(!last.delivered, "{last:?}");
+    }
+}
+
+/// Waits for a child, killing it after `limit`.
+fn finish_within(mut child: std::process::Child, limit: Duration) -> support::Ran {
+    wait_for(limit, || child.try_wait().ok().flatten().is_some());
+    let _ = child.kill();
+    support::finish(child)
 }

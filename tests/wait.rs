@@ -292,6 +292,29 @@ fn slow_api(slow_from: usize, delay: Duration) -> (HttpServer, Arc<AtomicUsize>)
 }
 
 #[test]
+fn ctrl_c_while_a_pass_looks_secrets_up_starts_no_step() {
+    // The check takes 6 s: Ctrl-C comes while the pass still looks up.
+    let (api, arrived) = slow_api(1, Duration::from_secs(6));
+    let t = Test::new().runbook("s", &slow_check_runbook(&api.url()));
+    put(&t, "runbooks/late.env", "RB_TOKEN=tok-slow-1\n");
+    let waiting = Watched::start(&t, &["run", "s", "--wait", "--interval", "1s"]);
+    assert!(wait_for(Duration::from_secs(10), || arrived.load(SeqCst) == 1));
+    signal(&waiting.child, "INT");
+    let start = Instant::now();
+    let ran = waiting.finish(Duration::from_secs(15));
+    ran.code(130);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(!t.path().join("marker").exists(), "a step ran after Ctrl-C");
+    // The lock is free and the run goes on where it stood.
+    t.run(&["resume"]).code(0);
+    assert!(t.path().join("marker").exists());
+}
+
+#[test]
 fn the_timeout_also_ends_a_look_whose_check_is_slow() {
     // The first check answers 401 at once; the next one takes 8 s.
     let (api, arrived) = slow_api(2, Duration::from_secs(8));

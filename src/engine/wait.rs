@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -286,8 +287,10 @@ fn change_line(before: Option<&Seen>, now: &Seen, name: &str) -> Option<String> 
     Some(format!("{name}: {text}"))
 }
 
-/// SIGINT and SIGTERM, listened to from the start of the command: one that
-/// comes while a notification is sent still ends the wait that follows.
+/// SIGINT and SIGTERM, listened to from the start of the command (once
+/// listened to, they no longer end the process by themselves): one that
+/// comes while secrets are looked up, or a notification is sent, still
+/// stops the command.
 pub(super) struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
@@ -303,8 +306,21 @@ impl Signals {
         }
     }
 
+    /// Whether one arrived since the last look (and forgets it).
+    pub(super) async fn take(&mut self) -> bool {
+        fn ready(s: &mut Option<tokio::signal::unix::Signal>, cx: &mut Context<'_>) -> bool {
+            s.as_mut().is_some_and(|s| s.poll_recv(cx).is_ready())
+        }
+        std::future::poll_fn(|cx| {
+            let int = ready(&mut self.int, cx);
+            let term = ready(&mut self.term, cx);
+            Poll::Ready(int || term)
+        })
+        .await
+    }
+
     /// Completes when either arrives (never, when neither could be set up).
-    async fn received(&mut self) {
+    pub(super) async fn received(&mut self) {
         async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {

@@ -334,3 +334,17 @@ fn finish_within(mut child: std::process::Child, limit: Duration) -> support::Ra
     let _ = child.kill();
     support::finish(child)
 }
+
+#[test]
+fn a_bad_notify_timeout_is_refused_before_a_run_is_recorded() {
+    let t = Test::new()
+        .runbook("m", &missing_runbook("", "[held]"))
+        .env("RUNBOOK_NOTIFY_TIMEOUT", "banana");
+    t.run(&["run", "m"])
+        .code(2)
+        .stderr_has("RUNBOOK_NOTIFY_TIMEOUT=\"banana\" is not a duration");
+    // Nothing was recorded: the next run is a new one, not a resume of a
+    // run that never ran.
+    let t = t.env("RUNBOOK_NOTIFY_TIMEOUT", "10s");
+    t.run(&["run", "m"]).code(3).stdout_lacks("resuming");
+}

@@ -228,6 +228,8 @@ impl Ctx {
         }
 
         exec::ssh::idle_from_env().map_err(Error::Usage)?;
+        // Bad settings are refused before a run is recorded.
+        notify::timeout_from_env()?;
         let mut store = self.open_store()?;
         let me = ProcessId::current();
         let (run, resumed) = match &target {

@@ -40,7 +40,7 @@ pub(super) struct Notifier {
 }
 
 /// The time limit of one request: `RUNBOOK_NOTIFY_TIMEOUT`, default 10 s.
-fn timeout_from_env() -> Result<Duration> {
+pub(super) fn timeout_from_env() -> Result<Duration> {
     match std::env::var("RUNBOOK_NOTIFY_TIMEOUT") {
         Err(_) => Ok(DEFAULT_TIMEOUT),
         Ok(text) => humantime::parse_duration(text.trim())

@@ -348,3 +348,40 @@ fn a_bad_notify_timeout_is_refused_before_a_run_is_recorded() {
     let t = t.env("RUNBOOK_NOTIFY_TIMEOUT", "10s");
     t.run(&["run", "m"]).code(3).stdout_lacks("resuming");
 }
+
+#[test]
+fn a_slack_message_escapes_what_an_upstream_says() {
+    // Slack (and Mattermost) read `<!channel>` as a mention of everyone and
+    // `<url|text>` as a link: an upstream's words in a failed step's reason
+    // must not become either.
+    let api = HttpServer::start(|_| {
+        (
+            502,
+            "<!channel> & <https://evil.example|log in here>".into(),
+        )
+    });
+    let hook = Webhook::start();
+    let yaml = format!(
+        "notify:\n  - url: \"{}\"\n    format: slack\nsteps:\n  - id: probe\n    http: {{ url: \"{}/health\" }}\n",
+        hook.url(),
+        api.url()
+    );
+    let t = Test::new().runbook("f", &yaml);
+    t.run(&["run", "f"]).code(1);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1);
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|log in here&gt;"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<https://"),
+        "{text}"
+    );
+    // The Markdown itself is intact: its code spans and emphasis.
+    assert!(
+        text.contains("`probe`") && text.contains("*failed*"),
+        "{text}"
+    );
+}

@@ -163,7 +163,9 @@ impl Notifier {
             .map(|(t, _)| {
                 let mut body = match t.format {
                     NotifyFormat::Json => report::notify::json_body(&page, &summary),
-                    NotifyFormat::Slack => report::notify::slack_body(&summary),
+                    // Redacted before it is escaped, or a value with `&`,
+                    // `<` or `>` would no longer match.
+                    NotifyFormat::Slack => report::notify::slack_body(&redactor.redact(&summary)),
                 };
                 redact(&mut body, redactor);
                 let (http, url, timeout) = (self.http.clone(), t.url.clone(), self.timeout);

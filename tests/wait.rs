@@ -352,3 +352,21 @@ fn negative_or_zero_durations_are_clear_usage_errors() {
         .code(2)
         .stderr_has("must be longer than zero");
 }
+
+#[test]
+fn the_waiting_line_names_each_secret_once_and_a_late_pass_times_out_at_once() {
+    // `slow` outlasts --timeout: the pass is not cut short, and the wait
+    // that would follow ends at once instead of announcing itself.
+    let t = Test::new().runbook(
+        "d",
+        "secrets:\n  RB_A: { owner: Lukas }\n  RB_B: { owner: Lukas }\nsteps:\n  - id: one\n    requires: [RB_A, RB_B]\n    run: 'true'\n  - id: two\n    requires: [RB_A]\n    run: 'true'\n  - id: slow\n    run: sleep 2\n",
+    );
+    let ran = t.run(&["run", "d", "--wait", "--timeout", "1s"]);
+    ran.code(3)
+        .stdout_has("stopped waiting: --timeout passed")
+        .stdout_lacks("waiting for");
+    assert_eq!(t.status(None).state_of("slow"), "succeeded");
+    let ran = t.run(&["resume", "--wait", "--timeout", "1s"]);
+    ran.code(3)
+        .stdout_has("waiting for RB_A (missing), RB_B (missing); looking");
+}

@@ -85,6 +85,10 @@ impl Waiter<'_> {
             .collect();
         let mut approved: BTreeSet<String> = BTreeSet::new();
         let mut interval = self.options.interval.unwrap_or(FIRST_INTERVAL);
+        // A pass that outlasted --timeout: no wait to announce.
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(WaitEnd::TimedOut);
+        }
         say(&self.waiting_line(store, run_id, interval)?);
         loop {
             let now = Instant::now();
@@ -139,7 +143,9 @@ impl Waiter<'_> {
                 what.push(format!("approval of `{}`", s.id));
             }
         }
-        what.dedup();
+        // Once each, in the order the steps name them.
+        let mut named = BTreeSet::new();
+        what.retain(|w| named.insert(w.clone()));
         let every = match self.options.interval {
             Some(i) => format!("every {}", humantime::format_duration(i)),
             None => format!(

@@ -385,3 +385,47 @@ fn a_slack_message_escapes_what_an_upstream_says() {
         "{text}"
     );
 }
+
+#[test]
+fn a_value_percent_encoded_in_a_failed_checks_url_is_redacted_everywhere() {
+    // A check that cannot be made quotes its URL as reqwest shows it:
+    // percent-encoded, where the plain value would not match.
+    const SPACED: &str = "open sesame <42> über";
+    let hook = Webhook::start();
+    let yaml = format!(
+        "notify:\n  - url: \"{}\"\nsecrets:\n  RB_SPACED:\n    owner: Lukas\n    check:\n      http: {{ url: \"http://127.0.0.1:1/check?key={{{{ secrets.RB_SPACED }}}}\" }}\n  RB_MISSING: {{ owner: Lukas }}\nsteps:\n  - id: use\n    requires: [RB_SPACED, RB_MISSING]\n    run: 'true'\n",
+        hook.url()
+    );
+    let t = Test::new().runbook("e", &yaml).env("RB_SPACED", SPACED);
+    let ran = t.run(&["run", "e", "--wait", "--timeout", "1s"]);
+    ran.code(3);
+    let status = t.run(&["status", "--json"]);
+    let html = t.run(&["handoff", "--format", "html"]);
+    let posted: String = hook.received().iter().map(|r| r.body.clone()).collect();
+    assert!(!posted.is_empty());
+    let db = std::fs::read(t.state_file()).unwrap();
+    let forms = [
+        "open sesame",
+        "open%20sesame",
+        "open+sesame",
+        "%3C42%3E",
+        "%C3%BCber",
+    ];
+    for (what, text) in [
+        ("stdout", ran.stdout.as_bytes()),
+        ("stderr", ran.stderr.as_bytes()),
+        ("status", status.stdout.as_bytes()),
+        ("html", html.stdout.as_bytes()),
+        ("payload", posted.as_bytes()),
+        ("state file", &db[..]),
+    ] {
+        for f in forms {
+            assert!(!contains(text, f.as_bytes()), "{what} carries {f:?}");
+        }
+    }
+    assert!(
+        ran.stdout.contains("[REDACTED:RB_SPACED]"),
+        "{}",
+        ran.stdout
+    );
+}

@@ -370,3 +370,47 @@ fn the_waiting_line_names_each_secret_once_and_a_late_pass_times_out_at_once() {
     ran.code(3)
         .stdout_has("waiting for RB_A (missing), RB_B (missing); looking");
 }
+
+#[test]
+fn a_pass_started_by_the_wait_ends_the_command_with_its_own_exit_code() {
+    // Fails: exit 1, one failed notification, nothing waits on a failure.
+    let hook = Webhook::start();
+    let t = Test::new().runbook(
+        "f",
+        &format!(
+            "notify:\n  - url: \"{}\"\nsteps:\n  - id: ship\n    approval: Ship it?\n    run: exit 1\n",
+            hook.url()
+        ),
+    );
+    let waiting = Watched::start(&t, &["run", "f", "--wait", "--interval", "1s"]);
+    waiting.expect("waiting for approval of `ship`", Duration::from_secs(5));
+    t.run(&["approve", "1", "ship"]).code(0);
+    waiting.finish(Duration::from_secs(10)).code(1);
+    let states: Vec<String> = hook
+        .bodies()
+        .iter()
+        .map(|b| b["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["held", "failed"]);
+    // Ctrl-C while that pass runs a step: 130, the step interrupted, the
+    // lock free for the next resume.
+    let t = Test::new().runbook(
+        "s",
+        "steps:\n  - id: ship\n    approval: Ship it?\n    run: test -e ../again || { touch ../again; sleep 30; }\n",
+    );
+    let waiting = Watched::start(&t, &["run", "s", "--wait", "--interval", "1s"]);
+    waiting.expect("waiting for approval of `ship`", Duration::from_secs(5));
+    t.run(&["approve", "1", "ship"]).code(0);
+    assert!(wait_for(Duration::from_secs(10), || t
+        .status(None)
+        .state_of("ship")
+        == "running"));
+    signal(&waiting.child, "INT");
+    let start = Instant::now();
+    waiting.finish(Duration::from_secs(10)).code(130);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let s = t.status(None);
+    assert_eq!(s.state, "interrupted");
+    assert_eq!(s.state_of("ship"), "interrupted");
+    t.run(&["resume"]).code(0);
+}

@@ -202,6 +202,27 @@ fn a_webhook_that_fails_three_times_gets_the_message_on_the_fourth() {
 }
 
 #[test]
+fn a_webhook_that_redirects_is_reported_not_counted_as_delivered() {
+    // Following a 301 turns the POST into a GET: the message would be lost
+    // while the redirect's 200 said it was delivered.
+    let hook = Webhook::redirecting();
+    let t = Test::new().runbook("m", &missing_runbook(&hook.url(), "[held]"));
+    let ran = t.run(&["run", "m"]);
+    ran.code(3)
+        .stderr_has("was not delivered")
+        .stderr_has("redirect");
+    let posts = hook.received();
+    assert!(posts.iter().all(|r| r.path != "/moved"), "{posts:#?}");
+    assert_eq!(
+        posts.len(),
+        1,
+        "a redirect does not heal by itself: {posts:#?}"
+    );
+    let n = &t.status(None).notifications;
+    assert!(n.len() == 1 && !n[0].delivered, "{n:?}");
+}
+
+#[test]
 fn a_webhook_that_never_answers_is_reported_and_the_exit_code_stays_3() {
     let hook = Webhook::silent();
     let t = Test::new()

@@ -279,7 +279,7 @@ impl Ctx {
         // One set of executors for every pass and look of this command: a
         // `--wait` loop reuses the hosts' SSH masters.
         let execs = Arc::new(executors(&loaded)?);
-        let notifier = notify::Notifier::new(&loaded, args.notify, execs.http.clone())?;
+        let notifier = notify::Notifier::new(&loaded, args.notify)?;
         let mut cache = CheckCache::default();
         // From here on SIGINT/SIGTERM no longer end the process: every
         // await below (lookups, notifications, the wait) listens for them.

@@ -71,8 +71,16 @@ impl Notifier {
     /// with `--no-notify`. A URL that reads an unset or empty environment
     /// variable sends nothing, silently: that is how a runbook makes a
     /// notification optional.
-    pub(super) fn new(loaded: &Loaded, enabled: bool, http: reqwest::Client) -> Result<Notifier> {
+    pub(super) fn new(loaded: &Loaded, enabled: bool) -> Result<Notifier> {
         let timeout = timeout_from_env()?;
+        // Redirects are not followed: a 301/302 would turn the POST into a
+        // GET, and its 200 would count a lost message as delivered.
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
         let mut targets = Vec::new();
         if enabled {
             let ctx = loaded.ctx.for_step("", &BTreeMap::new());
@@ -258,6 +266,15 @@ async fn deliver(
             Ok(r) if r.status().is_success() => return (attempt, None),
             Ok(r) => {
                 let status = r.status();
+                if status.is_redirection() {
+                    // Not followed; it will say the same next time.
+                    return (
+                        attempt,
+                        Some(format!(
+                            "the webhook answered {status}, a redirect (not followed: give the URL it redirects to)"
+                        )),
+                    );
+                }
                 why = format!("the webhook answered {status}");
                 // A wrong address or a revoked hook does not heal by itself.
                 let lasting = status.is_client_error()

@@ -17,6 +17,8 @@ enum Answer {
     FailFirst(usize),
     /// Reads the request, records it, and never says a word.
     Never,
+    /// 301 to another path of the same receiver (which answers 200).
+    Redirect,
 }
 
 /// The receiver; its threads end with the test process.
@@ -42,6 +44,11 @@ impl Webhook {
     /// Never answers.
     pub fn silent() -> Self {
         Self::with(Answer::Never)
+    }
+
+    /// Answers 301 to the hook's path, pointing at `/moved` (which gets 200).
+    pub fn redirecting() -> Self {
+        Self::with(Answer::Redirect)
     }
 
     fn with(answer: Answer) -> Self {
@@ -98,10 +105,20 @@ fn serve(stream: TcpStream, answer: Answer, seen: &Mutex<Vec<Request>>, count: &
         }
         Answer::FailFirst(k) if n < k => 500,
         Answer::FailFirst(_) => 200,
+        Answer::Redirect if !request_path_is_moved(seen) => 301,
+        Answer::Redirect => 200,
     };
     let mut stream = stream;
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} X\r\nLocation: /moved\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
     );
+}
+
+/// Whether the request just recorded went to `/moved`.
+fn request_path_is_moved(seen: &Mutex<Vec<Request>>) -> bool {
+    seen.lock()
+        .unwrap()
+        .last()
+        .is_some_and(|r| r.path == "/moved")
 }

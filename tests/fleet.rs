@@ -48,6 +48,13 @@ fn a_group_from_yaml_runs_once_per_host_each_on_its_own_address() {
         s.step("done").needs,
         vec!["check@h1", "check@h2", "check@h3"]
     );
+    // The graph draws each step once, with its host count.
+    let graph = t.run(&["graph", "r"]);
+    graph
+        .code(0)
+        .stdout_has("\"deploy\" [label=\"deploy @web (3 hosts)\"];")
+        .stdout_lacks("h2");
+    assert_eq!(graph.stdout.matches("\"deploy\" -> \"check\"").count(), 1);
 }
 
 #[test]

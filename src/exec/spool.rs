@@ -210,18 +210,54 @@ rm -rf "$b"; rmdir "${{b%/*}}" 2>/dev/null; true
     )
 }
 
-/// A command that removes spool folders whose results are committed.
+/// A command that removes, in the background, spool folders whose results
+/// are committed.
 pub fn discard_command(bases: &[String]) -> String {
-    let mut cmd = String::new();
+    if bases.is_empty() {
+        return String::new();
+    }
+    let mut cmd = String::from("{ ");
     for b in bases {
         let q = sh_quote(b);
         cmd.push_str(&format!(
-            "rm -rf \"$HOME\"/{q}; _rbx=\"$HOME\"/{q}; rmdir \"${{_rbx%/*}}\" 2>/dev/null; "
+            "rm -rf \"$HOME\"/{q}; _x=\"$HOME\"/{q}; rmdir \"${{_x%/*}}\"; "
         ));
     }
-    if !cmd.is_empty() {
-        cmd.push_str("true\n");
+    cmd.push_str("} </dev/null >/dev/null 2>&1 3>&- 6>&- &\n");
+    cmd
+}
+
+/// A command that makes, in the background, the attempt folders of steps
+/// about to run (so that starting one costs no `mkdir`).
+pub fn prepare_command(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        return String::new();
     }
+    let mut cmd = String::from("(umask 077; cd && mkdir -p --");
+    for d in dirs {
+        cmd.push(' ');
+        cmd.push_str(&sh_quote(d));
+    }
+    cmd.push_str(") </dev/null >/dev/null 2>&1 3>&- 6>&- &\n");
+    cmd
+}
+
+/// A command that removes the prepared attempt folders no step used (only
+/// empty folders go).
+pub fn unprepare_command(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        return String::new();
+    }
+    let mut cmd = String::from("cd && rmdir --");
+    for d in dirs {
+        let parent = d.rsplit_once('/').map(|(p, _)| p).unwrap_or(d);
+        let run = parent.rsplit_once('/').map(|(p, _)| p).unwrap_or(parent);
+        for path in [d.as_str(), parent, run] {
+            cmd.push(' ');
+            cmd.push_str(&sh_quote(path));
+        }
+    }
+    cmd.push_str(" 2>/dev/null; true\n");
     cmd
 }
 
@@ -346,6 +382,8 @@ mod tests {
             probe_script("a'b/c", 2),
             stop_script("x", 2),
             discard_command(&["a b".into()]),
+            prepare_command(&["a/b/1".into()]),
+            unprepare_command(&["a/b/1".into()]),
             follow_command("n", "b", 1, (0, 0), Some(("echo 'hi'", "A=1"))),
         ] {
             let out = std::process::Command::new("sh")

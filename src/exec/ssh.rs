@@ -36,8 +36,9 @@ pub struct Detach<'a> {
     /// The script and its environment; `None` only follows an attempt an
     /// earlier engine started.
     pub start: Option<(&'a str, &'a [(String, String)])>,
-    /// When the step's timeout runs out.
-    pub deadline: Option<tokio::time::Instant>,
+    /// How long it may still run, counted from when the host is first
+    /// reached (connecting has a timeout of its own).
+    pub left: Option<Duration>,
     /// The step's timeout, for messages.
     pub timeout: Option<Duration>,
 }
@@ -134,6 +135,9 @@ struct Slot {
     /// Spool folders whose results are committed, removed with the next
     /// command sent to one of the host's shells.
     discards: std::sync::Mutex<Vec<String>>,
+    /// Attempt folders of steps about to run: to make (with the next
+    /// command), and made (the unused ones go when the pool closes).
+    prepared: std::sync::Mutex<(Vec<String>, Vec<String>)>,
 }
 
 /// The connections of one run.
@@ -233,6 +237,7 @@ impl SshPool {
                         shells: Mutex::new(Vec::new()),
                         forwards: Mutex::new(HashMap::new()),
                         discards: std::sync::Mutex::new(Vec::new()),
+                        prepared: std::sync::Mutex::new((Vec::new(), Vec::new())),
                     },
                 )
             })
@@ -308,7 +313,16 @@ impl SshPool {
     /// to be removed first, through an idle shell).
     pub async fn close(&self) {
         for (host, slot) in &self.slots {
-            let discard = super::spool::discard_command(&self.take_discards(host));
+            let made = slot
+                .prepared
+                .lock()
+                .map(|mut p| std::mem::take(&mut p.1))
+                .unwrap_or_default();
+            let discard = format!(
+                "{}{}",
+                super::spool::unprepare_command(&made),
+                super::spool::discard_command(&self.take_discards(host))
+            );
             if !discard.is_empty() {
                 if let Some(shell) = slot.shells.lock().await.last_mut() {
                     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
@@ -416,6 +430,7 @@ impl SshPool {
         let mut progress = Progress::default();
         let mut backoff = Duration::from_millis(200);
         let mut lost: Option<String> = None;
+        let mut deadline: Option<tokio::time::Instant> = None;
         let at = |d: Option<tokio::time::Instant>| async move {
             match d {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -425,11 +440,16 @@ impl SshPool {
         loop {
             let shell = tokio::select! {
                 s = self.shell(host) => Some(s),
-                _ = at(step.deadline) => None,
+                _ = at(deadline) => None,
                 _ = cancel.cancelled() => None,
             };
             let mut shell = match shell {
-                Some(Ok(shell)) => shell,
+                Some(Ok(shell)) => {
+                    if deadline.is_none() {
+                        deadline = step.left.map(|t| tokio::time::Instant::now() + t);
+                    }
+                    shell
+                }
                 Some(Err(e)) if lost.is_none() && step.start.is_some() => {
                     return Detached::failed(e.0, Fate::Done, progress);
                 }
@@ -437,7 +457,7 @@ impl SshPool {
                     lost = Some(e.0);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = at(step.deadline) => {}
+                        _ = at(deadline) => {}
                         _ = cancel.cancelled() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -447,11 +467,15 @@ impl SshPool {
             };
             let session = shell.session.clone();
             let discards = self.take_discards(host);
-            let before = super::spool::discard_command(&discards);
+            let before = format!(
+                "{}{}",
+                self.take_prepared(host),
+                super::spool::discard_command(&discards)
+            );
             let start = step.start;
             let ended = tokio::select! {
                 end = shell.follow(&before, step.base, step.attempt, start, &mut progress, sink) => Some(end),
-                _ = at(step.deadline) => None,
+                _ = at(deadline) => None,
                 _ = cancel.cancelled() => None,
             };
             match ended {
@@ -516,12 +540,29 @@ impl SshPool {
         lost: Option<String>,
         progress: Progress,
     ) -> Detached {
+        // Still connecting for a start: nothing was sent, nothing runs.
+        let fate = if lost.is_none() && step.start.is_some() {
+            Fate::Done
+        } else {
+            Fate::KeepSpool
+        };
         if cancel.is_cancelled() {
             return Detached {
                 outcome: Outcome::Interrupted,
-                fate: Fate::KeepSpool,
+                fate,
                 progress,
             };
+        }
+        if fate == Fate::Done {
+            return Detached::failed(
+                format!(
+                    "timed out after {} on {} (while connecting)",
+                    humantime::format_duration(step.timeout.unwrap_or_default()),
+                    self.describe(host)
+                ),
+                fate,
+                progress,
+            );
         }
         let why = lost.unwrap_or_else(|| "no connection".into());
         Detached::failed(
@@ -645,6 +686,29 @@ impl SshPool {
                     .map(|mut l| std::mem::take(&mut *l))
             })
             .unwrap_or_default()
+    }
+
+    /// Notes the attempt folders of steps about to run on the host: they
+    /// are made in the background with the next detached step's command.
+    pub fn prepare(&self, host: &str, dirs: Vec<String>) {
+        if let Ok(slot) = self.slot(host) {
+            if let Ok(mut p) = slot.prepared.lock() {
+                p.0.extend(dirs);
+            }
+        }
+    }
+
+    fn take_prepared(&self, host: &str) -> String {
+        let Ok(slot) = self.slot(host) else {
+            return String::new();
+        };
+        let Ok(mut p) = slot.prepared.lock() else {
+            return String::new();
+        };
+        let dirs = std::mem::take(&mut p.0);
+        let cmd = super::spool::prepare_command(&dirs);
+        p.1.extend(dirs);
+        cmd
     }
 
     /// Puts back removals that may not have run (they are idempotent).

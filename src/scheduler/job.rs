@@ -194,7 +194,7 @@ impl Job {
             base,
             attempt,
             start: start.then_some((script, r.env.as_slice())),
-            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            left: timeout,
             timeout: r.timeout,
         };
         let host = self.host.as_deref().unwrap_or("");

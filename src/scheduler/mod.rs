@@ -295,6 +295,7 @@ impl<'a> Pass<'a> {
         rx: &mut mpsc::UnboundedReceiver<Msg>,
     ) -> Result<bool> {
         self.execs = Some(options.execs.clone());
+        self.prepare_spools(&options.execs);
         let mut stopping = false;
         let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
         let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
@@ -322,6 +323,26 @@ impl<'a> Pass<'a> {
                     Err(_) => break,
                 }
             }
+        }
+    }
+
+    /// Tells each host the attempt folders its remote `run` steps will
+    /// spool in, so that they are made ahead, in one go.
+    fn prepare_spools(&self, execs: &exec::Executors) {
+        let mut by_host: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (step, row) in self.plan.steps.iter().zip(&self.rows) {
+            if let (Some(host), crate::plan::RenderedAction::Run { .. }, StepState::Pending) =
+                (&step.host, &step.rendered.action, row.state)
+            {
+                let base = exec::spool::base(self.run_id, &self.engine_key, &step.id);
+                by_host
+                    .entry(host)
+                    .or_default()
+                    .push(format!("{base}/{}", row.attempts + 1));
+            }
+        }
+        for (host, dirs) in by_host {
+            execs.ssh.prepare(host, dirs);
         }
     }
 

@@ -79,6 +79,13 @@ fn a_step_outlives_a_kill_9_of_the_engine_and_resume_reattaches_to_it() {
     assert!(spool.join("1").is_dir(), "no spool folder at {spool:?}");
     let pgid = recorded_pgid(&spool, 1).expect("a recorded process group");
     assert!(!group(pgid).is_empty(), "the step died with the engine");
+    let s = t.status(None);
+    assert_eq!(s.state_of("build"), "interrupted");
+    assert!(
+        s.reason_of("build").contains("may still run on `box`"),
+        "{}",
+        s.reason_of("build")
+    );
 
     let ran = t.run(&["resume"]);
     ran.code(0).stdout_has("[after] after-ran");

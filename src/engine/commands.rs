@@ -13,6 +13,20 @@ impl Ctx {
         let mut steps = store.steps(run.id)?;
         let alive = store.live_holder(run.id)?.is_some();
         let state = run.effective_state(&mut steps, alive);
+        if !alive {
+            // A remote step outlives its engine (SPEC §8): say where it is.
+            for s in steps
+                .iter_mut()
+                .filter(|s| s.state == StepState::Interrupted)
+            {
+                if let Some(spool) = store.spool(run.id, &s.id)? {
+                    s.reason = Some(format!(
+                        "the engine stopped while it ran; it may still run on `{}`, and `runbook resume` reattaches to it",
+                        spool.host
+                    ));
+                }
+            }
+        }
         if json {
             let doc = report::status::to_json(&run, state, &steps);
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());

@@ -22,16 +22,18 @@ use super::ssh::sh_quote;
 /// Where spool folders live, relative to the login user's home.
 pub const ROOT: &str = ".runbook/spool";
 
-/// The wrapper, run as `setsid sh -c "$_rbw" _rbw DIR SCRIPT EXPORTS NONCE
-/// BELL UMASK`: claims the attempt's folder (or exits if another start
-/// did), records its process group and the boot it runs in, runs the script
-/// with stdout and stderr into the spool, writes the exit status, rings.
+/// The wrapper, run as `_RBS=SCRIPT _RBX=EXPORTS setsid sh -c "$_rbw" _rbw
+/// DIR NONCE BELL UMASK` (the script and its environment's values travel in
+/// the environment, which only the user can read, not in the command line):
+/// claims the attempt's folder (or exits if another start did), records its
+/// process group and the boot it runs in, runs the script with stdout and
+/// stderr into the spool, writes the exit status, rings.
 const WRAPPER: &str = concat!(
-    "_rbw='_d=$1; umask 077; set -C; _b=none; { read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
-    "{ echo \"$$ $4 $_b\" >\"$_d/pgid\"; } 2>/dev/null || exit 0; set +C; ",
-    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$5\" ] || echo p 1<>\"$5\"; umask \"$6\"; eval \"$3\"; ",
-    "(eval \"unset _d _b; set --
-$2\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$5\" ] || echo x 1<>\"$5\"'\n",
+    "_rbw='_d=$1; _s=$_RBS; _x=$_RBX; unset _RBS _RBX; umask 077; set -C; _b=none; ",
+    "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
+    "{ echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || exit 0; set +C; ",
+    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; eval \"$_x\"; ",
+    "(eval \"unset _d _b _s _x; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
 );
 
 /// The shell functions for detached steps, defined once in a shell before
@@ -85,7 +87,7 @@ _rbd() {
   if [ -z "$_rbb" ]; then printf '\036X%s nosetsid\n' "$1"; return; fi
   if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
     [ -d "$_rbdir" ] || { umask 077; mkdir -p "$_rbdir"; umask "$_rbu"; }
-    setsid sh -c "$_rbw" _rbw "$_rbdir" "$6" "$7" "$1" "$_rbb" "$_rbu" </dev/null >/dev/null 2>&1 3>&- 6>&- &
+    _RBS=$6 _RBX=$7 setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" </dev/null >/dev/null 2>&1 3>&- 6>&- &
   fi
   (_rbt=0.02; while sleep $_rbt && echo t >&6; do case $_rbt in 0.02) _rbt=0.05;; 0.05) _rbt=0.1;; *) _rbt=0.2;; esac; done) </dev/null >/dev/null 2>&1 3>&- &
   _rbtk=$!

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::engine;
 use crate::error::Result;
 use crate::report::graph::GraphFormat;
+use crate::report::handoff::HandoffFormat;
 use crate::report::style::ColorChoice;
 use crate::report::Verbosity;
 
@@ -49,6 +50,19 @@ pub struct RunArgs {
     /// Print one JSON event per line.
     #[arg(long)]
     pub json: bool,
+    /// While the run is held, look the held secrets and approvals up again
+    /// and go on by itself as soon as a held step can.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub wait: bool,
+    /// With --wait: look again this often (default 30s, backing off to 5m).
+    #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<std::time::Duration>,
+    /// With --wait: stop waiting after this long (exit 3, the run stays held).
+    #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Send no notification (the runbook's `notify:` entries) for this command.
+    #[arg(long)]
+    pub no_notify: bool,
 }
 
 /// The commands.
@@ -88,7 +102,9 @@ pub enum Command {
         json: bool,
     },
     /// Write the page for the person who must act.
-    #[command(after_help = "Example:\n  runbook handoff hetzner-parity -o handoff.md")]
+    #[command(
+        after_help = "Example:\n  runbook handoff hetzner-parity -o handoff.md\n  runbook handoff hetzner-parity --format html -o handoff.html"
+    )]
     Handoff {
         /// Runbook name or run id; default: the latest run.
         #[arg(add = clap_complete::engine::ArgValueCompleter::new(runbook_names))]
@@ -96,9 +112,12 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Print the handoff as JSON.
-        #[arg(long)]
+        /// Print the handoff as JSON (short for `--format json`).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Output format: markdown, json, or html (one self-contained page).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<HandoffFormat>,
     },
     /// Approve a step that waits for approval.
     #[command(
@@ -183,6 +202,16 @@ pub enum Shell {
     Fish,
 }
 
+fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_string()),
+        Err(e) => Err(format!(
+            "`{text}` is not a duration ({e}); write e.g. `30s`, `5m`"
+        )),
+    }
+}
+
 fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -232,6 +261,11 @@ impl From<RunArgs> for engine::RunOptions {
             jobs: a.jobs,
             dry_run: a.dry_run,
             json: a.json,
+            wait: a.wait.then_some(engine::WaitOptions {
+                interval: a.interval,
+                timeout: a.timeout,
+            }),
+            notify: !a.no_notify,
         }
     }
 }
@@ -272,7 +306,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             target,
             output,
             json,
-        } => ctx.handoff(engine::Target::parse(target), output, json),
+            format,
+        } => {
+            let format = match (json, format) {
+                (true, _) => HandoffFormat::Json,
+                (false, f) => f.unwrap_or_default(),
+            };
+            ctx.handoff(engine::Target::parse(target), output, format)
+        }
         Command::Approve { run_id, step, note } => ctx.approve(run_id, &step, note.as_deref()),
         Command::Reset { run_id, step } => ctx.reset(run_id, &step),
         Command::Logs {

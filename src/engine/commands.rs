@@ -27,13 +27,22 @@ impl Ctx {
                 }
             }
         }
+        let notifications = store.notifications(run.id)?;
         if json {
             let doc = report::status::to_json(&run, state, &steps);
+            let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+            if let (false, Some(map)) = (notifications.is_empty(), doc.as_object_mut()) {
+                map.insert(
+                    "notifications".into(),
+                    serde_json::to_value(&notifications).unwrap_or_default(),
+                );
+            }
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
             print!(
-                "{}",
-                report::status::to_table(&run, state, &steps, &self.palette())
+                "{}{}",
+                report::status::to_table(&run, state, &steps, &self.palette()),
+                report::notify::status_lines(&notifications)
             );
         }
         Ok(exit::OK)

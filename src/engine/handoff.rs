@@ -10,7 +10,12 @@ use crate::state::SecretState;
 
 impl Ctx {
     /// `handoff`.
-    pub fn handoff(&self, target: Target, output: Option<PathBuf>, json: bool) -> Result<i32> {
+    pub fn handoff(
+        &self,
+        target: Target,
+        output: Option<PathBuf>,
+        format: report::handoff::HandoffFormat,
+    ) -> Result<i32> {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &target)?;
         let mut steps = store.steps(run.id)?;
@@ -29,11 +34,7 @@ impl Ctx {
             &env_files,
             loaded.as_ref(),
         )?;
-        let text = if json {
-            serde_json::to_string_pretty(&page).unwrap_or_default() + "\n"
-        } else {
-            report::handoff::to_markdown(&page)
-        };
+        let text = report::handoff::render(&page, format);
         match output {
             Some(path) => {
                 std::fs::write(&path, text)
@@ -51,7 +52,7 @@ impl Ctx {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn build_handoff(
+    pub(super) fn build_handoff(
         &self,
         store: &Store,
         run: &RunRow,

@@ -1,7 +1,7 @@
 //! Secrets for a pass: where they are looked up, what their checks say,
 //! and what that holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use super::sources;
@@ -85,12 +85,48 @@ pub(super) fn secret_sources(loaded: &Loaded, env_files: &[PathBuf]) -> Vec<sour
     sources
 }
 
-/// Looks every declared secret up, and checks the ones this pass needs.
+/// What the checks said about the values seen, so a value that did not
+/// change is not checked again (a `--wait` loop looks secrets up every
+/// interval). Keyed by name and a digest of the value; never the value.
+/// A check that could not be made is not kept: it is tried again.
+#[derive(Debug, Default)]
+pub(super) struct CheckCache {
+    verdicts: HashMap<String, ([u8; 32], sources::Verdict)>,
+}
+
+impl CheckCache {
+    /// A digest of a value (or of the values a check reads), to compare
+    /// without keeping it.
+    pub(super) fn digest(value: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(value.as_bytes()).into()
+    }
+
+    fn get(&self, name: &str, value: &str) -> Option<sources::Verdict> {
+        self.verdicts
+            .get(name)
+            .filter(|(d, _)| *d == Self::digest(value))
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&mut self, name: &str, value: &str, verdict: &sources::Verdict) {
+        if matches!(verdict, sources::Verdict::Unchecked(_)) {
+            self.verdicts.remove(name);
+        } else {
+            self.verdicts
+                .insert(name.to_string(), (Self::digest(value), verdict.clone()));
+        }
+    }
+}
+
+/// Looks every declared secret up, and checks the ones this pass needs
+/// (unless `cache` has the verdict for the same value).
 pub(super) async fn resolve_secrets(
     loaded: &Loaded,
     execs: &exec::Executors,
     env_files: &[PathBuf],
     needed: &[String],
+    cache: &mut CheckCache,
 ) -> SecretStates {
     let declared: Vec<String> = loaded.runbook.secrets.keys().cloned().collect();
     if declared.is_empty() {
@@ -125,15 +161,39 @@ pub(super) async fn resolve_secrets(
                     }),
                 }
             }
-            (Some(_), Some(check)) if needed.contains(name) => {
-                let verdict = sources::check(
-                    execs,
-                    &loaded.templater,
-                    &loaded.ctx,
-                    &check.http,
-                    &lookup.values,
-                )
-                .await;
+            (Some(value), Some(check)) if needed.contains(name) => {
+                // The check may read other secrets too: its verdict holds for
+                // these values together.
+                let key: String = std::iter::once(name.clone())
+                    .chain(crate::plan::http_secret_refs(
+                        &loaded.templater,
+                        &check.http,
+                    ))
+                    .map(|n| {
+                        let v = if &n == name {
+                            Some(value)
+                        } else {
+                            lookup.values.get(&n)
+                        };
+                        format!("{n}={}\0", v.unwrap_or(""))
+                    })
+                    .collect();
+                let value = key.as_str();
+                let verdict = match cache.get(name, value) {
+                    Some(v) => v,
+                    None => {
+                        let v = sources::check(
+                            execs,
+                            &loaded.templater,
+                            &loaded.ctx,
+                            &check.http,
+                            &lookup.values,
+                        )
+                        .await;
+                        cache.put(name, value, &v);
+                        v
+                    }
+                };
                 let (state, reason) = match verdict {
                     sources::Verdict::Accepted => (SecretState::Accepted, None),
                     sources::Verdict::Rejected(r) => (SecretState::Rejected, Some(r)),

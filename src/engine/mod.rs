@@ -7,10 +7,13 @@ mod commands;
 mod gate;
 mod handoff;
 mod lookup;
+mod notify;
 mod sources;
+mod wait;
 
 use gate::EngineGate;
-use lookup::{needed_secrets, resolve_secrets};
+use lookup::{needed_secrets, resolve_secrets, CheckCache};
+pub use wait::WaitOptions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -97,6 +100,10 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// NDJSON events instead of the human view.
     pub json: bool,
+    /// `--wait`: while held, look again and go on by itself.
+    pub wait: Option<WaitOptions>,
+    /// Send the runbook's notifications (`--no-notify` turns them off).
+    pub notify: bool,
 }
 
 impl Ctx {
@@ -259,6 +266,7 @@ impl Ctx {
         path: &Path,
         vars: &[(String, String)],
     ) -> Result<i32> {
+        let began = tokio::time::Instant::now();
         // Templates (in the runbook or in uploaded files) may name run.id:
         // render again with the real one.
         let loaded = if loaded.ctx.run_id == run.id {
@@ -266,10 +274,92 @@ impl Ctx {
         } else {
             self.load(path, vars, run.id)?
         };
-        let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh && !resumed)?;
+        // One set of executors for every pass and look of this command: a
+        // `--wait` loop reuses the hosts' SSH masters.
         let execs = Arc::new(executors(&loaded)?);
-        let needed = needed_secrets(&loaded, &rows);
-        let secrets = resolve_secrets(&loaded, &execs, &args.env_files, &needed).await;
+        let notifier = notify::Notifier::new(&loaded, args.notify, execs.http.clone())?;
+        let mut cache = CheckCache::default();
+        let mut signals = args.wait.map(|_| wait::Signals::new());
+        let mut resumed = resumed;
+        let mut fresh = fresh && !resumed;
+        let result = loop {
+            let (state, secrets) = match self
+                .pass(
+                    store, run, resumed, fresh, &loaded, args, &execs, &mut cache,
+                )
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => break Err(e),
+            };
+            let redactor = secrets.lookup.values.redactor();
+            if let Err(e) = notifier
+                .after_pass(self, store, run, state, &loaded, &redactor)
+                .await
+            {
+                eprintln!("warning: the notifications could not be sent or recorded: {e}");
+            }
+            let (Some(options), Some(signals)) = (
+                args.wait.filter(|_| state == RunState::Held),
+                signals.as_mut(),
+            ) else {
+                break Ok(state.exit_code());
+            };
+            let waiter = wait::Waiter {
+                loaded: &loaded,
+                execs: &execs,
+                env_files: &args.env_files,
+                options,
+                deadline: options.timeout.map(|t| began + t),
+            };
+            let json = args.json;
+            let mut say = |line: &str| say_line(json, run.id, line);
+            match waiter
+                .until_ready(store, run.id, &secrets, &mut cache, signals, &mut say)
+                .await
+            {
+                Ok(wait::WaitEnd::Ready) => {
+                    resumed = true;
+                    fresh = false;
+                    if let Err(e) = store.set_run_state(run.id, RunState::Running) {
+                        break Err(e);
+                    }
+                }
+                Ok(wait::WaitEnd::TimedOut) => {
+                    say("stopped waiting: --timeout passed; the run is still held");
+                    break Ok(exit::HELD);
+                }
+                Ok(wait::WaitEnd::Interrupted) => {
+                    say("stopped waiting (signal); the run is still held");
+                    break Ok(exit::INTERRUPTED);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Ok(execs) = Arc::try_unwrap(execs) {
+            execs.ssh.close().await;
+        }
+        result
+    }
+
+    /// One pass: the steps reset to what must run, secrets looked up, the
+    /// scheduler over the DAG. The run's state at the end, and the secrets
+    /// as this pass saw them.
+    #[allow(clippy::too_many_arguments)]
+    async fn pass(
+        &self,
+        store: &mut Store,
+        run: &RunRow,
+        resumed: bool,
+        fresh: bool,
+        loaded: &Loaded,
+        args: &RunOptions,
+        execs: &Arc<exec::Executors>,
+        cache: &mut CheckCache,
+    ) -> Result<(RunState, lookup::SecretStates)> {
+        let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh)?;
+        let needed = needed_secrets(loaded, &rows);
+        let secrets = resolve_secrets(loaded, execs, &args.env_files, &needed, cache).await;
         let env_files: Vec<String> = args
             .env_files
             .iter()
@@ -304,7 +394,7 @@ impl Ctx {
             .collect();
         let redactor = Arc::new(secrets.lookup.values.redactor());
         let mut gate = EngineGate {
-            loaded: &loaded,
+            loaded,
             secrets: &secrets,
             approvals,
             redactor,
@@ -322,12 +412,8 @@ impl Ctx {
             reporter.as_mut(),
             &options,
         )
-        .await;
-        drop(options);
-        if let Ok(execs) = Arc::try_unwrap(execs) {
-            execs.ssh.close().await;
-        }
-        Ok(state?.exit_code())
+        .await?;
+        Ok((state, secrets))
     }
 
     async fn dry_run(
@@ -378,7 +464,14 @@ impl Ctx {
             n
         };
         let execs = executors(loaded)?;
-        let secrets = resolve_secrets(loaded, &execs, &args.env_files, &needed).await;
+        let secrets = resolve_secrets(
+            loaded,
+            &execs,
+            &args.env_files,
+            &needed,
+            &mut CheckCache::default(),
+        )
+        .await;
         execs.ssh.close().await;
         match previous {
             Some(run) => println!(
@@ -472,6 +565,17 @@ impl Ctx {
             )
         }
     }
+}
+
+/// A line of the `--wait` loop: plain, or an NDJSON `wait` event.
+fn say_line(json: bool, run_id: i64, line: &str) {
+    use std::io::Write;
+    let text = if json {
+        serde_json::json!({"event": "wait", "run_id": run_id, "message": line}).to_string()
+    } else {
+        line.to_string()
+    };
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// What a dry run says a step would do.

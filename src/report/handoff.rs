@@ -5,6 +5,27 @@ use serde::Serialize;
 
 use crate::state::RunState;
 
+/// How `handoff` writes the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum HandoffFormat {
+    /// Markdown, for a chat or an issue.
+    #[default]
+    Markdown,
+    /// The page as data.
+    Json,
+    /// One self-contained HTML page (inline CSS, no scripts), for a browser or a phone.
+    Html,
+}
+
+/// The page in a format.
+pub fn render(h: &Handoff, format: HandoffFormat) -> String {
+    match format {
+        HandoffFormat::Markdown => to_markdown(h),
+        HandoffFormat::Json => serde_json::to_string_pretty(h).unwrap_or_default() + "\n",
+        HandoffFormat::Html => super::html::to_html(h),
+    }
+}
+
 /// The handoff as data (`handoff --json`).
 #[derive(Debug, Serialize)]
 pub struct Handoff {

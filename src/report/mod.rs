@@ -3,7 +3,9 @@
 pub mod diagnostic;
 pub mod graph;
 pub mod handoff;
+pub mod html;
 pub mod live;
+pub mod notify;
 pub mod plain;
 pub mod status;
 pub mod style;

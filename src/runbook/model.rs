@@ -33,6 +33,57 @@ pub struct RunbookFile {
     /// The steps, in file order.
     #[serde(default)]
     pub steps: Vec<StepSpec>,
+    /// Webhooks told when a run stops held, failed or succeeded (SPEC §10).
+    #[serde(default)]
+    pub notify: Vec<NotifySpec>,
+}
+
+/// A webhook that gets one POST when a run stops in one of its `on` states.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// Where to POST (templated, typically `{{ env.SLACK_WEBHOOK }}`); a URL
+    /// that renders empty, or names an unset variable, sends nothing.
+    pub url: String,
+    /// The run states that send a notification; default `[held, failed]`.
+    #[serde(default = "NotifyOn::defaults")]
+    pub on: Vec<NotifyOn>,
+    /// The body: `json` (the run, its summary and handoff) or `slack`
+    /// (`{"text": markdown}`, for Slack-compatible incoming webhooks).
+    #[serde(default)]
+    pub format: NotifyFormat,
+}
+
+/// A run state that sends a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// A person must act.
+    Held,
+    /// A step failed.
+    Failed,
+    /// Every step succeeded or was skipped.
+    Succeeded,
+    /// The engine was stopped by a signal.
+    Interrupted,
+}
+
+impl NotifyOn {
+    /// `[held, failed]`.
+    pub fn defaults() -> Vec<NotifyOn> {
+        vec![NotifyOn::Held, NotifyOn::Failed]
+    }
+}
+
+/// The body of a notification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// `{"run_id", "runbook", "state", "summary", "handoff", "resume"}`.
+    #[default]
+    Json,
+    /// `{"text": markdown}`.
+    Slack,
 }
 
 /// An SSH host.

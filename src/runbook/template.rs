@@ -134,6 +134,26 @@ impl Templater {
         out
     }
 
+    /// The `env` variables a template reads (`env.NAME`), from its syntax;
+    /// none for a template that does not parse.
+    pub fn env_names(&self, text: &str) -> Vec<String> {
+        if !is_template(text) {
+            return Vec::new();
+        }
+        let Ok(t) = self.env.template_from_str(text) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = t
+            .undeclared_variables(true)
+            .iter()
+            .filter_map(|n| n.strip_prefix("env."))
+            .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Renders `text`; plain text comes back unchanged without parsing.
     pub fn render(&self, text: &str, ctx: &Value) -> Result<String, TemplateError> {
         if !is_template(text) {

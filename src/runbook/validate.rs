@@ -10,7 +10,8 @@ use petgraph::graph::DiGraph;
 
 use super::load::Source;
 use super::model::{
-    Approval, EnvFileSpec, HostSpec, HttpSpec, RunbookFile, SecretSpec, StepSpec, UploadSpec,
+    Approval, EnvFileSpec, HostSpec, HttpSpec, NotifySpec, RunbookFile, SecretSpec, StepSpec,
+    UploadSpec,
 };
 use crate::error::{Diagnostic, Error, Result};
 
@@ -33,6 +34,8 @@ pub struct Runbook {
     pub secrets: IndexMap<String, SecretSpec>,
     /// Steps in file order; `needs` are indexes into this list.
     pub steps: Vec<Step>,
+    /// Webhooks told when a run stops (their URLs still templates).
+    pub notify: Vec<NotifySpec>,
     /// The file's text, for locating later (template) errors.
     pub source: Source,
 }
@@ -147,6 +150,9 @@ pub fn validate(
                 .hint("use letters, digits and underscores, not starting with a digit"),
             );
         }
+    }
+    for (i, notify) in file.notify.iter().enumerate() {
+        v.check_notify(i, notify);
     }
     let default_timeout = v.duration(None, "timeout", file.defaults.timeout.as_deref());
     let default_delay = v.duration(None, "retry_delay", file.defaults.retry_delay.as_deref());
@@ -298,6 +304,7 @@ pub fn validate(
         env_files: file.env_files,
         secrets: file.secrets,
         steps,
+        notify: file.notify,
         source,
     })
 }
@@ -404,6 +411,53 @@ impl Validator<'_> {
             Some(script) => Action::Run(script.clone()),
             None => Action::Checkpoint,
         }
+    }
+
+    /// A notify URL may read `vars` and `env`, never a secret (it is
+    /// rendered outside any step); a plain one must be an http(s) URL.
+    fn check_notify(&mut self, index: usize, notify: &NotifySpec) {
+        let span = self.notify_url_span(index);
+        let templater = super::template::Templater::new();
+        if !templater.secret_names(&notify.url, false).is_empty() {
+            self.push(
+                Diagnostic::new(
+                    &self.source.path,
+                    format!("notify url `{}` reads a secret", notify.url),
+                )
+                .at(span)
+                .hint("a notify URL is rendered with `vars` and `env` only; put the webhook URL in an environment variable: `{{ env.SLACK_WEBHOOK }}`"),
+            );
+        } else if !super::template::is_template(&notify.url) && !notify.url.trim().is_empty() {
+            let url = notify.url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.push(
+                    Diagnostic::new(
+                        &self.source.path,
+                        format!("notify url `{url}` is not an http or https URL"),
+                    )
+                        .at(span)
+                        .hint("write the webhook's full address, e.g. `https://hooks.example.com/T0/B0/x`, or `{{ env.SLACK_WEBHOOK }}`"),
+                );
+            }
+        }
+    }
+
+    /// The `url:` of notify entry `index`: every entry has one, so it is
+    /// the index-th `url:` from the `notify:` key on.
+    fn notify_url_span(&self, index: usize) -> Option<(usize, usize)> {
+        let (start, len) = self.source.key_span("notify")?;
+        let mut offset = start;
+        let mut seen = 0;
+        for line in self.source.text[start..].split_inclusive('\n') {
+            if let Some(at) = line.find("url:") {
+                if seen == index {
+                    return Some((offset + at, 3));
+                }
+                seen += 1;
+            }
+            offset += line.len();
+        }
+        Some((start, len))
     }
 
     fn check_http(

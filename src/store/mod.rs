@@ -3,6 +3,7 @@
 //! a crash of the engine or of the machine.
 
 mod lock;
+mod notifications;
 mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use lock::{LockHolder, ProcessId};
+pub use notifications::{NotificationRow, Sent};
 
 use crate::error::{Error, Result};
 use crate::state::{RunState, SecretState, StepState};

@@ -69,7 +69,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, name)
     );
     ALTER TABLE runs ADD COLUMN env_files TEXT NOT NULL DEFAULT '[]';",
-    // 3: where a remote step spools its output on its host (SPEC §8), so a
+    // 3: notifications sent when a run stopped (SPEC §10): where (the URL's
+    // origin only, and a digest of the whole URL: a webhook's path is a
+    // credential), what (a digest of the message), whether it arrived.
+    "CREATE TABLE notifications (
+        run_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        url_digest TEXT NOT NULL,
+        message_digest TEXT NOT NULL,
+        state TEXT NOT NULL,
+        delivered INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );",
+    // 4: where a remote step spools its output on its host (SPEC §8), so a
     // resumed engine finds it again. A row lives while the step runs there.
     "CREATE TABLE spools (
         run_id INTEGER NOT NULL,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub mod http;
 pub mod sandbox;
 pub mod sshd;
+pub mod webhook;
 
 /// A scenario in its own temp folder.
 pub struct Test {
@@ -39,6 +40,21 @@ pub struct Status {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub steps: Vec<StepStatus>,
+    /// Deliveries of the runbook's notifications (absent when none).
+    #[serde(default)]
+    pub notifications: Vec<Notification>,
+}
+
+/// One delivery in `status --json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    pub target: String,
+    pub state: String,
+    pub delivered: bool,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub at: String,
 }
 
 /// One step of `status --json`.

@@ -1,0 +1,262 @@
+//! Telling the person who must act (SPEC §10): when a pass stops in one of
+//! a `notify` entry's `on` states, its URL gets one POST, retried a few
+//! times. A delivery that fails is said on stderr and stored for `status`;
+//! it never changes the exit code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Ctx, Loaded};
+use crate::error::{Error, Result};
+use crate::report;
+use crate::runbook::model::{NotifyFormat, NotifyOn};
+use crate::secrets::Redactor;
+use crate::state::RunState;
+use crate::store::{NotificationRow, RunRow, Sent, Store};
+
+/// Requests per delivery at most.
+const ATTEMPTS: u32 = 4;
+/// The wait before the first retry; doubled for each next one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The time limit of one request, unless `RUNBOOK_NOTIFY_TIMEOUT` says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `notify` entry with its URL rendered.
+struct Target {
+    url: String,
+    on: Vec<NotifyOn>,
+    format: NotifyFormat,
+}
+
+/// The run's webhooks, and what was last announced (a `--wait` loop that
+/// stays held says so once, not after every pass).
+pub(super) struct Notifier {
+    targets: Vec<Target>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+/// The time limit of one request: `RUNBOOK_NOTIFY_TIMEOUT`, default 10 s.
+fn timeout_from_env() -> Result<Duration> {
+    match std::env::var("RUNBOOK_NOTIFY_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(text) => humantime::parse_duration(text.trim())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "RUNBOOK_NOTIFY_TIMEOUT={text:?} is not a duration (e.g. `10s`); fix or unset it"
+                ))
+            }),
+    }
+}
+
+/// Where a notification went, for people: the URL's scheme, host and port,
+/// never its path (a Slack webhook's path is its credential).
+pub(super) fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or(""))
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+impl Notifier {
+    /// The runbook's `notify` entries whose URL renders to something; none
+    /// with `--no-notify`. A URL that reads an unset or empty environment
+    /// variable sends nothing, silently: that is how a runbook makes a
+    /// notification optional.
+    pub(super) fn new(loaded: &Loaded, enabled: bool, http: reqwest::Client) -> Result<Notifier> {
+        let timeout = timeout_from_env()?;
+        let mut targets = Vec::new();
+        if enabled {
+            let ctx = loaded.ctx.for_step("", &BTreeMap::new());
+            for (i, spec) in loaded.runbook.notify.iter().enumerate() {
+                let unset = loaded
+                    .templater
+                    .env_names(&spec.url)
+                    .iter()
+                    .any(|n| std::env::var(n).map_or(true, |v| v.trim().is_empty()));
+                if unset {
+                    continue;
+                }
+                match loaded.templater.render(&spec.url, &ctx) {
+                    Ok(url) if url.trim().is_empty() => {}
+                    Ok(url) => targets.push(Target {
+                        url: url.trim().to_string(),
+                        on: spec.on.clone(),
+                        format: spec.format,
+                    }),
+                    Err(e) => eprintln!(
+                        "warning: notify[{i}]: the url cannot be rendered ({}); no notification is sent there",
+                        e.message
+                    ),
+                }
+            }
+        }
+        Ok(Notifier {
+            targets,
+            timeout,
+            http,
+        })
+    }
+
+    /// After a pass that ended in `state`: sends the notifications its
+    /// targets ask for, unless the same was already announced.
+    pub(super) async fn after_pass(
+        &self,
+        ctx: &Ctx,
+        store: &Store,
+        run: &RunRow,
+        state: RunState,
+        loaded: &Loaded,
+        redactor: &Redactor,
+    ) -> Result<()> {
+        let wanted = |on: &[NotifyOn]| {
+            on.iter().any(|o| match o {
+                NotifyOn::Held => state == RunState::Held,
+                NotifyOn::Failed => state == RunState::Failed,
+                NotifyOn::Succeeded => state == RunState::Succeeded,
+                NotifyOn::Interrupted => state == RunState::Interrupted,
+            })
+        };
+        if !self.targets.iter().any(|t| wanted(&t.on)) {
+            return Ok(());
+        }
+        let run = store.run(run.id)?.unwrap_or_else(|| run.clone());
+        let steps = store.steps(run.id)?;
+        let (secret_rows, env_files) = store.secrets(run.id)?;
+        let page = ctx.build_handoff(
+            store,
+            &run,
+            state,
+            &steps,
+            &secret_rows,
+            &env_files,
+            Some(loaded),
+        )?;
+        let handoff_command = format!("runbook handoff {}{}", run.id, ctx.state_flag());
+        let summary = report::notify::summary(&page, &handoff_command);
+        // A message that already reached a URL is not sent there again (a
+        // `--wait` loop that stays held, a resume that changed nothing).
+        let mut due = Vec::new();
+        for t in self.targets.iter().filter(|t| wanted(&t.on)) {
+            let sent = Sent {
+                url_digest: hex_digest(&t.url),
+                message_digest: hex_digest(&format!("{state}\n{summary}")),
+            };
+            if !store.was_delivered(run.id, &sent)? {
+                due.push((t, sent));
+            }
+        }
+        // All at once: the total wait is the slowest target's, not their sum.
+        let sends: Vec<_> = due
+            .iter()
+            .map(|(t, _)| {
+                let mut body = match t.format {
+                    NotifyFormat::Json => report::notify::json_body(&page, &summary),
+                    NotifyFormat::Slack => report::notify::slack_body(&summary),
+                };
+                redact(&mut body, redactor);
+                let (http, url, timeout) = (self.http.clone(), t.url.clone(), self.timeout);
+                tokio::spawn(async move { deliver(&http, &url, body, timeout).await })
+            })
+            .collect();
+        for ((t, sent), send) in due.iter().zip(sends) {
+            let (attempts, error) = send
+                .await
+                .unwrap_or_else(|e| (0, Some(format!("the delivery task failed: {e}"))));
+            let target = shown(&t.url);
+            if let Some(e) = &error {
+                eprintln!(
+                    "warning: the {state} notification to {target} was not delivered after {attempts} attempt(s): {e}; the run goes on (`runbook status {}` shows it)",
+                    run.id
+                );
+            }
+            let row = NotificationRow {
+                target,
+                state: state.to_string(),
+                delivered: error.is_none(),
+                attempts: attempts.into(),
+                error,
+                at: crate::store::now(),
+            };
+            store.save_notification(run.id, sent, &row)?;
+        }
+        Ok(())
+    }
+}
+
+/// POSTs `body` to `url` until it is accepted (2xx) or the attempts are
+/// spent; (attempts made, why it failed).
+async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+    timeout: Duration,
+) -> (u32, Option<String>) {
+    if let Some(problem) = crate::action::url_problem(url) {
+        return (0, Some(problem.replace(url, &shown(url))));
+    }
+    let mut backoff = FIRST_BACKOFF;
+    let mut why = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let sent = http.post(url).json(&body).timeout(timeout).send().await;
+        match sent {
+            Ok(r) if r.status().is_success() => return (attempt, None),
+            Ok(r) => {
+                let status = r.status();
+                why = format!("the webhook answered {status}");
+                // A wrong address or a revoked hook does not heal by itself.
+                let lasting = status.is_client_error()
+                    && status != reqwest::StatusCode::REQUEST_TIMEOUT
+                    && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+                if lasting {
+                    return (attempt, Some(why));
+                }
+            }
+            Err(e) if e.is_timeout() => {
+                why = format!("no answer within {}", humantime::format_duration(timeout));
+            }
+            Err(e) => {
+                // reqwest's message names the URL; only its origin is shown.
+                // Its causes say what went wrong (refused, DNS, TLS).
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                why = text;
+            }
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    (ATTEMPTS, Some(why))
+}
+
+/// Every string of the body passed through the redactor: the page is made
+/// from redacted rows already; this makes sure of it.
+fn redact(value: &mut serde_json::Value, redactor: &Redactor) {
+    match value {
+        serde_json::Value::String(s) => *s = redactor.redact(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, redactor)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact(v, redactor)),
+        _ => {}
+    }
+}
+
+/// SHA-256, hex.
+fn hex_digest(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

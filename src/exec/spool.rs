@@ -40,7 +40,9 @@ const WRAPPER: &str = concat!(
 /// its first detached step.
 ///
 /// `_rbi NONCE`: remembers the umask, makes the spool root and this
-/// shell's bell, learns the boot id, sweeps stale folders in the background.
+/// shell's bell with its ticker (which rings while the file `BELL.t` is not
+/// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; and ends with the
+/// shell), learns the boot id, sweeps stale folders in the background.
 /// `_rbc TAG FILE OFFSET`: sends what FILE holds past OFFSET as a chunk
 /// (at most 1 MiB; `_rbmore` says there is more); the new offset in `_rbm`.
 /// `_rbd NONCE BASE ATTEMPT OUT ERR SCRIPT EXPORTS`: starts SCRIPT in
@@ -52,7 +54,15 @@ const FUNCTIONS: &str = r#"_rbi() {
   _rbu=$(umask); umask 077; _rbb=
   if mkdir -p "$HOME/.runbook/spool" && command -v setsid >/dev/null 2>&1; then
     _rbb="$HOME/.runbook/spool/bell.$1"; rm -f "$_rbb"
-    if mkfifo "$_rbb" 2>/dev/null; then exec 6<>"$_rbb"; trap 'rm -f "$_rbb"' EXIT; else _rbb=; fi
+    if mkfifo "$_rbb" 2>/dev/null; then
+      exec 6<>"$_rbb"; _rbtf=$_rbb.t; : >"$_rbtf"
+      (_n=0; while kill -0 $$ 2>/dev/null; do
+        if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)); else _n=0; _t=0.2; fi
+        sleep $_t || exit
+      done) </dev/null >/dev/null 2>&1 3>&- &
+      _rbtk=$!
+      trap 'kill "$_rbtk" 2>/dev/null; rm -f "$_rbb" "$_rbtf"' EXIT
+    else _rbb=; fi
   fi
   umask "$_rbu"
   _rbboot=none; { read -r _rbboot </proc/sys/kernel/random/boot_id; } 2>/dev/null
@@ -83,14 +93,13 @@ _rbc() {
 }
 _rbd() {
   [ -n "${_rbu:-}" ] || _rbi "$1"
-  _rbn=$1 _rbo=$4 _rbe=$5 _rbp= _rbk=0 _rbf= _rbtk= _rbdir=$HOME/$2/$3
+  _rbn=$1 _rbo=$4 _rbe=$5 _rbp= _rbk=0 _rbf= _rbdir=$HOME/$2/$3
   if [ -z "$_rbb" ]; then printf '\036X%s nosetsid\n' "$1"; return; fi
   if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
     [ -d "$_rbdir" ] || { umask 077; mkdir -p "$_rbdir"; umask "$_rbu"; }
     _RBS=$6 _RBX=$7 setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" </dev/null >/dev/null 2>&1 3>&- 6>&- &
   fi
-  (_rbt=0.02; while sleep $_rbt && echo t >&6; do case $_rbt in 0.02) _rbt=0.05;; 0.05) _rbt=0.1;; *) _rbt=0.2;; esac; done) </dev/null >/dev/null 2>&1 3>&- &
-  _rbtk=$!
+  echo 1 >"$_rbtf"
   while :; do
     if [ -z "$_rbp" ] && [ -s "$_rbdir/pgid" ]; then
       read -r _rbp _rbby _rbbt <"$_rbdir/pgid"
@@ -110,7 +119,7 @@ _rbd() {
     fi
     read -r _rbx <&6
   done
-  kill "$_rbtk" 2>/dev/null
+  : >"$_rbtf"
   case $_rbf in
     lost|gone) printf '\036X%s %s\n' "$1" "$_rbf";;
     *) read -r _rbx <"$_rbdir/status"; printf '\036X%s %s\n' "$1" "$_rbx";;

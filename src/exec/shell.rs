@@ -5,11 +5,14 @@
 //! that copies the engine's lines to an inner `sh -s`, and that inner shell.
 //! When the channel's input ends without the shell's goodbye token (the
 //! engine died or the connection dropped), the forwarder ends the shell's
-//! whole process group on the host (SIGTERM, then SIGKILL), so nothing of a
-//! dead engine keeps running there. A goodbye ends only the shell: what the
-//! steps left running in the background keeps running.
+//! whole process group on the host (SIGTERM, then SIGKILL): its follower,
+//! ticker and any `unless` check or command it ran. `run` steps are not in
+//! it: they start detached, in sessions of their own, and go on (SPEC §8;
+//! see `spool.rs` and [`RemoteShell::follow`]). A goodbye ends only the
+//! shell.
 //!
-//! Each step runs in a forked group (its environment and `cd` do not leak),
+//! Short commands (`unless` checks, the engine's own probes) run attached,
+//! through [`RemoteShell::run`]: each runs in a forked group (its environment and `cd` do not leak),
 //! with stdin from /dev/null. Its stdout and its stderr each go through a
 //! pipe of their own to a tagger that prefixes each line (\035 stdout, \037
 //! stderr) and writes it to the channel. After the step's main process

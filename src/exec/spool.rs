@@ -49,11 +49,12 @@ const WRAPPER: &str = concat!(
 /// BASE/ATTEMPT unless it was started there already (no SCRIPT: only
 /// follow), then follows it from the byte offsets OUT and ERR to its end.
 /// `_rbsweep`: removes run folders untouched for a week whose steps no
-/// longer run, and bells a day old.
+/// longer run, bells of shells that are gone (named `bell.PID.NONCE`), and
+/// bells a day old.
 const FUNCTIONS: &str = r#"_rbi() {
   _rbu=$(umask); umask 077; _rbb=
   if mkdir -p "$HOME/.runbook/spool" && command -v setsid >/dev/null 2>&1; then
-    _rbb="$HOME/.runbook/spool/bell.$1"; rm -f "$_rbb"
+    _rbb="$HOME/.runbook/spool/bell.$$.$1"; rm -f "$_rbb"
     if mkfifo "$_rbb" 2>/dev/null; then
       exec 6<>"$_rbb"; _rbtf=$_rbb.t; : >"$_rbtf"
       (_n=0; while kill -0 $$ 2>/dev/null; do
@@ -79,6 +80,12 @@ _rbsweep() {
       [ "$_t" = "$_rbboot" ] && kill -0 -"$_p" 2>/dev/null && _l=1
     done
     [ -n "$_l" ] || rm -rf "$_r"
+  done
+  for _f in "$HOME"/.runbook/spool/bell.*.*; do
+    case $_f in *.t) continue;; esac
+    _p=${_f#"$HOME"/.runbook/spool/bell.}; _p=${_p%%.*}
+    case $_p in ''|*[!0-9]*) continue;; esac
+    kill -0 "$_p" 2>/dev/null || rm -f "$_f" "$_f.t"
   done
   find "$HOME/.runbook/spool" -maxdepth 1 -name 'bell.*' -mmin +1440 -exec rm -f {} + 2>/dev/null
 }

@@ -361,3 +361,27 @@ fn spool_folders_untouched_for_a_week_are_swept_and_recent_ones_kept() {
     assert!(swept, "{old:?} or {bell:?} was not swept");
     assert!(kept, "{young:?} was swept");
 }
+
+#[test]
+fn a_reattached_attempt_that_fails_uses_the_retries_left() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let marker = t.p("tried");
+    let steps = format!(
+        "  - id: flaky\n    on: box\n    retries: 1\n    retry_delay: 0s\n    run: if [ -e {marker} ]; then echo second-try; else touch {marker}; sleep 2; exit 1; fi\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let child = t.spawn(&["run", "r"]);
+    assert!(wait_for(Duration::from_secs(20), || Path::new(&marker).exists()));
+    signal(&child, "KILL");
+    let _ = finish(child);
+    t.run(&["resume"]).code(0).stdout_has("[flaky] second-try");
+    let s = t.status(None);
+    assert_eq!(s.step("flaky").attempts, 2);
+    assert!(
+        s.reason_of("flaky")
+            .contains("attempt 1 (reattached) failed: exited with code 1"),
+        "{}",
+        s.reason_of("flaky")
+    );
+}

@@ -91,8 +91,8 @@ impl Job {
     pub(super) async fn run(self, tx: mpsc::UnboundedSender<Msg>, cancel: CancellationToken) {
         let (outcome, keep_spool) = match self.reattach(&tx, &cancel).await {
             Err(done) => done,
-            Ok((first, note)) => {
-                let (outcome, keep) = self.attempts(first, &tx, &cancel).await;
+            Ok((first, spent, note)) => {
+                let (outcome, keep) = self.attempts(first, spent, &tx, &cancel).await;
                 match note {
                     Some(note) => (noted(outcome, &note), keep),
                     None => (outcome, keep),
@@ -113,9 +113,9 @@ impl Job {
         &self,
         tx: &mpsc::UnboundedSender<Msg>,
         cancel: &CancellationToken,
-    ) -> Result<(i64, Option<String>), (Outcome, bool)> {
+    ) -> Result<(i64, u32, Option<String>), (Outcome, bool)> {
         let (Some(spool), Some(host)) = (&self.spool, self.host.as_deref()) else {
-            return Ok((self.first_attempt, None));
+            return Ok((self.first_attempt, 0, None));
         };
         if let Some(stale) = &spool.stale {
             if let Err(e) = self.execs.ssh.stop_spool(&stale.host, &stale.base).await {
@@ -123,7 +123,7 @@ impl Job {
             }
         }
         if !spool.reattach {
-            return Ok((self.first_attempt, None));
+            return Ok((self.first_attempt, 0, None));
         }
         let recorded = (self.first_attempt - 1).max(1);
         let found = self.execs.ssh.probe(host, &spool.base, recorded).await;
@@ -145,7 +145,7 @@ impl Job {
                 let why = format!(
                     "started again: its spool on `{host}` was gone (host rebooted or cleaned?)"
                 );
-                return Ok((n + 1, Some(why)));
+                return Ok((n + 1, 0, Some(why)));
             }
             Ok(exec::ssh::Probe::Found(n)) => n,
         };
@@ -164,7 +164,19 @@ impl Job {
                     Outcome::Failed { reason, .. } => format!("started again: {reason}"),
                     _ => "started again".to_string(),
                 };
-                Ok((attempt + 1, Some(why)))
+                Ok((attempt + 1, 0, Some(why)))
+            }
+            // The reattached attempt failed and retries are left: they run.
+            exec::ssh::Fate::Done
+                if self.rendered.retries > 0 && matches!(d.outcome, Outcome::Failed { .. }) =>
+            {
+                let why = match &d.outcome {
+                    Outcome::Failed { reason, .. } => {
+                        format!("attempt {attempt} (reattached) failed: {reason}")
+                    }
+                    _ => String::new(),
+                };
+                Ok((attempt + 1, 1, Some(why)))
             }
             fate => Err((
                 noted(d.outcome, "reattached"),
@@ -231,9 +243,11 @@ impl Job {
         (sink, forward)
     }
 
+    /// Runs attempts from `first`, with the step's retries less `spent`.
     async fn attempts(
         &self,
         first: i64,
+        spent: u32,
         tx: &mpsc::UnboundedSender<Msg>,
         cancel: &CancellationToken,
     ) -> (Outcome, bool) {
@@ -269,7 +283,7 @@ impl Job {
             }
         }
         let mut attempt = first;
-        let last = first + i64::from(r.retries);
+        let last = first + i64::from(r.retries.saturating_sub(spent));
         loop {
             let _ = tx.send(Msg::Attempt {
                 step: self.step,

@@ -55,10 +55,10 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "dry_run")]
     pub wait: bool,
     /// With --wait: look again this often (default 30s, backing off to 5m).
-    #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Option<std::time::Duration>,
     /// With --wait: stop waiting after this long (exit 3, the run stays held).
-    #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, requires = "wait", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<std::time::Duration>,
     /// Send no notification (the runbook's `notify:` entries) for this command.
     #[arg(long)]
@@ -203,6 +203,12 @@ pub enum Shell {
 }
 
 fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let negative = text.trim().strip_prefix('-');
+    if negative.is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())) {
+        return Err(format!(
+            "`{text}` is not a duration (it cannot be negative); write e.g. `30s`, `5m`"
+        ));
+    }
     match humantime::parse_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be longer than zero".to_string()),

@@ -46,6 +46,14 @@ impl Redactor {
             .iter()
             .flat_map(|&(n, v)| json_strings(v).into_iter().map(move |s| (s, n)))
             .collect();
+        // A value inside a URL, as an error message quotes it (reqwest shows
+        // the URL percent-encoded: a space, `<`, a non-ASCII letter).
+        let encoded: Vec<(String, &str)> = secrets
+            .iter()
+            .filter(|(_, v)| v.len() >= MIN_REDACTED_LEN)
+            .flat_map(|&(n, v)| url_forms(v).into_iter().map(move |f| (f, n)))
+            .collect();
+        let whole = whole.chain(encoded.iter().map(|(f, n)| (f.as_str(), *n)));
         let mut parts: Vec<(&str, &str)> = Vec::new();
         for (value, name) in secrets
             .iter()
@@ -125,6 +133,34 @@ impl Redactor {
     }
 }
 
+/// The ways a URL may show `value` percent-encoded, other than as it is: in
+/// a query and in a path as the `url` crate writes them, and with every
+/// byte but the unreserved ones encoded (a space as `%20` or `+`).
+fn url_forms(value: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    if let Ok(mut u) = reqwest::Url::parse("http://h/") {
+        u.set_query(Some(value));
+        forms.extend(u.query().map(str::to_string));
+        u.set_query(None);
+        u.set_path(value);
+        forms.push(u.path().trim_start_matches('/').to_string());
+    }
+    let mut all = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            all.push(b as char);
+        } else {
+            all.push_str(&format!("%{b:02X}"));
+        }
+    }
+    forms.push(all.replace("%20", "+"));
+    forms.push(all);
+    forms.retain(|f| f != value && f.len() >= MIN_REDACTED_LEN);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
 /// The string values inside a JSON object or array (at any depth); none
 /// when the text is not JSON or is a bare scalar.
 fn json_strings(text: &str) -> Vec<String> {
@@ -186,6 +222,22 @@ pub fn parse_dotenv(text: &str) -> Result<BTreeMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_percent_encoded_in_a_url_is_redacted() {
+        let r = Redactor::new([("T", "a b<c>ü/?")]);
+        for shown in [
+            "http://h/x?key=a%20b%3Cc%3E%C3%BC/?",
+            "http://h/a%20b%3Cc%3E%C3%BC/%3F",
+            "key=a+b%3Cc%3E%C3%BC%2F%3F&x=1",
+            "key=a%20b%3Cc%3E%C3%BC%2F%3F",
+        ] {
+            assert!(r.redact(shown).contains("[REDACTED:T]"), "{shown}");
+            assert!(!r.redact(shown).contains("%20b"), "{shown}");
+        }
+        // A value no URL encodes differently adds no pattern.
+        assert_eq!(url_forms("ghp_abc123"), Vec::<String>::new());
+    }
 
     #[test]
     fn redacts_longest_first() {

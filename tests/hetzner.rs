@@ -1,8 +1,10 @@
-//! End to end: the hetzner-parity runbook against the sandbox (issue 5).
+//! End to end: the hetzner-parity runbook against the sandbox (issue 5), a
+//! server whose stack runs on a real Docker Engine (issue 12): the tests read
+//! what runs with `docker inspect`, not from the runbook's own output.
 
 mod support;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use support::sandbox::{runbook_dir, Sandbox};
 use support::{finish, signal, wait_for, Test};
 
@@ -45,14 +47,152 @@ fn runbook_path() -> String {
     runbook_dir().join("runbook.yaml").display().to_string()
 }
 
+/// The 13 services of the unified compose file (US-001, US-007).
+const SERVICES: [&str; 13] = [
+    "open-webui",
+    "mcp-proxy",
+    "auth-service",
+    "admin-portal",
+    "postgres",
+    "redis",
+    "mcp-filesystem",
+    "mcp-github",
+    "mcp-clickup",
+    "mcp-trello",
+    "mcp-sonarqube",
+    "mcp-excel",
+    "mcp-dashboard",
+];
+
+/// Seconds since the epoch of a Docker timestamp ("2026-11-24T18:49:11.18Z").
+fn docker_time(ts: &str) -> u64 {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", ts, "+%s"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a time: {ts}"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// What runs after the first run, read from the engine: 13 services, the
+/// proxy's environment and ports, Open WebUI's port, the Trello and
+/// SonarQube containers' environment, and images built during the run
+/// without the cache a build of the same code made before it.
+fn check_running_stack(sb: &Sandbox, run_start: u64, cached: &BTreeMap<&str, String>) {
+    let running = sb.running();
+    let names: Vec<&str> = running.keys().map(String::as_str).collect();
+    assert_eq!(names.len(), 13, "running: {names:?}");
+    for svc in SERVICES {
+        assert!(running.contains_key(svc), "{svc} is not running: {names:?}");
+        // Up, and not a crash loop that `restart: unless-stopped` hides.
+        let state = &sb.container(svc)["State"];
+        assert_eq!(state["Status"], "running", "{svc}: {state}");
+        let restarts = &sb.container(svc)["RestartCount"];
+        assert_eq!(restarts, 0, "{svc} restarted {restarts} times");
+    }
+    let proxy = sb.env_of("mcp-proxy");
+    let webui = sb.env_of("open-webui");
+    assert!(!webui["WEBUI_SECRET_KEY"].is_empty());
+    assert_eq!(proxy.get("WEBUI_SECRET_KEY"), webui.get("WEBUI_SECRET_KEY"));
+    assert_eq!(proxy["API_GATEWAY_MODE"], "false");
+    for key in [
+        "GITHUB_TOKEN",
+        "TRELLO_API_KEY",
+        "TRELLO_API_TOKEN",
+        "SONARQUBE_TOKEN",
+        "SONARQUBE_ORG",
+        "CLICKUP_API_KEY",
+        "LINEAR_API_KEY",
+        "NOTION_API_KEY",
+        "HUBSPOT_ACCESS_TOKEN",
+        "PULUMI_ACCESS_TOKEN",
+        "GITLAB_TOKEN",
+        "SENTRY_AUTH_TOKEN",
+        "GITHUB_REMOTE_MCP_URL",
+        "ASANA_TOKEN",
+    ] {
+        assert!(
+            proxy.contains_key(key),
+            "mcp-proxy's environment lacks {key}"
+        );
+    }
+    assert_eq!(proxy["CLICKUP_API_KEY"], "pk_sandbox_clickup_key");
+    // Port 8000 on the server's loopback only; Open WebUI on 3100.
+    let bound = sb.published("mcp-proxy", "8000/tcp");
+    assert!(!bound.is_empty(), "mcp-proxy publishes no 8000");
+    for (ip, port) in &bound {
+        assert_eq!((ip.as_str(), port.as_str()), ("127.0.0.1", "8000"));
+    }
+    assert!(
+        sb.published("open-webui", "8080/tcp")
+            .iter()
+            .any(|(_, port)| port == "3100"),
+        "{:?}",
+        sb.published("open-webui", "8080/tcp")
+    );
+    let trello = sb.env_of("mcp-trello");
+    assert_eq!(trello["TRELLO_TOKEN"], "expired-trello-token-0000");
+    assert!(trello.contains_key("TRELLO_API_KEY"));
+    let sonar = sb.env_of("mcp-sonarqube");
+    assert!(sonar["SONARQUBE_URL"].starts_with("http"), "{sonar:?}");
+    assert!(sonar.contains_key("SONARQUBE_ORG"));
+    // Built during this run, and not from the cache: a build of the same
+    // code before the run would have been reused by a build with cache.
+    for svc in ["mcp-proxy", "mcp-excel", "mcp-dashboard"] {
+        let image = sb.container(svc)["Image"].as_str().unwrap().to_string();
+        let created = sb.inspect(&image)["Created"].as_str().unwrap().to_string();
+        assert!(
+            docker_time(&created) >= run_start,
+            "{svc}'s image was created at {created}, before the run"
+        );
+        assert_ne!(&image, &cached[svc], "{svc}'s image came from the cache");
+    }
+    // US-008: the image runs the local code.
+    let db = sb.docker(&["exec", &running["mcp-proxy"], "cat", "/app/db.py"]);
+    assert!(db.contains("def get_user_groups"));
+}
+
+/// Builds the three images' sources as they are before the run, so that a
+/// build with cache would reuse them; their image ids.
+fn warm_cache(sb: &Sandbox) -> BTreeMap<&'static str, String> {
+    let src = runbook_dir().join("sandbox/source");
+    let mut ids = BTreeMap::new();
+    for (svc, dir) in [
+        ("mcp-proxy", "mcp-proxy"),
+        ("mcp-excel", "mcp-servers/excel-creator"),
+        ("mcp-dashboard", "mcp-servers/dashboard"),
+    ] {
+        let ctx = src.join(dir).display().to_string();
+        let tag = format!("warm-cache/{svc}");
+        sb.docker(&["build", "-q", "-t", &tag, &ctx]);
+        ids.insert(svc, sb.inspect(&tag)["Id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
 #[test]
 fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
     let sb = Sandbox::start();
     let t = Test::new();
     let rb = runbook_path();
+    let cached = warm_cache(&sb);
+    // Image times have a one-second grain: start the run in a later second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let run_start = now();
+    let started = std::time::Instant::now();
     t.run(&run_args(&sb, &rb, &[]))
         .code(3)
         .stdout_has("runbook handoff");
+    eprintln!("first run: {:.1}s", started.elapsed().as_secs_f64());
     let s = t.status(None);
     assert_eq!(s.state, "held");
     for step in &s.steps {
@@ -107,6 +247,7 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
         .stdout_has("published on 127.0.0.1:");
     check_deployed_compose(&sb);
     check_compose_diff(&t, &sb);
+    check_running_stack(&sb, run_start, &cached);
     // The code sync mirrors the local checkout: a file gone locally is gone.
     assert!(!sb.deploy().join("mcp-proxy/legacy_gateway.py").exists());
     t.run(&["logs", "1", "sync-proxy"])
@@ -120,6 +261,7 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
         .iter()
         .map(|st| (st.id.clone(), (st.attempts, st.finished_at.clone())))
         .collect();
+    let ids = sb.running();
     sb.give_valid_tokens();
     t.run(&["resume", "hetzner-parity"]).code(0);
     let after = t.status(None);
@@ -139,10 +281,35 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
     }
     let env = std::fs::read_to_string(sb.deploy().join(".env")).unwrap();
     assert!(env.contains("GITHUB_TOKEN=ghp_sandboxValidToken1111111111111111"));
-    let github_container =
-        std::fs::read_to_string(sb.root().join("containers/mcp-github.json")).unwrap();
-    assert!(github_container
-        .contains("\"GITHUB_PERSONAL_ACCESS_TOKEN\": \"ghp_sandboxValidToken1111111111111111\""));
+    // The containers that needed the tokens were recreated with them; the
+    // others (the database first) were left alone.
+    assert_eq!(
+        sb.env_of("mcp-github")["GITHUB_PERSONAL_ACCESS_TOKEN"],
+        "ghp_sandboxValidToken1111111111111111"
+    );
+    assert_eq!(
+        sb.env_of("mcp-trello")["TRELLO_TOKEN"],
+        "sandbox-trello-token-2222"
+    );
+    assert_eq!(sb.env_of("mcp-sonarqube")["SONARQUBE_ORG"], "lukas-org");
+    assert_eq!(
+        sb.env_of("mcp-proxy")["GITHUB_TOKEN"],
+        "ghp_sandboxValidToken1111111111111111"
+    );
+    let now_ids = sb.running();
+    assert_eq!(now_ids.len(), 13, "{now_ids:?}");
+    for svc in ["mcp-github", "mcp-trello", "mcp-sonarqube", "mcp-proxy"] {
+        assert_ne!(ids[svc], now_ids[svc], "{svc} was not recreated");
+    }
+    for svc in [
+        "postgres",
+        "redis",
+        "open-webui",
+        "mcp-excel",
+        "mcp-filesystem",
+    ] {
+        assert_eq!(ids[svc], now_ids[svc], "{svc} was recreated");
+    }
 }
 
 /// The deployed file passes `docker-compose config` and has every point of
@@ -259,9 +426,6 @@ fn check_deployed_compose(sb: &Sandbox) {
     );
     assert!(section("mcp-excel").contains("mcp-servers/excel-creator"));
     assert!(section("mcp-dashboard").contains("mcp-servers/dashboard"));
-    // US-008: the local code is what the proxy image was built from.
-    let built = std::fs::read_to_string(sb.root().join("images/mcp-proxy/db.py")).unwrap();
-    assert!(built.contains("def get_user_groups"));
 }
 
 /// diff-compose showed the changes before the live file was replaced, and no
@@ -291,6 +455,7 @@ fn confirm_true_holds_before_the_live_compose_file_is_replaced() {
     let t = Test::new();
     let rb = runbook_path();
     let live = std::fs::read_to_string(sb.deploy().join("docker-compose.yml")).unwrap();
+    let before = sb.running();
     t.run(&run_args(&sb, &rb, &["--var", "confirm=true"]))
         .code(3)
         .stdout_has("waiting for approval: Replace the live docker-compose.yml");
@@ -307,7 +472,12 @@ fn confirm_true_holds_before_the_live_compose_file_is_replaced() {
         live
     );
     assert!(sb.deploy().join("docker-compose.hetzner.yml").exists());
-    assert!(!sb.root().join("images/mcp-excel").exists());
+    assert_eq!(
+        sb.running(),
+        before,
+        "containers changed before the approval"
+    );
+    assert!(!sb.running().contains_key("mcp-excel"));
     t.run(&["logs", "1", "diff-compose"])
         .code(0)
         .stdout_has("+ mcp-excel (new service)");
@@ -321,6 +491,7 @@ fn confirm_true_holds_before_the_live_compose_file_is_replaced() {
         live
     );
     assert!(!sb.deploy().join("docker-compose.hetzner.yml").exists());
+    assert_eq!(sb.running().len(), 13);
 }
 
 #[test]
@@ -337,7 +508,10 @@ fn proxy_published_on_all_interfaces_fails_the_loopback_check() {
     t.run(&["logs", "1", "verify-proxy-loopback"])
         .code(0)
         .stdout_has("published on 0.0.0.0:8000");
-    // The simulation is honest about it: the server's address answers.
+    assert!(sb
+        .published("mcp-proxy", "8000/tcp")
+        .contains(&("0.0.0.0".to_string(), "8000".to_string())));
+    // Docker publishes it on every interface: the server's address answers.
     if sb.netns.is_some() {
         assert!(
             std::net::TcpStream::connect((server_address(&sb).as_str(), sb.proxy_port())).is_ok(),
@@ -369,9 +543,10 @@ fn wrong_bodies_fail_the_github_and_trello_checks() {
         );
     }
     assert_eq!(s.state_of("apply-sonarqube"), "succeeded");
-    // The upstream is right again, but the proxy's tools answer 200 without data.
+    // The upstream is right again for the token checks, but answers the MCP
+    // containers 200 without data: the proxy's tools answer 200 without it.
     std::fs::remove_file(sb.root().join("upstream/wrong-bodies")).unwrap();
-    std::fs::write(sb.root().join("proxy-wrong-bodies"), "").unwrap();
+    std::fs::write(sb.root().join("upstream/wrong-bodies-for-mcp"), "").unwrap();
     t.run(&["resume", "hetzner-parity"]).code(1);
     let s = t.status(None);
     for step in ["verify-github", "verify-trello"] {
@@ -391,13 +566,21 @@ fn wrong_bodies_fail_the_github_and_trello_checks() {
 #[test]
 fn killed_during_the_rebuild_then_resume_completes() {
     let sb = Sandbox::start();
-    std::fs::write(sb.root().join("slow-build"), "20").unwrap();
     let t = Test::new();
     let rb = runbook_path();
-    let child = t.spawn(&run_args(&sb, &rb, &[]));
-    let building = sb.root().join("run/building");
+    // The sample checkout, with a proxy image whose build takes a while.
+    let src = source_copy(&t);
+    let dockerfile = src.join("mcp-proxy/Dockerfile");
+    let mut text = std::fs::read_to_string(&dockerfile).unwrap();
+    text.push_str("RUN sleep 12\n");
+    std::fs::write(&dockerfile, text).unwrap();
+    let src_var = format!("source_dir={}", src.display());
+    let child = t.spawn(&run_args(&sb, &rb, &["--var", &src_var]));
+    // The engine is running the build's `sleep`: the rebuild is under way.
     assert!(
-        wait_for(Duration::from_secs(60), || building.exists()),
+        wait_for(Duration::from_secs(120), || sb
+            .docker(&["ps", "--no-trunc", "--format", "{{.Command}}"])
+            .contains("sleep 12")),
         "the rebuild never started"
     );
     signal(&child, "KILL");
@@ -405,14 +588,59 @@ fn killed_during_the_rebuild_then_resume_completes() {
     let s = t.status(None);
     assert_eq!(s.state, "interrupted");
     assert_eq!(s.state_of("rebuild"), "interrupted");
-    std::fs::remove_file(sb.root().join("slow-build")).unwrap();
     t.run(&["resume", "hetzner-parity"]).code(3);
     let s = t.status(None);
     assert_eq!(s.state_of("rebuild"), "succeeded");
     assert_eq!(s.state_of("verify-jwt"), "succeeded");
     assert_eq!(s.state_of("verify-no-phantoms"), "succeeded");
+    assert_eq!(sb.running().len(), 13);
     sb.give_valid_tokens();
     t.run(&["resume"]).code(0);
+}
+
+/// A copy of the sandbox's sample checkout, to change.
+fn source_copy(t: &Test) -> std::path::PathBuf {
+    let src = t.path().join("source");
+    let cp = std::process::Command::new("cp")
+        .arg("-R")
+        .arg(runbook_dir().join("sandbox/source"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    src
+}
+
+#[test]
+fn the_old_proxy_code_fails_the_phantom_and_group_checks() {
+    let sb = Sandbox::start();
+    let t = Test::new();
+    let rb = runbook_path();
+    // A checkout that still has the server's old tenants.py (every server
+    // enabled) and db.py (no get_user_groups()).
+    let src = source_copy(&t);
+    for f in ["tenants.py", "db.py"] {
+        std::fs::copy(
+            runbook_dir().join("sandbox/seed/deploy/mcp-proxy").join(f),
+            src.join("mcp-proxy").join(f),
+        )
+        .unwrap();
+    }
+    let src_var = format!("source_dir={}", src.display());
+    t.run(&run_args(&sb, &rb, &["--var", &src_var])).code(1);
+    let s = t.status(None);
+    assert_eq!(s.state_of("verify-no-phantoms"), "failed");
+    assert!(
+        s.reason_of("verify-no-phantoms").contains("/linear/"),
+        "{}",
+        s.reason_of("verify-no-phantoms")
+    );
+    // The user is recognised (the old db.py finds the email), without groups.
+    assert_eq!(s.state_of("verify-jwt"), "failed");
+    let why = s.reason_of("verify-jwt");
+    assert!(why.contains("\"email\": \"lukas@example.com\""), "{why}");
+    assert!(why.contains("\"groups\": []"), "{why}");
+    assert_eq!(s.state_of("verify-excel"), "succeeded");
 }
 
 /// A copy of the runbook whose compose template is changed by `edit`.
@@ -465,15 +693,13 @@ fn a_proxy_without_the_webui_key_fails_the_jwt_verification() {
     let s = t.status(None);
     assert_eq!(s.state_of("verify-auth-config"), "succeeded");
     assert_eq!(s.state_of("verify-jwt"), "failed");
+    // The real proxy, without the key, sees an anonymous request.
     assert!(
-        s.step("verify-jwt")
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("/anonymous"),
+        s.reason_of("verify-jwt").contains("\"anonymous\": true"),
         "{:?}",
         s.step("verify-jwt").reason
     );
+    assert!(!sb.env_of("mcp-proxy").contains_key("WEBUI_SECRET_KEY"));
 }
 
 #[test]
@@ -504,4 +730,55 @@ fn the_runbook_validates_and_refuses_the_sample_checkout_for_a_real_server() {
         .code(0)
         .stdout_has("sandbox's sample checkout");
     assert_eq!(s.state_of("preflight"), "blocked");
+}
+
+#[test]
+fn down_leaves_nothing_running() {
+    let sb = Sandbox::start();
+    let root = sb.root();
+    let dockerd: i32 = std::fs::read_to_string(root.join("engine/dockerd.pid"))
+        .expect("the sandbox's own engine (tests run as root)")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(support::alive(dockerd));
+    let running = sb.running();
+    assert_eq!(running.len(), 11, "the server's old stack: {running:?}");
+    let pids: Vec<i32> = running
+        .values()
+        .map(|id| sb.inspect(id)["State"]["Pid"].as_i64().unwrap() as i32)
+        .collect();
+    let sshd: i32 = std::fs::read_to_string(root.join("run/sshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root.display().to_string()))
+            .count()
+    };
+    assert!(mounts() > 0, "no overlay mounted under the data root");
+    let ns = sb.netns.clone().expect("a namespace (tests run as root)");
+    let status = std::process::Command::new(runbook_dir().join("sandbox/down.sh"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(!support::alive(dockerd), "dockerd {dockerd} still runs");
+    assert!(!support::alive(sshd), "sshd still runs");
+    for pid in pids {
+        assert!(!support::alive(pid), "container process {pid} still runs");
+    }
+    assert_eq!(mounts(), 0, "mounts left under {}", root.display());
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&ns),
+        "namespace {ns} is still there"
+    );
 }

@@ -4,7 +4,7 @@
 mod support;
 use support::http::HttpServer;
 use support::webhook::{Webhook, HOOK_PATH};
-use support::Test;
+use support::{signal, wait_for, Test};
 
 use std::time::{Duration, Instant};
 
@@ -202,6 +202,27 @@ fn a_webhook_that_fails_three_times_gets_the_message_on_the_fourth() {
 }
 
 #[test]
+fn a_webhook_that_redirects_is_reported_not_counted_as_delivered() {
+    // Following a 301 turns the POST into a GET: the message would be lost
+    // while the redirect's 200 said it was delivered.
+    let hook = Webhook::redirecting();
+    let t = Test::new().runbook("m", &missing_runbook(&hook.url(), "[held]"));
+    let ran = t.run(&["run", "m"]);
+    ran.code(3)
+        .stderr_has("was not delivered")
+        .stderr_has("redirect");
+    let posts = hook.received();
+    assert!(posts.iter().all(|r| r.path != "/moved"), "{posts:#?}");
+    assert_eq!(
+        posts.len(),
+        1,
+        "a redirect does not heal by itself: {posts:#?}"
+    );
+    let n = &t.status(None).notifications;
+    assert!(n.len() == 1 && !n[0].delivered, "{n:?}");
+}
+
+#[test]
 fn a_webhook_that_never_answers_is_reported_and_the_exit_code_stays_3() {
     let hook = Webhook::silent();
     let t = Test::new()
@@ -294,4 +315,138 @@ fn bad_notify_entries_are_located_errors() {
         let ran = t.run(&["validate", "bad"]);
         ran.code(2).stderr_has(says).stderr_has(line);
     }
+}
+
+#[test]
+fn ctrl_c_while_a_webhook_hangs_ends_the_command_at_once() {
+    let hook = Webhook::silent();
+    let t = Test::new()
+        .runbook("m", &missing_runbook(&hook.url(), "[held]"))
+        .env("RUNBOOK_NOTIFY_TIMEOUT", "30s");
+    for wait in [false, true] {
+        let before = hook.received().len();
+        let args: &[&str] = if wait {
+            &["resume", "--wait", "--interval", "1s"]
+        } else {
+            &["run", "m"]
+        };
+        let child = t.spawn(args);
+        assert!(wait_for(Duration::from_secs(10), || hook.received().len() > before));
+        signal(&child, "INT");
+        let start = Instant::now();
+        let ran = finish_within(child, Duration::from_secs(10));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "--wait {wait}: took {:?}",
+            start.elapsed()
+        );
+        ran.code(130).stderr_has("was not delivered");
+        assert!(!ran.stderr.contains("hook-credential"), "{}", ran.stderr);
+        let s = t.status(None);
+        assert_eq!(s.state, "held");
+        let last = s.notifications.last().unwrap();
+        assert!(!last.delivered, "{last:?}");
+    }
+}
+
+/// Waits for a child, killing it after `limit`.
+fn finish_within(mut child: std::process::Child, limit: Duration) -> support::Ran {
+    wait_for(limit, || child.try_wait().ok().flatten().is_some());
+    let _ = child.kill();
+    support::finish(child)
+}
+
+#[test]
+fn a_bad_notify_timeout_is_refused_before_a_run_is_recorded() {
+    let t = Test::new()
+        .runbook("m", &missing_runbook("", "[held]"))
+        .env("RUNBOOK_NOTIFY_TIMEOUT", "banana");
+    t.run(&["run", "m"])
+        .code(2)
+        .stderr_has("RUNBOOK_NOTIFY_TIMEOUT=\"banana\" is not a duration");
+    // Nothing was recorded: the next run is a new one, not a resume of a
+    // run that never ran.
+    let t = t.env("RUNBOOK_NOTIFY_TIMEOUT", "10s");
+    t.run(&["run", "m"]).code(3).stdout_lacks("resuming");
+}
+
+#[test]
+fn a_slack_message_escapes_what_an_upstream_says() {
+    // Slack (and Mattermost) read `<!channel>` as a mention of everyone and
+    // `<url|text>` as a link: an upstream's words in a failed step's reason
+    // must not become either.
+    let api = HttpServer::start(|_| {
+        (
+            502,
+            "<!channel> & <https://evil.example|log in here>".into(),
+        )
+    });
+    let hook = Webhook::start();
+    let yaml = format!(
+        "notify:\n  - url: \"{}\"\n    format: slack\nsteps:\n  - id: probe\n    http: {{ url: \"{}/health\" }}\n",
+        hook.url(),
+        api.url()
+    );
+    let t = Test::new().runbook("f", &yaml);
+    t.run(&["run", "f"]).code(1);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1);
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|log in here&gt;"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<https://"),
+        "{text}"
+    );
+    // The Markdown itself is intact: its code spans and emphasis.
+    assert!(
+        text.contains("`probe`") && text.contains("*failed*"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_value_percent_encoded_in_a_failed_checks_url_is_redacted_everywhere() {
+    // A check that cannot be made quotes its URL as reqwest shows it:
+    // percent-encoded, where the plain value would not match.
+    const SPACED: &str = "open sesame <42> über";
+    let hook = Webhook::start();
+    let yaml = format!(
+        "notify:\n  - url: \"{}\"\nsecrets:\n  RB_SPACED:\n    owner: Lukas\n    check:\n      http: {{ url: \"http://127.0.0.1:1/check?key={{{{ secrets.RB_SPACED }}}}\" }}\n  RB_MISSING: {{ owner: Lukas }}\nsteps:\n  - id: use\n    requires: [RB_SPACED, RB_MISSING]\n    run: 'true'\n",
+        hook.url()
+    );
+    let t = Test::new().runbook("e", &yaml).env("RB_SPACED", SPACED);
+    let ran = t.run(&["run", "e", "--wait", "--timeout", "1s"]);
+    ran.code(3);
+    let status = t.run(&["status", "--json"]);
+    let html = t.run(&["handoff", "--format", "html"]);
+    let posted: String = hook.received().iter().map(|r| r.body.clone()).collect();
+    assert!(!posted.is_empty());
+    let db = std::fs::read(t.state_file()).unwrap();
+    let forms = [
+        "open sesame",
+        "open%20sesame",
+        "open+sesame",
+        "%3C42%3E",
+        "%C3%BCber",
+    ];
+    for (what, text) in [
+        ("stdout", ran.stdout.as_bytes()),
+        ("stderr", ran.stderr.as_bytes()),
+        ("status", status.stdout.as_bytes()),
+        ("html", html.stdout.as_bytes()),
+        ("payload", posted.as_bytes()),
+        ("state file", &db[..]),
+    ] {
+        for f in forms {
+            assert!(!contains(text, f.as_bytes()), "{what} carries {f:?}");
+        }
+    }
+    assert!(
+        ran.stdout.contains("[REDACTED:RB_SPACED]"),
+        "{}",
+        ran.stdout
+    );
 }

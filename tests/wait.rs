@@ -9,6 +9,7 @@ use support::{signal, wait_for, Ran, Test};
 
 use std::io::Read;
 use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -265,4 +266,151 @@ fn the_hosts_env_file_is_watched_over_one_ssh_login() {
         "each look logged in again:\n{}",
         sshd.log()
     );
+}
+
+/// `mark` requires RB_TOKEN (in late.env), checked against `api`.
+fn slow_check_runbook(api: &str) -> String {
+    format!(
+        "env_files: [late.env]\nsecrets:\n  RB_TOKEN:\n    owner: Lukas\n    check:\n      http:\n        url: \"{api}/user\"\n        headers: {{ Authorization: \"Bearer {{{{ secrets.RB_TOKEN }}}}\" }}\n        expect: {{ status: 200 }}\nsteps:\n  - id: mark\n    requires: [RB_TOKEN]\n    run: touch ../marker\n"
+    )
+}
+
+/// An API that answers 401 at once, and from the `slow_from`-th request on
+/// 200 after `delay`; with how many requests reached it (counted on arrival).
+fn slow_api(slow_from: usize, delay: Duration) -> (HttpServer, Arc<AtomicUsize>) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let arrived = n.clone();
+    let server = HttpServer::start(move |_| {
+        if n.fetch_add(1, SeqCst) + 1 >= slow_from {
+            std::thread::sleep(delay);
+            (200, "{}".into())
+        } else {
+            (401, r#"{"message":"Bad credentials"}"#.into())
+        }
+    });
+    (server, arrived)
+}
+
+#[test]
+fn ctrl_c_while_a_pass_looks_secrets_up_starts_no_step() {
+    // The check takes 6 s: Ctrl-C comes while the pass still looks up.
+    let (api, arrived) = slow_api(1, Duration::from_secs(6));
+    let t = Test::new().runbook("s", &slow_check_runbook(&api.url()));
+    put(&t, "runbooks/late.env", "RB_TOKEN=tok-slow-1\n");
+    let waiting = Watched::start(&t, &["run", "s", "--wait", "--interval", "1s"]);
+    assert!(wait_for(Duration::from_secs(10), || arrived.load(SeqCst) == 1));
+    signal(&waiting.child, "INT");
+    let start = Instant::now();
+    let ran = waiting.finish(Duration::from_secs(15));
+    ran.code(130);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(!t.path().join("marker").exists(), "a step ran after Ctrl-C");
+    // The lock is free and the run goes on where it stood.
+    t.run(&["resume"]).code(0);
+    assert!(t.path().join("marker").exists());
+}
+
+#[test]
+fn the_timeout_also_ends_a_look_whose_check_is_slow() {
+    // The first check answers 401 at once; the next one takes 8 s.
+    let (api, arrived) = slow_api(2, Duration::from_secs(8));
+    let t = Test::new().runbook("s", &slow_check_runbook(&api.url()));
+    put(&t, "runbooks/late.env", "RB_TOKEN=tok-bad-1\n");
+    let start = Instant::now();
+    let waiting = Watched::start(
+        &t,
+        &["run", "s", "--wait", "--interval", "1s", "--timeout", "3s"],
+    );
+    waiting.expect("waiting for RB_TOKEN (rejected)", Duration::from_secs(5));
+    // A new value: the next look checks it, slowly.
+    put(&t, "runbooks/late.env", "RB_TOKEN=tok-new-2\n");
+    let ran = waiting.finish(Duration::from_secs(15));
+    let took = start.elapsed();
+    ran.code(3).stdout_has("stopped waiting: --timeout passed");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(arrived.load(SeqCst), 2, "the new value was not looked at");
+    assert_eq!(t.status(None).state, "held");
+}
+
+#[test]
+fn negative_or_zero_durations_are_clear_usage_errors() {
+    let t = Test::new().runbook("w", &token_runbook("", ""));
+    for args in [
+        ["--timeout", "-1"],
+        ["--timeout", "-5s"],
+        ["--interval", "-1s"],
+    ] {
+        t.run(&["run", "w", "--wait", args[0], args[1]])
+            .code(2)
+            .stderr_has("is not a duration");
+    }
+    t.run(&["run", "w", "--wait", "--interval", "0"])
+        .code(2)
+        .stderr_has("must be longer than zero");
+}
+
+#[test]
+fn the_waiting_line_names_each_secret_once_and_a_late_pass_times_out_at_once() {
+    // `slow` outlasts --timeout: the pass is not cut short, and the wait
+    // that would follow ends at once instead of announcing itself.
+    let t = Test::new().runbook(
+        "d",
+        "secrets:\n  RB_A: { owner: Lukas }\n  RB_B: { owner: Lukas }\nsteps:\n  - id: one\n    requires: [RB_A, RB_B]\n    run: 'true'\n  - id: two\n    requires: [RB_A]\n    run: 'true'\n  - id: slow\n    run: sleep 2\n",
+    );
+    let ran = t.run(&["run", "d", "--wait", "--timeout", "1s"]);
+    ran.code(3)
+        .stdout_has("stopped waiting: --timeout passed")
+        .stdout_lacks("waiting for");
+    assert_eq!(t.status(None).state_of("slow"), "succeeded");
+    let ran = t.run(&["resume", "--wait", "--timeout", "1s"]);
+    ran.code(3)
+        .stdout_has("waiting for RB_A (missing), RB_B (missing); looking");
+}
+
+#[test]
+fn a_pass_started_by_the_wait_ends_the_command_with_its_own_exit_code() {
+    // Fails: exit 1, one failed notification, nothing waits on a failure.
+    let hook = Webhook::start();
+    let t = Test::new().runbook(
+        "f",
+        &format!(
+            "notify:\n  - url: \"{}\"\nsteps:\n  - id: ship\n    approval: Ship it?\n    run: exit 1\n",
+            hook.url()
+        ),
+    );
+    let waiting = Watched::start(&t, &["run", "f", "--wait", "--interval", "1s"]);
+    waiting.expect("waiting for approval of `ship`", Duration::from_secs(5));
+    t.run(&["approve", "1", "ship"]).code(0);
+    waiting.finish(Duration::from_secs(10)).code(1);
+    let states: Vec<String> = hook
+        .bodies()
+        .iter()
+        .map(|b| b["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["held", "failed"]);
+    // Ctrl-C while that pass runs a step: 130, the step interrupted, the
+    // lock free for the next resume.
+    let t = Test::new().runbook(
+        "s",
+        "steps:\n  - id: ship\n    approval: Ship it?\n    run: test -e ../again || { touch ../again; sleep 30; }\n",
+    );
+    let waiting = Watched::start(&t, &["run", "s", "--wait", "--interval", "1s"]);
+    waiting.expect("waiting for approval of `ship`", Duration::from_secs(5));
+    t.run(&["approve", "1", "ship"]).code(0);
+    assert!(wait_for(Duration::from_secs(10), || t
+        .status(None)
+        .state_of("ship")
+        == "running"));
+    signal(&waiting.child, "INT");
+    let start = Instant::now();
+    waiting.finish(Duration::from_secs(10)).code(130);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let s = t.status(None);
+    assert_eq!(s.state, "interrupted");
+    assert_eq!(s.state_of("ship"), "interrupted");
+    t.run(&["resume"]).code(0);
 }

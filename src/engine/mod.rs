@@ -228,6 +228,8 @@ impl Ctx {
         }
 
         exec::ssh::idle_from_env().map_err(Error::Usage)?;
+        // Bad settings are refused before a run is recorded.
+        notify::timeout_from_env()?;
         let mut store = self.open_store()?;
         let me = ProcessId::current();
         let (run, resumed) = match &target {
@@ -277,32 +279,48 @@ impl Ctx {
         // One set of executors for every pass and look of this command: a
         // `--wait` loop reuses the hosts' SSH masters.
         let execs = Arc::new(executors(&loaded)?);
-        let notifier = notify::Notifier::new(&loaded, args.notify, execs.http.clone())?;
+        let notifier = notify::Notifier::new(&loaded, args.notify)?;
         let mut cache = CheckCache::default();
-        let mut signals = args.wait.map(|_| wait::Signals::new());
+        // From here on SIGINT/SIGTERM no longer end the process: every
+        // await below (lookups, notifications, the wait) listens for them.
+        let mut signals = wait::Signals::new();
         let mut resumed = resumed;
         let mut fresh = fresh && !resumed;
         let result = loop {
             let (state, secrets) = match self
                 .pass(
-                    store, run, resumed, fresh, &loaded, args, &execs, &mut cache,
+                    store,
+                    run,
+                    resumed,
+                    fresh,
+                    &loaded,
+                    args,
+                    &execs,
+                    &mut cache,
+                    &mut signals,
                 )
                 .await
             {
                 Ok(done) => done,
                 Err(e) => break Err(e),
             };
+            if state == RunState::Interrupted {
+                // The signal that stopped the pass is not the one that
+                // stops its notifications.
+                signals.take().await;
+            }
             let redactor = secrets.lookup.values.redactor();
-            if let Err(e) = notifier
-                .after_pass(self, store, run, state, &loaded, &redactor)
+            match notifier
+                .after_pass(self, store, run, state, &loaded, &redactor, &mut signals)
                 .await
             {
-                eprintln!("warning: the notifications could not be sent or recorded: {e}");
+                Ok(notify::Delivery::Done) => {}
+                Ok(notify::Delivery::Stopped) => break Ok(exit::INTERRUPTED),
+                Err(e) => {
+                    eprintln!("warning: the notifications could not be sent or recorded: {e}")
+                }
             }
-            let (Some(options), Some(signals)) = (
-                args.wait.filter(|_| state == RunState::Held),
-                signals.as_mut(),
-            ) else {
+            let Some(options) = args.wait.filter(|_| state == RunState::Held) else {
                 break Ok(state.exit_code());
             };
             let waiter = wait::Waiter {
@@ -315,7 +333,7 @@ impl Ctx {
             let json = args.json;
             let mut say = |line: &str| say_line(json, run.id, line);
             match waiter
-                .until_ready(store, run.id, &secrets, &mut cache, signals, &mut say)
+                .until_ready(store, run.id, &secrets, &mut cache, &mut signals, &mut say)
                 .await
             {
                 Ok(wait::WaitEnd::Ready) => {
@@ -356,10 +374,32 @@ impl Ctx {
         args: &RunOptions,
         execs: &Arc<exec::Executors>,
         cache: &mut CheckCache,
+        signals: &mut wait::Signals,
     ) -> Result<(RunState, lookup::SecretStates)> {
         let rows = scheduler::prepare_rows(store, run.id, &loaded.plan, fresh)?;
         let needed = needed_secrets(loaded, &rows);
-        let secrets = resolve_secrets(loaded, execs, &args.env_files, &needed, cache).await;
+        // A lookup can take a while (SSH, checks): a signal meanwhile stops
+        // the pass before any step starts.
+        let secrets = tokio::select! {
+            s = resolve_secrets(loaded, execs, &args.env_files, &needed, cache) => Some(s),
+            _ = signals.received() => None,
+        };
+        let secrets = match secrets {
+            Some(s) if !signals.take().await => s,
+            _ => {
+                store.set_run_state(run.id, RunState::Interrupted)?;
+                eprintln!(
+                    "stopped (signal) while looking up secrets, before any step started; `runbook resume {}{}` goes on",
+                    run.id,
+                    self.state_flag()
+                );
+                let none = lookup::SecretStates {
+                    lookup: Default::default(),
+                    rows: Vec::new(),
+                };
+                return Ok((RunState::Interrupted, none));
+            }
+        };
         let env_files: Vec<String> = args
             .env_files
             .iter()

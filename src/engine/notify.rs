@@ -4,8 +4,11 @@
 //! it never changes the exit code.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::wait::Signals;
 use super::{Ctx, Loaded};
 use crate::error::{Error, Result};
 use crate::report;
@@ -37,7 +40,7 @@ pub(super) struct Notifier {
 }
 
 /// The time limit of one request: `RUNBOOK_NOTIFY_TIMEOUT`, default 10 s.
-fn timeout_from_env() -> Result<Duration> {
+pub(super) fn timeout_from_env() -> Result<Duration> {
     match std::env::var("RUNBOOK_NOTIFY_TIMEOUT") {
         Err(_) => Ok(DEFAULT_TIMEOUT),
         Ok(text) => humantime::parse_duration(text.trim())
@@ -68,8 +71,16 @@ impl Notifier {
     /// with `--no-notify`. A URL that reads an unset or empty environment
     /// variable sends nothing, silently: that is how a runbook makes a
     /// notification optional.
-    pub(super) fn new(loaded: &Loaded, enabled: bool, http: reqwest::Client) -> Result<Notifier> {
+    pub(super) fn new(loaded: &Loaded, enabled: bool) -> Result<Notifier> {
         let timeout = timeout_from_env()?;
+        // Redirects are not followed: a 301/302 would turn the POST into a
+        // GET, and its 200 would count a lost message as delivered.
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
         let mut targets = Vec::new();
         if enabled {
             let ctx = loaded.ctx.for_step("", &BTreeMap::new());
@@ -104,7 +115,9 @@ impl Notifier {
     }
 
     /// After a pass that ended in `state`: sends the notifications its
-    /// targets ask for, unless the same was already announced.
+    /// targets ask for, unless the same was already announced. A signal
+    /// stops the deliveries still under way (recorded as not delivered).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn after_pass(
         &self,
         ctx: &Ctx,
@@ -113,7 +126,8 @@ impl Notifier {
         state: RunState,
         loaded: &Loaded,
         redactor: &Redactor,
-    ) -> Result<()> {
+        signals: &mut Signals,
+    ) -> Result<Delivery> {
         let wanted = |on: &[NotifyOn]| {
             on.iter().any(|o| match o {
                 NotifyOn::Held => state == RunState::Held,
@@ -123,7 +137,7 @@ impl Notifier {
             })
         };
         if !self.targets.iter().any(|t| wanted(&t.on)) {
-            return Ok(());
+            return Ok(Delivery::Done);
         }
         let run = store.run(run.id)?.unwrap_or_else(|| run.clone());
         let steps = store.steps(run.id)?;
@@ -157,21 +171,47 @@ impl Notifier {
             .map(|(t, _)| {
                 let mut body = match t.format {
                     NotifyFormat::Json => report::notify::json_body(&page, &summary),
-                    NotifyFormat::Slack => report::notify::slack_body(&summary),
+                    // Redacted before it is escaped, or a value with `&`,
+                    // `<` or `>` would no longer match.
+                    NotifyFormat::Slack => report::notify::slack_body(&redactor.redact(&summary)),
                 };
                 redact(&mut body, redactor);
                 let (http, url, timeout) = (self.http.clone(), t.url.clone(), self.timeout);
-                tokio::spawn(async move { deliver(&http, &url, body, timeout).await })
+                let tried = Arc::new(AtomicU32::new(0));
+                let counter = tried.clone();
+                let task =
+                    tokio::spawn(
+                        async move { deliver(&http, &url, body, timeout, &counter).await },
+                    );
+                (task, tried)
             })
             .collect();
-        for ((t, sent), send) in due.iter().zip(sends) {
-            let (attempts, error) = send
-                .await
-                .unwrap_or_else(|e| (0, Some(format!("the delivery task failed: {e}"))));
+        let mut stopped = false;
+        for ((t, sent), (mut send, tried)) in due.iter().zip(sends) {
+            let (attempts, error) = if stopped {
+                send.abort();
+                (tried.load(Ordering::SeqCst), Some(STOPPED.to_string()))
+            } else {
+                tokio::select! {
+                    done = &mut send => done.unwrap_or_else(|e| {
+                        (0, Some(format!("the delivery task failed: {e}")))
+                    }),
+                    _ = signals.received() => {
+                        stopped = true;
+                        send.abort();
+                        (tried.load(Ordering::SeqCst), Some(STOPPED.to_string()))
+                    }
+                }
+            };
             let target = shown(&t.url);
             if let Some(e) = &error {
+                let then = if stopped {
+                    "the next resume sends it again"
+                } else {
+                    "the run goes on"
+                };
                 eprintln!(
-                    "warning: the {state} notification to {target} was not delivered after {attempts} attempt(s): {e}; the run goes on (`runbook status {}` shows it)",
+                    "warning: the {state} notification to {target} was not delivered after {attempts} attempt(s): {e}; {then} (`runbook status {}` shows it)",
                     run.id
                 );
             }
@@ -185,8 +225,24 @@ impl Notifier {
             };
             store.save_notification(run.id, sent, &row)?;
         }
-        Ok(())
+        Ok(if stopped {
+            Delivery::Stopped
+        } else {
+            Delivery::Done
+        })
     }
+}
+
+/// Why a delivery cut short by Ctrl-C did not arrive.
+const STOPPED: &str = "stopped by a signal before the webhook accepted it";
+
+/// How the notifications after a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// Every one was sent or given up on.
+    Done,
+    /// SIGINT or SIGTERM came while one was under way.
+    Stopped,
 }
 
 /// POSTs `body` to `url` until it is accepted (2xx) or the attempts are
@@ -196,6 +252,7 @@ async fn deliver(
     url: &str,
     body: serde_json::Value,
     timeout: Duration,
+    tried: &AtomicU32,
 ) -> (u32, Option<String>) {
     if let Some(problem) = crate::action::url_problem(url) {
         return (0, Some(problem.replace(url, &shown(url))));
@@ -203,11 +260,21 @@ async fn deliver(
     let mut backoff = FIRST_BACKOFF;
     let mut why = String::new();
     for attempt in 1..=ATTEMPTS {
+        tried.store(attempt, Ordering::SeqCst);
         let sent = http.post(url).json(&body).timeout(timeout).send().await;
         match sent {
             Ok(r) if r.status().is_success() => return (attempt, None),
             Ok(r) => {
                 let status = r.status();
+                if status.is_redirection() {
+                    // Not followed; it will say the same next time.
+                    return (
+                        attempt,
+                        Some(format!(
+                            "the webhook answered {status}, a redirect (not followed: give the URL it redirects to)"
+                        )),
+                    );
+                }
                 why = format!("the webhook answered {status}");
                 // A wrong address or a revoked hook does not heal by itself.
                 let lasting = status.is_client_error()

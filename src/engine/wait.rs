@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -84,6 +85,10 @@ impl Waiter<'_> {
             .collect();
         let mut approved: BTreeSet<String> = BTreeSet::new();
         let mut interval = self.options.interval.unwrap_or(FIRST_INTERVAL);
+        // A pass that outlasted --timeout: no wait to announce.
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(WaitEnd::TimedOut);
+        }
         say(&self.waiting_line(store, run_id, interval)?);
         loop {
             let now = Instant::now();
@@ -101,10 +106,18 @@ impl Waiter<'_> {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(WaitEnd::TimedOut);
             }
+            // A look (SSH, a check that answers slowly) ends at the deadline too.
             let look = self.look(store, run_id, cache, &mut seen, &mut approved, say);
+            let deadline = async {
+                match self.deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let (ready, changed) = tokio::select! {
                 r = look => r?,
                 _ = signals.received() => return Ok(WaitEnd::Interrupted),
+                _ = deadline => return Ok(WaitEnd::TimedOut),
             };
             if ready {
                 return Ok(WaitEnd::Ready);
@@ -130,7 +143,9 @@ impl Waiter<'_> {
                 what.push(format!("approval of `{}`", s.id));
             }
         }
-        what.dedup();
+        // Once each, in the order the steps name them.
+        let mut named = BTreeSet::new();
+        what.retain(|w| named.insert(w.clone()));
         let every = match self.options.interval {
             Some(i) => format!("every {}", humantime::format_duration(i)),
             None => format!(
@@ -278,8 +293,10 @@ fn change_line(before: Option<&Seen>, now: &Seen, name: &str) -> Option<String> 
     Some(format!("{name}: {text}"))
 }
 
-/// SIGINT and SIGTERM, listened to from the start of the command: one that
-/// comes while a notification is sent still ends the wait that follows.
+/// SIGINT and SIGTERM, listened to from the start of the command (once
+/// listened to, they no longer end the process by themselves): one that
+/// comes while secrets are looked up, or a notification is sent, still
+/// stops the command.
 pub(super) struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
@@ -295,8 +312,21 @@ impl Signals {
         }
     }
 
+    /// Whether one arrived since the last look (and forgets it).
+    pub(super) async fn take(&mut self) -> bool {
+        fn ready(s: &mut Option<tokio::signal::unix::Signal>, cx: &mut Context<'_>) -> bool {
+            s.as_mut().is_some_and(|s| s.poll_recv(cx).is_ready())
+        }
+        std::future::poll_fn(|cx| {
+            let int = ready(&mut self.int, cx);
+            let term = ready(&mut self.term, cx);
+            Poll::Ready(int || term)
+        })
+        .await
+    }
+
     /// Completes when either arrives (never, when neither could be set up).
-    async fn received(&mut self) {
+    pub(super) async fn received(&mut self) {
         async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {

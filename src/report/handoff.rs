@@ -131,6 +131,19 @@ fn steps_list(ids: &[String]) -> String {
         .join(", ")
 }
 
+impl Handoff {
+    /// What waits for a person: the steps each held secret holds, and the
+    /// approvals (the count every format states).
+    pub fn waiting(&self) -> usize {
+        self.owners
+            .iter()
+            .flat_map(|o| &o.secrets)
+            .map(|s| s.held_steps.len())
+            .sum::<usize>()
+            + self.approvals.len()
+    }
+}
+
 /// The page as Markdown.
 pub fn to_markdown(h: &Handoff) -> String {
     let mut md = String::new();
@@ -155,13 +168,7 @@ pub fn to_markdown(h: &Handoff) -> String {
         h.done.len()
     ));
     let _ = total;
-    let waiting: usize = h
-        .owners
-        .iter()
-        .flat_map(|o| &o.secrets)
-        .map(|s| s.held_steps.len())
-        .sum::<usize>()
-        + h.approvals.len();
+    let waiting = h.waiting();
     if waiting > 0 || !h.failed.is_empty() || !h.blocked.is_empty() {
         md.push_str(&format!(
             "; {} wait for a person, {} failed, {} are blocked behind them.\n\n",

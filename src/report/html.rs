@@ -82,13 +82,7 @@ pub fn to_html(h: &Handoff) -> String {
         b.push_str(&format!("<blockquote>{}</blockquote>\n", inline(d)));
     }
     let when = h.finished_at.as_deref().unwrap_or(&h.started_at);
-    let waiting: usize = h
-        .owners
-        .iter()
-        .flat_map(|o| &o.secrets)
-        .map(|s| s.held_steps.len())
-        .sum::<usize>()
-        + h.approvals.len();
+    let waiting = h.waiting();
     let rest = if waiting > 0 || !h.failed.is_empty() || !h.blocked.is_empty() {
         format!(
             "; {waiting} wait for a person, {} failed, {} are blocked behind them.",

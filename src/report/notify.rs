@@ -66,9 +66,16 @@ pub fn json_body(h: &Handoff, summary: &str) -> serde_json::Value {
 }
 
 /// The `slack` body: `{"text": markdown}`, which Slack, Mattermost,
-/// Rocket.Chat and Teams' Slack-compatible incoming webhooks accept.
+/// Rocket.Chat and Teams' Slack-compatible incoming webhooks accept. `&`,
+/// `<` and `>` are escaped as Slack asks: text from a run (an upstream's
+/// error body in a reason) never becomes a `<!channel>` mention or a
+/// `<url|text>` link.
 pub fn slack_body(summary: &str) -> serde_json::Value {
-    serde_json::json!({ "text": summary })
+    let text = summary
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    serde_json::json!({ "text": text })
 }
 
 /// The notifications under the status table: the last one per target and

@@ -62,11 +62,13 @@ impl HttpServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
+/// Reads one request (line, headers, a body of Content-Length bytes);
+/// `None` when the client sent nothing.
+pub fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
@@ -88,11 +90,17 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
         .unwrap_or(0);
     let mut body = vec![0; len];
     let _ = reader.read_exact(&mut body);
-    let request = Request {
+    Some(Request {
         method,
         path,
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
+    })
+}
+
+fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Request>>) {
+    let Some(request) = read_request(&stream) else {
+        return;
     };
     let (status, body) = handler(&request);
     seen.lock().unwrap().push(request);

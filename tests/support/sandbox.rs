@@ -1,11 +1,16 @@
-//! The hetzner-parity sandbox for end-to-end tests: a simulated server with
-//! its own sshd, started by the runbook's own `sandbox/up.sh`. As root (CI),
-//! the server gets a network namespace of its own, so its port 8000 is
-//! reachable only through the SSH tunnel.
+//! The hetzner-parity sandbox for end-to-end tests: a server with its own
+//! sshd and a real Docker Engine, started by the runbook's own
+//! `sandbox/up.sh`. As root (CI), the server gets a network namespace and a
+//! dockerd of its own, so its port 8000 is reachable only through the SSH
+//! tunnel. The tests read the engine's real state with `docker inspect`.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
+
+use serde_json::Value;
 
 /// A running sandbox; stopped (and its namespace removed) on drop.
 pub struct Sandbox {
@@ -45,7 +50,9 @@ impl Sandbox {
         if let Some(ns) = &netns {
             cmd.env("SANDBOX_NETNS", ns);
         }
+        let started = Instant::now();
         let out = cmd.output().expect("run up.sh");
+        eprintln!("sandbox up in {:.1}s", started.elapsed().as_secs_f64());
         if !out.status.success() {
             // Take down whatever it made (a namespace, processes) before failing.
             let _ = Command::new(runbook_dir().join("sandbox/down.sh"))
@@ -86,13 +93,98 @@ impl Sandbox {
         std::fs::write(&env, text).unwrap();
     }
 
-    /// The port the simulated mcp-proxy listens on (inside the server).
+    /// The port mcp-proxy is published on (inside the server).
     pub fn proxy_port(&self) -> u16 {
-        std::fs::read_to_string(self.root().join("proxy.port"))
+        8000
+    }
+
+    /// `state/sandbox/env`: DOCKER_HOST and COMPOSE_PROJECT_NAME.
+    pub fn engine_env(&self) -> BTreeMap<String, String> {
+        std::fs::read_to_string(self.root().join("env"))
+            .expect("the sandbox's env file")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The docker CLI against the sandbox's engine; its stdout. Fails the test
+    /// when docker fails.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .envs(self.engine_env())
+            .output()
+            .expect("run docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// `docker inspect` of one object.
+    pub fn inspect(&self, what: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.docker(&["inspect", what])).unwrap();
+        v[0].clone()
+    }
+
+    /// The compose project's containers that are running: service -> id.
+    pub fn running(&self) -> BTreeMap<String, String> {
+        let project = format!(
+            "label=com.docker.compose.project={}",
+            self.engine_env()["COMPOSE_PROJECT_NAME"]
+        );
+        let out = self.docker(&[
+            "ps",
+            "--filter",
+            &project,
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
+        ]);
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(s, id)| (s.to_string(), id.to_string()))
+            .collect()
+    }
+
+    /// `docker inspect` of the running container of a compose service.
+    pub fn container(&self, service: &str) -> Value {
+        let id = self
+            .running()
+            .remove(service)
+            .unwrap_or_else(|| panic!("no running container for {service}"));
+        self.inspect(&id)
+    }
+
+    /// The environment a service's running container was created with.
+    pub fn env_of(&self, service: &str) -> BTreeMap<String, String> {
+        self.container(service)["Config"]["Env"]
+            .as_array()
             .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+            .iter()
+            .filter_map(|e| e.as_str()?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The host bindings of a container port, e.g. "8000/tcp": (ip, port) pairs.
+    pub fn published(&self, service: &str, port: &str) -> BTreeSet<(String, String)> {
+        let c = self.container(service);
+        c["NetworkSettings"]["Ports"][port]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|b| {
+                        (
+                            b["HostIp"].as_str().unwrap_or("").to_string(),
+                            b["HostPort"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

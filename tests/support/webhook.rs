@@ -3,12 +3,12 @@
 //! some 500s first, or never.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::http::Request;
+use super::http::{read_request, Request};
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +17,8 @@ enum Answer {
     FailFirst(usize),
     /// Reads the request, records it, and never says a word.
     Never,
+    /// 301 to another path of the same receiver (which answers 200).
+    Redirect,
 }
 
 /// The receiver; its threads end with the test process.
@@ -42,6 +44,11 @@ impl Webhook {
     /// Never answers.
     pub fn silent() -> Self {
         Self::with(Answer::Never)
+    }
+
+    /// Answers 301 to the hook's path, pointing at `/moved` (which gets 200).
+    pub fn redirecting() -> Self {
+        Self::with(Answer::Redirect)
     }
 
     fn with(answer: Answer) -> Self {
@@ -83,37 +90,10 @@ impl Webhook {
 }
 
 fn serve(stream: TcpStream, answer: Answer, seen: &Mutex<Vec<Request>>, count: &AtomicUsize) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    let Some(request) = read_request(&stream) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.trim_end().split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    let _ = reader.read_exact(&mut body);
-    seen.lock().unwrap().push(Request {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).to_string(),
-    });
+    };
+    seen.lock().unwrap().push(request);
     let n = count.fetch_add(1, Ordering::SeqCst);
     let status = match answer {
         Answer::Never => {
@@ -125,10 +105,20 @@ fn serve(stream: TcpStream, answer: Answer, seen: &Mutex<Vec<Request>>, count: &
         }
         Answer::FailFirst(k) if n < k => 500,
         Answer::FailFirst(_) => 200,
+        Answer::Redirect if !request_path_is_moved(seen) => 301,
+        Answer::Redirect => 200,
     };
     let mut stream = stream;
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} X\r\nLocation: /moved\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
     );
+}
+
+/// Whether the request just recorded went to `/moved`.
+fn request_path_is_moved(seen: &Mutex<Vec<Request>>) -> bool {
+    seen.lock()
+        .unwrap()
+        .last()
+        .is_some_and(|r| r.path == "/moved")
 }

@@ -2,7 +2,7 @@
 # Uploaded by the hetzner-parity runbook to <deploy_dir>/.runbook/apply-env.sh.
 # usage: apply-env.sh "SERVICE..." NAME...
 # Writes NAME=<value of the environment variable NAME> into .env for each NAME
-# (replacing an older line), then recreates the SERVICEs with $COMPOSE.
+# (replacing an older line), then recreates the SERVICEs (and only them) with $COMPOSE.
 # Values arrive through the environment, never on a command line.
 set -eu
 cd "$(dirname "$0")/.."
@@ -26,4 +26,6 @@ for name in "$@"; do
   echo "$name set in .env"
 done
 mv -f .env.runbook-tmp .env
-$COMPOSE up -d --force-recreate $services
+# --no-deps: only these services; without it Compose recreates their
+# dependencies too (postgres, redis), restarting the database for a token.
+$COMPOSE up -d --no-deps --force-recreate $services

@@ -1,13 +1,61 @@
 #!/usr/bin/env bash
-# Stops the sandbox's processes (sshd and its sessions, upstreams, proxy).
+# Stops everything the sandbox started, by the pids and names it recorded:
+# the stack's containers, its Docker Engine (by its pid file) and the mounts
+# under its data root, sshd and its sessions, the simulated upstreams, the
+# network namespace and its veth. Leaves nothing running.
 root=${1:-${SANDBOX_DIR:-$PWD/state/sandbox}}
-for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid "$root"/run/proxy.pid; do
+[ -d "$root" ] || exit 0
+root=$(cd "$root" && pwd)
+
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+stop_pid() { # PID SECONDS: TERM, then KILL after SECONDS
+  local pid=$1 i
+  alive "$pid" || return 0
+  kill "$pid" 2>/dev/null
+  for i in $(seq $(( $2 * 10 ))); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
+}
+
+# The containers: on the user's daemon, only this sandbox's compose project.
+if [ -f "$root/env" ] && [ ! -d "$root/engine" ]; then
+  (
+    set -a
+    . "$root/env"
+    set +a
+    cd "$root/server/opt/mcp-stack" 2>/dev/null &&
+      timeout 120 docker-compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
+  )
+fi
+
+# The sandbox's own engine: dockerd stops its containers and its containerd.
+if [ -d "$root/engine" ]; then
+  pid=$(cat "$root/engine/dockerd.pid" 2>/dev/null || cat "$root/run/dockerd.pid" 2>/dev/null)
+  stop_pid "$pid" 30
+  rm -f "$root/run/dockerd.pid"
+  # What a killed engine may leave mounted under its folders (overlays,
+  # container namespaces), deepest first.
+  awk -v r="$root/engine/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null; done
+fi
+
+for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   [ "$(basename "$pidfile")" = sshd.pid ] && pkill -KILL -P "$pid" 2>/dev/null
   kill "$pid" 2>/dev/null
   rm -f "$pidfile"
 done
+# Anything still in the server's namespace was started by the sandbox (a
+# container or a containerd an engine left behind when it was killed).
+if [ -f "$root/netns" ]; then
+  ns=$(cat "$root/netns")
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+  for _ in $(seq 30); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.1; done
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+  awk -v r="$root/engine/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null; done
+fi
 if [ -f "$root/netns" ]; then ip netns del "$(cat "$root/netns")" 2>/dev/null; rm -f "$root/netns"; fi
 if [ -f "$root/veth" ]; then ip link del "$(cat "$root/veth")" 2>/dev/null; rm -f "$root/veth"; fi
 exit 0

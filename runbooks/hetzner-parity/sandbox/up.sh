@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Starts the sandbox: a simulated Hetzner server on this machine, reached over
-# a dedicated sshd on a loopback port. Nothing of the user's own SSH setup or
-# any root account is touched; everything lives under $SANDBOX_DIR
-# (default: state/sandbox under the current directory).
+# Starts the sandbox: a Hetzner-like server on this machine, reached over a
+# dedicated sshd, running the stack on a real Docker Engine. Nothing of the
+# user's own SSH setup or any root account is touched; everything lives under
+# $SANDBOX_DIR (default: state/sandbox under the current directory).
 #
-# Writes $SANDBOX_DIR/runbook-args: the --var arguments that point the
-# hetzner-parity runbook at the sandbox, one per line.
+# As root: the server gets a network namespace of its own ($SANDBOX_NETNS, or
+# a name derived from $SANDBOX_DIR) joined to this machine by a veth pair, and
+# its own Docker Engine (Debian's dockerd: data root, socket and pid file
+# under $SANDBOX_DIR/engine) inside that namespace, so what the stack
+# publishes on 127.0.0.1 is the server's loopback, reachable only through the
+# SSH tunnel. Without root: the Docker daemon you already have (DOCKER_HOST or
+# the default socket), under a compose project name of its own.
+#
+# No image is pulled: the images the compose files name are built here from a
+# Debian base (base.sh, cached under state/sandbox-base) before the run.
+#
+# Writes $SANDBOX_DIR/runbook-args (the --var arguments that point the
+# hetzner-parity runbook at the sandbox, one per line) and $SANDBOX_DIR/env
+# (DOCKER_HOST=..., COMPOSE_PROJECT_NAME=...: `. state/sandbox/env; docker ps`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=${SANDBOX_DIR:-$PWD/state/sandbox}
@@ -13,10 +25,26 @@ root=${SANDBOX_DIR:-$PWD/state/sandbox}
 rm -rf "$root"
 mkdir -p "$root/run" "$root/upstream"
 root=$(cd "$root" && pwd)
+# A failed start takes down what it started (engine, sshd, namespace).
+on_exit() { local code=$?; [ "$code" = 0 ] || "$here/down.sh" "$root" >/dev/null 2>&1; exit "$code"; }
+trap on_exit EXIT
+export DOCKER_BUILDKIT=0
+t0=$(date +%s)
 
-for tool in /usr/sbin/sshd ssh-keygen docker-compose /usr/bin/python3; do
-  command -v "$tool" >/dev/null || { echo "sandbox: $tool is missing (apt-get install openssh-server docker-compose)" >&2; exit 1; }
-done
+need() { command -v "$1" >/dev/null || { echo "sandbox: $1 is missing ($2)" >&2; exit 1; }; }
+need /usr/sbin/sshd "apt-get install openssh-server"
+need ssh-keygen "apt-get install openssh-client"
+need /usr/bin/python3 "apt-get install python3"
+need docker "apt-get install docker.io"
+need docker-compose "apt-get install docker-compose"
+is_root=""
+[ "$(id -u)" = 0 ] && is_root=1
+if [ -n "$is_root" ]; then
+  need dockerd "apt-get install docker.io"
+  need ip "apt-get install iproute2"
+  need nsenter "apt-get install util-linux"
+  need iptables "apt-get install iptables"
+fi
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -26,22 +54,21 @@ mkdir -p "$deploy"
 cp -R "$here/seed/deploy/." "$deploy/"
 mv "$deploy/env" "$deploy/.env"
 chmod 600 "$deploy/.env"
-cp "$here/seed/users.json" "$root/users.json"
 
-# With SANDBOX_NETNS=NAME (root only), the server gets a network namespace of
-# its own, joined to this machine by a veth pair on a private /30: its sshd
-# listens on the namespace side, and its loopback (where mcp-proxy publishes
-# port 8000) is reachable only through the SSH tunnel, as on the real server.
+# As root the server has a network namespace of its own, joined to this
+# machine by a veth pair on a private /30: its sshd and its Docker Engine live
+# there, and its loopback is reachable only through the SSH tunnel.
 bind=127.0.0.1
 wrap=""
 listen=127.0.0.1
-if [ -n "${SANDBOX_NETNS:-}" ]; then
-  ns=$SANDBOX_NETNS
+if [ -n "$is_root" ]; then
+  ns=${SANDBOX_NETNS:-rbsb-$(printf '%s' "$root" | cksum | cut -d' ' -f1)}
   lock=/tmp/runbook-sandbox-netns.lock
   for _ in $(seq 300); do mkdir "$lock" 2>/dev/null && break; sleep 0.1; done
-  trap 'rmdir "$lock" 2>/dev/null || true' EXIT
+  trap 'code=$?; rmdir "$lock" 2>/dev/null; (exit "$code"); on_exit' EXIT
+  # Recorded (for down.sh to delete) only once it is ours.
+  ip netns add "$ns" || { echo "sandbox: cannot make the network namespace $ns (is one of that name left over? ip netns del $ns)" >&2; exit 1; }
   echo "$ns" > "$root/netns"
-  ip netns add "$ns"
   octet=""
   for o in $(seq 1 254); do
     # A deleted namespace's veth lingers a moment after `ip netns del`: skip
@@ -58,26 +85,111 @@ if [ -n "${SANDBOX_NETNS:-}" ]; then
   ip netns exec "$ns" ip link set "rbn$octet" up
   ip netns exec "$ns" ip link set lo up
   rmdir "$lock"
-  trap - EXIT
+  trap on_exit EXIT
   bind="10.213.$octet.1"
   listen="10.213.$octet.2"
   wrap="ip netns exec $ns"
 fi
 
-# Simulated upstream APIs (GitHub, Trello, SonarCloud).
+# The Docker Engine.
+if [ -n "$is_root" ]; then
+  # Debian's dockerd in the server's namespace (nsenter joins the network
+  # namespace only: `ip netns exec` would hide the cgroup mounts from it).
+  # It starts its own containerd, or uses a running system containerd under
+  # a containerd namespace of this sandbox's own. Its iptables rules (NAT
+  # from the compose networks out to the veth, the published ports) live in
+  # that namespace's tables, not this machine's. The containers' DNS forwards
+  # names outside the compose network to this machine's side of the veth
+  # (nothing answers there), never to the outside.
+  eng="$root/engine"
+  mkdir -p "$eng"
+  base=$("$here/base.sh")
+  nsenter --net="/run/netns/$ns" dockerd --data-root "$eng/data" --exec-root "$eng/exec" \
+    --pidfile "$eng/dockerd.pid" -H "unix://$eng/docker.sock" --userland-proxy=true \
+    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" --dns "$bind" \
+    >"$root/run/dockerd.log" 2>&1 &
+  echo $! > "$root/run/dockerd.pid"
+  export DOCKER_HOST="unix://$eng/docker.sock"
+  project=mcp-stack
+  for _ in $(seq 300); do
+    [ -S "$eng/docker.sock" ] && docker version >/dev/null 2>&1 && break
+    kill -0 "$(cat "$root/run/dockerd.pid")" 2>/dev/null || { tail -5 "$root/run/dockerd.log" >&2; echo "sandbox: dockerd did not start; see $root/run/dockerd.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  docker version >/dev/null 2>&1 || { echo "sandbox: dockerd does not answer on $DOCKER_HOST; see $root/run/dockerd.log" >&2; exit 1; }
+  echo "sandbox: own Docker Engine (dockerd pid $(cat "$root/run/dockerd.pid")) in namespace $ns, $DOCKER_HOST" >&2
+else
+  # The user's daemon, under a project name of this sandbox's own.
+  if ! docker version >/dev/null 2>&1; then
+    echo "sandbox: not root, and no Docker daemon answers at ${DOCKER_HOST:-the default socket}: run as root (the sandbox then starts its own engine) or set DOCKER_HOST to a daemon you may use" >&2
+    exit 1
+  fi
+  export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+  project="rbsandbox-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
+  # Containers reach the simulated upstreams through the daemon's bridge address.
+  bind=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null || true)
+  [ -n "$bind" ] || { echo "sandbox: cannot find the address of the daemon's bridge network" >&2; exit 1; }
+  base=""
+  echo "sandbox: not root: using the Docker daemon at $DOCKER_HOST with compose project $project; the stack publishes ports 8000 (loopback), 3000, 3100 and 3200 on this machine" >&2
+fi
+printf 'DOCKER_HOST=%s\nCOMPOSE_PROJECT_NAME=%s\n' "$DOCKER_HOST" "$project" > "$root/env"
+export COMPOSE_PROJECT_NAME=$project
+
+# Simulated upstream APIs (GitHub, Trello, SonarCloud), on this machine's side.
 cp "$here/valid-tokens.env" "$root/upstream/valid.env"
 /usr/bin/python3 "$here/server/upstream.py" "$root/upstream/port" "$root/upstream/valid.env" "$bind" >"$root/run/upstream.log" 2>&1 &
 echo $! > "$root/run/upstream.pid"
 for _ in $(seq 100); do [ -s "$root/upstream/port" ] && break; sleep 0.05; done
 up_port=$(cat "$root/upstream/port")
-echo "http://$bind:$up_port" > "$root/upstream.url"
-free_port > "$root/proxy.port"
+upstream="http://$bind:$up_port"
+echo "$upstream" > "$root/upstream.url"
 
-# The server's sshd: own host key, own client key, key auth only.
+# The images the compose files name, built locally (no registry): a base
+# image with Debian's PostgreSQL, redis-server and python3, and on it the
+# stand-ins (images/), one image per name with its own command.
+t_img=$(date +%s)
+if [ -n "$base" ]; then
+  docker import "$base" rbsandbox/base:latest >/dev/null ||
+    { echo "sandbox: the cached base image $base does not import: delete it and run again to rebuild it" >&2; exit 1; }
+elif ! docker image inspect rbsandbox/base:latest >/dev/null 2>&1; then
+  base=$("$here/base.sh") || { echo "sandbox: no rbsandbox/base image in the daemon and the base cannot be built here (needs root once)" >&2; exit 1; }
+  docker import "$base" rbsandbox/base:latest >/dev/null
+fi
+ctx="$root/run/standins"
+mkdir -p "$ctx"
+cp "$here/images/"* "$here/seed/users.json" "$ctx/"
+printf 'FROM rbsandbox/base:latest\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox/npx /usr/local/bin/npx\nENV SANDBOX_UPSTREAM=%s\n' "$upstream" > "$ctx/Dockerfile"
+docker build -q -t rbsandbox/standins:latest "$ctx" >/dev/null 2>>"$root/run/images.log" ||
+  { cat "$root/run/images.log" >&2; echo "sandbox: building the stand-in base failed" >&2; exit 1; }
+standin() { # NAME DOCKERFILE-LINES...
+  local name=$1 mark
+  shift
+  # On your own daemon, never replace a real image of that name.
+  if [ -z "$is_root" ] && mark=$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null) && [ "$mark" != 1 ]; then
+    echo "sandbox: your Docker daemon has an image $name of its own, which the sandbox's stand-in would replace: run as root (own engine) or remove it" >&2
+    return 1
+  fi
+  printf 'FROM rbsandbox/standins:latest\nLABEL rbsandbox.standin=1\n%s\n' "$@" | docker build -q -t "$name" - >/dev/null 2>>"$root/run/images.log"
+}
+pids=()
+standin postgres:16 'STOPSIGNAL SIGINT' 'CMD ["/opt/sandbox/postgres.sh"]' & pids+=($!)
+standin redis:7 'CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]' & pids+=($!)
+standin ghcr.io/open-webui/open-webui:main 'CMD ["python3", "/opt/sandbox/webui.py"]' & pids+=($!)
+standin mcp/filesystem 'CMD ["python3", "/opt/sandbox/mcpserver.py", "filesystem"]' & pids+=($!)
+standin ghcr.io/github/github-mcp-server 'CMD ["python3", "/opt/sandbox/mcpserver.py", "github"]' & pids+=($!)
+standin mcp/clickup 'CMD ["python3", "/opt/sandbox/mcpserver.py", "clickup"]' & pids+=($!)
+standin mcp/trello 'CMD ["python3", "/opt/sandbox/mcpserver.py", "trello"]' & pids+=($!)
+standin node:20-alpine 'CMD ["python3", "/opt/sandbox/idle.py"]' & pids+=($!)
+standin python:3.12-slim 'CMD ["python3"]' & pids+=($!)
+for p in "${pids[@]}"; do wait "$p" || { cat "$root/run/images.log" >&2; echo "sandbox: building a stand-in image failed" >&2; exit 1; }; done
+echo "sandbox: images ready in $(( $(date +%s) - t_img ))s" >&2
+
+# The server's sshd: own host key, own client key, key auth only. Its
+# sessions talk to the sandbox's engine (DOCKER_HOST) with the real clients.
 ssh-keygen -q -t ed25519 -N '' -f "$root/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$root/client_key"
 cp "$root/client_key.pub" "$root/authorized_keys"
-[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+[ -n "$is_root" ] && mkdir -p /run/sshd
 # A free port can be taken by someone else before sshd binds it: try again.
 for attempt in 1 2 3 4 5; do
 ssh_port=$(free_port)
@@ -94,7 +206,7 @@ PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
 MaxSessions 50
-SetEnv PATH=$here/server/bin:/usr/local/bin:/usr/bin:/bin SANDBOX_STATE=$root
+SetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin DOCKER_HOST=$DOCKER_HOST COMPOSE_PROJECT_NAME=$project DOCKER_BUILDKIT=0 SANDBOX_STATE=$root
 CFG
 if $wrap /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"; then break; fi
 [ "$attempt" = 5 ] && { echo "sandbox: sshd did not start; see $root/run/sshd.log" >&2; exit 1; }
@@ -102,8 +214,10 @@ done
 echo "[$listen]:$ssh_port $(cut -d' ' -f1,2 "$root/host_key.pub")" > "$root/known_hosts"
 
 # What runs on the server before the parity work: both compose files up.
-(cd "$deploy" && SANDBOX_STATE="$root" $wrap "$here/server/bin/docker" compose \
-  -f docker-compose.yml -f docker-compose.hetzner.yml up -d >/dev/null)
+t_seed=$(date +%s)
+(cd "$deploy" && docker-compose -f docker-compose.yml -f docker-compose.hetzner.yml up -d --build >"$root/run/seed-up.log" 2>&1) ||
+  { tail -20 "$root/run/seed-up.log" >&2; echo "sandbox: the seed stack did not start; see $root/run/seed-up.log" >&2; exit 1; }
+echo "sandbox: the server's old stack is up in $(( $(date +%s) - t_seed ))s" >&2
 
 cat > "$root/runbook-args" <<ARGS
 --var
@@ -121,14 +235,16 @@ deploy_dir=$deploy
 --var
 source_dir=$here/source
 --var
-github_api=http://$bind:$up_port
+compose=docker-compose
 --var
-trello_api=http://$bind:$up_port
+github_api=$upstream
 --var
-sonar_api=http://$bind:$up_port
+trello_api=$upstream
 --var
-proxy_port=$(cat "$root/proxy.port")
+sonar_api=$upstream
+--var
+sonarqube_url=$upstream
 --var
 sandbox=true
 ARGS
-echo "sandbox up: server deploy dir $deploy, sshd on $listen port $ssh_port"
+echo "sandbox up in $(( $(date +%s) - t0 ))s: server deploy dir $deploy, sshd on $listen port $ssh_port; docker: . $root/env"

@@ -52,7 +52,11 @@ class Handler(JsonHandler):
         valid = load_valid(self.valid_path)
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        wrong = os.path.exists(os.path.join(os.path.dirname(self.valid_path), "wrong-bodies"))
+        state = os.path.dirname(self.valid_path)
+        wrong = os.path.exists(os.path.join(state, "wrong-bodies"))
+        # Tests: only the MCP server containers (their User-Agent) get the wrong bodies.
+        if self.headers.get("User-Agent", "").startswith("sandbox-mcp-"):
+            wrong = wrong or os.path.exists(os.path.join(state, "wrong-bodies-for-mcp"))
         if wrong and url.path in ("/user", "/1/members/me", "/1/members/me/boards"):
             # Tests: a 200 that is not the API's answer (a captive portal, a
             # misrouted proxy); the checks must look at the body.

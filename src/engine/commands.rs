@@ -13,6 +13,20 @@ impl Ctx {
         let mut steps = store.steps(run.id)?;
         let alive = store.live_holder(run.id)?.is_some();
         let state = run.effective_state(&mut steps, alive);
+        if !alive {
+            // A remote step outlives its engine (SPEC §8): say where it is.
+            for s in steps
+                .iter_mut()
+                .filter(|s| s.state == StepState::Interrupted)
+            {
+                if let Some(spool) = store.spool(run.id, &s.id)? {
+                    s.reason = Some(format!(
+                        "the engine stopped while it ran; it may still run on `{}`, and `runbook resume` reattaches to it",
+                        spool.host
+                    ));
+                }
+            }
+        }
         let notifications = store.notifications(run.id)?;
         if json {
             let doc = report::status::to_json(&run, state, &steps);
@@ -110,6 +124,10 @@ impl Ctx {
             }
             i += 1;
         }
+        if let Err(e) = self.stop_remote(&store, &run, &reset) {
+            let _ = store.unlock_run(run.id, &me);
+            return Err(e);
+        }
         for s in steps.iter_mut().filter(|s| reset.contains(&s.id)) {
             s.state = StepState::Pending;
             s.reason = Some(format!("reset (with `{step}`)"));
@@ -126,6 +144,41 @@ impl Ctx {
         );
         println!("continue with: runbook resume {}", run.id);
         Ok(exit::OK)
+    }
+
+    /// Stops what the given steps still run on their hosts (started by an
+    /// engine that died: SPEC §8) and forgets their spools.
+    fn stop_remote(&self, store: &Store, run: &RunRow, steps: &[String]) -> Result<()> {
+        let mut spools = Vec::new();
+        for id in steps {
+            if let Some(spool) = store.spool(run.id, id)? {
+                spools.push((id.clone(), spool));
+            }
+        }
+        if spools.is_empty() {
+            return Ok(());
+        }
+        let loaded = self.load(Path::new(&run.path), &run.vars, run.id)?;
+        let execs = executors(&loaded)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the async runtime", e))?;
+        let result = runtime.block_on(async {
+            for (id, spool) in &spools {
+                if let Err(e) = execs.ssh.stop_spool(&spool.host, &spool.base).await {
+                    return Err(Error::Usage(format!(
+                        "step `{id}` of run {} may still run on `{}` and could not be stopped there: {}; reset again once the host can be reached",
+                        run.id, spool.host, e.0
+                    )));
+                }
+                store.drop_spool(run.id, id)?;
+                println!("stopped `{id}` on `{}`", spool.host);
+            }
+            Ok(())
+        });
+        runtime.block_on(execs.ssh.close());
+        result
     }
 
     /// `logs`.

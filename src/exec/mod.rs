@@ -5,6 +5,7 @@ pub mod http;
 pub mod local;
 pub mod mirror;
 pub mod shell;
+pub mod spool;
 pub mod ssh;
 pub mod upload;
 

@@ -5,11 +5,14 @@
 //! that copies the engine's lines to an inner `sh -s`, and that inner shell.
 //! When the channel's input ends without the shell's goodbye token (the
 //! engine died or the connection dropped), the forwarder ends the shell's
-//! whole process group on the host (SIGTERM, then SIGKILL), so nothing of a
-//! dead engine keeps running there. A goodbye ends only the shell: what the
-//! steps left running in the background keeps running.
+//! whole process group on the host (SIGTERM, then SIGKILL): its follower,
+//! ticker and any `unless` check or command it ran. `run` steps are not in
+//! it: they start detached, in sessions of their own, and go on (SPEC §8;
+//! see `spool.rs` and [`RemoteShell::follow`]). A goodbye ends only the
+//! shell.
 //!
-//! Each step runs in a forked group (its environment and `cd` do not leak),
+//! Short commands (`unless` checks, the engine's own probes) run attached,
+//! through [`RemoteShell::run`]: each runs in a forked group (its environment and `cd` do not leak),
 //! with stdin from /dev/null. Its stdout and its stderr each go through a
 //! pipe of their own to a tagger that prefixes each line (\035 stdout, \037
 //! stderr) and writes it to the channel. After the step's main process
@@ -25,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openssh::{ChildStderr, ChildStdin, ChildStdout, Session};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::ssh::sh_quote;
 use super::{LineSink, Stream};
@@ -66,6 +69,16 @@ pub struct RemoteShell {
     pub pgid: String,
     /// The line that ends the shell without killing its process group.
     bye: String,
+    /// Whether the functions for detached steps are defined in it.
+    detach_ready: bool,
+}
+
+/// How following a detached step in a shell ended.
+pub enum FollowEnd {
+    /// The follower on the host said so.
+    Ended(super::spool::End),
+    /// The connection (or the shell) went away; the step goes on.
+    Lost(String),
 }
 
 /// How a step in a shell ended.
@@ -74,6 +87,16 @@ pub enum ShellEnd {
     Exited(i32),
     /// The connection (or the shell) went away.
     Lost(String),
+}
+
+/// `export` lines for a step's environment.
+fn exports(env: &[(String, String)]) -> String {
+    let mut exports = String::new();
+    for (k, v) in env {
+        // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
+        exports.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
+    }
+    exports
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
@@ -114,6 +137,7 @@ impl RemoteShell {
             stderr: BufReader::new(stderr),
             pgid: String::new(),
             bye: format!("{MARK}BYE{}", nonce()),
+            detach_ready: false,
         };
         // One line: the outer shell reads all of it before it runs any of
         // it, so the forwarder's `read` gets every later byte. `kill -SIG
@@ -162,12 +186,11 @@ impl RemoteShell {
         sink: &LineSink,
     ) -> ShellEnd {
         let nonce = nonce();
-        let mut exports = String::new();
-        for (k, v) in env {
-            // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
-            exports.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
-        }
-        let block = format!("_rbs {nonce} {} {}\n", sh_quote(script), sh_quote(&exports));
+        let block = format!(
+            "_rbs {nonce} {} {}\n",
+            sh_quote(script),
+            sh_quote(&exports(env))
+        );
         if let Err(e) = async {
             self.stdin.write_all(block.as_bytes()).await?;
             self.stdin.flush().await
@@ -227,6 +250,95 @@ impl RemoteShell {
             }
             if let (Some(code), true) = (code, err_done) {
                 return ShellEnd::Exited(code);
+            }
+        }
+    }
+
+    /// Starts a detached step in attempt folder `base/attempt` unless it was
+    /// started there already (`start` None: only follows it), and follows
+    /// its spool from `progress` to its end, sending its lines to `sink`.
+    /// `before` is sent first (spool folders to remove). Cancel-safe in the
+    /// sense of `run`: a dropped future leaves the shell unusable, and the
+    /// step runs on.
+    pub async fn follow(
+        &mut self,
+        before: &str,
+        base: &str,
+        attempt: i64,
+        start: Option<(&str, &[(String, String)])>,
+        progress: &mut super::spool::Progress,
+        sink: &LineSink,
+    ) -> FollowEnd {
+        use super::spool::{self, Said};
+        let nonce = nonce();
+        let mut block = String::new();
+        if !self.detach_ready {
+            block.push_str(&spool::prelude());
+        }
+        block.push_str(before);
+        let exports = start.map(|(_, env)| exports(env)).unwrap_or_default();
+        block.push_str(&spool::follow_command(
+            &nonce,
+            base,
+            attempt,
+            (progress.out.offset, progress.err.offset),
+            start.map(|(script, _)| (script, exports.as_str())),
+        ));
+        if let Err(e) = async {
+            self.stdin.write_all(block.as_bytes()).await?;
+            self.stdin.flush().await
+        }
+        .await
+        {
+            return FollowEnd::Lost(e.to_string());
+        }
+        self.detach_ready = true;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match self.stdout.read_until(b'\n', &mut buf).await {
+                Ok(0) => return FollowEnd::Lost("the connection closed".into()),
+                Ok(_) => {}
+                Err(e) => return FollowEnd::Lost(e.to_string()),
+            }
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']);
+            let said = line
+                .strip_prefix(MARK)
+                .and_then(|l| spool::parse(l, &nonce));
+            match said {
+                Some(Said::Group { pgid, started }) => {
+                    progress.pgid = Some(pgid);
+                    progress.started.get_or_insert(started);
+                }
+                Some(Said::Chunk { stream, len }) => {
+                    let mut chunk = vec![0; len];
+                    if let Err(e) = self.stdout.read_exact(&mut chunk).await {
+                        return FollowEnd::Lost(e.to_string());
+                    }
+                    let state = match stream {
+                        Stream::Stdout => &mut progress.out,
+                        Stream::Stderr => &mut progress.err,
+                    };
+                    for text in state.take(&chunk) {
+                        let _ = sink.send((stream, text));
+                    }
+                }
+                Some(Said::End(end)) => {
+                    for (stream, state) in [
+                        (Stream::Stdout, &mut progress.out),
+                        (Stream::Stderr, &mut progress.err),
+                    ] {
+                        if let Some(text) = state.rest() {
+                            let _ = sink.send((stream, text));
+                        }
+                    }
+                    return FollowEnd::Ended(end);
+                }
+                // The shell itself complained (e.g. a full disk on the host).
+                None => {
+                    let _ = sink.send((Stream::Stderr, line.to_string()));
+                }
             }
         }
     }

@@ -22,8 +22,73 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::shell::{RemoteShell, ShellEnd};
+use super::shell::{FollowEnd, RemoteShell, ShellEnd};
+use super::spool::{End, Progress};
 use super::{LineSink, Outcome};
+
+/// One attempt of a remote step to run detached.
+#[derive(Clone, Copy)]
+pub struct Detach<'a> {
+    /// The step's spool folder, relative to the home.
+    pub base: &'a str,
+    /// The attempt (its folder under `base`).
+    pub attempt: i64,
+    /// The script and its environment; `None` only follows an attempt an
+    /// earlier engine started.
+    pub start: Option<(&'a str, &'a [(String, String)])>,
+    /// How long it may still run, counted from when the host is first
+    /// reached (connecting has a timeout of its own).
+    pub left: Option<Duration>,
+    /// The step's timeout, for messages.
+    pub timeout: Option<Duration>,
+}
+
+/// What became of a detached attempt, beyond its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It ended (or was stopped) and its spool can go once committed.
+    Done,
+    /// It may still run on a host that could not be reached: its spool
+    /// record must stay, for a later resume.
+    KeepSpool,
+    /// Its process ended without an exit status (killed, host rebooted).
+    Vanished,
+    /// It was marked as never started (an earlier resume gave it up).
+    Gone,
+}
+
+/// How a detached attempt ended.
+pub struct Detached {
+    /// For the step's row.
+    pub outcome: Outcome,
+    /// What to do with its spool.
+    pub fate: Fate,
+    /// Where following it got to (its process group, who started it).
+    pub progress: Progress,
+}
+
+impl Detached {
+    fn failed(reason: String, fate: Fate, progress: Progress) -> Detached {
+        Detached {
+            outcome: Outcome::Failed {
+                exit_code: None,
+                reason,
+            },
+            fate,
+            progress,
+        }
+    }
+}
+
+/// What a resumed engine finds of a step on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// This attempt was started there (running or finished).
+    Found(i64),
+    /// This attempt never started there (or its spool is gone); it is now
+    /// marked so that it cannot start late.
+    Gone(i64),
+}
 
 /// Grace between SIGTERM and SIGKILL for a remote process group.
 pub(super) const KILL_GRACE_SECS: u32 = 2;
@@ -67,6 +132,12 @@ struct Slot {
     session: Mutex<Option<Arc<Session>>>,
     shells: Mutex<Vec<RemoteShell>>,
     forwards: Mutex<HashMap<(String, u16), u16>>,
+    /// Spool folders whose results are committed, removed with the next
+    /// command sent to one of the host's shells.
+    discards: std::sync::Mutex<Vec<String>>,
+    /// Attempt folders of steps about to run: to make (with the next
+    /// command), and made (the unused ones go when the pool closes).
+    prepared: std::sync::Mutex<(Vec<String>, Vec<String>)>,
 }
 
 /// The connections of one run.
@@ -165,6 +236,8 @@ impl SshPool {
                         session: Mutex::new(None),
                         shells: Mutex::new(Vec::new()),
                         forwards: Mutex::new(HashMap::new()),
+                        discards: std::sync::Mutex::new(Vec::new()),
+                        prepared: std::sync::Mutex::new((Vec::new(), Vec::new())),
                     },
                 )
             })
@@ -236,9 +309,28 @@ impl SshPool {
             .map_err(|e| SshError(connect_message(t, &e)))
     }
 
-    /// Closes every master connection.
+    /// Closes every master connection (removing the spool folders still
+    /// to be removed first, through an idle shell).
     pub async fn close(&self) {
-        for slot in self.slots.values() {
+        for (host, slot) in &self.slots {
+            let made = slot
+                .prepared
+                .lock()
+                .map(|mut p| std::mem::take(&mut p.1))
+                .unwrap_or_default();
+            let discard = format!(
+                "{}{}",
+                super::spool::unprepare_command(&made),
+                super::spool::discard_command(&self.take_discards(host))
+            );
+            if !discard.is_empty() {
+                if let Some(shell) = slot.shells.lock().await.last_mut() {
+                    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), shell.run(&discard, &[], &tx))
+                            .await;
+                }
+            }
             for shell in slot.shells.lock().await.drain(..) {
                 shell.close().await;
             }
@@ -318,6 +410,312 @@ impl SshPool {
                         ),
                     }
                 }
+            }
+        }
+    }
+
+    /// Runs one attempt of a remote step detached from the connection
+    /// (SPEC §8; see `spool.rs`): starts it in its spool folder unless it
+    /// was started there already, and follows it to its end. A lost
+    /// connection is reconnected with backoff until the deadline; the
+    /// deadline or `cancel` stop the step's process group on the host and
+    /// remove its spool folder.
+    pub async fn run_detached(
+        &self,
+        host: &str,
+        step: Detach<'_>,
+        cancel: &CancellationToken,
+        sink: &LineSink,
+    ) -> Detached {
+        let mut progress = Progress::default();
+        let mut backoff = Duration::from_millis(200);
+        let mut lost: Option<String> = None;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let at = |d: Option<tokio::time::Instant>| async move {
+            match d {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        loop {
+            let shell = tokio::select! {
+                s = self.shell(host) => Some(s),
+                _ = at(deadline) => None,
+                _ = cancel.cancelled() => None,
+            };
+            let mut shell = match shell {
+                Some(Ok(shell)) => {
+                    if deadline.is_none() {
+                        deadline = step.left.map(|t| tokio::time::Instant::now() + t);
+                    }
+                    shell
+                }
+                Some(Err(e)) if lost.is_none() && step.start.is_some() => {
+                    return Detached::failed(e.0, Fate::Done, progress);
+                }
+                Some(Err(e)) => {
+                    lost = Some(e.0);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = at(deadline) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                None => return self.unreachable_end(host, &step, cancel, lost, progress),
+            };
+            let session = shell.session.clone();
+            let discards = self.take_discards(host);
+            let before = format!(
+                "{}{}",
+                self.take_prepared(host),
+                super::spool::discard_command(&discards)
+            );
+            let start = step.start;
+            let ended = tokio::select! {
+                end = shell.follow(&before, step.base, step.attempt, start, &mut progress, sink) => Some(end),
+                _ = at(deadline) => None,
+                _ = cancel.cancelled() => None,
+            };
+            match ended {
+                Some(FollowEnd::Ended(end)) => {
+                    self.put_back(host, shell).await;
+                    return self.ended(host, end, progress);
+                }
+                Some(FollowEnd::Lost(e)) => {
+                    drop(shell);
+                    self.forget(host, &session).await;
+                    self.requeue(host, discards);
+                    tracing::warn!(host, error = %e, "lost the SSH connection while a step ran there; reconnecting");
+                    lost = Some(e);
+                    backoff = Duration::from_millis(200);
+                }
+                None => {
+                    drop(shell);
+                    self.requeue(host, discards);
+                    let stopped = self.stop_spool(host, step.base).await;
+                    let mut outcome = if cancel.is_cancelled() {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Failed {
+                            exit_code: None,
+                            reason: format!(
+                                "timed out after {} on {}",
+                                humantime::format_duration(step.timeout.unwrap_or_default()),
+                                self.describe(host)
+                            ),
+                        }
+                    };
+                    let fate = match stopped {
+                        Ok(()) => Fate::Done,
+                        Err(e) => {
+                            if let Outcome::Failed { reason, .. } = &mut outcome {
+                                reason.push_str(&format!(
+                                    "; it could not be stopped there ({}) and may still run",
+                                    e.0
+                                ));
+                            }
+                            Fate::KeepSpool
+                        }
+                    };
+                    return Detached {
+                        outcome,
+                        fate,
+                        progress,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The deadline passed or the engine was stopped while the host could
+    /// not be reached: the step may still run there, so its spool is kept
+    /// for a later resume to find.
+    fn unreachable_end(
+        &self,
+        host: &str,
+        step: &Detach<'_>,
+        cancel: &CancellationToken,
+        lost: Option<String>,
+        progress: Progress,
+    ) -> Detached {
+        // Still connecting for a start: nothing was sent, nothing runs.
+        let fate = if lost.is_none() && step.start.is_some() {
+            Fate::Done
+        } else {
+            Fate::KeepSpool
+        };
+        if cancel.is_cancelled() {
+            return Detached {
+                outcome: Outcome::Interrupted,
+                fate,
+                progress,
+            };
+        }
+        if fate == Fate::Done {
+            return Detached::failed(
+                format!(
+                    "timed out after {} on {} (while connecting)",
+                    humantime::format_duration(step.timeout.unwrap_or_default()),
+                    self.describe(host)
+                ),
+                fate,
+                progress,
+            );
+        }
+        let why = lost.unwrap_or_else(|| "no connection".into());
+        Detached::failed(
+            format!(
+                "lost the SSH connection to {} and could not reconnect within the step's timeout ({}): {why}; the step may still run there, and `runbook resume` picks it up again",
+                self.describe(host),
+                humantime::format_duration(step.timeout.unwrap_or_default())
+            ),
+            Fate::KeepSpool,
+            progress,
+        )
+    }
+
+    fn ended(&self, host: &str, end: End, progress: Progress) -> Detached {
+        let (outcome, fate) = match end {
+            End::Exited(0) => (
+                Outcome::Succeeded {
+                    exit_code: Some(0),
+                    note: None,
+                },
+                Fate::Done,
+            ),
+            End::Exited(code) => (
+                Outcome::Failed {
+                    exit_code: Some(code),
+                    reason: format!("exited with code {code} on {}", self.describe(host)),
+                },
+                Fate::Done,
+            ),
+            End::Vanished => (
+                Outcome::Failed {
+                    exit_code: None,
+                    reason: format!(
+                        "the step's process on {} ended without an exit status (killed from outside, or the host rebooted)",
+                        self.describe(host)
+                    ),
+                },
+                Fate::Vanished,
+            ),
+            End::Gone => (
+                Outcome::Failed {
+                    exit_code: None,
+                    reason: format!("the step was stopped on {}", self.describe(host)),
+                },
+                Fate::Gone,
+            ),
+            End::Unsupported => (
+                Outcome::Failed {
+                    exit_code: None,
+                    reason: format!(
+                        "{} has no `setsid` (util-linux or busybox) or no writable home folder; remote steps need both to outlive the connection",
+                        self.describe(host)
+                    ),
+                },
+                Fate::Done,
+            ),
+        };
+        Detached {
+            outcome,
+            fate,
+            progress,
+        }
+    }
+
+    /// Finds the latest attempt of a step started on the host at or after
+    /// `attempt` (see `spool::probe_script`).
+    pub async fn probe(&self, host: &str, base: &str, attempt: i64) -> Result<Probe, SshError> {
+        let (code, out, err) = self
+            .capture(host, &super::spool::probe_script(base, attempt))
+            .await?;
+        let text = String::from_utf8_lossy(&out);
+        let mut words = text.split_whitespace();
+        let found = match (
+            code,
+            words.next(),
+            words.next().and_then(|n| n.parse().ok()),
+        ) {
+            (0, Some("found"), Some(n)) => Probe::Found(n),
+            (0, Some("gone"), Some(n)) => Probe::Gone(n),
+            _ => {
+                return Err(SshError(format!(
+                    "cannot look for the step's spool on {}: {}",
+                    self.describe(host),
+                    err.trim()
+                )))
+            }
+        };
+        Ok(found)
+    }
+
+    /// Stops every attempt of a step still running on the host (its whole
+    /// process group) and removes its spool folder.
+    pub async fn stop_spool(&self, host: &str, base: &str) -> Result<(), SshError> {
+        let script = super::spool::stop_script(base, KILL_GRACE_SECS);
+        let (_, child) = self.spawn(host, &script, false).await?;
+        match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(SshError(format!("the stop script exited with {status}"))),
+            Ok(Err(e)) => Err(SshError(e.to_string())),
+            Err(_) => Err(SshError("the stop script did not finish".into())),
+        }
+    }
+
+    /// Notes that a step's result is committed: its spool folder goes with
+    /// the next command sent to the host (or when the pool closes).
+    pub fn discard(&self, host: &str, base: &str) {
+        if let Ok(slot) = self.slot(host) {
+            if let Ok(mut list) = slot.discards.lock() {
+                list.push(base.to_string());
+            }
+        }
+    }
+
+    fn take_discards(&self, host: &str) -> Vec<String> {
+        self.slot(host)
+            .ok()
+            .and_then(|slot| {
+                slot.discards
+                    .lock()
+                    .ok()
+                    .map(|mut l| std::mem::take(&mut *l))
+            })
+            .unwrap_or_default()
+    }
+
+    /// Notes the attempt folders of steps about to run on the host: they
+    /// are made in the background with the next detached step's command.
+    pub fn prepare(&self, host: &str, dirs: Vec<String>) {
+        if let Ok(slot) = self.slot(host) {
+            if let Ok(mut p) = slot.prepared.lock() {
+                p.0.extend(dirs);
+            }
+        }
+    }
+
+    fn take_prepared(&self, host: &str) -> String {
+        let Ok(slot) = self.slot(host) else {
+            return String::new();
+        };
+        let Ok(mut p) = slot.prepared.lock() else {
+            return String::new();
+        };
+        let dirs = std::mem::take(&mut p.0);
+        let cmd = super::spool::prepare_command(&dirs);
+        p.1.extend(dirs);
+        cmd
+    }
+
+    /// Puts back removals that may not have run (they are idempotent).
+    fn requeue(&self, host: &str, bases: Vec<String>) {
+        if let Ok(slot) = self.slot(host) {
+            if let Ok(mut list) = slot.discards.lock() {
+                list.extend(bases);
             }
         }
     }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod job;
-use job::{Job, Msg};
+use job::{Job, JobSpool, Msg};
 
 use crate::error::Result;
 use crate::events::{Event, Reporter};
@@ -18,7 +18,7 @@ use crate::exec::{self, Outcome};
 use crate::plan::{Plan, Rendered};
 use crate::secrets::Redactor;
 use crate::state::{RunState, StepState};
-use crate::store::{now, StepRow, Store};
+use crate::store::{now, SpoolRow, StepRow, Store};
 
 /// Why a step cannot start yet: a human must act.
 #[derive(Debug, Clone, Default)]
@@ -197,6 +197,12 @@ pub fn prepare_rows_limited(
         }
     }
     store.save_steps(run_id, &rows, true)?;
+    let done: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.state.satisfies_needs())
+        .map(|r| r.id.as_str())
+        .collect();
+    store.drop_spools(run_id, &done)?;
     Ok(rows)
 }
 
@@ -250,6 +256,11 @@ struct Pass<'a> {
     output: OutputBuffer,
     /// Running and failed instances per step on a group (`serial`, `max_fail`).
     families: BTreeMap<String, FamilyCount>,
+    /// Per remote `run` step that runs: its spool (host, folder).
+    spools: Vec<Option<SpoolRow>>,
+    /// This engine's part of spool folder names (see `exec::spool`).
+    engine_key: String,
+    execs: Option<Arc<exec::Executors>>,
 }
 
 /// How many instances of one step on a group run, and how many failed.
@@ -296,6 +307,9 @@ impl<'a> Pass<'a> {
             running: 0,
             output: OutputBuffer::default(),
             families: BTreeMap::new(),
+            spools: vec![None; n],
+            engine_key: exec::spool::engine_key(),
+            execs: None,
         }
     }
 
@@ -308,6 +322,8 @@ impl<'a> Pass<'a> {
         tx: mpsc::UnboundedSender<Msg>,
         rx: &mut mpsc::UnboundedReceiver<Msg>,
     ) -> Result<bool> {
+        self.execs = Some(options.execs.clone());
+        self.prepare_spools(&options.execs);
         let mut stopping = false;
         let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
         let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
@@ -338,6 +354,26 @@ impl<'a> Pass<'a> {
                 }
             }
             self.store.commit_batch()?;
+        }
+    }
+
+    /// Tells each host the attempt folders its remote `run` steps will
+    /// spool in, so that they are made ahead, in one go.
+    fn prepare_spools(&self, execs: &exec::Executors) {
+        let mut by_host: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (step, row) in self.plan.steps.iter().zip(&self.rows) {
+            if let (Some(host), crate::plan::RenderedAction::Run { .. }, StepState::Pending) =
+                (&step.host, &step.rendered.action, row.state)
+            {
+                let base = exec::spool::base(self.run_id, &self.engine_key, &step.id);
+                by_host
+                    .entry(host)
+                    .or_default()
+                    .push(format!("{base}/{}", row.attempts + 1));
+            }
+        }
+        for (host, dirs) in by_host {
+            execs.ssh.prepare(host, dirs);
         }
     }
 
@@ -435,11 +471,41 @@ impl<'a> Pass<'a> {
             // Reruns caused by an edit are announced; plain retries of a
             // failed or blocked step are not (their reason is "was ...").
             self.rerun_note[i] = row.reason.clone().filter(|r| r.ends_with("changed"));
-            row.started_at = Some(now());
+            let spool = match (&rendered.action, &step.host) {
+                (crate::plan::RenderedAction::Run { .. }, Some(host)) => {
+                    let spool =
+                        spool_for(self.store, self.run_id, &self.engine_key, step, row, host)?;
+                    self.spools[i] = Some(SpoolRow {
+                        host: host.clone(),
+                        base: spool.base.clone(),
+                    });
+                    Some(spool)
+                }
+                _ => None,
+            };
+            if spool.as_ref().is_some_and(|s| s.reattach) {
+                self.rerun_note[i] = None;
+            } else {
+                row.started_at = Some(now());
+            }
             transition(row, StepState::Running);
             row.exit_code = None;
             row.fingerprint = Some(step.fingerprint.clone());
-            self.store.save_step(self.run_id, row)?;
+            let record = spool
+                .as_ref()
+                .filter(|s| !s.reattach)
+                .zip(step.host.as_ref())
+                .map(|(s, host)| SpoolRow {
+                    host: host.clone(),
+                    base: s.base.clone(),
+                });
+            let run_id = self.run_id;
+            self.store.atomically(|store| {
+                if let Some(record) = &record {
+                    store.save_spool(run_id, &step.id, record)?;
+                }
+                store.save_step(run_id, row)
+            })?;
             self.running += 1;
             if let Some(family) = &step.family {
                 self.families
@@ -454,6 +520,7 @@ impl<'a> Pass<'a> {
                 host: step.host.clone(),
                 execs: options.execs.clone(),
                 redactor: self.gate.redactor(),
+                spool,
             };
             jobs.push(job);
         }
@@ -506,13 +573,34 @@ impl<'a> Pass<'a> {
                 });
                 Ok(())
             }
-            Msg::Done { step, outcome } => self.on_done(step, outcome),
+            Msg::Reattach { step, attempt } => {
+                self.flush_output()?;
+                let id = self.plan.steps[step].id.clone();
+                self.store.clear_output(self.run_id, &id, attempt)?;
+                self.current_attempt[step] = attempt;
+                self.rows[step].attempts = attempt;
+                self.store.save_step(self.run_id, &self.rows[step])?;
+                self.reporter.event(&Event::StepStarted {
+                    run_id: self.run_id,
+                    step: id,
+                    attempt,
+                    host: self.plan.steps[step].host.clone(),
+                    state: StepState::Running,
+                    reason: Some("reattached: started by an earlier engine".into()),
+                });
+                Ok(())
+            }
+            Msg::Done {
+                step,
+                outcome,
+                keep_spool,
+            } => self.on_done(step, outcome, keep_spool),
         }
     }
 
     /// A step ended: its lines and state are committed, then its
     /// dependents are released or blocked.
-    fn on_done(&mut self, step: usize, outcome: Outcome) -> Result<()> {
+    fn on_done(&mut self, step: usize, outcome: Outcome, keep_spool: bool) -> Result<()> {
         self.flush_output()?;
         if self.current_attempt[step] > 0 {
             let id = &self.plan.steps[step].id;
@@ -539,16 +627,20 @@ impl<'a> Pass<'a> {
         };
         let row = &mut self.rows[step];
         let code = exit_code.map(i64::from);
-        settle(
-            self.store,
-            self.run_id,
-            row,
-            state,
-            reason,
-            code,
-            duration,
-            self.reporter,
-        )?;
+        let spool = self.spools[step].take().filter(|_| !keep_spool);
+        let (run_id, reporter) = (self.run_id, &mut *self.reporter);
+        // The result and the end of the spool record commit together: a
+        // crash leaves either a running step with its spool, or neither.
+        self.store.atomically(|store| {
+            settle(store, run_id, row, state, reason, code, duration, reporter)?;
+            if spool.is_some() {
+                store.drop_spool(run_id, &row.id)?;
+            }
+            Ok(())
+        })?;
+        if let (Some(spool), Some(execs)) = (spool, &self.execs) {
+            execs.ssh.discard(&spool.host, &spool.base);
+        }
         if state.satisfies_needs() {
             release(
                 self.plan,
@@ -651,6 +743,49 @@ impl OutputBuffer {
         self.since = None;
         Ok(())
     }
+}
+
+/// The spool of a remote `run` step about to run: the one an earlier
+/// engine recorded (reattach to it) when the step still has the same
+/// definition and host, else a new one (the caller records it with the
+/// step's start, before the job runs).
+fn spool_for(
+    store: &Store,
+    run_id: i64,
+    engine_key: &str,
+    step: &crate::plan::PlannedStep,
+    row: &StepRow,
+    host: &str,
+) -> Result<JobSpool> {
+    let recorded = store.spool(run_id, &step.id)?;
+    let elapsed = row
+        .started_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    let same = row.fingerprint.as_deref() == Some(step.fingerprint.as_str());
+    let (stale, reattach) = match recorded {
+        Some(old) if old.host == host && same => {
+            return Ok(JobSpool {
+                base: old.base,
+                reattach: true,
+                elapsed,
+                stale: None,
+            })
+        }
+        other => (other, false),
+    };
+    let spool = SpoolRow {
+        host: host.to_string(),
+        base: exec::spool::base(run_id, engine_key, &step.id),
+    };
+    Ok(JobSpool {
+        base: spool.base,
+        reattach,
+        elapsed,
+        stale,
+    })
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {

@@ -78,6 +78,16 @@ pub struct StepRow {
     pub rejected: Vec<String>,
 }
 
+/// Where a remote step spools its output on its host (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolRow {
+    /// The host, as named in the runbook.
+    pub host: String,
+    /// The step's spool folder, relative to the login user's home; each
+    /// attempt spools in a numbered folder under it.
+    pub base: String,
+}
+
 /// An approval given with `runbook approve`.
 #[derive(Debug, Clone)]
 pub struct Approval {
@@ -479,6 +489,102 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()
             .at(&self.path)?;
         Ok(rows)
+    }
+
+    /// Drops every captured line of one attempt (its output is read again
+    /// whole from the host's spool when a resumed engine reattaches).
+    pub fn clear_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
+                params![run_id, step, attempt],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Records where a remote step spools on its host (before it starts
+    /// there); committed when this returns.
+    pub fn save_spool(&self, run_id: i64, step: &str, spool: &SpoolRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO spools (run_id, step_id, host, base) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, step, spool.host, spool.base],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Where a step of a run spools on its host, if it was started there and
+    /// its result is not yet committed.
+    pub fn spool(&self, run_id: i64, step: &str) -> Result<Option<SpoolRow>> {
+        self.conn
+            .query_row(
+                "SELECT host, base FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+                |r| {
+                    Ok(SpoolRow {
+                        host: r.get(0)?,
+                        base: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .at(&self.path)
+    }
+
+    /// Forgets a step's spool (its result is committed, or it was stopped).
+    pub fn drop_spool(&self, run_id: i64, step: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Forgets the spools of steps whose results are committed (a crash
+    /// between the two writes cannot happen, but an old file may hold
+    /// such rows); one transaction.
+    pub fn drop_spools(&mut self, run_id: i64, steps: &[&str]) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .at(&path)?;
+        for step in steps {
+            tx.execute(
+                "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+            )
+            .at(&path)?;
+        }
+        tx.commit().at(&path)
+    }
+
+    /// Runs `f` in one immediate transaction: all of its writes are
+    /// committed together, or none (a step's result and the end of its
+    /// spool record).
+    pub fn atomically<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            // Inside a group commit: the batch's transaction makes it one.
+            return f(self);
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").at(&self.path)?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").at(&self.path)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Replaces what is known about a run's secrets.

@@ -85,6 +85,15 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
     );",
+    // 4: where a remote step spools its output on its host (SPEC §8), so a
+    // resumed engine finds it again. A row lives while the step runs there.
+    "CREATE TABLE spools (
+        run_id INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        base TEXT NOT NULL,
+        PRIMARY KEY (run_id, step_id)
+    );",
 ];
 
 /// The schema version this program writes.

@@ -143,6 +143,39 @@ impl Sshd {
         }
     }
 
+    /// The network goes away, the host stays: the server and its
+    /// per-connection processes end (by pid), the shells they ran do not.
+    pub fn cut(&mut self) {
+        for pid in self.connection_processes() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after `cut` (or `stop`), same port and keys.
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+
+    /// The per-connection processes of this server (its descendants that
+    /// are sshd itself, not the shells they run).
+    pub fn connection_processes(&self) -> Vec<i32> {
+        let Some(root) = self.child.as_ref().map(|c| c.id() as i32) else {
+            return Vec::new();
+        };
+        let comm =
+            |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        descendants(root)
+            .into_iter()
+            .filter(|p| comm(*p).starts_with("sshd"))
+            .collect()
+    }
+
     /// Starts it again on the same port with the same keys.
     pub fn restart(&mut self) {
         self.stop();

@@ -1,0 +1,458 @@
+//! Remote steps that outlive the connection and the engine (SPEC §8).
+//!
+//! A remote `run` step starts in a session of its own on the host
+//! (`setsid`), with its stdout, stderr, process group and exit status in
+//! files of a spool folder under the login user's home:
+//! `~/.runbook/spool/<run>-<engine key>/<step>/<attempt>/` (folders 0700,
+//! files 0600). The engine records the step's folder in its state file
+//! before it starts the step, so a resumed engine finds it again.
+//!
+//! The host's long-lived shell (see `shell.rs`) starts the step and follows
+//! its files: it sends what each file gained as a chunk (`\036C<nonce> O|E
+//! <len>` and that many bytes), the step's process group once (`\036P`),
+//! and at the end its exit status (`\036X`). It wakes when the step writes
+//! its status (a FIFO per shell, the "bell") and on a ticker otherwise, so
+//! a short step costs no polling delay. Starting is idempotent: the step's
+//! wrapper claims `pgid` with `set -C` (O_EXCL), so of two starts of the
+//! same attempt (an engine that died mid-start, and the one that resumed)
+//! one runs and the other follows it.
+
+use super::ssh::sh_quote;
+
+/// Where spool folders live, relative to the login user's home.
+pub const ROOT: &str = ".runbook/spool";
+
+/// The wrapper, run as `_RBS=SCRIPT _RBX=EXPORTS setsid sh -c "$_rbw" _rbw
+/// DIR NONCE BELL UMASK` (the script and its environment's values travel in
+/// the environment, which only the user can read, not in the command line):
+/// claims the attempt's folder (or exits if another start did), records its
+/// process group and the boot it runs in, runs the script with stdout and
+/// stderr into the spool, writes the exit status, rings.
+const WRAPPER: &str = concat!(
+    "_rbw='_d=$1; _s=$_RBS; _x=$_RBX; unset _RBS _RBX; umask 077; set -C; _b=none; ",
+    "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
+    "{ echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || exit 0; set +C; ",
+    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; eval \"$_x\"; ",
+    "(eval \"unset _d _b _s _x; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
+);
+
+/// The shell functions for detached steps, defined once in a shell before
+/// its first detached step.
+///
+/// `_rbi NONCE`: remembers the umask, makes the spool root and this
+/// shell's bell with its ticker (which rings while the file `BELL.t` is not
+/// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; and ends with the
+/// shell), learns the boot id, sweeps stale folders in the background.
+/// `_rbc TAG FILE OFFSET`: sends what FILE holds past OFFSET as a chunk
+/// (at most 1 MiB; `_rbmore` says there is more); the new offset in `_rbm`.
+/// `_rbd NONCE BASE ATTEMPT OUT ERR SCRIPT EXPORTS`: starts SCRIPT in
+/// BASE/ATTEMPT unless it was started there already (no SCRIPT: only
+/// follow), then follows it from the byte offsets OUT and ERR to its end.
+/// `_rbsweep`: removes run folders untouched for a week whose steps no
+/// longer run, bells of shells that are gone (named `bell.PID.NONCE`), and
+/// bells a day old.
+const FUNCTIONS: &str = r#"_rbi() {
+  _rbu=$(umask); umask 077; _rbb=
+  if mkdir -p "$HOME/.runbook/spool" && command -v setsid >/dev/null 2>&1; then
+    _rbb="$HOME/.runbook/spool/bell.$$.$1"; rm -f "$_rbb"
+    if mkfifo "$_rbb" 2>/dev/null; then
+      exec 6<>"$_rbb"; _rbtf=$_rbb.t; : >"$_rbtf"
+      (_n=0; while kill -0 $$ 2>/dev/null; do
+        if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)); else _n=0; _t=0.2; fi
+        sleep $_t || exit
+      done) </dev/null >/dev/null 2>&1 3>&- &
+      _rbtk=$!
+      trap 'kill "$_rbtk" 2>/dev/null; rm -f "$_rbb" "$_rbtf"' EXIT
+    else _rbb=; fi
+  fi
+  umask "$_rbu"
+  _rbboot=none; { read -r _rbboot </proc/sys/kernel/random/boot_id; } 2>/dev/null
+  _rbsweep </dev/null >/dev/null 2>&1 3>&- 6>&- &
+}
+_rbsweep() {
+  for _r in "$HOME"/.runbook/spool/*/; do
+    [ -d "$_r" ] || continue
+    [ -n "$(find "$_r" -prune -mmin +10080 2>/dev/null)" ] || continue
+    _l=
+    for _f in "$_r"*/*/pgid; do
+      [ -s "$_f" ] || continue; [ -s "${_f%pgid}status" ] && continue
+      read -r _p _x _t <"$_f"; case $_p in ''|0|*[!0-9]*) continue;; esac
+      [ "$_t" = "$_rbboot" ] && kill -0 -"$_p" 2>/dev/null && _l=1
+    done
+    [ -n "$_l" ] || rm -rf "$_r"
+  done
+  for _f in "$HOME"/.runbook/spool/bell.*.*; do
+    case $_f in *.t) continue;; esac
+    _p=${_f#"$HOME"/.runbook/spool/bell.}; _p=${_p%%.*}
+    case $_p in ''|*[!0-9]*) continue;; esac
+    kill -0 "$_p" 2>/dev/null || rm -f "$_f" "$_f.t"
+  done
+  find "$HOME/.runbook/spool" -maxdepth 1 -name 'bell.*' -mmin +1440 -exec rm -f {} + 2>/dev/null
+}
+_rbc() {
+  _rbm=$3; [ -s "$2" ] || return 0
+  _rbs=$(wc -c <"$2") || return 0; set -- "$1" "$2" "$3" $_rbs
+  [ "${4:-0}" -gt "$3" ] 2>/dev/null || return 0
+  _rbl=$(($4 - $3)); [ "$_rbl" -gt 1048576 ] && { _rbl=1048576; _rbmore=1; }
+  printf '\036C%s %s %s\n' "$_rbn" "$1" "$_rbl"
+  tail -c +$(($3 + 1)) "$2" | head -c "$_rbl"
+  _rbm=$(($3 + _rbl))
+}
+_rbd() {
+  [ -n "${_rbu:-}" ] || _rbi "$1"
+  _rbn=$1 _rbo=$4 _rbe=$5 _rbp= _rbk=0 _rbf= _rbdir=$HOME/$2/$3
+  if [ -z "$_rbb" ]; then printf '\036X%s nosetsid\n' "$1"; return; fi
+  if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
+    [ -d "$_rbdir" ] || { umask 077; mkdir -p "$_rbdir"; umask "$_rbu"; }
+    _RBS=$6 _RBX=$7 setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" </dev/null >/dev/null 2>&1 3>&- 6>&- &
+  fi
+  echo 1 >"$_rbtf"
+  while :; do
+    if [ -z "$_rbp" ] && [ -s "$_rbdir/pgid" ]; then
+      read -r _rbp _rbby _rbbt <"$_rbdir/pgid"
+      if [ "$_rbp" = 0 ]; then _rbf=gone; break; fi
+      [ "$_rbby" = "$1" ] && _rbby=started || _rbby=attached
+      printf '\036P%s %s %s\n' "$1" "$_rbp" "$_rbby"
+    fi
+    _rbf=; [ -s "$_rbdir/status" ] && _rbf=1
+    _rbmore=
+    if [ -n "$_rbp" ]; then _rbc O "$_rbdir/out" "$_rbo"; _rbo=$_rbm; _rbc E "$_rbdir/err" "$_rbe"; _rbe=$_rbm; fi
+    [ -n "$_rbmore" ] && continue
+    [ -n "$_rbf" ] && break
+    if [ -n "$_rbp" ]; then
+      { [ "$_rbbt" = "$_rbboot" ] && kill -0 -"$_rbp" 2>/dev/null; } || [ -s "$_rbdir/status" ] || { _rbf=lost; break; }
+    else
+      _rbk=$((_rbk + 1)); [ "$_rbk" -gt 50 ] && { _rbf=lost; break; }
+    fi
+    read -r _rbx <&6
+  done
+  : >"$_rbtf"
+  case $_rbf in
+    lost|gone) printf '\036X%s %s\n' "$1" "$_rbf";;
+    *) read -r _rbx <"$_rbdir/status"; printf '\036X%s %s\n' "$1" "$_rbx";;
+  esac
+}
+"#;
+
+/// Everything a shell needs for detached steps, sent once.
+pub fn prelude() -> String {
+    format!("{WRAPPER}{FUNCTIONS}")
+}
+
+/// A step id as a folder name: `[a-z0-9_-]` kept, anything else (`@` of a
+/// fleet instance, `.` of a host name) as `=XX` per byte, so two ids never
+/// share a folder.
+pub fn folder_name(step: &str) -> String {
+    let mut out = String::with_capacity(step.len());
+    for b in step.bytes() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(b as char),
+            _ => out.push_str(&format!("={b:02x}")),
+        }
+    }
+    out
+}
+
+/// A key that no other engine process uses: time, pid and a counter, hashed.
+pub fn engine_key() -> String {
+    use sha2::Digest;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let h = sha2::Sha256::digest(format!("{t}-{}-{host}", std::process::id()).as_bytes());
+    format!("{h:x}")[..12].to_string()
+}
+
+/// The spool folder of a step of a run (relative to the home), under which
+/// each attempt has its numbered folder.
+pub fn base(run_id: i64, key: &str, step: &str) -> String {
+    format!("{ROOT}/{run_id}-{key}/{}", folder_name(step))
+}
+
+/// The command that starts (or, with no script, only follows) an attempt
+/// and follows it from the given byte offsets.
+pub fn follow_command(
+    nonce: &str,
+    base: &str,
+    attempt: i64,
+    offsets: (u64, u64),
+    start: Option<(&str, &str)>,
+) -> String {
+    let (script, exports) = start.unwrap_or(("", ""));
+    format!(
+        "_rbd {nonce} {} {attempt} {} {} {} {}\n",
+        sh_quote(base),
+        offsets.0,
+        offsets.1,
+        sh_quote(script),
+        sh_quote(exports)
+    )
+}
+
+/// A script that finds the latest attempt of a step started on the host at
+/// or after `attempt`. It prints `found N`, or `gone N` when attempt N never
+/// started there (or its folder is gone); then it marks N so that a start
+/// of N still on its way does not run.
+pub fn probe_script(base: &str, attempt: i64) -> String {
+    format!(
+        r#"b="$HOME"/{base}; a={attempt}
+for x in "$b"/*/pgid; do [ -s "$x" ] || continue; x=${{x%/pgid}}; x=${{x##*/}}; case $x in ''|*[!0-9]*) continue;; esac; [ "$x" -gt "$a" ] && a=$x; done
+d=$b/$a
+if [ ! -s "$d/pgid" ]; then umask 077; mkdir -p "$d" || exit 1; set -C; if {{ echo "0 gone none" >"$d/pgid"; }} 2>/dev/null; then echo "gone $a"; exit 0; fi; set +C; fi
+read -r p x y <"$d/pgid"; if [ "$p" = 0 ]; then echo "gone $a"; else echo "found $a"; fi
+"#,
+        base = sh_quote(base)
+    )
+}
+
+/// A script that stops every attempt of a step still running on the host
+/// (its whole process group: SIGTERM, then SIGKILL after `grace` seconds),
+/// keeps a start still on its way from running, and removes the step's
+/// spool folder.
+pub fn stop_script(base: &str, grace: u32) -> String {
+    format!(
+        r#"b="$HOME"/{base}; bt=none; {{ read -r bt </proc/sys/kernel/random/boot_id; }} 2>/dev/null
+set -C; for d in "$b"/*/; do [ -d "$d" ] && {{ echo "0 stopped none" >"${{d}}pgid"; }} 2>/dev/null; done; set +C
+g=; for f in "$b"/*/pgid; do [ -s "$f" ] || continue; [ -s "${{f%pgid}}status" ] && continue; read -r p x t <"$f"; case $p in ''|0|*[!0-9]*) continue;; esac; [ "$t" = "$bt" ] && g="$g $p"; done
+for p in $g; do kill -TERM -"$p" 2>/dev/null; done
+i=0; while [ -n "$g" ] && [ $i -lt {ticks} ]; do l=; for p in $g; do kill -0 -"$p" 2>/dev/null && l=1; done; [ -n "$l" ] || break; sleep 0.1; i=$((i+1)); done
+for p in $g; do kill -KILL -"$p" 2>/dev/null; done
+rm -rf "$b"; rmdir "${{b%/*}}" 2>/dev/null; true
+"#,
+        base = sh_quote(base),
+        ticks = grace * 10
+    )
+}
+
+/// A command that removes, in the background, spool folders whose results
+/// are committed.
+pub fn discard_command(bases: &[String]) -> String {
+    if bases.is_empty() {
+        return String::new();
+    }
+    let mut cmd = String::from("{ ");
+    for b in bases {
+        let q = sh_quote(b);
+        cmd.push_str(&format!(
+            "rm -rf \"$HOME\"/{q}; _x=\"$HOME\"/{q}; rmdir \"${{_x%/*}}\"; "
+        ));
+    }
+    cmd.push_str("} </dev/null >/dev/null 2>&1 3>&- 6>&- &\n");
+    cmd
+}
+
+/// A command that makes, in the background, the attempt folders of steps
+/// about to run (so that starting one costs no `mkdir`).
+pub fn prepare_command(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        return String::new();
+    }
+    let mut cmd = String::from("(umask 077; cd && mkdir -p --");
+    for d in dirs {
+        cmd.push(' ');
+        cmd.push_str(&sh_quote(d));
+    }
+    cmd.push_str(") </dev/null >/dev/null 2>&1 3>&- 6>&- &\n");
+    cmd
+}
+
+/// A command that removes the prepared attempt folders no step used (only
+/// empty folders go).
+pub fn unprepare_command(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        return String::new();
+    }
+    let mut cmd = String::from("cd && rmdir --");
+    for d in dirs {
+        let parent = d.rsplit_once('/').map(|(p, _)| p).unwrap_or(d);
+        let run = parent.rsplit_once('/').map(|(p, _)| p).unwrap_or(parent);
+        for path in [d.as_str(), parent, run] {
+            cmd.push(' ');
+            cmd.push_str(&sh_quote(path));
+        }
+    }
+    cmd.push_str(" 2>/dev/null; true\n");
+    cmd
+}
+
+/// What the follower on the host says, parsed from its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// The attempt's process group, and whether this follower started it.
+    Group { pgid: String, started: bool },
+    /// A chunk of this many bytes of a stream follows.
+    Chunk { stream: super::Stream, len: usize },
+    /// The end: an exit code, or why there is none.
+    End(End),
+}
+
+/// How following an attempt ended on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The step exited with this code.
+    Exited(i32),
+    /// Its process group is gone and it wrote no exit status (killed from
+    /// outside, or the host rebooted).
+    Vanished,
+    /// The attempt was marked as never started (see `probe_script`).
+    Gone,
+    /// The host has no `setsid` (or no writable home).
+    Unsupported,
+}
+
+/// Parses a follower line (without its leading `\036`) for `nonce`.
+pub fn parse(line: &str, nonce: &str) -> Option<Said> {
+    let kind = line.chars().next()?;
+    let rest = line[1..].strip_prefix(nonce)?.strip_prefix(' ')?;
+    match kind {
+        'P' => {
+            let mut parts = rest.split_whitespace();
+            let pgid = parts.next()?.to_string();
+            let started = parts.next()? == "started";
+            pgid.chars()
+                .all(|c| c.is_ascii_digit())
+                .then_some(Said::Group { pgid, started })
+        }
+        'C' => {
+            let mut parts = rest.split_whitespace();
+            let stream = match parts.next()? {
+                "O" => super::Stream::Stdout,
+                "E" => super::Stream::Stderr,
+                _ => return None,
+            };
+            let len = parts.next()?.parse().ok()?;
+            Some(Said::Chunk { stream, len })
+        }
+        'X' => Some(Said::End(match rest.trim() {
+            "lost" => End::Vanished,
+            "gone" => End::Gone,
+            "nosetsid" => End::Unsupported,
+            code => End::Exited(code.parse().ok()?),
+        })),
+        _ => None,
+    }
+}
+
+/// One stream of an attempt as the engine has it: bytes received so far
+/// and the line not yet ended.
+#[derive(Debug, Default, Clone)]
+pub struct StreamState {
+    /// Bytes of the spool file received.
+    pub offset: u64,
+    partial: Vec<u8>,
+}
+
+impl StreamState {
+    /// Takes a chunk; returns the lines it completes.
+    pub fn take(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.offset += bytes.len() as u64;
+        let mut lines = Vec::new();
+        for b in bytes {
+            if *b == b'\n' {
+                let line = std::mem::take(&mut self.partial);
+                let mut text = String::from_utf8_lossy(&line).to_string();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+                lines.push(text);
+            } else {
+                self.partial.push(*b);
+            }
+        }
+        lines
+    }
+
+    /// The last line, when the stream ended without a newline.
+    pub fn rest(&mut self) -> Option<String> {
+        (!self.partial.is_empty())
+            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.partial)).to_string())
+    }
+}
+
+/// Where following an attempt has got to; survives reconnections.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    /// Standard output.
+    pub out: StreamState,
+    /// Standard error.
+    pub err: StreamState,
+    /// The attempt's process group on the host, once known.
+    pub pgid: Option<String>,
+    /// Whether this engine started it (false: it was running already).
+    pub started: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shell_code_parses() {
+        if let Ok(path) = std::env::var("RUNBOOK_DUMP_PRELUDE") {
+            std::fs::write(path, prelude()).unwrap();
+        }
+        for script in [
+            prelude(),
+            probe_script("a'b/c", 2),
+            stop_script("x", 2),
+            discard_command(&["a b".into()]),
+            prepare_command(&["a/b/1".into()]),
+            unprepare_command(&["a/b/1".into()]),
+            follow_command("n", "b", 1, (0, 0), Some(("echo 'hi'", "A=1"))),
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{script}\n{out:?}");
+        }
+    }
+
+    #[test]
+    fn lines_split_across_chunks_come_out_once_and_whole() {
+        let mut s = StreamState::default();
+        assert_eq!(s.take(b"one\ntw"), vec!["one"]);
+        assert_eq!(s.take(b"o\r\nthr"), vec!["two"]);
+        assert_eq!(s.offset, 12);
+        assert_eq!(s.take(b""), Vec::<String>::new());
+        assert_eq!(s.rest().as_deref(), Some("thr"));
+        assert_eq!(s.rest(), None);
+    }
+
+    #[test]
+    fn folder_names_never_collide_and_stay_plain() {
+        assert_eq!(folder_name("deploy_1-a"), "deploy_1-a");
+        assert_eq!(folder_name("deploy@web1.lan"), "deploy=40web1=2elan");
+        assert_ne!(folder_name("a@b"), folder_name("a=40b"));
+        assert!(base(7, "k", "x/../y").ends_with("/7-k/x=2f=2e=2e=2fy"));
+    }
+
+    #[test]
+    fn follower_lines_parse_for_their_nonce_only() {
+        use super::super::Stream;
+        assert_eq!(
+            parse("Pn1 123 started", "n1"),
+            Some(Said::Group {
+                pgid: "123".into(),
+                started: true
+            })
+        );
+        assert_eq!(parse("Pn2 123 started", "n1"), None);
+        assert_eq!(
+            parse("Cn1 E 42", "n1"),
+            Some(Said::Chunk {
+                stream: Stream::Stderr,
+                len: 42
+            })
+        );
+        assert_eq!(parse("Xn1 3", "n1"), Some(Said::End(End::Exited(3))));
+        assert_eq!(parse("Xn1 lost", "n1"), Some(Said::End(End::Vanished)));
+        assert_eq!(parse("Pn1 1;rm 1 x", "n1"), None);
+    }
+}

@@ -386,3 +386,30 @@ fn approvals_are_per_instance_and_a_step_name_approves_them_all() {
     t.run(&["resume"]).code(0);
     assert_eq!(log_lines(&t, "log"), vec!["h1", "h2", "h3"]);
 }
+
+/// A dry run with `--limit` shows what that real run would do: the other
+/// hosts' instances are left out, and what needs them would not start.
+#[test]
+fn dry_run_with_limit_shows_only_what_that_run_would_do() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  w1: { address: 127.0.0.1 }\n  w2: { address: 127.0.0.1 }\ngroups:\n  web: ['w*']\nsteps:\n  - id: deploy\n    on: web\n    run: 'true'\n  - id: done\n    needs: [deploy]\n    run: 'true'\n",
+    );
+    let ran = t.run(&["run", "r", "--dry-run", "--limit", "w1"]);
+    ran.code(0).stdout_has("would run");
+    let line = |id: &str| {
+        ran.stdout
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == id))
+            .unwrap_or_else(|| panic!("no line for {id} in {}", ran.stdout))
+            .to_string()
+    };
+    assert!(line("deploy@w1").contains("would run"), "{}", ran.stdout);
+    assert!(line("deploy@w2").contains("--limit"), "{}", ran.stdout);
+    assert!(!line("deploy@w2").contains("would run"), "{}", ran.stdout);
+    assert!(!line("done").contains("would run"), "{}", ran.stdout);
+    t.run(&["run", "r", "--dry-run", "--limit", "nope"])
+        .code(2)
+        .stderr_has("--limit `nope` names no host");
+}

@@ -263,3 +263,19 @@ fn valid_runbook_passes() {
         .code(0)
         .stdout_has("ok (2 steps, 1 hosts, 1 secrets)");
 }
+
+/// A host address or user that starts with `-` would be read by ssh as
+/// one of its options (`-oProxyCommand=...` runs a command locally).
+#[test]
+fn an_address_or_user_that_ssh_would_read_as_an_option_is_refused() {
+    rejects(
+        "hosts:\n  h: { address: \"-oProxyCommand=touch MARK\" }\nsteps:\n  - id: a\n    on: h\n    run: 'true'\n",
+        "address starts with `-`",
+        2,
+    );
+    rejects(
+        "hosts:\n  h: { address: 127.0.0.1, user: \"-oProxyCommand=touch MARK\" }\nsteps:\n  - id: a\n    on: h\n    run: 'true'\n",
+        "user starts with `-`",
+        2,
+    );
+}

@@ -21,7 +21,25 @@ pub struct HostVars {
 }
 
 impl HostVars {
-    fn set(&mut self, key: &str, value: &str) {
+    /// Sets a connection variable. A value that starts with `-` is refused:
+    /// ssh would read the address, user or key file as one of its options
+    /// (`ansible_host=-oProxyCommand=...`).
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let known = [
+            "ansible_host",
+            "ansible_ssh_host",
+            "ansible_port",
+            "ansible_ssh_port",
+            "ansible_user",
+            "ansible_ssh_user",
+            "ansible_ssh_private_key_file",
+            "ansible_private_key_file",
+        ];
+        if known.contains(&key) && value.trim_start().starts_with('-') {
+            return Err(format!(
+                "`{key}` starts with `-`, which ssh would read as an option; write the host's real value"
+            ));
+        }
         let value = Some(value.to_string());
         match key {
             "ansible_host" | "ansible_ssh_host" => self.address = value,
@@ -32,6 +50,7 @@ impl HostVars {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// `self` with what `other` sets on top.
@@ -210,7 +229,7 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
                     let (k, v) = word.split_once('=').ok_or_else(|| {
                         at(format!("`{word}` is not a `key=value` host variable"))
                     })?;
-                    vars.set(k, v);
+                    vars.set(k, v).map_err(at)?;
                 }
                 for host in expand_range(host).map_err(at)? {
                     check_name(&host).map_err(at)?;
@@ -225,7 +244,11 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
                 let v = shlex::split(v)
                     .and_then(|w| w.into_iter().next())
                     .unwrap_or_else(|| v.to_string());
-                raw.vars.entry(group.clone()).or_default().set(k.trim(), &v);
+                raw.vars
+                    .entry(group.clone())
+                    .or_default()
+                    .set(k.trim(), &v)
+                    .map_err(at)?;
             }
             Section::Children(group) => {
                 check_name(line).map_err(at)?;
@@ -251,21 +274,28 @@ fn expand_range(host: &str) -> Result<Vec<String>, String> {
     }
     let (head, tail) = (&host[..open], &host[close + 1..]);
     let (from, to) = host[open + 1..close].split_once(':').ok_or_else(bad)?;
-    let to = to.split(':').next().unwrap_or(to);
+    // `[01:20:2]`: every second host, as Ansible reads it.
+    let (to, stride) = match to.split_once(':') {
+        Some((to, stride)) => (to, stride.parse::<usize>().map_err(|_| bad())?),
+        None => (to, 1),
+    };
+    if stride == 0 {
+        return Err(bad());
+    }
     let mut out = Vec::new();
     if let (Ok(a), Ok(b)) = (from.parse::<u64>(), to.parse::<u64>()) {
         if b < a || b - a > 100_000 {
             return Err(bad());
         }
         let width = if from.starts_with('0') { from.len() } else { 0 };
-        for i in a..=b {
+        for i in (a..=b).step_by(stride) {
             out.extend(expand_range(&format!("{head}{i:0width$}{tail}"))?);
         }
     } else {
         let (a, b) = (from.chars().next(), to.chars().next());
         match (a, b) {
             (Some(a), Some(b)) if from.len() == 1 && to.len() == 1 && a <= b => {
-                for c in a..=b {
+                for c in (a..=b).step_by(stride) {
                     out.extend(expand_range(&format!("{head}{c}{tail}"))?);
                 }
             }
@@ -298,16 +328,16 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
             _ => None,
         }
     }
-    fn vars_of(v: &Value) -> HostVars {
+    fn vars_of(v: &Value) -> Result<HostVars, String> {
         let mut vars = HostVars::default();
         if let Value::Mapping(map) = v {
             for (k, v) in map {
                 if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
-                    vars.set(k, &v);
+                    vars.set(k, &v)?;
                 }
             }
         }
-        vars
+        Ok(vars)
     }
     fn group(raw: &mut Raw, name: &str, body: &Value) -> Result<(), String> {
         check_name(name)?;
@@ -331,7 +361,7 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
                             })?;
                             for host in expand_range(&h)? {
                                 check_name(&host)?;
-                                raw.add_host(name, &host, vars_of(v));
+                                raw.add_host(name, &host, vars_of(v)?);
                             }
                         }
                     } else if !matches!(value, Value::Null) {
@@ -339,7 +369,7 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
                     }
                 }
                 Some("vars") => {
-                    let vars = vars_of(value);
+                    let vars = vars_of(value)?;
                     let entry = raw.vars.entry(name.to_string()).or_default();
                     *entry = entry.overlay(&vars);
                 }
@@ -455,6 +485,33 @@ mod tests {
         let e = parse("hosts", "[a:children]\nb\n[b:children]\na\n").unwrap_err();
         assert!(e.contains("contain each other"), "{e}");
         assert!(parse("x.yml", "all: [1, 2]\n").is_err());
+    }
+
+    #[test]
+    fn a_range_with_a_stride_takes_every_nth_host() {
+        let inv = parse("hosts", "[web]\nweb[01:06:2]\n").unwrap();
+        assert_eq!(inv.groups["web"], ["web01", "web03", "web05"]);
+        assert!(parse("hosts", "[web]\nweb[1:6:0]\n").is_err());
+    }
+
+    #[test]
+    fn a_host_variable_that_would_read_as_an_ssh_option_is_refused() {
+        for line in [
+            "h1 ansible_host=-oProxyCommand=touch/tmp/x",
+            "h1 ansible_user=-oProxyCommand=x",
+            "h1 ansible_ssh_private_key_file=-F/tmp/cfg",
+        ] {
+            let e = parse("hosts", &format!("[web]\n{line}\n")).unwrap_err();
+            assert!(e.starts_with("line 2:") && e.contains("`-`"), "{e}");
+        }
+        let e = parse("hosts", "[web:vars]\nansible_host=-oX=y\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse(
+            "i.yml",
+            "all:\n  hosts:\n    h1: { ansible_user: -lroot }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`-`"), "{e}");
     }
 
     #[test]

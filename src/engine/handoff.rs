@@ -346,6 +346,18 @@ impl Ctx {
             ),
             notes: collapse(notes),
             resume_command,
+            counts: report::handoff::Counts {
+                done: steps.iter().filter(|s| s.state.satisfies_needs()).count(),
+                waiting: steps.iter().filter(|s| s.state.is_waiting()).count(),
+                failed: steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Failed)
+                    .count(),
+                blocked: steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Blocked)
+                    .count(),
+            },
         })
     }
 }

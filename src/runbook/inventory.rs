@@ -225,6 +225,19 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
                     continue;
                 };
                 let mut vars = HostVars::default();
+                // `web1:2222`: Ansible's host:port form (an IPv6 address,
+                // with more colons, is left alone).
+                let host = match host.rsplit_once(':') {
+                    Some((name, port))
+                        if !name.contains(':')
+                            && !port.is_empty()
+                            && port.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        vars.port = Some(port.to_string());
+                        name
+                    }
+                    _ => host.as_str(),
+                };
                 for word in rest {
                     let (k, v) = word.split_once('=').ok_or_else(|| {
                         at(format!("`{word}` is not a `key=value` host variable"))
@@ -512,6 +525,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("`-`"), "{e}");
+    }
+
+    #[test]
+    fn ini_host_port_form_and_inline_comments() {
+        let inv = parse(
+            "hosts",
+            "[web]\nw1 ansible_host=10.0.0.1 # primary\nw2:2222 ansible_host=10.0.0.2\nw3:2200 ansible_port=2201\n[web:vars]\nansible_user=\"deploy\" # who\n",
+        )
+        .unwrap();
+        assert_eq!(inv.groups["web"], ["w1", "w2", "w3"]);
+        assert_eq!(inv.hosts["w1"].address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(inv.hosts["w2"].port.as_deref(), Some("2222"));
+        assert_eq!(inv.hosts["w3"].port.as_deref(), Some("2201"));
+        assert_eq!(inv.hosts["w1"].user.as_deref(), Some("deploy"));
     }
 
     #[test]

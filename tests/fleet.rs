@@ -417,3 +417,36 @@ fn dry_run_with_limit_shows_only_what_that_run_would_do() {
         .code(2)
         .stderr_has("--limit `nope` names no host");
 }
+
+/// `reset RUN STEP` on a step on a group resets each of its instances and
+/// what depends on them; `logs RUN STEP` says to name an instance.
+#[test]
+fn reset_by_step_name_resets_every_instance_and_logs_asks_for_one() {
+    let sshd = support::sshd::Sshd::start();
+    let t = Test::new();
+    let mut hosts = String::from("hosts:\n");
+    for i in 1..=2 {
+        hosts.push_str(&format!(
+            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display(),
+            sshd.known_hosts().display()
+        ));
+    }
+    t.put_runbook(
+        "r",
+        &format!("{hosts}steps:\n  - id: deploy\n    on: all\n    run: echo hi\n  - id: finish\n    needs: [deploy]\n    run: 'true'\n"),
+    );
+    t.run(&["run", "r"]).code(0);
+    t.run(&["reset", "1", "deploy"]).code(0);
+    let s = t.status(None);
+    for id in ["deploy@h1", "deploy@h2", "finish"] {
+        assert_eq!(s.state_of(id), "pending", "{id}");
+    }
+    t.run(&["logs", "1", "deploy"])
+        .code(2)
+        .stderr_has("deploy@h1");
+    t.run(&["run", "r"]).code(0);
+    t.run(&["logs", "1", "deploy@h2"]).code(0).stdout_has("hi");
+}

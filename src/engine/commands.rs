@@ -95,11 +95,20 @@ impl Ctx {
         let me = ProcessId::current();
         store.lock_run(run.id, &me)?;
         let mut steps = store.steps(run.id)?;
-        if !steps.iter().any(|s| s.id == step) {
+        // A step on a group, named without a host, is each of its instances.
+        let mut reset: Vec<String> = if steps.iter().any(|s| s.id == step) {
+            vec![step.to_string()]
+        } else {
+            steps
+                .iter()
+                .filter(|s| report::fleet::family_of(&s.id) == Some(step))
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        if reset.is_empty() {
             let _ = store.unlock_run(run.id, &me);
             return Err(unknown_step(&run, step, &steps));
         }
-        let mut reset = vec![step.to_string()];
         let mut i = 0;
         while i < reset.len() {
             let current = reset[i].clone();

@@ -673,6 +673,20 @@ impl Verdict {
 }
 
 fn unknown_step(run: &RunRow, step: &str, steps: &[StepRow]) -> Error {
+    let instances: Vec<&str> = steps
+        .iter()
+        .filter(|s| report::fleet::family_of(&s.id) == Some(step))
+        .map(|s| s.id.as_str())
+        .collect();
+    if !instances.is_empty() {
+        return Error::Usage(format!(
+            "`{step}` runs on {} hosts in run {}: name one instance, such as `{}` (`runbook status {} --hosts` lists them)",
+            instances.len(),
+            run.id,
+            instances[0],
+            run.id
+        ));
+    }
     let hint = validate::nearest(step, steps.iter().map(|s| s.id.as_str()))
         .map(|n| format!("; did you mean `{n}`?"))
         .unwrap_or_default();

@@ -13,6 +13,22 @@ fn runbook(fleet: &Fleet, groups: &str, steps: &str) -> String {
     )
 }
 
+/// `hosts:` with h1..=hN, all on one loopback sshd (cheaper than a fleet
+/// when the hosts need not be apart).
+fn hosts_on_one_sshd(sshd: &support::sshd::Sshd, n: usize) -> String {
+    let mut hosts = String::from("hosts:\n");
+    for i in 1..=n {
+        hosts.push_str(&format!(
+            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display(),
+            sshd.known_hosts().display()
+        ));
+    }
+    hosts
+}
+
 /// Lines of a log the steps append to (all namespaces share the file system).
 fn log_lines(t: &Test, name: &str) -> Vec<String> {
     let mut lines = t.lines(name);
@@ -322,18 +338,9 @@ fn kill_9_during_a_fleet_run_then_resume_loses_nothing() {
 fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
     let sshd = support::sshd::Sshd::start();
     let t = Test::new();
-    let mut hosts = String::from("hosts:\n");
-    for i in 1..=100 {
-        hosts.push_str(&format!(
-            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
-            sshd.port,
-            sshd.user,
-            sshd.client_key().display(),
-            sshd.known_hosts().display()
-        ));
-        if i != 50 && i != 51 {
-            t.write(&format!("env/h{i}.env"), "TOKEN=a-token-value\n");
-        }
+    let hosts = hosts_on_one_sshd(&sshd, 100);
+    for i in (1..=100).filter(|i| *i != 50 && *i != 51) {
+        t.write(&format!("env/h{i}.env"), "TOKEN=a-token-value\n");
     }
     let env = t.p("env/{{ step.host }}.env");
     let text = format!(
@@ -424,16 +431,7 @@ fn dry_run_with_limit_shows_only_what_that_run_would_do() {
 fn reset_by_step_name_resets_every_instance_and_logs_asks_for_one() {
     let sshd = support::sshd::Sshd::start();
     let t = Test::new();
-    let mut hosts = String::from("hosts:\n");
-    for i in 1..=2 {
-        hosts.push_str(&format!(
-            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
-            sshd.port,
-            sshd.user,
-            sshd.client_key().display(),
-            sshd.known_hosts().display()
-        ));
-    }
+    let hosts = hosts_on_one_sshd(&sshd, 2);
     t.put_runbook(
         "r",
         &format!("{hosts}steps:\n  - id: deploy\n    on: all\n    run: echo hi\n  - id: finish\n    needs: [deploy]\n    run: 'true'\n"),

@@ -448,3 +448,21 @@ fn reset_by_step_name_resets_every_instance_and_logs_asks_for_one() {
     t.run(&["run", "r"]).code(0);
     t.run(&["logs", "1", "deploy@h2"]).code(0).stdout_has("hi");
 }
+
+/// A group's `env_files` entry is each host's own file: a local step does
+/// not read it, so the handoff for a local step's secret does not send the
+/// operator there.
+#[test]
+fn the_handoff_does_not_send_a_local_steps_secret_to_a_groups_files() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  w1: { address: 127.0.0.1, port: 1 }\n  w2: { address: 127.0.0.1, port: 1 }\ngroups:\n  web: ['w*']\nenv_files:\n  - { host: web, path: /etc/app/.env }\nsecrets:\n  TOKEN: { description: a token }\nsteps:\n  - id: notify\n    requires: [TOKEN]\n    run: 'true'\n",
+    );
+    t.run(&["run", "r"]).code(3);
+    let handoff = t.run(&["handoff"]);
+    handoff
+        .code(0)
+        .stdout_has("export TOKEN=")
+        .stdout_lacks("/etc/app/.env");
+}

@@ -122,11 +122,20 @@ impl Raw {
         let mut all: Vec<String> = self.hosts.keys().cloned().collect();
         all.dedup();
         groups.insert("all".to_string(), all);
+        // As Ansible: a child group's vars win over its parent's (deeper
+        // groups apply later), groups of one depth in name order.
+        let mut order: Vec<(usize, &String)> = groups
+            .keys()
+            .filter(|g| *g != "all")
+            .map(|g| (self.depth(g, 0), g))
+            .collect();
+        order.sort();
         let mut hosts = IndexMap::new();
         for (host, own) in &self.hosts {
             let mut vars = self.vars.get("all").cloned().unwrap_or_default();
-            for (group, members) in &groups {
-                if group != "all" && members.contains(host) {
+            for (_, group) in &order {
+                let (group, members) = (*group, &groups[*group]);
+                if members.contains(host) {
                     if let Some(gv) = self.vars.get(group) {
                         vars = vars.overlay(gv);
                     }
@@ -135,6 +144,26 @@ impl Raw {
             hosts.insert(host.clone(), vars.overlay(own));
         }
         Ok(Inventory { hosts, groups })
+    }
+
+    /// How many `children` links lie above a group (its longest path from
+    /// a group that is no one's child). Cycles are refused before this.
+    fn depth(&self, group: &str, seen: usize) -> usize {
+        if seen > self.children.len() {
+            return seen;
+        }
+        self.children
+            .iter()
+            .filter(|(_, kids)| kids.iter().any(|k| k == group))
+            .map(|(parent, _)| {
+                if parent == "all" {
+                    1
+                } else {
+                    1 + self.depth(parent, seen + 1)
+                }
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn collect(
@@ -539,6 +568,26 @@ mod tests {
         assert_eq!(inv.hosts["w2"].port.as_deref(), Some("2222"));
         assert_eq!(inv.hosts["w3"].port.as_deref(), Some("2201"));
         assert_eq!(inv.hosts["w1"].user.as_deref(), Some("deploy"));
+    }
+
+    #[test]
+    fn a_child_groups_vars_win_over_its_parents_as_in_ansible() {
+        // The parent's vars come after the child's in the file.
+        let inv = parse(
+            "hosts",
+            "[web]\nw1\n[web:vars]\nansible_user=www\n[prod:children]\nweb\n[prod:vars]\nansible_user=deploy\nansible_port=2200\n[db]\nd1\n[prod:children]\ndb\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["w1"].user.as_deref(), Some("www"));
+        assert_eq!(inv.hosts["w1"].port.as_deref(), Some("2200"));
+        assert_eq!(inv.hosts["d1"].user.as_deref(), Some("deploy"));
+        // And in YAML, a parent listed after its children.
+        let inv = parse(
+            "i.yml",
+            "all:\n  children:\n    prod:\n      children:\n        web:\n          hosts: { w1: }\n          vars: { ansible_user: www }\n      vars: { ansible_user: deploy }\n  vars: { ansible_user: nobody }\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["w1"].user.as_deref(), Some("www"));
     }
 
     #[test]

@@ -347,10 +347,19 @@ fn expand_range(host: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Host and group names: letters, digits, `.`, `_`, `-` and `:` (IPv6),
+/// not starting with `-`. A name reaches ssh as the address when there is
+/// no `ansible_host`, and templates as `step.host`, so nothing a shell or
+/// ssh would read more into (`$(...)`, `;`, quotes, a leading `-`).
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '@') {
+    let ok = !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if !ok {
         return Err(format!(
-            "`{name}` is not a usable host or group name (no spaces, no `@`)"
+            "`{name}` is not a usable host or group name (letters, digits, `.`, `_`, `-` and `:`, not starting with `-`)"
         ));
     }
     Ok(())
@@ -588,6 +597,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inv.hosts["w1"].user.as_deref(), Some("www"));
+    }
+
+    #[test]
+    fn host_names_a_shell_or_ssh_would_read_more_into_are_refused() {
+        for name in [
+            "web$(touch x)",
+            "w;rm",
+            "-oProxyCommand",
+            "a`id`",
+            "w'1",
+            "a/b",
+            "w@1",
+        ] {
+            let e = parse("hosts", &format!("[web]\n\"{name}\"\n")).unwrap_err();
+            assert!(e.starts_with("line 2:"), "{name}: {e}");
+        }
+        let e = parse("i.yml", "all:\n  hosts:\n    \"a;b\":\n").unwrap_err();
+        assert!(e.contains("`a;b`"), "{e}");
+        let inv = parse("hosts", "[web]\nweb-1.example.com\nfe80::1\n10.0.0.1\n").unwrap();
+        assert_eq!(inv.groups["web"].len(), 3);
     }
 
     #[test]

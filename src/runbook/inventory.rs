@@ -332,6 +332,9 @@ fn expand_range(host: &str) -> Result<Vec<String>, String> {
         let width = if from.starts_with('0') { from.len() } else { 0 };
         for i in (a..=b).step_by(stride) {
             out.extend(expand_range(&format!("{head}{i:0width$}{tail}"))?);
+            if out.len() > 100_000 {
+                return Err(format!("`{host}` makes more than 100,000 hosts"));
+            }
         }
     } else {
         let (a, b) = (from.chars().next(), to.chars().next());
@@ -543,6 +546,9 @@ mod tests {
         let inv = parse("hosts", "[web]\nweb[01:06:2]\n").unwrap();
         assert_eq!(inv.groups["web"], ["web01", "web03", "web05"]);
         assert!(parse("hosts", "[web]\nweb[1:6:0]\n").is_err());
+        // Two ranges in one name multiply: bounded, not a hang.
+        let e = parse("hosts", "[web]\nw[0:99999]x[0:99999]\n").unwrap_err();
+        assert!(e.contains("100,000"), "{e}");
     }
 
     #[test]

@@ -466,3 +466,35 @@ fn the_handoff_does_not_send_a_local_steps_secret_to_a_groups_files() {
         .stdout_has("export TOKEN=")
         .stdout_lacks("/etc/app/.env");
 }
+
+/// A glob in `--limit` also matches group names, as Ansible's does: hosts
+/// named by address are picked by their group.
+#[test]
+fn a_limit_glob_matches_group_names_too() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  10.9.0.1: { address: 127.0.0.1 }\n  10.9.0.2: { address: 127.0.0.1 }\ngroups:\n  webservers: [10.9.0.1]\n  dbs: [10.9.0.2]\nsteps:\n  - id: deploy\n    on: all\n    run: 'true'\n",
+    );
+    let ran = t.run(&["run", "r", "--dry-run", "--limit", "web*"]);
+    ran.code(0);
+    let line = |id: &str| {
+        ran.stdout
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == id))
+            .unwrap_or_else(|| panic!("no line for {id} in {}", ran.stdout))
+            .to_string()
+    };
+    assert!(
+        line("deploy@10.9.0.1").contains("would run"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        line("deploy@10.9.0.2").contains("left out"),
+        "{}",
+        ran.stdout
+    );
+    // Not the implicit `all` group: `a*` names no host here.
+    t.run(&["run", "r", "--dry-run", "--limit", "a*"]).code(2);
+}

@@ -29,6 +29,15 @@ fn hosts_on_one_sshd(sshd: &support::sshd::Sshd, n: usize) -> String {
     hosts
 }
 
+/// The line of a dry run's output that names step `id`.
+fn line_of(stdout: &str, id: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == id))
+        .unwrap_or_else(|| panic!("no line for {id} in {stdout}"))
+        .to_string()
+}
+
 /// Lines of a log the steps append to (all namespaces share the file system).
 fn log_lines(t: &Test, name: &str) -> Vec<String> {
     let mut lines = t.lines(name);
@@ -409,13 +418,7 @@ fn dry_run_with_limit_shows_only_what_that_run_would_do() {
     );
     let ran = t.run(&["run", "r", "--dry-run", "--limit", "w1"]);
     ran.code(0).stdout_has("would run");
-    let line = |id: &str| {
-        ran.stdout
-            .lines()
-            .find(|l| l.split_whitespace().any(|w| w == id))
-            .unwrap_or_else(|| panic!("no line for {id} in {}", ran.stdout))
-            .to_string()
-    };
+    let line = |id: &str| line_of(&ran.stdout, id);
     assert!(line("deploy@w1").contains("would run"), "{}", ran.stdout);
     assert!(line("deploy@w2").contains("--limit"), "{}", ran.stdout);
     assert!(!line("deploy@w2").contains("would run"), "{}", ran.stdout);
@@ -478,13 +481,7 @@ fn a_limit_glob_matches_group_names_too() {
     );
     let ran = t.run(&["run", "r", "--dry-run", "--limit", "web*"]);
     ran.code(0);
-    let line = |id: &str| {
-        ran.stdout
-            .lines()
-            .find(|l| l.split_whitespace().any(|w| w == id))
-            .unwrap_or_else(|| panic!("no line for {id} in {}", ran.stdout))
-            .to_string()
-    };
+    let line = |id: &str| line_of(&ran.stdout, id);
     assert!(
         line("deploy@10.9.0.1").contains("would run"),
         "{}",

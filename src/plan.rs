@@ -213,6 +213,17 @@ pub fn render_host(
         .as_deref()
         .map(|u| templater.render(u, c))
         .transpose()?;
+    // ssh would read these as one of its options (`-oProxyCommand=...`).
+    for (what, value) in [("address", Some(&address)), ("user", user.as_ref())] {
+        if value.is_some_and(|v| v.trim_start().starts_with('-')) {
+            return Err(TemplateError {
+                message: format!(
+                    "{what} starts with `-`, which ssh would read as an option; write the host's real {what}"
+                ),
+                range: None,
+            });
+        }
+    }
     let port = match &spec.port {
         None => 22,
         Some(p) => {

@@ -13,6 +13,31 @@ fn runbook(fleet: &Fleet, groups: &str, steps: &str) -> String {
     )
 }
 
+/// `hosts:` with h1..=hN, all on one loopback sshd (cheaper than a fleet
+/// when the hosts need not be apart).
+fn hosts_on_one_sshd(sshd: &support::sshd::Sshd, n: usize) -> String {
+    let mut hosts = String::from("hosts:\n");
+    for i in 1..=n {
+        hosts.push_str(&format!(
+            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display(),
+            sshd.known_hosts().display()
+        ));
+    }
+    hosts
+}
+
+/// The line of a dry run's output that names step `id`.
+fn line_of(stdout: &str, id: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == id))
+        .unwrap_or_else(|| panic!("no line for {id} in {stdout}"))
+        .to_string()
+}
+
 /// Lines of a log the steps append to (all namespaces share the file system).
 fn log_lines(t: &Test, name: &str) -> Vec<String> {
     let mut lines = t.lines(name);
@@ -322,18 +347,9 @@ fn kill_9_during_a_fleet_run_then_resume_loses_nothing() {
 fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
     let sshd = support::sshd::Sshd::start();
     let t = Test::new();
-    let mut hosts = String::from("hosts:\n");
-    for i in 1..=100 {
-        hosts.push_str(&format!(
-            "  h{i}: {{ address: 127.0.0.1, port: {}, user: {}, identity_file: {}, known_hosts_file: {} }}\n",
-            sshd.port,
-            sshd.user,
-            sshd.client_key().display(),
-            sshd.known_hosts().display()
-        ));
-        if i != 50 && i != 51 {
-            t.write(&format!("env/h{i}.env"), "TOKEN=a-token-value\n");
-        }
+    let hosts = hosts_on_one_sshd(&sshd, 100);
+    for i in (1..=100).filter(|i| *i != 50 && *i != 51) {
+        t.write(&format!("env/h{i}.env"), "TOKEN=a-token-value\n");
     }
     let env = t.p("env/{{ step.host }}.env");
     let text = format!(
@@ -363,6 +379,10 @@ fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
     assert!(all.stdout.lines().count() > 200, "{}", all.stdout);
     let handoff = t.run(&["handoff"]);
     handoff.code(0).stdout_has("deploy on h50, h51");
+    // The header counts instances, not the collapsed lines.
+    handoff
+        .stdout_has("188 step(s) are done")
+        .stdout_has("2 wait for a person, 4 failed, 7 are blocked behind them");
     let lines = handoff.stdout.lines().count();
     assert!(lines <= 75, "{lines} lines:\n{}", handoff.stdout);
 }
@@ -385,4 +405,93 @@ fn approvals_are_per_instance_and_a_step_name_approves_them_all() {
         .stdout_has("`restart` on 3 hosts");
     t.run(&["resume"]).code(0);
     assert_eq!(log_lines(&t, "log"), vec!["h1", "h2", "h3"]);
+}
+
+/// A dry run with `--limit` shows what that real run would do: the other
+/// hosts' instances are left out, and what needs them would not start.
+#[test]
+fn dry_run_with_limit_shows_only_what_that_run_would_do() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  w1: { address: 127.0.0.1 }\n  w2: { address: 127.0.0.1 }\ngroups:\n  web: ['w*']\nsteps:\n  - id: deploy\n    on: web\n    run: 'true'\n  - id: done\n    needs: [deploy]\n    run: 'true'\n",
+    );
+    let ran = t.run(&["run", "r", "--dry-run", "--limit", "w1"]);
+    ran.code(0).stdout_has("would run");
+    let line = |id: &str| line_of(&ran.stdout, id);
+    assert!(line("deploy@w1").contains("would run"), "{}", ran.stdout);
+    assert!(line("deploy@w2").contains("--limit"), "{}", ran.stdout);
+    assert!(!line("deploy@w2").contains("would run"), "{}", ran.stdout);
+    assert!(!line("done").contains("would run"), "{}", ran.stdout);
+    t.run(&["run", "r", "--dry-run", "--limit", "nope"])
+        .code(2)
+        .stderr_has("--limit `nope` names no host");
+}
+
+/// `reset RUN STEP` on a step on a group resets each of its instances and
+/// what depends on them; `logs RUN STEP` says to name an instance.
+#[test]
+fn reset_by_step_name_resets_every_instance_and_logs_asks_for_one() {
+    let sshd = support::sshd::Sshd::start();
+    let t = Test::new();
+    let hosts = hosts_on_one_sshd(&sshd, 2);
+    t.put_runbook(
+        "r",
+        &format!("{hosts}steps:\n  - id: deploy\n    on: all\n    run: echo hi\n  - id: finish\n    needs: [deploy]\n    run: 'true'\n"),
+    );
+    t.run(&["run", "r"]).code(0);
+    t.run(&["reset", "1", "deploy"]).code(0);
+    let s = t.status(None);
+    for id in ["deploy@h1", "deploy@h2", "finish"] {
+        assert_eq!(s.state_of(id), "pending", "{id}");
+    }
+    t.run(&["logs", "1", "deploy"])
+        .code(2)
+        .stderr_has("deploy@h1");
+    t.run(&["run", "r"]).code(0);
+    t.run(&["logs", "1", "deploy@h2"]).code(0).stdout_has("hi");
+}
+
+/// A group's `env_files` entry is each host's own file: a local step does
+/// not read it, so the handoff for a local step's secret does not send the
+/// operator there.
+#[test]
+fn the_handoff_does_not_send_a_local_steps_secret_to_a_groups_files() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  w1: { address: 127.0.0.1, port: 1 }\n  w2: { address: 127.0.0.1, port: 1 }\ngroups:\n  web: ['w*']\nenv_files:\n  - { host: web, path: /etc/app/.env }\nsecrets:\n  TOKEN: { description: a token }\nsteps:\n  - id: notify\n    requires: [TOKEN]\n    run: 'true'\n",
+    );
+    t.run(&["run", "r"]).code(3);
+    let handoff = t.run(&["handoff"]);
+    handoff
+        .code(0)
+        .stdout_has("export TOKEN=")
+        .stdout_lacks("/etc/app/.env");
+}
+
+/// A glob in `--limit` also matches group names, as Ansible's does: hosts
+/// named by address are picked by their group.
+#[test]
+fn a_limit_glob_matches_group_names_too() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  10.9.0.1: { address: 127.0.0.1 }\n  10.9.0.2: { address: 127.0.0.1 }\ngroups:\n  webservers: [10.9.0.1]\n  dbs: [10.9.0.2]\nsteps:\n  - id: deploy\n    on: all\n    run: 'true'\n",
+    );
+    let ran = t.run(&["run", "r", "--dry-run", "--limit", "web*"]);
+    ran.code(0);
+    let line = |id: &str| line_of(&ran.stdout, id);
+    assert!(
+        line("deploy@10.9.0.1").contains("would run"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        line("deploy@10.9.0.2").contains("left out"),
+        "{}",
+        ran.stdout
+    );
+    // Not the implicit `all` group: `a*` names no host here.
+    t.run(&["run", "r", "--dry-run", "--limit", "a*"]).code(2);
 }

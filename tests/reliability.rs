@@ -227,6 +227,18 @@ fn kill_9_torture_never_loses_a_step() {
             if step.state == "interrupted" {
                 interrupted.insert(step.id.clone());
             }
+            // A step that ran had each of its needs committed as
+            // succeeded before it started (the scheduler's group commit).
+            if lines.contains(&step.id) {
+                for need in &step.needs {
+                    assert_eq!(
+                        status.state_of(need),
+                        "succeeded",
+                        "kill {kills}: {} ran but its need {need} is not committed",
+                        step.id
+                    );
+                }
+            }
         }
     }
     // Resume until done.

@@ -263,3 +263,42 @@ fn valid_runbook_passes() {
         .code(0)
         .stdout_has("ok (2 steps, 1 hosts, 1 secrets)");
 }
+
+/// A host address or user that starts with `-` would be read by ssh as
+/// one of its options (`-oProxyCommand=...` runs a command locally).
+#[test]
+fn an_address_or_user_that_ssh_would_read_as_an_option_is_refused() {
+    rejects(
+        "hosts:\n  h: { address: \"-oProxyCommand=touch MARK\" }\nsteps:\n  - id: a\n    on: h\n    run: 'true'\n",
+        "address starts with `-`",
+        2,
+    );
+    rejects(
+        "hosts:\n  h: { address: 127.0.0.1, user: \"-oProxyCommand=touch MARK\" }\nsteps:\n  - id: a\n    on: h\n    run: 'true'\n",
+        "user starts with `-`",
+        2,
+    );
+}
+
+/// A step on a group with no hosts would vanish from the run, and what
+/// needs it would go on as if it had run.
+#[test]
+fn a_step_on_an_empty_group_is_refused() {
+    let t = Test::new();
+    t.write(
+        "runbooks/inv.ini",
+        "[web]\n[db]\nd1 ansible_host=127.0.0.1\n",
+    );
+    t.put_runbook(
+        "bad",
+        &format!(
+            "inventory: inv.ini\nsteps:\n  - id: deploy\n    on: web\n    run: 'true'\n  - id: after\n    needs: [deploy]\n    run: touch {}\n",
+            t.p("ran")
+        ),
+    );
+    t.run(&["run", "bad"])
+        .code(2)
+        .stderr_has("runs on group `web`, which has no hosts")
+        .stderr_has("bad.yaml:4:");
+    assert!(!t.path().join("ran").exists());
+}

@@ -53,16 +53,7 @@ impl Ctx {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let steps = store.steps(run.id)?;
-        // A step on a group, named without a host, is each of its instances.
-        let targets: Vec<String> = if steps.iter().any(|s| s.id == step) {
-            vec![step.to_string()]
-        } else {
-            steps
-                .iter()
-                .filter(|s| report::fleet::family_of(&s.id) == Some(step))
-                .map(|s| s.id.clone())
-                .collect()
-        };
+        let targets = step_or_instances(&steps, step);
         if targets.is_empty() {
             return Err(unknown_step(&run, step, &steps));
         }
@@ -109,11 +100,11 @@ impl Ctx {
         let me = ProcessId::current();
         store.lock_run(run.id, &me)?;
         let mut steps = store.steps(run.id)?;
-        if !steps.iter().any(|s| s.id == step) {
+        let mut reset = step_or_instances(&steps, step);
+        if reset.is_empty() {
             let _ = store.unlock_run(run.id, &me);
             return Err(unknown_step(&run, step, &steps));
         }
-        let mut reset = vec![step.to_string()];
         let mut i = 0;
         while i < reset.len() {
             let current = reset[i].clone();
@@ -274,4 +265,17 @@ impl Ctx {
         }
         Ok(exit::OK)
     }
+}
+
+/// The step named, or, for a step on a group named without a host, each
+/// of its instances; empty when the run has neither.
+fn step_or_instances(steps: &[StepRow], step: &str) -> Vec<String> {
+    if steps.iter().any(|s| s.id == step) {
+        return vec![step.to_string()];
+    }
+    steps
+        .iter()
+        .filter(|s| report::fleet::family_of(&s.id) == Some(step))
+        .map(|s| s.id.clone())
+        .collect()
 }

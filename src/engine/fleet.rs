@@ -6,7 +6,7 @@ use crate::runbook::inventory::{glob_match, is_glob};
 use crate::runbook::{validate, Runbook};
 
 /// Per planned step, whether `--limit` leaves it out. Patterns are host
-/// names, group names or globs, each given as comma-separated lists; a
+/// names, group names or globs (of host or group names), each given as comma-separated lists; a
 /// pattern that names no host is a usage error. Local steps always run.
 pub(super) fn excluded(runbook: &Runbook, plan: &Plan, limit: &[String]) -> Result<Vec<bool>> {
     let patterns: Vec<&str> = limit
@@ -23,7 +23,12 @@ pub(super) fn excluded(runbook: &Runbook, plan: &Plan, limit: &[String]) -> Resu
         let before = chosen.len();
         for host in runbook.hosts.keys() {
             let hit = if is_glob(pattern) {
+                // As Ansible's: a glob picks hosts by name or by group
+                // (never by `all`: `--limit 'a*'` is not every host).
                 glob_match(pattern, host)
+                    || runbook.groups.iter().any(|(group, members)| {
+                        group != "all" && glob_match(pattern, group) && members.contains(host)
+                    })
             } else {
                 host == pattern
                     || runbook

@@ -167,8 +167,28 @@ impl Ctx {
             let hosts = loaded
                 .map(|l| host_targets(&l.runbook, &l.ctx))
                 .unwrap_or_default();
+            // A group's entry is each member's own file: only a step held
+            // on one of its hosts reads it (a local step never does).
+            let held_hosts: Vec<Option<&str>> = steps
+                .iter()
+                .filter(|s| held_steps.contains(&s.id))
+                .map(|s| s.host.as_deref())
+                .collect();
+            let read_by_a_held_step = |src: &&sources::Source| match (src, loaded) {
+                (sources::Source::Remote { host, .. }, Some(l))
+                    if !held_hosts.is_empty() && !l.runbook.hosts.contains_key(host) =>
+                {
+                    l.runbook.groups.get(host).is_some_and(|members| {
+                        held_hosts
+                            .iter()
+                            .any(|h| h.is_some_and(|h| members.iter().any(|m| m == h)))
+                    }) || !l.runbook.groups.contains_key(host)
+                }
+                _ => true,
+            };
             let where_: Vec<String> = sources
                 .iter()
+                .filter(read_by_a_held_step)
                 .map(|src| match src {
                     sources::Source::Environment => {
                         format!("the environment of whoever runs the resume command: `export {name}=...`")
@@ -346,6 +366,18 @@ impl Ctx {
             ),
             notes: collapse(notes),
             resume_command,
+            counts: report::handoff::Counts {
+                done: steps.iter().filter(|s| s.state.satisfies_needs()).count(),
+                waiting: steps.iter().filter(|s| s.state.is_waiting()).count(),
+                failed: steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Failed)
+                    .count(),
+                blocked: steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Blocked)
+                    .count(),
+            },
         })
     }
 }

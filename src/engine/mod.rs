@@ -494,6 +494,10 @@ impl Ctx {
                 _ => (HashMap::new(), HashMap::new()),
             };
         let plan = &loaded.plan;
+        // What a real pass with this --limit leaves out (a bad pattern is
+        // the same usage error).
+        let excluded = fleet::excluded(&loaded.runbook, plan, &args.limit)?;
+        let left_out = |i: usize| excluded.get(i).copied().unwrap_or(false);
         let done = |i: usize| {
             let step = &plan.steps[i];
             stored.get(&step.id).is_some_and(|r| {
@@ -503,7 +507,7 @@ impl Ctx {
         };
         let needed: Vec<String> = {
             let mut n: Vec<String> = (0..plan.steps.len())
-                .filter(|&i| !done(i))
+                .filter(|&i| !done(i) && !left_out(i))
                 .flat_map(|i| plan.steps[i].requires.clone())
                 .collect();
             n.sort();
@@ -554,6 +558,8 @@ impl Ctx {
             let needs = || step.needs.iter().map(|&n| verdict[n]);
             let (v, why) = if done(i) {
                 (Verdict::Done, String::new())
+            } else if left_out(i) {
+                (Verdict::LeftOut, "outside --limit".to_string())
             } else if needs().any(Verdict::stops_dependents) {
                 let what = if needs().any(|v| v == Verdict::Fail) {
                     "fail"
@@ -561,6 +567,11 @@ impl Ctx {
                     "be held"
                 };
                 (Verdict::Blocked, format!("a step it needs would {what}"))
+            } else if needs().any(|v| v == Verdict::LeftOut || v == Verdict::Waits) {
+                (
+                    Verdict::Waits,
+                    "a step it needs is outside --limit".to_string(),
+                )
             } else {
                 match gate.prepare(i) {
                     Ok(r) if !r.when => (Verdict::Skipped, "`when` is false".to_string()),
@@ -634,6 +645,10 @@ enum Verdict {
     Blocked,
     Fail,
     Skipped,
+    /// Outside `--limit`: stays as it is.
+    LeftOut,
+    /// Needs a step outside `--limit` that is not done: stays pending.
+    Waits,
 }
 
 impl Verdict {
@@ -646,6 +661,8 @@ impl Verdict {
             Verdict::Blocked => "would be blocked",
             Verdict::Fail => "would fail",
             Verdict::Skipped => "would be skipped",
+            Verdict::LeftOut => "left out",
+            Verdict::Waits => "would not start",
         }
     }
 
@@ -656,6 +673,20 @@ impl Verdict {
 }
 
 fn unknown_step(run: &RunRow, step: &str, steps: &[StepRow]) -> Error {
+    let instances: Vec<&str> = steps
+        .iter()
+        .filter(|s| report::fleet::family_of(&s.id) == Some(step))
+        .map(|s| s.id.as_str())
+        .collect();
+    if !instances.is_empty() {
+        return Error::Usage(format!(
+            "`{step}` runs on {} hosts in run {}: name one instance, such as `{}` (`runbook status {} --hosts` lists them)",
+            instances.len(),
+            run.id,
+            instances[0],
+            run.id
+        ));
+    }
     let hint = validate::nearest(step, steps.iter().map(|s| s.id.as_str()))
         .map(|n| format!("; did you mean `{n}`?"))
         .unwrap_or_default();

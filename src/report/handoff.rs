@@ -55,6 +55,23 @@ pub struct Handoff {
     pub notes: Vec<StepLine>,
     /// The command that continues the run.
     pub resume_command: String,
+    /// How many steps (each instance on a host counted once) are done,
+    /// wait for a person, failed and are blocked: the lists above collapse
+    /// a step's instances into one line, these do not.
+    pub counts: Counts,
+}
+
+/// Steps per state, each instance of a step on a group counted once.
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    /// Succeeded or skipped.
+    pub done: usize,
+    /// Held: a secret or an approval.
+    pub waiting: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Blocked behind held or failed ones.
+    pub blocked: usize,
 }
 
 /// A step and a line about it.
@@ -132,15 +149,18 @@ fn steps_list(ids: &[String]) -> String {
 }
 
 impl Handoff {
-    /// What waits for a person: the steps each held secret holds, and the
-    /// approvals (the count every format states).
-    pub fn waiting(&self) -> usize {
-        self.owners
-            .iter()
-            .flat_map(|o| &o.secrets)
-            .map(|s| s.held_steps.len())
-            .sum::<usize>()
-            + self.approvals.len()
+    /// The header every format states: what is done, and what waits for a
+    /// person, failed or is blocked (each instance counted once).
+    pub fn header_counts(&self) -> (String, Option<String>) {
+        let c = &self.counts;
+        let done = format!("{} step(s) are done", c.done);
+        let rest = (c.waiting > 0 || c.failed > 0 || c.blocked > 0).then(|| {
+            format!(
+                "{} wait for a person, {} failed, {} are blocked behind them",
+                c.waiting, c.failed, c.blocked
+            )
+        });
+        (done, rest)
     }
 }
 
@@ -154,30 +174,15 @@ pub fn to_markdown(h: &Handoff) -> String {
     if let Some(d) = &h.description {
         md.push_str(&format!("> {d}\n\n"));
     }
-    let total = h.done.len()
-        + h.blocked.len()
-        + h.failed.len()
-        + h.owners.iter().map(|o| o.secrets.len()).sum::<usize>();
     let when = h.finished_at.as_deref().unwrap_or(&h.started_at);
+    let (done, rest) = h.header_counts();
     md.push_str(&format!(
-        "Run {} of `{}` (started {}) stopped **{}** at {when}. {} step(s) are done",
-        h.run_id,
-        h.runbook,
-        h.started_at,
-        h.state,
-        h.done.len()
+        "Run {} of `{}` (started {}) stopped **{}** at {when}. {done}",
+        h.run_id, h.runbook, h.started_at, h.state,
     ));
-    let _ = total;
-    let waiting = h.waiting();
-    if waiting > 0 || !h.failed.is_empty() || !h.blocked.is_empty() {
-        md.push_str(&format!(
-            "; {} wait for a person, {} failed, {} are blocked behind them.\n\n",
-            waiting,
-            h.failed.len(),
-            h.blocked.len()
-        ));
-    } else {
-        md.push_str(". Nothing is waiting for anyone.\n\n");
+    match rest {
+        Some(rest) => md.push_str(&format!("; {rest}.\n\n")),
+        None => md.push_str(". Nothing is waiting for anyone.\n\n"),
     }
 
     if !h.owners.is_empty() || !h.approvals.is_empty() {

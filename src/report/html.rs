@@ -82,24 +82,18 @@ pub fn to_html(h: &Handoff) -> String {
         b.push_str(&format!("<blockquote>{}</blockquote>\n", inline(d)));
     }
     let when = h.finished_at.as_deref().unwrap_or(&h.started_at);
-    let waiting = h.waiting();
-    let rest = if waiting > 0 || !h.failed.is_empty() || !h.blocked.is_empty() {
-        format!(
-            "; {waiting} wait for a person, {} failed, {} are blocked behind them.",
-            h.failed.len(),
-            h.blocked.len()
-        )
-    } else {
-        ". Nothing is waiting for anyone.".to_string()
+    let (done, rest) = h.header_counts();
+    let rest = match rest {
+        Some(rest) => format!("; {rest}."),
+        None => ". Nothing is waiting for anyone.".to_string(),
     };
     b.push_str(&format!(
-        "<p>Run {} of {} (started {}) stopped <strong>{}</strong> at {}. {} step(s) are done{rest}</p>\n",
+        "<p>Run {} of {} (started {}) stopped <strong>{}</strong> at {}. {done}{rest}</p>\n",
         h.run_id,
         code(&h.runbook),
         escape(&h.started_at),
         h.state,
         escape(when),
-        h.done.len()
     ));
     needed(&mut b, h);
     failed(&mut b, h);

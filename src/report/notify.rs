@@ -38,12 +38,11 @@ pub fn summary(h: &Handoff, handoff_command: &str) -> String {
     if !h.blocked.is_empty() {
         md.push_str(&format!(
             "- {} step(s) blocked behind them; {} done\n",
-            h.blocked.len(),
-            h.done.len()
+            h.counts.blocked, h.counts.done
         ));
     }
     match h.state {
-        RunState::Succeeded => md.push_str(&format!("All {} step(s) done.\n", h.done.len())),
+        RunState::Succeeded => md.push_str(&format!("All {} step(s) done.\n", h.counts.done)),
         _ => md.push_str(&format!(
             "Details: `{handoff_command}`. Then continue with: `{}`\n",
             h.resume_command

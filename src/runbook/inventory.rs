@@ -21,7 +21,25 @@ pub struct HostVars {
 }
 
 impl HostVars {
-    fn set(&mut self, key: &str, value: &str) {
+    /// Sets a connection variable. A value that starts with `-` is refused:
+    /// ssh would read the address, user or key file as one of its options
+    /// (`ansible_host=-oProxyCommand=...`).
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let known = [
+            "ansible_host",
+            "ansible_ssh_host",
+            "ansible_port",
+            "ansible_ssh_port",
+            "ansible_user",
+            "ansible_ssh_user",
+            "ansible_ssh_private_key_file",
+            "ansible_private_key_file",
+        ];
+        if known.contains(&key) && value.trim_start().starts_with('-') {
+            return Err(format!(
+                "`{key}` starts with `-`, which ssh would read as an option; write the host's real value"
+            ));
+        }
         let value = Some(value.to_string());
         match key {
             "ansible_host" | "ansible_ssh_host" => self.address = value,
@@ -32,6 +50,7 @@ impl HostVars {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// `self` with what `other` sets on top.
@@ -103,11 +122,20 @@ impl Raw {
         let mut all: Vec<String> = self.hosts.keys().cloned().collect();
         all.dedup();
         groups.insert("all".to_string(), all);
+        // As Ansible: a child group's vars win over its parent's (deeper
+        // groups apply later), groups of one depth in name order.
+        let mut order: Vec<(usize, &String)> = groups
+            .keys()
+            .filter(|g| *g != "all")
+            .map(|g| (self.depth(g, 0), g))
+            .collect();
+        order.sort();
         let mut hosts = IndexMap::new();
         for (host, own) in &self.hosts {
             let mut vars = self.vars.get("all").cloned().unwrap_or_default();
-            for (group, members) in &groups {
-                if group != "all" && members.contains(host) {
+            for (_, group) in &order {
+                let (group, members) = (*group, &groups[*group]);
+                if members.contains(host) {
                     if let Some(gv) = self.vars.get(group) {
                         vars = vars.overlay(gv);
                     }
@@ -116,6 +144,26 @@ impl Raw {
             hosts.insert(host.clone(), vars.overlay(own));
         }
         Ok(Inventory { hosts, groups })
+    }
+
+    /// How many `children` links lie above a group (its longest path from
+    /// a group that is no one's child). Cycles are refused before this.
+    fn depth(&self, group: &str, seen: usize) -> usize {
+        if seen > self.children.len() {
+            return seen;
+        }
+        self.children
+            .iter()
+            .filter(|(_, kids)| kids.iter().any(|k| k == group))
+            .map(|(parent, _)| {
+                if parent == "all" {
+                    1
+                } else {
+                    1 + self.depth(parent, seen + 1)
+                }
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn collect(
@@ -206,11 +254,24 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
                     continue;
                 };
                 let mut vars = HostVars::default();
+                // `web1:2222`: Ansible's host:port form (an IPv6 address,
+                // with more colons, is left alone).
+                let host = match host.rsplit_once(':') {
+                    Some((name, port))
+                        if !name.contains(':')
+                            && !port.is_empty()
+                            && port.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        vars.port = Some(port.to_string());
+                        name
+                    }
+                    _ => host.as_str(),
+                };
                 for word in rest {
                     let (k, v) = word.split_once('=').ok_or_else(|| {
                         at(format!("`{word}` is not a `key=value` host variable"))
                     })?;
-                    vars.set(k, v);
+                    vars.set(k, v).map_err(at)?;
                 }
                 for host in expand_range(host).map_err(at)? {
                     check_name(&host).map_err(at)?;
@@ -225,7 +286,11 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
                 let v = shlex::split(v)
                     .and_then(|w| w.into_iter().next())
                     .unwrap_or_else(|| v.to_string());
-                raw.vars.entry(group.clone()).or_default().set(k.trim(), &v);
+                raw.vars
+                    .entry(group.clone())
+                    .or_default()
+                    .set(k.trim(), &v)
+                    .map_err(at)?;
             }
             Section::Children(group) => {
                 check_name(line).map_err(at)?;
@@ -251,21 +316,31 @@ fn expand_range(host: &str) -> Result<Vec<String>, String> {
     }
     let (head, tail) = (&host[..open], &host[close + 1..]);
     let (from, to) = host[open + 1..close].split_once(':').ok_or_else(bad)?;
-    let to = to.split(':').next().unwrap_or(to);
+    // `[01:20:2]`: every second host, as Ansible reads it.
+    let (to, stride) = match to.split_once(':') {
+        Some((to, stride)) => (to, stride.parse::<usize>().map_err(|_| bad())?),
+        None => (to, 1),
+    };
+    if stride == 0 {
+        return Err(bad());
+    }
     let mut out = Vec::new();
     if let (Ok(a), Ok(b)) = (from.parse::<u64>(), to.parse::<u64>()) {
         if b < a || b - a > 100_000 {
             return Err(bad());
         }
         let width = if from.starts_with('0') { from.len() } else { 0 };
-        for i in a..=b {
+        for i in (a..=b).step_by(stride) {
             out.extend(expand_range(&format!("{head}{i:0width$}{tail}"))?);
+            if out.len() > 100_000 {
+                return Err(format!("`{host}` makes more than 100,000 hosts"));
+            }
         }
     } else {
         let (a, b) = (from.chars().next(), to.chars().next());
         match (a, b) {
             (Some(a), Some(b)) if from.len() == 1 && to.len() == 1 && a <= b => {
-                for c in a..=b {
+                for c in (a..=b).step_by(stride) {
                     out.extend(expand_range(&format!("{head}{c}{tail}"))?);
                 }
             }
@@ -275,10 +350,19 @@ fn expand_range(host: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Host and group names: letters, digits, `.`, `_`, `-` and `:` (IPv6),
+/// not starting with `-`. A name reaches ssh as the address when there is
+/// no `ansible_host`, and templates as `step.host`, so nothing a shell or
+/// ssh would read more into (`$(...)`, `;`, quotes, a leading `-`).
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '@') {
+    let ok = !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if !ok {
         return Err(format!(
-            "`{name}` is not a usable host or group name (no spaces, no `@`)"
+            "`{name}` is not a usable host or group name (letters, digits, `.`, `_`, `-` and `:`, not starting with `-`)"
         ));
     }
     Ok(())
@@ -298,16 +382,16 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
             _ => None,
         }
     }
-    fn vars_of(v: &Value) -> HostVars {
+    fn vars_of(v: &Value) -> Result<HostVars, String> {
         let mut vars = HostVars::default();
         if let Value::Mapping(map) = v {
             for (k, v) in map {
                 if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
-                    vars.set(k, &v);
+                    vars.set(k, &v)?;
                 }
             }
         }
-        vars
+        Ok(vars)
     }
     fn group(raw: &mut Raw, name: &str, body: &Value) -> Result<(), String> {
         check_name(name)?;
@@ -331,7 +415,7 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
                             })?;
                             for host in expand_range(&h)? {
                                 check_name(&host)?;
-                                raw.add_host(name, &host, vars_of(v));
+                                raw.add_host(name, &host, vars_of(v)?);
                             }
                         }
                     } else if !matches!(value, Value::Null) {
@@ -339,7 +423,7 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
                     }
                 }
                 Some("vars") => {
-                    let vars = vars_of(value);
+                    let vars = vars_of(value)?;
                     let entry = raw.vars.entry(name.to_string()).or_default();
                     *entry = entry.overlay(&vars);
                 }
@@ -455,6 +539,90 @@ mod tests {
         let e = parse("hosts", "[a:children]\nb\n[b:children]\na\n").unwrap_err();
         assert!(e.contains("contain each other"), "{e}");
         assert!(parse("x.yml", "all: [1, 2]\n").is_err());
+    }
+
+    #[test]
+    fn a_range_with_a_stride_takes_every_nth_host() {
+        let inv = parse("hosts", "[web]\nweb[01:06:2]\n").unwrap();
+        assert_eq!(inv.groups["web"], ["web01", "web03", "web05"]);
+        assert!(parse("hosts", "[web]\nweb[1:6:0]\n").is_err());
+        // Two ranges in one name multiply: bounded, not a hang.
+        let e = parse("hosts", "[web]\nw[0:99999]x[0:99999]\n").unwrap_err();
+        assert!(e.contains("100,000"), "{e}");
+    }
+
+    #[test]
+    fn a_host_variable_that_would_read_as_an_ssh_option_is_refused() {
+        for line in [
+            "h1 ansible_host=-oProxyCommand=touch/tmp/x",
+            "h1 ansible_user=-oProxyCommand=x",
+            "h1 ansible_ssh_private_key_file=-F/tmp/cfg",
+        ] {
+            let e = parse("hosts", &format!("[web]\n{line}\n")).unwrap_err();
+            assert!(e.starts_with("line 2:") && e.contains("`-`"), "{e}");
+        }
+        let e = parse("hosts", "[web:vars]\nansible_host=-oX=y\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse(
+            "i.yml",
+            "all:\n  hosts:\n    h1: { ansible_user: -lroot }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`-`"), "{e}");
+    }
+
+    #[test]
+    fn ini_host_port_form_and_inline_comments() {
+        let inv = parse(
+            "hosts",
+            "[web]\nw1 ansible_host=10.0.0.1 # primary\nw2:2222 ansible_host=10.0.0.2\nw3:2200 ansible_port=2201\n[web:vars]\nansible_user=\"deploy\" # who\n",
+        )
+        .unwrap();
+        assert_eq!(inv.groups["web"], ["w1", "w2", "w3"]);
+        assert_eq!(inv.hosts["w1"].address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(inv.hosts["w2"].port.as_deref(), Some("2222"));
+        assert_eq!(inv.hosts["w3"].port.as_deref(), Some("2201"));
+        assert_eq!(inv.hosts["w1"].user.as_deref(), Some("deploy"));
+    }
+
+    #[test]
+    fn a_child_groups_vars_win_over_its_parents_as_in_ansible() {
+        // The parent's vars come after the child's in the file.
+        let inv = parse(
+            "hosts",
+            "[web]\nw1\n[web:vars]\nansible_user=www\n[prod:children]\nweb\n[prod:vars]\nansible_user=deploy\nansible_port=2200\n[db]\nd1\n[prod:children]\ndb\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["w1"].user.as_deref(), Some("www"));
+        assert_eq!(inv.hosts["w1"].port.as_deref(), Some("2200"));
+        assert_eq!(inv.hosts["d1"].user.as_deref(), Some("deploy"));
+        // And in YAML, a parent listed after its children.
+        let inv = parse(
+            "i.yml",
+            "all:\n  children:\n    prod:\n      children:\n        web:\n          hosts: { w1: }\n          vars: { ansible_user: www }\n      vars: { ansible_user: deploy }\n  vars: { ansible_user: nobody }\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["w1"].user.as_deref(), Some("www"));
+    }
+
+    #[test]
+    fn host_names_a_shell_or_ssh_would_read_more_into_are_refused() {
+        for name in [
+            "web$(touch x)",
+            "w;rm",
+            "-oProxyCommand",
+            "a`id`",
+            "w'1",
+            "a/b",
+            "w@1",
+        ] {
+            let e = parse("hosts", &format!("[web]\n\"{name}\"\n")).unwrap_err();
+            assert!(e.starts_with("line 2:"), "{name}: {e}");
+        }
+        let e = parse("i.yml", "all:\n  hosts:\n    \"a;b\":\n").unwrap_err();
+        assert!(e.contains("`a;b`"), "{e}");
+        let inv = parse("hosts", "[web]\nweb-1.example.com\nfe80::1\n10.0.0.1\n").unwrap();
+        assert_eq!(inv.groups["web"].len(), 3);
     }
 
     #[test]

@@ -195,7 +195,21 @@ pub fn validate(
         let host = match spec.on.as_deref() {
             None | Some("local") => None,
             Some(h) if hosts.contains_key(h) => Some(h.to_string()),
-            Some(g) if groups.contains_key(g) => None,
+            Some(g) if groups.contains_key(g) => {
+                // A step on an empty group would vanish from the run: no
+                // instance, and what needs it would go on as if it ran.
+                if groups[g].is_empty() {
+                    v.push(
+                        Diagnostic::new(
+                            &source.path,
+                            format!("step `{}` runs on group `{g}`, which has no hosts", spec.id),
+                        )
+                        .at(source.step_value_span(index, "on", g))
+                        .hint("add hosts to the group (in `groups:` or the inventory), or remove the step"),
+                    );
+                }
+                None
+            }
             Some(h) => {
                 v.push(
                     v.unknown_host(h, &hosts, &groups)

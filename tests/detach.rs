@@ -385,3 +385,26 @@ fn a_reattached_attempt_that_fails_uses_the_retries_left() {
         s.reason_of("flaky")
     );
 }
+
+#[test]
+fn a_script_larger_than_one_environment_string_runs_on_its_host() {
+    // Linux caps one environment string at 128 KiB: a long script (a
+    // config file written by a heredoc) must not travel in the environment.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let effect = t.p("effect");
+    let mut body = String::new();
+    for i in 0..4000 {
+        body.push_str(&format!(
+            "      # filler line {i} that makes the script long enough to pass 128 KiB\n"
+        ));
+    }
+    let steps = format!(
+        "  - id: big\n    on: box\n    timeout: 60s\n    run: |\n{body}      echo ran >> {effect}\n      echo big-done\n"
+    );
+    assert!(steps.len() > 200 * 1024);
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let ran = t.run(&["run", "r"]);
+    ran.code(0);
+    assert_eq!(t.lines("effect"), vec!["ran"]);
+}

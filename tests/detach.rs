@@ -408,3 +408,51 @@ fn a_script_larger_than_one_environment_string_runs_on_its_host() {
     ran.code(0);
     assert_eq!(t.lines("effect"), vec!["ran"]);
 }
+
+#[test]
+fn the_sweep_never_follows_a_link_out_of_the_spool() {
+    let sshd = Sshd::start();
+    let root = home().join(".runbook/spool");
+    std::fs::create_dir_all(&root).unwrap();
+    let t = Test::new();
+    // A folder outside the spool, a week old, with a link to it in the spool.
+    let outside = PathBuf::from(t.p("outside"));
+    std::fs::create_dir_all(outside.join("keep")).unwrap();
+    std::fs::write(outside.join("keep/data"), "precious\n").unwrap();
+    for p in [outside.join("keep"), outside.clone()] {
+        let ok = Command::new("touch")
+            .args(["-d", "8 days ago"])
+            .arg(&p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let link = root.join(format!("0-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let marker = root.join(format!("0-sweep-marker-{}", std::process::id()));
+    std::fs::create_dir_all(&marker).unwrap();
+    let ok = Command::new("touch")
+        .args(["-d", "8 days ago"])
+        .arg(&marker)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    t.put_runbook(
+        "r",
+        &runbook(&sshd, "  - id: a\n    on: box\n    run: 'true'\n"),
+    );
+    t.run(&["run", "r"]).code(0);
+    // The sweep ran (it removed the old folder beside the link).
+    let swept = wait_for(Duration::from_secs(10), || !marker.exists());
+    let kept = outside.join("keep/data").exists();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_dir_all(&marker);
+    assert!(swept, "{marker:?} was not swept");
+    assert!(
+        kept,
+        "the sweep removed {outside:?}'s contents through a link"
+    );
+}

@@ -72,7 +72,7 @@ const FUNCTIONS: &str = r#"_rbi() {
 }
 _rbsweep() {
   for _r in "$HOME"/.runbook/spool/*/; do
-    [ -d "$_r" ] || continue
+    [ -d "$_r" ] && [ ! -h "${_r%/}" ] || continue
     [ -n "$(find "$_r" -prune -mmin +10080 2>/dev/null)" ] || continue
     _l=
     for _f in "$_r"*/*/pgid; do

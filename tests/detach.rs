@@ -456,3 +456,29 @@ fn the_sweep_never_follows_a_link_out_of_the_spool() {
         "the sweep removed {outside:?}'s contents through a link"
     );
 }
+
+#[test]
+fn a_step_that_finished_on_its_host_is_collected_on_resume_even_past_its_timeout() {
+    // The laptop slept longer than the step's timeout, but the step ended
+    // on its host within it: resume collects its result, it does not call
+    // it timed out.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let effect = t.p("effect");
+    let steps = format!(
+        "  - id: a\n    on: box\n    timeout: 3s\n    run: echo ran >> {effect}; sleep 1; echo finished-fine\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let (child, spool, pgid) = started(&t, "a");
+    signal(&child, "KILL");
+    let _ = finish(child);
+    assert!(wait_for(Duration::from_secs(10), || group(pgid).is_empty()));
+    assert!(spool.join("1/status").exists());
+    std::thread::sleep(Duration::from_secs(3));
+    let out = t.run(&["resume"]);
+    out.code(0);
+    assert_eq!(t.lines("effect"), vec!["ran"]);
+    let logs = t.run(&["logs", "1", "a"]);
+    logs.code(0);
+    assert!(logs.stdout.contains("finished-fine"), "{}", logs.stdout);
+}

@@ -482,3 +482,29 @@ fn a_step_that_finished_on_its_host_is_collected_on_resume_even_past_its_timeout
     logs.code(0);
     assert!(logs.stdout.contains("finished-fine"), "{}", logs.stdout);
 }
+
+#[test]
+fn a_step_killed_on_its_host_while_the_engine_was_dead_is_failed_not_run_again() {
+    // The operator stopped the step on the host by hand (or the OOM killer
+    // did); the host did not reboot: resume must not start it again.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let effect = t.p("effect");
+    let steps = format!("  - id: a\n    on: box\n    run: echo ran >> {effect}; sleep 30\n");
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let (child, _spool, pgid) = started(&t, "a");
+    signal(&child, "KILL");
+    let _ = finish(child);
+    kill_group(pgid);
+    assert!(wait_for(Duration::from_secs(10), || group(pgid).is_empty()));
+    let out = t.run(&["resume"]);
+    // Whatever happened, end what a wrong rerun started.
+    if let Some(g) = spool_of(&t, "a").and_then(|s| recorded_pgid(&s, 2)) {
+        kill_group(g);
+    }
+    assert_eq!(t.lines("effect"), vec!["ran"], "{}", out.stdout);
+    out.code(1);
+    let s = t.status(None);
+    assert_eq!(s.step("a").attempts, 1);
+    assert!(s.reason_of("a").contains("killed"), "{}", s.reason_of("a"));
+}

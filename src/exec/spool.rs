@@ -121,7 +121,7 @@ _rbd() {
     [ -n "$_rbmore" ] && continue
     [ -n "$_rbf" ] && break
     if [ -n "$_rbp" ]; then
-      { [ "$_rbbt" = "$_rbboot" ] && kill -0 -"$_rbp" 2>/dev/null; } || [ -s "$_rbdir/status" ] || { _rbf=lost; break; }
+      { [ "$_rbbt" = "$_rbboot" ] && kill -0 -"$_rbp" 2>/dev/null; } || [ -s "$_rbdir/status" ] || { [ "$_rbbt" = "$_rbboot" ] && _rbf=killed || _rbf=lost; break; }
     else
       _rbk=$((_rbk + 1)); [ "$_rbk" -gt 50 ] && { _rbf=lost; break; }
     fi
@@ -129,7 +129,7 @@ _rbd() {
   done
   : >"$_rbtf"
   case $_rbf in
-    lost|gone) printf '\036X%s %s\n' "$1" "$_rbf";;
+    lost|gone|killed) printf '\036X%s %s\n' "$1" "$_rbf";;
     *) read -r _rbx <"$_rbdir/status"; printf '\036X%s %s\n' "$1" "$_rbx";;
   esac
 }
@@ -296,9 +296,12 @@ pub enum Said {
 pub enum End {
     /// The step exited with this code.
     Exited(i32),
-    /// Its process group is gone and it wrote no exit status (killed from
-    /// outside, or the host rebooted).
+    /// It wrote no exit status and the host rebooted since it started (or
+    /// it never recorded its process group).
     Vanished,
+    /// Its process group is gone, with no exit status, in the boot it
+    /// started in: it was killed from outside (by hand, the OOM killer).
+    Killed,
     /// The attempt was marked as never started (see `probe_script`).
     Gone,
     /// The host has no `setsid` (or no writable home).
@@ -330,6 +333,7 @@ pub fn parse(line: &str, nonce: &str) -> Option<Said> {
         }
         'X' => Some(Said::End(match rest.trim() {
             "lost" => End::Vanished,
+            "killed" => End::Killed,
             "gone" => End::Gone,
             "nosetsid" => End::Unsupported,
             code => End::Exited(code.parse().ok()?),
@@ -454,6 +458,7 @@ mod tests {
         );
         assert_eq!(parse("Xn1 3", "n1"), Some(Said::End(End::Exited(3))));
         assert_eq!(parse("Xn1 lost", "n1"), Some(Said::End(End::Vanished)));
+        assert_eq!(parse("Xn1 killed", "n1"), Some(Said::End(End::Killed)));
         assert_eq!(parse("Pn1 1;rm 1 x", "n1"), None);
     }
 }

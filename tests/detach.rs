@@ -508,3 +508,20 @@ fn a_step_killed_on_its_host_while_the_engine_was_dead_is_failed_not_run_again()
     assert_eq!(s.step("a").attempts, 1);
     assert!(s.reason_of("a").contains("killed"), "{}", s.reason_of("a"));
 }
+
+#[test]
+fn env_values_that_together_pass_128_kib_reach_the_step() {
+    // Each value fits the kernel's limit for one environment string; all
+    // of them together do not (certificate bundles, a kubeconfig).
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let v = "x".repeat(60_000);
+    let steps = format!(
+        "  - id: a\n    on: box\n    timeout: 60s\n    env:\n      A: {v}\n      B: {v}\n      C: {v}\n    run: echo lengths $(printf %s \"$A$B$C\" | wc -c)\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let out = t.run(&["run", "r"]);
+    out.code(0);
+    let logs = t.run(&["logs", "1", "a"]);
+    assert!(logs.stdout.contains("lengths 180000"), "{}", logs.stdout);
+}

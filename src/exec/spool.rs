@@ -22,19 +22,18 @@ use super::ssh::sh_quote;
 /// Where spool folders live, relative to the login user's home.
 pub const ROOT: &str = ".runbook/spool";
 
-/// The wrapper, run as `printf %s SCRIPT | _RBX=EXPORTS setsid sh -c "$_rbw"
-/// _rbw DIR NONCE BELL UMASK` (the script comes on its standard input, with
-/// no size limit, and its environment's values in the environment, which
-/// only the user can read; neither is in a command line):
+/// The wrapper, run as `printf %s%s EXPORTS SCRIPT | setsid sh -c "$_rbw"
+/// _rbw DIR NONCE BELL UMASK` (the step's `export`s and script come on its
+/// standard input: no size limit, and never in a command line or a file):
 /// claims the attempt's folder (or exits if another start did), records its
 /// process group and the boot it runs in, runs the script with stdout and
 /// stderr into the spool, writes the exit status, rings.
 const WRAPPER: &str = concat!(
-    "_rbw='_d=$1; _s=$(cat); _x=$_RBX; unset _RBX; umask 077; set -C; _b=none; ",
+    "_rbw='_d=$1; _s=$(cat); umask 077; set -C; _b=none; ",
     "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
     "{ echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || exit 0; set +C; ",
-    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; eval \"$_x\"; ",
-    "(eval \"unset _d _b _s _x; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
+    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; ",
+    "(eval \"unset _d _b _s; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
 );
 
 /// The shell functions for detached steps, defined once in a shell before
@@ -105,7 +104,7 @@ _rbd() {
   if [ -z "$_rbb" ]; then printf '\036X%s nosetsid\n' "$1"; return; fi
   if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
     [ -d "$_rbdir" ] || { umask 077; mkdir -p "$_rbdir"; umask "$_rbu"; }
-    printf %s "$6" | _RBX=$7 setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" >/dev/null 2>&1 3>&- 6>&- &
+    printf %s%s "$7" "$6" | setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" >/dev/null 2>&1 3>&- 6>&- &
   fi
   echo 1 >"$_rbtf"
   while :; do

@@ -385,3 +385,143 @@ fn a_reattached_attempt_that_fails_uses_the_retries_left() {
         s.reason_of("flaky")
     );
 }
+
+#[test]
+fn a_script_larger_than_one_environment_string_runs_on_its_host() {
+    // Linux caps one environment string at 128 KiB: a long script (a
+    // config file written by a heredoc) must not travel in the environment.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let effect = t.p("effect");
+    let mut body = String::new();
+    for i in 0..4000 {
+        body.push_str(&format!(
+            "      # filler line {i} that makes the script long enough to pass 128 KiB\n"
+        ));
+    }
+    let steps = format!(
+        "  - id: big\n    on: box\n    timeout: 60s\n    run: |\n{body}      echo ran >> {effect}\n      echo big-done\n"
+    );
+    assert!(steps.len() > 200 * 1024);
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let ran = t.run(&["run", "r"]);
+    ran.code(0);
+    assert_eq!(t.lines("effect"), vec!["ran"]);
+}
+
+#[test]
+fn the_sweep_never_follows_a_link_out_of_the_spool() {
+    let sshd = Sshd::start();
+    let root = home().join(".runbook/spool");
+    std::fs::create_dir_all(&root).unwrap();
+    let t = Test::new();
+    // A folder outside the spool, a week old, with a link to it in the spool.
+    let outside = PathBuf::from(t.p("outside"));
+    std::fs::create_dir_all(outside.join("keep")).unwrap();
+    std::fs::write(outside.join("keep/data"), "precious\n").unwrap();
+    for p in [outside.join("keep"), outside.clone()] {
+        let ok = Command::new("touch")
+            .args(["-d", "8 days ago"])
+            .arg(&p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let link = root.join(format!("0-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let marker = root.join(format!("0-sweep-marker-{}", std::process::id()));
+    std::fs::create_dir_all(&marker).unwrap();
+    let ok = Command::new("touch")
+        .args(["-d", "8 days ago"])
+        .arg(&marker)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    t.put_runbook(
+        "r",
+        &runbook(&sshd, "  - id: a\n    on: box\n    run: 'true'\n"),
+    );
+    t.run(&["run", "r"]).code(0);
+    // The sweep ran (it removed the old folder beside the link).
+    let swept = wait_for(Duration::from_secs(10), || !marker.exists());
+    let kept = outside.join("keep/data").exists();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_dir_all(&marker);
+    assert!(swept, "{marker:?} was not swept");
+    assert!(
+        kept,
+        "the sweep removed {outside:?}'s contents through a link"
+    );
+}
+
+#[test]
+fn a_step_that_finished_on_its_host_is_collected_on_resume_even_past_its_timeout() {
+    // The laptop slept longer than the step's timeout, but the step ended
+    // on its host within it: resume collects its result, it does not call
+    // it timed out.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let effect = t.p("effect");
+    let steps = format!(
+        "  - id: a\n    on: box\n    timeout: 3s\n    run: echo ran >> {effect}; sleep 1; echo finished-fine\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let (child, spool, pgid) = started(&t, "a");
+    signal(&child, "KILL");
+    let _ = finish(child);
+    assert!(wait_for(Duration::from_secs(10), || group(pgid).is_empty()));
+    assert!(spool.join("1/status").exists());
+    std::thread::sleep(Duration::from_secs(3));
+    let out = t.run(&["resume"]);
+    out.code(0);
+    assert_eq!(t.lines("effect"), vec!["ran"]);
+    let logs = t.run(&["logs", "1", "a"]);
+    logs.code(0);
+    assert!(logs.stdout.contains("finished-fine"), "{}", logs.stdout);
+}
+
+#[test]
+fn a_step_killed_on_its_host_while_the_engine_was_dead_is_failed_not_run_again() {
+    // The operator stopped the step on the host by hand (or the OOM killer
+    // did); the host did not reboot: resume must not start it again.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let effect = t.p("effect");
+    let steps = format!("  - id: a\n    on: box\n    run: echo ran >> {effect}; sleep 30\n");
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let (child, _spool, pgid) = started(&t, "a");
+    signal(&child, "KILL");
+    let _ = finish(child);
+    kill_group(pgid);
+    assert!(wait_for(Duration::from_secs(10), || group(pgid).is_empty()));
+    let out = t.run(&["resume"]);
+    // Whatever happened, end what a wrong rerun started.
+    if let Some(g) = spool_of(&t, "a").and_then(|s| recorded_pgid(&s, 2)) {
+        kill_group(g);
+    }
+    assert_eq!(t.lines("effect"), vec!["ran"], "{}", out.stdout);
+    out.code(1);
+    let s = t.status(None);
+    assert_eq!(s.step("a").attempts, 1);
+    assert!(s.reason_of("a").contains("killed"), "{}", s.reason_of("a"));
+}
+
+#[test]
+fn env_values_that_together_pass_128_kib_reach_the_step() {
+    // Each value fits the kernel's limit for one environment string; all
+    // of them together do not (certificate bundles, a kubeconfig).
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let v = "x".repeat(60_000);
+    let steps = format!(
+        "  - id: a\n    on: box\n    timeout: 60s\n    env:\n      A: {v}\n      B: {v}\n      C: {v}\n    run: echo lengths $(printf %s \"$A$B$C\" | wc -c)\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let out = t.run(&["run", "r"]);
+    out.code(0);
+    let logs = t.run(&["logs", "1", "a"]);
+    assert!(logs.stdout.contains("lengths 180000"), "{}", logs.stdout);
+}

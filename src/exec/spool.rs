@@ -22,18 +22,18 @@ use super::ssh::sh_quote;
 /// Where spool folders live, relative to the login user's home.
 pub const ROOT: &str = ".runbook/spool";
 
-/// The wrapper, run as `_RBS=SCRIPT _RBX=EXPORTS setsid sh -c "$_rbw" _rbw
-/// DIR NONCE BELL UMASK` (the script and its environment's values travel in
-/// the environment, which only the user can read, not in the command line):
+/// The wrapper, run as `printf %s%s EXPORTS SCRIPT | setsid sh -c "$_rbw"
+/// _rbw DIR NONCE BELL UMASK` (the step's `export`s and script come on its
+/// standard input: no size limit, and never in a command line or a file):
 /// claims the attempt's folder (or exits if another start did), records its
 /// process group and the boot it runs in, runs the script with stdout and
 /// stderr into the spool, writes the exit status, rings.
 const WRAPPER: &str = concat!(
-    "_rbw='_d=$1; _s=$_RBS; _x=$_RBX; unset _RBS _RBX; umask 077; set -C; _b=none; ",
+    "_rbw='_d=$1; _s=$(cat); umask 077; set -C; _b=none; ",
     "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
     "{ echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || exit 0; set +C; ",
-    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; eval \"$_x\"; ",
-    "(eval \"unset _d _b _s _x; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
+    "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; ",
+    "(eval \"unset _d _b _s; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
 );
 
 /// The shell functions for detached steps, defined once in a shell before
@@ -71,7 +71,7 @@ const FUNCTIONS: &str = r#"_rbi() {
 }
 _rbsweep() {
   for _r in "$HOME"/.runbook/spool/*/; do
-    [ -d "$_r" ] || continue
+    [ -d "$_r" ] && [ ! -h "${_r%/}" ] || continue
     [ -n "$(find "$_r" -prune -mmin +10080 2>/dev/null)" ] || continue
     _l=
     for _f in "$_r"*/*/pgid; do
@@ -104,7 +104,7 @@ _rbd() {
   if [ -z "$_rbb" ]; then printf '\036X%s nosetsid\n' "$1"; return; fi
   if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
     [ -d "$_rbdir" ] || { umask 077; mkdir -p "$_rbdir"; umask "$_rbu"; }
-    _RBS=$6 _RBX=$7 setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" </dev/null >/dev/null 2>&1 3>&- 6>&- &
+    printf %s%s "$7" "$6" | setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" >/dev/null 2>&1 3>&- 6>&- &
   fi
   echo 1 >"$_rbtf"
   while :; do
@@ -120,7 +120,7 @@ _rbd() {
     [ -n "$_rbmore" ] && continue
     [ -n "$_rbf" ] && break
     if [ -n "$_rbp" ]; then
-      { [ "$_rbbt" = "$_rbboot" ] && kill -0 -"$_rbp" 2>/dev/null; } || [ -s "$_rbdir/status" ] || { _rbf=lost; break; }
+      { [ "$_rbbt" = "$_rbboot" ] && kill -0 -"$_rbp" 2>/dev/null; } || [ -s "$_rbdir/status" ] || { [ "$_rbbt" = "$_rbboot" ] && _rbf=killed || _rbf=lost; break; }
     else
       _rbk=$((_rbk + 1)); [ "$_rbk" -gt 50 ] && { _rbf=lost; break; }
     fi
@@ -128,7 +128,7 @@ _rbd() {
   done
   : >"$_rbtf"
   case $_rbf in
-    lost|gone) printf '\036X%s %s\n' "$1" "$_rbf";;
+    lost|gone|killed) printf '\036X%s %s\n' "$1" "$_rbf";;
     *) read -r _rbx <"$_rbdir/status"; printf '\036X%s %s\n' "$1" "$_rbx";;
   esac
 }
@@ -295,9 +295,12 @@ pub enum Said {
 pub enum End {
     /// The step exited with this code.
     Exited(i32),
-    /// Its process group is gone and it wrote no exit status (killed from
-    /// outside, or the host rebooted).
+    /// It wrote no exit status and the host rebooted since it started (or
+    /// it never recorded its process group).
     Vanished,
+    /// Its process group is gone, with no exit status, in the boot it
+    /// started in: it was killed from outside (by hand, the OOM killer).
+    Killed,
     /// The attempt was marked as never started (see `probe_script`).
     Gone,
     /// The host has no `setsid` (or no writable home).
@@ -329,6 +332,7 @@ pub fn parse(line: &str, nonce: &str) -> Option<Said> {
         }
         'X' => Some(Said::End(match rest.trim() {
             "lost" => End::Vanished,
+            "killed" => End::Killed,
             "gone" => End::Gone,
             "nosetsid" => End::Unsupported,
             code => End::Exited(code.parse().ok()?),
@@ -453,6 +457,7 @@ mod tests {
         );
         assert_eq!(parse("Xn1 3", "n1"), Some(Said::End(End::Exited(3))));
         assert_eq!(parse("Xn1 lost", "n1"), Some(Said::End(End::Vanished)));
+        assert_eq!(parse("Xn1 killed", "n1"), Some(Said::End(End::Killed)));
         assert_eq!(parse("Pn1 1;rm 1 x", "n1"), None);
     }
 }

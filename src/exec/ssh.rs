@@ -51,7 +51,7 @@ pub enum Fate {
     /// It may still run on a host that could not be reached: its spool
     /// record must stay, for a later resume.
     KeepSpool,
-    /// Its process ended without an exit status (killed, host rebooted).
+    /// Its process ended without an exit status and the host rebooted.
     Vanished,
     /// It was marked as never started (an earlier resume gave it up).
     Gone,
@@ -596,11 +596,21 @@ impl SshPool {
                 Outcome::Failed {
                     exit_code: None,
                     reason: format!(
-                        "the step's process on {} ended without an exit status (killed from outside, or the host rebooted)",
+                        "the step's process on {} ended without an exit status (the host rebooted)",
                         self.describe(host)
                     ),
                 },
                 Fate::Vanished,
+            ),
+            End::Killed => (
+                Outcome::Failed {
+                    exit_code: None,
+                    reason: format!(
+                        "the step's process on {} was killed from outside (it ended without an exit status; the host did not reboot)",
+                        self.describe(host)
+                    ),
+                },
+                Fate::Done,
             ),
             End::Gone => (
                 Outcome::Failed {

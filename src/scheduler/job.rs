@@ -43,6 +43,11 @@ pub(super) enum Msg {
     },
 }
 
+/// How long a reattached step whose timeout passed while no engine watched
+/// is followed before it is stopped: one that ended in time on its host is
+/// collected (its status and output), not called timed out.
+const REATTACH_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A remote `run` step's spool on its host (SPEC §8).
 pub(super) struct JobSpool {
     /// Its folder, relative to the login user's home.
@@ -156,7 +161,7 @@ impl Job {
         let left = self
             .rendered
             .timeout
-            .map(|t| t.saturating_sub(spool.elapsed));
+            .map(|t| t.saturating_sub(spool.elapsed).max(REATTACH_GRACE));
         let d = self.detached(attempt, false, left, tx, cancel).await;
         match d.fate {
             exec::ssh::Fate::Vanished | exec::ssh::Fate::Gone => {

@@ -260,6 +260,11 @@ struct Pass<'a> {
     spools: Vec<Option<SpoolRow>>,
     /// This engine's part of spool folder names (see `exec::spool`).
     engine_key: String,
+    /// Spools whose steps' results are written in the open group commit:
+    /// their folders may go only once it is committed (else a crash before
+    /// the commit leaves a running step whose spool is gone, and resume
+    /// starts it again).
+    to_discard: Vec<SpoolRow>,
     execs: Option<Arc<exec::Executors>>,
 }
 
@@ -309,6 +314,7 @@ impl<'a> Pass<'a> {
             families: BTreeMap::new(),
             spools: vec![None; n],
             engine_key: exec::spool::engine_key(),
+            to_discard: Vec::new(),
             execs: None,
         }
     }
@@ -354,6 +360,18 @@ impl<'a> Pass<'a> {
                 }
             }
             self.store.commit_batch()?;
+            self.discard_committed();
+        }
+    }
+
+    /// Lets the hosts remove the spool folders of the results just
+    /// committed.
+    fn discard_committed(&mut self) {
+        let spools = std::mem::take(&mut self.to_discard);
+        if let Some(execs) = &self.execs {
+            for spool in spools {
+                execs.ssh.discard(&spool.host, &spool.base);
+            }
         }
     }
 
@@ -638,8 +656,12 @@ impl<'a> Pass<'a> {
             }
             Ok(())
         })?;
-        if let (Some(spool), Some(execs)) = (spool, &self.execs) {
-            execs.ssh.discard(&spool.host, &spool.base);
+        if let Some(spool) = spool {
+            self.to_discard.push(spool);
+            // In a group commit: removed once it is committed (`drive`).
+            if !self.store.in_batch() {
+                self.discard_committed();
+            }
         }
         if state.satisfies_needs() {
             release(

@@ -406,6 +406,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a group commit is open (its writes are not yet durable).
+    pub fn in_batch(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
     /// Commits the writes since [`Store::begin_batch`].
     pub fn commit_batch(&self) -> Result<()> {
         if !self.conn.is_autocommit() {

@@ -42,7 +42,10 @@ fi
 for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
-  [ "$(basename "$pidfile")" = sshd.pid ] && pkill -KILL -P "$pid" 2>/dev/null
+  # sshd's per-connection children, by their parent's pid (never by name).
+  if [ "$(basename "$pidfile")" = sshd.pid ]; then
+    for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -KILL "$child" 2>/dev/null; done
+  fi
   kill "$pid" 2>/dev/null
   rm -f "$pidfile"
 done

@@ -343,21 +343,7 @@ fn check_deployed_compose(sb: &Sandbox) {
         .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
         .map(|l| l.trim().trim_end_matches(':'))
         .collect();
-    for svc in [
-        "open-webui",
-        "mcp-proxy",
-        "auth-service",
-        "admin-portal",
-        "postgres",
-        "redis",
-        "mcp-filesystem",
-        "mcp-github",
-        "mcp-clickup",
-        "mcp-trello",
-        "mcp-sonarqube",
-        "mcp-excel",
-        "mcp-dashboard",
-    ] {
+    for svc in SERVICES {
         assert!(
             services.contains(&svc),
             "service {svc} missing from {services:?}"

@@ -302,3 +302,39 @@ fn a_step_on_an_empty_group_is_refused() {
         .stderr_has("bad.yaml:4:");
     assert!(!t.path().join("ran").exists());
 }
+
+/// A `--var` typo is refused before anything runs, on `run`, `resume` and
+/// `validate`, with the runbook's vars and the likely one; a var the
+/// runbook only reads (`vars.NAME | default(...)`) may be given.
+#[test]
+fn a_var_the_runbook_does_not_have_is_refused() {
+    let t = Test::new();
+    let mark = t.p("ran");
+    let t = t.runbook(
+        "v",
+        &format!(
+            "vars:\n  host: default.example\n  port: \"22\"\nsteps:\n  - id: a\n    run: echo {{{{ vars.host }}}} {{{{ vars.extra | default('none') }}}} >> {mark}\n"
+        ),
+    );
+    let ran = t.run(&["run", "v", "--var", "hots=prod.example"]);
+    ran.code(2)
+        .stderr_has("`--var hots` names no var of this runbook")
+        .stderr_has("did you mean `--var host=...`?")
+        .stderr_has("its vars: host, port")
+        .stderr_has("v.yaml:1:");
+    assert!(t.read("ran").is_empty(), "a step ran despite the typo");
+    assert!(
+        !t.state_file().exists(),
+        "state was written despite the typo"
+    );
+    t.run(&["validate", "v", "--var", "hots=x"])
+        .code(2)
+        .stderr_has("`--var hots` names no var");
+    // Declared, and only read with a default: both fine.
+    t.run(&["run", "v", "--var", "host=h1", "--var", "extra=e1"])
+        .code(0);
+    assert_eq!(t.read("ran").trim(), "h1 e1");
+    t.run(&["resume", "v", "--var", "prot=1"])
+        .code(2)
+        .stderr_has("did you mean `--var port=...`?");
+}

@@ -198,6 +198,8 @@ impl Ctx {
     /// `validate`.
     pub fn validate(&self, name: &str, vars: &[(String, String)]) -> Result<i32> {
         let path = load::resolve(name, &self.cwd)?;
+        let (file, source) = load::load(&path)?;
+        validate::check_var_names(&file, &source, vars)?;
         let loaded = self.load(&path, vars, 0)?;
         let r = &loaded.runbook;
         println!(

@@ -196,6 +196,7 @@ impl Ctx {
         };
         let name_for_lookup = {
             let (file, source) = load::load(&path)?;
+            validate::check_var_names(&file, &source, &args.vars)?;
             runbook_name(file.name.as_deref(), &source.path)
         };
         // The vars a resumed run started with, plus the ones given now.

@@ -649,6 +649,64 @@ pub fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
     None
 }
 
+/// Refuses a `--var` that names no var of the runbook: one neither declared
+/// under `vars:` nor used in it as `vars.NAME` (or `vars['NAME']`). A typo
+/// such as `--var hots=prod` would otherwise be dropped in silence and the
+/// run would go on with the default, on a production server.
+pub fn check_var_names(
+    file: &RunbookFile,
+    source: &Source,
+    given: &[(String, String)],
+) -> Result<()> {
+    let diagnostics: Vec<Diagnostic> = given
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !file.vars.contains_key(*name) && !uses_var(&source.text, name))
+        .map(|name| {
+            let declared: Vec<&str> = file.vars.keys().map(String::as_str).collect();
+            let mut hint = match nearest(name, declared.iter().copied()) {
+                Some(near) => format!("did you mean `--var {near}=...`? "),
+                None => String::new(),
+            };
+            if declared.is_empty() {
+                hint.push_str("this runbook declares no vars; ");
+            } else {
+                hint.push_str(&format!("its vars: {}; ", declared.join(", ")));
+            }
+            hint.push_str(
+                "a `--var` must name a var declared under `vars:` or used as `vars.NAME`",
+            );
+            Diagnostic::new(
+                &source.path,
+                format!("`--var {name}` names no var of this runbook"),
+            )
+            .at(source.key_span("vars"))
+            .hint(hint)
+        })
+        .collect();
+    if diagnostics.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        diagnostics,
+        source_text: source.text.clone(),
+    })
+}
+
+/// Whether a template in `text` reads the var `name`.
+fn uses_var(text: &str, name: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let dotted = format!("vars.{name}");
+    let dotted_use = text.match_indices(&dotted).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + dotted.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    });
+    dotted_use
+        || text.contains(&format!("vars['{name}']"))
+        || text.contains(&format!("vars[\"{name}\"]"))
+}
+
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
@@ -704,6 +762,18 @@ mod tests {
             "{head}    requires: [TOKEN]\n    run: echo {{{{ secrets.NOPE }}}}\n"
         ));
         assert!(nope.iter().any(|m| m.contains("NOPE")), "{nope:?}");
+    }
+
+    #[test]
+    fn a_var_is_used_only_by_its_whole_name() {
+        use super::uses_var;
+        let text = "run: echo {{ vars.host_name }} {{ myvars.port }} {{ vars['user'] }}";
+        assert!(uses_var(text, "host_name"));
+        assert!(!uses_var(text, "host"));
+        assert!(!uses_var(text, "port"));
+        assert!(uses_var(text, "user"));
+        assert!(uses_var("{{ vars[\"k\"]|quote }}", "k"));
+        assert!(uses_var("{{vars.k}}", "k"));
     }
 
     #[test]

@@ -338,3 +338,48 @@ fn a_var_the_runbook_does_not_have_is_refused() {
         .code(2)
         .stderr_has("did you mean `--var port=...`?");
 }
+
+/// An inventory host that Ansible would reach another way than plain ssh
+/// (`ansible_connection=local`, extra ssh options, a password) is refused
+/// where a step or an env file uses it, naming what it sets (never a
+/// password); unused, or set back to ssh closer to the host, it is fine.
+#[test]
+fn an_inventory_host_reached_another_way_is_refused_where_it_is_used() {
+    let t = Test::new();
+    t.write(
+        "runbooks/inv.ini",
+        "[web]\nw1 ansible_host=127.0.0.1\nw2 ansible_host=127.0.0.1 ansible_ssh_common_args='-o ProxyJump=bastion'\n[ctl]\nlocalhost ansible_connection=local\n[secret]\ns1 ansible_host=127.0.0.1 ansible_ssh_pass=hunter2-not-shown\n[db]\nd1 ansible_host=127.0.0.1 ansible_connection=ssh\n[db:vars]\nansible_connection=local\n",
+    );
+    let mark = t.p("ran");
+    for (on, message) in [
+        ("web", "runs on `w2`, whose inventory entry sets `ansible_ssh_common_args` (extra ssh options)"),
+        ("localhost", "sets `ansible_connection=local`"),
+        ("secret", "sets `ansible_ssh_pass` (password login)"),
+    ] {
+        t.put_runbook(
+            "bad",
+            &format!("inventory: inv.ini\nsteps:\n  - id: deploy\n    on: {on}\n    run: touch {mark}\n"),
+        );
+        let ran = t.run(&["run", "bad"]);
+        ran.code(2)
+            .stderr_has(message)
+            .stderr_has("bad.yaml:4:")
+            .stderr_has("~/.ssh/config");
+        assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
+        assert!(!t.path().join("ran").exists());
+    }
+    t.put_runbook(
+        "bad",
+        "inventory: inv.ini\nenv_files:\n  - { host: localhost, path: /etc/x.env }\nsteps:\n  - id: a\n    run: 'true'\n",
+    );
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("env_files reads a file on `localhost`");
+    // Unused hosts don't matter; `ansible_connection=ssh` on the host wins
+    // over its group's `local`.
+    t.put_runbook(
+        "good",
+        "inventory: inv.ini\nsteps:\n  - id: a\n    on: d1\n    run: 'true'\n",
+    );
+    t.run(&["validate", "good"]).code(0);
+}

@@ -30,6 +30,19 @@ pub fn instance_id(step: &str, host: &str) -> String {
     format!("{step}@{host}")
 }
 
+/// Hosts, groups, and the inventory hosts runbook cannot reach as their
+/// inventory says.
+pub struct Fleet {
+    /// The runbook's hosts with the inventory's added.
+    pub hosts: IndexMap<String, HostSpec>,
+    /// Groups as resolved host lists.
+    pub groups: IndexMap<String, Vec<String>>,
+    /// Inventory hosts that set a connection variable runbook does not
+    /// apply (`ansible_connection=local`, extra ssh options, a password),
+    /// with what they set: refused where something runs on them.
+    pub refused: IndexMap<String, String>,
+}
+
 /// The hosts of the runbook with those of its inventory added (the
 /// runbook's own entries win), and its groups as resolved host lists.
 /// Problems are pushed to `diagnostics`.
@@ -39,9 +52,10 @@ pub fn hosts_and_groups(
     inventory: Option<&InventorySpec>,
     source: &Source,
     diagnostics: &mut Vec<Diagnostic>,
-) -> (IndexMap<String, HostSpec>, IndexMap<String, Vec<String>>) {
+) -> Fleet {
     let mut all_hosts = hosts.clone();
     let mut all_groups: IndexMap<String, Vec<String>> = IndexMap::new();
+    let mut refused = IndexMap::new();
     if let Some(spec) = inventory {
         let dir = source.path.parent().unwrap_or(std::path::Path::new("."));
         let path = dir.join(spec.path());
@@ -55,6 +69,9 @@ pub fn hosts_and_groups(
                     InventorySpec::Full(o) => (o.known_hosts, o.known_hosts_file.clone()),
                 };
                 for (name, vars) in inv.hosts {
+                    if let Some(what) = vars.refused().filter(|_| !hosts.contains_key(&name)) {
+                        refused.insert(name.clone(), what);
+                    }
                     all_hosts.entry(name.clone()).or_insert(HostSpec {
                         address: vars.address.unwrap_or(name),
                         user: vars.user,
@@ -141,7 +158,11 @@ pub fn hosts_and_groups(
     if !all_groups.contains_key("all") && !all_hosts.contains_key("all") {
         all_groups.insert("all".into(), all_hosts.keys().cloned().collect());
     }
-    (all_hosts, all_groups)
+    Fleet {
+        hosts: all_hosts,
+        groups: all_groups,
+        refused,
+    }
 }
 
 /// The number of hosts a `serial` allows at once in a group of `size`;

@@ -18,6 +18,12 @@ pub struct HostVars {
     pub user: Option<String>,
     /// `ansible_ssh_private_key_file`.
     pub identity_file: Option<String>,
+    /// Connection variables runbook does not apply, by name: what it would
+    /// show for each (`None` when a closer level set it back to plain ssh).
+    /// runbook connects with plain ssh and the user's ssh config, so a host
+    /// that Ansible reaches another way is refused where a step uses it,
+    /// never reached by a different road in silence.
+    pub unsupported: std::collections::BTreeMap<String, Option<String>>,
 }
 
 impl HostVars {
@@ -39,6 +45,24 @@ impl HostVars {
             return Err(format!(
                 "`{key}` starts with `-`, which ssh would read as an option; write the host's real value"
             ));
+        }
+        let plain = value.trim();
+        match key {
+            "ansible_connection" => {
+                let ssh = matches!(plain, "ssh" | "smart" | "paramiko" | "paramiko_ssh");
+                let shown = (!ssh).then(|| format!("`ansible_connection={plain}`"));
+                self.unsupported.insert(key.to_string(), shown);
+            }
+            "ansible_ssh_common_args" | "ansible_ssh_extra_args" | "ansible_ssh_args" => {
+                let shown = (!plain.is_empty()).then(|| format!("`{key}` (extra ssh options)"));
+                self.unsupported.insert(key.to_string(), shown);
+            }
+            "ansible_password" | "ansible_ssh_pass" | "ansible_ssh_password" => {
+                // Never the value: it is a password.
+                let shown = (!plain.is_empty()).then(|| format!("`{key}` (password login)"));
+                self.unsupported.insert(key.to_string(), shown);
+            }
+            _ => {}
         }
         let value = Some(value.to_string());
         match key {
@@ -63,7 +87,23 @@ impl HostVars {
                 .identity_file
                 .clone()
                 .or_else(|| self.identity_file.clone()),
+            unsupported: {
+                let mut merged = self.unsupported.clone();
+                merged.extend(other.unsupported.clone());
+                merged
+            },
         }
+    }
+
+    /// What this host sets that runbook does not apply, if anything.
+    pub fn refused(&self) -> Option<String> {
+        let shown: Vec<&str> = self
+            .unsupported
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!shown.is_empty()).then(|| shown.join(", "))
     }
 }
 

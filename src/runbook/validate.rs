@@ -130,7 +130,11 @@ pub fn validate(
             );
         }
     }
-    let (hosts, groups) = super::fleet::hosts_and_groups(
+    let super::fleet::Fleet {
+        hosts,
+        groups,
+        refused,
+    } = super::fleet::hosts_and_groups(
         &file.hosts,
         &file.groups,
         file.inventory.as_ref(),
@@ -147,6 +151,23 @@ pub fn validate(
                             "env_files[{i}] names host `{}`; declare it under `hosts:` or `groups:`",
                             remote.host
                         )),
+                );
+            }
+        }
+    }
+    for env_file in &file.env_files {
+        if let EnvFileSpec::Remote(remote) = env_file {
+            if let Some(what) = refused.get(&remote.host) {
+                v.push(
+                    Diagnostic::new(
+                        &source.path,
+                        format!(
+                            "env_files reads a file on `{}`, whose inventory entry sets {what}, which runbook does not apply",
+                            remote.host
+                        ),
+                    )
+                    .at(source.nested_key_span("env_files", "host"))
+                    .hint(REFUSED_HINT),
                 );
             }
         }
@@ -223,6 +244,25 @@ pub fn validate(
             .as_ref()
             .filter(|g| !hosts.contains_key(*g) && groups.contains_key(*g))
             .cloned();
+        let targets: &[String] = match (&host, &group) {
+            (Some(h), _) => std::slice::from_ref(h),
+            (None, Some(g)) => &groups[g],
+            (None, None) => &[],
+        };
+        if let Some(h) = targets.iter().find(|h| refused.contains_key(*h)) {
+            let on = spec.on.as_deref().unwrap_or_default();
+            v.push(
+                Diagnostic::new(
+                    &source.path,
+                    format!(
+                        "step `{}` runs on `{h}`, whose inventory entry sets {}, which runbook does not apply",
+                        spec.id, refused[h]
+                    ),
+                )
+                .at(source.step_value_span(index, "on", on))
+                .hint(REFUSED_HINT),
+            );
+        }
         v.check_fleet_keys(index, spec, group.as_ref().map(|g| groups[g].len()));
         on_group.push(group);
         for secret in &spec.requires {
@@ -648,6 +688,10 @@ pub fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
     }
     None
 }
+
+/// What to do about an inventory host runbook would reach another way than
+/// its inventory says.
+const REFUSED_HINT: &str = "runbook reaches hosts with plain ssh and your ssh config (~/.ssh/config), with key login only: put ssh options such as ProxyJump in ~/.ssh/config, run this machine's steps with `on: local`, or declare the host under `hosts:` (which wins over the inventory) or leave it out of this step's group";
 
 /// Refuses a `--var` that names no var of the runbook: one neither declared
 /// under `vars:` nor used in it as `vars.NAME` (or `vars['NAME']`). A typo

@@ -93,31 +93,17 @@ fi
 
 # The Docker Engine.
 if [ -n "$is_root" ]; then
-  # Debian's dockerd in the server's namespace (nsenter joins the network
-  # namespace only: `ip netns exec` would hide the cgroup mounts from it).
-  # It starts its own containerd, or uses a running system containerd under
-  # a containerd namespace of this sandbox's own. Its iptables rules (NAT
-  # from the compose networks out to the veth, the published ports) live in
-  # that namespace's tables, not this machine's. The containers' DNS forwards
-  # names outside the compose network to this machine's side of the veth
-  # (nothing answers there), never to the outside.
+  # Debian's dockerd in the server's namespace (engine.sh). Its iptables
+  # rules (NAT from the compose networks out to the veth, the published
+  # ports) live in that namespace's tables, not this machine's. The
+  # containers' DNS forwards names outside the compose network to this
+  # machine's side of the veth (nothing answers there), never to the outside.
   eng="$root/engine"
-  mkdir -p "$eng"
   base=$("$here/base.sh")
-  nsenter --net="/run/netns/$ns" dockerd --data-root "$eng/data" --exec-root "$eng/exec" \
-    --pidfile "$eng/dockerd.pid" -H "unix://$eng/docker.sock" --userland-proxy=true \
-    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" --dns "$bind" \
-    >"$root/run/dockerd.log" 2>&1 &
-  echo $! > "$root/run/dockerd.pid"
-  export DOCKER_HOST="unix://$eng/docker.sock"
+  DOCKER_HOST=$("$here/engine.sh" start "$eng" "$ns" --dns "$bind")
+  export DOCKER_HOST
   project=mcp-stack
-  for _ in $(seq 300); do
-    [ -S "$eng/docker.sock" ] && docker version >/dev/null 2>&1 && break
-    kill -0 "$(cat "$root/run/dockerd.pid")" 2>/dev/null || { tail -5 "$root/run/dockerd.log" >&2; echo "sandbox: dockerd did not start; see $root/run/dockerd.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  docker version >/dev/null 2>&1 || { echo "sandbox: dockerd does not answer on $DOCKER_HOST; see $root/run/dockerd.log" >&2; exit 1; }
-  echo "sandbox: own Docker Engine (dockerd pid $(cat "$root/run/dockerd.pid")) in namespace $ns, $DOCKER_HOST" >&2
+  echo "sandbox: own Docker Engine (dockerd pid $(cat "$eng/started.pid")) in namespace $ns, $DOCKER_HOST" >&2
 else
   # The user's daemon, under a project name of this sandbox's own.
   if ! docker version >/dev/null 2>&1; then

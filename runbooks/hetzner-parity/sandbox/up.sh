@@ -112,9 +112,21 @@ else
   fi
   export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
   project="rbsandbox-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
-  # Containers reach the simulated upstreams through the daemon's bridge address.
-  bind=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null || true)
-  [ -n "$bind" ] || { echo "sandbox: cannot find the address of the daemon's bridge network" >&2; exit 1; }
+  # Containers reach the simulated upstreams through the address this
+  # machine has on the daemon's default bridge (docker0): its gateway, which
+  # Docker leaves out of `network inspect` unless it was configured; then it
+  # is the subnet's first address, as Docker assigns it.
+  bind=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{"\n"}}{{end}}' 2>/dev/null |
+    /usr/bin/python3 -c '
+import ipaddress, sys
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 1 and ipaddress.ip_network(f[0], strict=False).version == 4:
+        print(next(ipaddress.ip_network(f[0], strict=False).hosts())); break
+    if len(f) == 2 and ipaddress.ip_address(f[0]).version == 4:
+        print(f[0]); break
+' 2>/dev/null || true)
+  [ -n "$bind" ] || { echo "sandbox: cannot find this machine's address on the daemon's bridge network (docker network inspect bridge); the daemon must run on this machine" >&2; exit 1; }
   base=""
   echo "sandbox: not root: using the Docker daemon at $DOCKER_HOST with compose project $project; the stack publishes ports 8000 (loopback), 3000, 3100 and 3200 on this machine" >&2
 fi

@@ -137,7 +137,12 @@ export COMPOSE_PROJECT_NAME=$project
 cp "$here/valid-tokens.env" "$root/upstream/valid.env"
 /usr/bin/python3 "$here/server/upstream.py" "$root/upstream/port" "$root/upstream/valid.env" "$bind" >"$root/run/upstream.log" 2>&1 &
 echo $! > "$root/run/upstream.pid"
-for _ in $(seq 100); do [ -s "$root/upstream/port" ] && break; sleep 0.05; done
+for _ in $(seq 600); do
+  [ -s "$root/upstream/port" ] && break
+  kill -0 "$(cat "$root/run/upstream.pid")" 2>/dev/null || break
+  sleep 0.05
+done
+[ -s "$root/upstream/port" ] || { cat "$root/run/upstream.log" >&2; echo "sandbox: the simulated upstream APIs did not start on $bind; see $root/run/upstream.log" >&2; exit 1; }
 up_port=$(cat "$root/upstream/port")
 upstream="http://$bind:$up_port"
 echo "$upstream" > "$root/upstream.url"

@@ -46,6 +46,10 @@ if [ -n "$is_root" ]; then
   need iptables "apt-get install iptables"
 fi
 
+# The images the compose files name, which the sandbox builds as stand-ins.
+standins=(postgres:16 redis:7 ghcr.io/open-webui/open-webui:main mcp/filesystem
+  ghcr.io/github/github-mcp-server mcp/clickup mcp/trello node:20-alpine python:3.12-slim)
+
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The server's file system: the deploy dir as found on Hetzner.
@@ -129,6 +133,14 @@ for line in sys.stdin:
   [ -n "$bind" ] || { echo "sandbox: cannot find this machine's address on the daemon's bridge network (docker network inspect bridge); the daemon must run on this machine" >&2; exit 1; }
   base=""
   echo "sandbox: not root: using the Docker daemon at $DOCKER_HOST with compose project $project; the stack publishes ports 8000 (loopback), 3000, 3100 and 3200 on this machine" >&2
+  # On your own daemon, never replace a real image of a stand-in's name:
+  # refuse before building anything.
+  for name in "${standins[@]}"; do
+    if mark=$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null) && [ "$mark" != 1 ]; then
+      echo "sandbox: your Docker daemon has an image $name of its own, which the sandbox's stand-in would replace: run as root (own engine) or remove it (docker image rm $name); nothing on your daemon was changed" >&2
+      exit 1
+    fi
+  done
 fi
 printf 'DOCKER_HOST=%s\nCOMPOSE_PROJECT_NAME=%s\n' "$DOCKER_HOST" "$project" > "$root/env"
 export COMPOSE_PROJECT_NAME=$project
@@ -155,8 +167,14 @@ if [ -n "$base" ]; then
   docker import "$base" rbsandbox/base:latest >/dev/null ||
     { echo "sandbox: the cached base image $base does not import: delete it and run again to rebuild it" >&2; exit 1; }
 elif ! docker image inspect rbsandbox/base:latest >/dev/null 2>&1; then
-  base=$("$here/base.sh") || { echo "sandbox: no rbsandbox/base image in the daemon and the base cannot be built here (needs root once)" >&2; exit 1; }
-  docker import "$base" rbsandbox/base:latest >/dev/null
+  # Without root there is no debootstrap: the base tar a root run cached.
+  base=$("$here/base.sh") ||
+    { echo "sandbox: your Docker daemon has no rbsandbox/base image and there is no cached base to import: build it once as root (sudo $here/base.sh), then run up.sh again" >&2; exit 1; }
+  [ -r "$base" ] ||
+    { echo "sandbox: cannot read the cached base $base: make it readable to you (sudo chmod a+r $base), or import it as its owner (docker import $base rbsandbox/base:latest)" >&2; exit 1; }
+  echo "sandbox: importing the cached base $base into your daemon as rbsandbox/base:latest" >&2
+  docker import "$base" rbsandbox/base:latest >/dev/null ||
+    { echo "sandbox: the cached base image $base does not import" >&2; exit 1; }
 fi
 ctx="$root/run/standins"
 mkdir -p "$ctx"
@@ -165,13 +183,10 @@ printf 'FROM rbsandbox/base:latest\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox
 docker build -q -t rbsandbox/standins:latest "$ctx" >/dev/null 2>>"$root/run/images.log" ||
   { cat "$root/run/images.log" >&2; echo "sandbox: building the stand-in base failed" >&2; exit 1; }
 standin() { # NAME DOCKERFILE-LINES...
-  local name=$1 mark
+  local name=$1
   shift
-  # On your own daemon, never replace a real image of that name.
-  if [ -z "$is_root" ] && mark=$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null) && [ "$mark" != 1 ]; then
-    echo "sandbox: your Docker daemon has an image $name of its own, which the sandbox's stand-in would replace: run as root (own engine) or remove it" >&2
-    return 1
-  fi
+  # Checked against the user's images above only if it is in the list.
+  [[ " ${standins[*]} " == *" $name "* ]] || { echo "sandbox: the stand-in $name is missing from the standins list in up.sh" >&2; return 1; }
   printf 'FROM rbsandbox/standins:latest\nLABEL rbsandbox.standin=1\n%s\n' "$@" | docker build -q -t "$name" - >/dev/null 2>>"$root/run/images.log"
 }
 pids=()

@@ -7,14 +7,26 @@ root=${1:-${SANDBOX_DIR:-$PWD/state/sandbox}}
 [ -d "$root" ] || exit 0
 root=$(cd "$root" && pwd)
 
-# The containers: on the user's daemon, only this sandbox's compose project.
+# On the user's daemon: only this sandbox's compose project (its containers,
+# networks, volumes and the images it built), then the stand-in images up.sh
+# built (the names in standin-images, labelled rbsandbox.standin, and their
+# old versions) that no container uses any more, so that a
+# name like redis:7 is not left pointing at a stand-in. The imported base
+# (rbsandbox/base) stays, to be imported once only; the daemon keeps running.
 if [ -f "$root/env" ] && [ ! -d "$root/engine" ]; then
   (
     set -a
     . "$root/env"
     set +a
     cd "$root/server/opt/mcp-stack" 2>/dev/null &&
-      timeout 120 docker-compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
+      timeout 120 docker-compose down --volumes --remove-orphans --rmi local --timeout 5 >/dev/null 2>&1
+    while read -r name; do
+      [ -n "$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null)" ] &&
+        docker image rm "$name" >/dev/null 2>&1
+    done < <(cat "$root/standin-images" 2>/dev/null)
+    for id in $(docker images -q --filter dangling=true --filter label=rbsandbox.standin 2>/dev/null); do
+      docker image rm "$id" >/dev/null 2>&1
+    done
   )
 fi
 

@@ -176,10 +176,12 @@ elif ! docker image inspect rbsandbox/base:latest >/dev/null 2>&1; then
   docker import "$base" rbsandbox/base:latest >/dev/null ||
     { echo "sandbox: the cached base image $base does not import" >&2; exit 1; }
 fi
+# What down.sh removes from your daemon when it stops the sandbox.
+[ -n "$is_root" ] || printf '%s\n' rbsandbox/standins:latest "${standins[@]}" > "$root/standin-images"
 ctx="$root/run/standins"
 mkdir -p "$ctx"
 cp "$here/images/"* "$here/seed/users.json" "$ctx/"
-printf 'FROM rbsandbox/base:latest\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox/npx /usr/local/bin/npx\nENV SANDBOX_UPSTREAM=%s\n' "$upstream" > "$ctx/Dockerfile"
+printf 'FROM rbsandbox/base:latest\nLABEL rbsandbox.standin=base\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox/npx /usr/local/bin/npx\nENV SANDBOX_UPSTREAM=%s\n' "$upstream" > "$ctx/Dockerfile"
 docker build -q -t rbsandbox/standins:latest "$ctx" >/dev/null 2>>"$root/run/images.log" ||
   { cat "$root/run/images.log" >&2; echo "sandbox: building the stand-in base failed" >&2; exit 1; }
 standin() { # NAME DOCKERFILE-LINES...

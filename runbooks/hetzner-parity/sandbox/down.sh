@@ -7,36 +7,33 @@ root=${1:-${SANDBOX_DIR:-$PWD/state/sandbox}}
 [ -d "$root" ] || exit 0
 root=$(cd "$root" && pwd)
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-stop_pid() { # PID SECONDS: TERM, then KILL after SECONDS
-  local pid=$1 i
-  alive "$pid" || return 0
-  kill "$pid" 2>/dev/null
-  for i in $(seq $(( $2 * 10 ))); do alive "$pid" || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
-}
-
-# The containers: on the user's daemon, only this sandbox's compose project.
+# On the user's daemon: only this sandbox's compose project (its containers,
+# networks, volumes and the images it built), then the stand-in images up.sh
+# built (the names in standin-images, labelled rbsandbox.standin, and their
+# old versions) that no container uses any more, so that a
+# name like redis:7 is not left pointing at a stand-in. The imported base
+# (rbsandbox/base) stays, to be imported once only; the daemon keeps running.
 if [ -f "$root/env" ] && [ ! -d "$root/engine" ]; then
   (
     set -a
     . "$root/env"
     set +a
     cd "$root/server/opt/mcp-stack" 2>/dev/null &&
-      timeout 120 docker-compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
+      timeout 120 docker-compose down --volumes --remove-orphans --rmi local --timeout 5 >/dev/null 2>&1
+    while read -r name; do
+      [ -n "$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null)" ] &&
+        docker image rm "$name" >/dev/null 2>&1
+    done < <(cat "$root/standin-images" 2>/dev/null)
+    for id in $(docker images -q --filter dangling=true --filter label=rbsandbox.standin 2>/dev/null); do
+      docker image rm "$id" >/dev/null 2>&1
+    done
   )
 fi
 
-# The sandbox's own engine: dockerd stops its containers and its containerd.
+# The sandbox's own engine: dockerd stops its containers and its containerd;
+# what a killed engine leaves mounted under its folders is unmounted.
 if [ -d "$root/engine" ]; then
-  pid=$(cat "$root/engine/dockerd.pid" 2>/dev/null || cat "$root/run/dockerd.pid" 2>/dev/null)
-  stop_pid "$pid" 30
-  rm -f "$root/run/dockerd.pid"
-  # What a killed engine may leave mounted under its folders (overlays,
-  # container namespaces), deepest first.
-  awk -v r="$root/engine/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount -l "$m" 2>/dev/null; done
+  "$(dirname "$0")/engine.sh" stop "$root/engine"
 fi
 
 for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid; do

@@ -46,6 +46,10 @@ if [ -n "$is_root" ]; then
   need iptables "apt-get install iptables"
 fi
 
+# The images the compose files name, which the sandbox builds as stand-ins.
+standins=(postgres:16 redis:7 ghcr.io/open-webui/open-webui:main mcp/filesystem
+  ghcr.io/github/github-mcp-server mcp/clickup mcp/trello node:20-alpine python:3.12-slim)
+
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The server's file system: the deploy dir as found on Hetzner.
@@ -93,31 +97,17 @@ fi
 
 # The Docker Engine.
 if [ -n "$is_root" ]; then
-  # Debian's dockerd in the server's namespace (nsenter joins the network
-  # namespace only: `ip netns exec` would hide the cgroup mounts from it).
-  # It starts its own containerd, or uses a running system containerd under
-  # a containerd namespace of this sandbox's own. Its iptables rules (NAT
-  # from the compose networks out to the veth, the published ports) live in
-  # that namespace's tables, not this machine's. The containers' DNS forwards
-  # names outside the compose network to this machine's side of the veth
-  # (nothing answers there), never to the outside.
+  # Debian's dockerd in the server's namespace (engine.sh). Its iptables
+  # rules (NAT from the compose networks out to the veth, the published
+  # ports) live in that namespace's tables, not this machine's. The
+  # containers' DNS forwards names outside the compose network to this
+  # machine's side of the veth (nothing answers there), never to the outside.
   eng="$root/engine"
-  mkdir -p "$eng"
   base=$("$here/base.sh")
-  nsenter --net="/run/netns/$ns" dockerd --data-root "$eng/data" --exec-root "$eng/exec" \
-    --pidfile "$eng/dockerd.pid" -H "unix://$eng/docker.sock" --userland-proxy=true \
-    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" --dns "$bind" \
-    >"$root/run/dockerd.log" 2>&1 &
-  echo $! > "$root/run/dockerd.pid"
-  export DOCKER_HOST="unix://$eng/docker.sock"
+  DOCKER_HOST=$("$here/engine.sh" start "$eng" "$ns" --dns "$bind")
+  export DOCKER_HOST
   project=mcp-stack
-  for _ in $(seq 300); do
-    [ -S "$eng/docker.sock" ] && docker version >/dev/null 2>&1 && break
-    kill -0 "$(cat "$root/run/dockerd.pid")" 2>/dev/null || { tail -5 "$root/run/dockerd.log" >&2; echo "sandbox: dockerd did not start; see $root/run/dockerd.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  docker version >/dev/null 2>&1 || { echo "sandbox: dockerd does not answer on $DOCKER_HOST; see $root/run/dockerd.log" >&2; exit 1; }
-  echo "sandbox: own Docker Engine (dockerd pid $(cat "$root/run/dockerd.pid")) in namespace $ns, $DOCKER_HOST" >&2
+  echo "sandbox: own Docker Engine (dockerd pid $(cat "$eng/started.pid")) in namespace $ns, $DOCKER_HOST" >&2
 else
   # The user's daemon, under a project name of this sandbox's own.
   if ! docker version >/dev/null 2>&1; then
@@ -126,11 +116,31 @@ else
   fi
   export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
   project="rbsandbox-$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
-  # Containers reach the simulated upstreams through the daemon's bridge address.
-  bind=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null || true)
-  [ -n "$bind" ] || { echo "sandbox: cannot find the address of the daemon's bridge network" >&2; exit 1; }
+  # Containers reach the simulated upstreams through the address this
+  # machine has on the daemon's default bridge (docker0): its gateway, which
+  # Docker leaves out of `network inspect` unless it was configured; then it
+  # is the subnet's first address, as Docker assigns it.
+  bind=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{"\n"}}{{end}}' 2>/dev/null |
+    /usr/bin/python3 -c '
+import ipaddress, sys
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 1 and ipaddress.ip_network(f[0], strict=False).version == 4:
+        print(next(ipaddress.ip_network(f[0], strict=False).hosts())); break
+    if len(f) == 2 and ipaddress.ip_address(f[0]).version == 4:
+        print(f[0]); break
+' 2>/dev/null || true)
+  [ -n "$bind" ] || { echo "sandbox: cannot find this machine's address on the daemon's bridge network (docker network inspect bridge); the daemon must run on this machine" >&2; exit 1; }
   base=""
   echo "sandbox: not root: using the Docker daemon at $DOCKER_HOST with compose project $project; the stack publishes ports 8000 (loopback), 3000, 3100 and 3200 on this machine" >&2
+  # On your own daemon, never replace a real image of a stand-in's name:
+  # refuse before building anything.
+  for name in "${standins[@]}"; do
+    if mark=$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null) && [ "$mark" != 1 ]; then
+      echo "sandbox: your Docker daemon has an image $name of its own, which the sandbox's stand-in would replace: run as root (own engine) or remove it (docker image rm $name); nothing on your daemon was changed" >&2
+      exit 1
+    fi
+  done
 fi
 printf 'DOCKER_HOST=%s\nCOMPOSE_PROJECT_NAME=%s\n' "$DOCKER_HOST" "$project" > "$root/env"
 export COMPOSE_PROJECT_NAME=$project
@@ -139,7 +149,12 @@ export COMPOSE_PROJECT_NAME=$project
 cp "$here/valid-tokens.env" "$root/upstream/valid.env"
 /usr/bin/python3 "$here/server/upstream.py" "$root/upstream/port" "$root/upstream/valid.env" "$bind" >"$root/run/upstream.log" 2>&1 &
 echo $! > "$root/run/upstream.pid"
-for _ in $(seq 100); do [ -s "$root/upstream/port" ] && break; sleep 0.05; done
+for _ in $(seq 600); do
+  [ -s "$root/upstream/port" ] && break
+  kill -0 "$(cat "$root/run/upstream.pid")" 2>/dev/null || break
+  sleep 0.05
+done
+[ -s "$root/upstream/port" ] || { cat "$root/run/upstream.log" >&2; echo "sandbox: the simulated upstream APIs did not start on $bind; see $root/run/upstream.log" >&2; exit 1; }
 up_port=$(cat "$root/upstream/port")
 upstream="http://$bind:$up_port"
 echo "$upstream" > "$root/upstream.url"
@@ -152,23 +167,28 @@ if [ -n "$base" ]; then
   docker import "$base" rbsandbox/base:latest >/dev/null ||
     { echo "sandbox: the cached base image $base does not import: delete it and run again to rebuild it" >&2; exit 1; }
 elif ! docker image inspect rbsandbox/base:latest >/dev/null 2>&1; then
-  base=$("$here/base.sh") || { echo "sandbox: no rbsandbox/base image in the daemon and the base cannot be built here (needs root once)" >&2; exit 1; }
-  docker import "$base" rbsandbox/base:latest >/dev/null
+  # Without root there is no debootstrap: the base tar a root run cached.
+  base=$("$here/base.sh") ||
+    { echo "sandbox: your Docker daemon has no rbsandbox/base image and there is no cached base to import: build it once as root (sudo $here/base.sh), then run up.sh again" >&2; exit 1; }
+  [ -r "$base" ] ||
+    { echo "sandbox: cannot read the cached base $base: make it readable to you (sudo chmod a+r $base), or import it as its owner (docker import $base rbsandbox/base:latest)" >&2; exit 1; }
+  echo "sandbox: importing the cached base $base into your daemon as rbsandbox/base:latest" >&2
+  docker import "$base" rbsandbox/base:latest >/dev/null ||
+    { echo "sandbox: the cached base image $base does not import" >&2; exit 1; }
 fi
+# What down.sh removes from your daemon when it stops the sandbox.
+[ -n "$is_root" ] || printf '%s\n' rbsandbox/standins:latest "${standins[@]}" > "$root/standin-images"
 ctx="$root/run/standins"
 mkdir -p "$ctx"
 cp "$here/images/"* "$here/seed/users.json" "$ctx/"
-printf 'FROM rbsandbox/base:latest\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox/npx /usr/local/bin/npx\nENV SANDBOX_UPSTREAM=%s\n' "$upstream" > "$ctx/Dockerfile"
+printf 'FROM rbsandbox/base:latest\nLABEL rbsandbox.standin=base\nCOPY . /opt/sandbox/\nRUN ln -s /opt/sandbox/npx /usr/local/bin/npx\nENV SANDBOX_UPSTREAM=%s\n' "$upstream" > "$ctx/Dockerfile"
 docker build -q -t rbsandbox/standins:latest "$ctx" >/dev/null 2>>"$root/run/images.log" ||
   { cat "$root/run/images.log" >&2; echo "sandbox: building the stand-in base failed" >&2; exit 1; }
 standin() { # NAME DOCKERFILE-LINES...
-  local name=$1 mark
+  local name=$1
   shift
-  # On your own daemon, never replace a real image of that name.
-  if [ -z "$is_root" ] && mark=$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null) && [ "$mark" != 1 ]; then
-    echo "sandbox: your Docker daemon has an image $name of its own, which the sandbox's stand-in would replace: run as root (own engine) or remove it" >&2
-    return 1
-  fi
+  # Checked against the user's images above only if it is in the list.
+  [[ " ${standins[*]} " == *" $name "* ]] || { echo "sandbox: the stand-in $name is missing from the standins list in up.sh" >&2; return 1; }
   printf 'FROM rbsandbox/standins:latest\nLABEL rbsandbox.standin=1\n%s\n' "$@" | docker build -q -t "$name" - >/dev/null 2>>"$root/run/images.log"
 }
 pids=()

@@ -69,6 +69,26 @@ struct UserDaemon {
     home: PathBuf,
 }
 
+/// The user's copy of what it runs: the hetzner-parity folder and the
+/// runbook binary under the user's folder (`repo/`), owned by the user, so
+/// the test does not depend on where the checkout lives (a CI checkout under
+/// `/root` is closed to other users).
+fn give_checkout(work: &Path) {
+    let repo = work.join("repo");
+    std::fs::create_dir_all(repo.join("runbooks")).unwrap();
+    sh(Command::new("cp")
+        .arg("-R")
+        .arg(runbook_dir())
+        .arg(repo.join("runbooks/hetzner-parity")))
+    .code(0);
+    std::fs::copy(env!("CARGO_BIN_EXE_runbook"), repo.join("runbook")).unwrap();
+    sh(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{USER}:{USER}"))
+        .arg(&repo))
+    .code(0);
+}
+
 impl UserDaemon {
     fn start(tag: &str) -> UserDaemon {
         ensure_user();
@@ -95,6 +115,7 @@ impl UserDaemon {
             work,
             home: PathBuf::from(format!("/home/{USER}")),
         };
+        give_checkout(d.work.path());
         sh(Command::new("ip").args(["netns", "exec", &d.ns, "ip", "link", "set", "lo", "up"]))
             .code(0);
         let started = Instant::now();
@@ -124,6 +145,32 @@ impl UserDaemon {
             .trim()
             .parse()
             .unwrap()
+    }
+
+    /// The user's copy of runbooks/hetzner-parity.
+    fn runbook_dir(&self) -> PathBuf {
+        self.work.path().join("repo/runbooks/hetzner-parity")
+    }
+
+    /// The user's copy of the runbook binary.
+    fn bin(&self) -> PathBuf {
+        self.work.path().join("repo/runbook")
+    }
+
+    /// The base a root run caches (the user cannot debootstrap), built if
+    /// missing, put in the user's copy's cache, readable by the user.
+    fn give_base(&self) {
+        let built = sh(&mut Command::new(runbook_dir().join("sandbox/base.sh")));
+        built.code(0);
+        let tar = PathBuf::from(built.stdout.trim());
+        let cache = self.work.path().join("repo/state/sandbox-base");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::copy(&tar, cache.join(tar.file_name().unwrap())).unwrap();
+        sh(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{USER}:{USER}"))
+            .arg(self.work.path().join("repo/state")))
+        .code(0);
     }
 
     fn sandbox(&self) -> PathBuf {
@@ -175,12 +222,12 @@ impl UserDaemon {
     }
 
     fn script(&self, name: &str, args: &[&str]) -> Ran {
-        self.as_user(&runbook_dir().join("sandbox").join(name), args)
+        self.as_user(&self.runbook_dir().join("sandbox").join(name), args)
     }
 
     /// A sandbox script without arguments, with more environment variables.
     fn script_with(&self, name: &str, env: &[(&str, String)]) -> Ran {
-        self.as_user_with(&runbook_dir().join("sandbox").join(name), &[], env)
+        self.as_user_with(&self.runbook_dir().join("sandbox").join(name), &[], env)
     }
 
     /// The docker CLI against the daemon (as root); stdout.
@@ -319,30 +366,11 @@ fn env_of(d: &UserDaemon, id: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
-    // The cached base a root run makes (the user cannot debootstrap).
-    sh(&mut Command::new(runbook_dir().join("sandbox/base.sh"))).code(0);
     let d = UserDaemon::start("run");
+    d.give_base();
     let bystander = d.bystander();
     let bystander_started = d.inspect(&bystander)["State"]["StartedAt"].clone();
-    let bin = Path::new(env!("CARGO_BIN_EXE_runbook"));
-    let readable = d.as_user(
-        Path::new("/bin/sh"),
-        &[
-            "-c",
-            &format!(
-                "test -x '{}' && test -r '{}'",
-                bin.display(),
-                runbook_dir().join("runbook.yaml").display()
-            ),
-        ],
-    );
-    assert_eq!(
-        readable.code,
-        0,
-        "{USER} cannot run {} or read the checkout: keep them readable to others (umask 022)",
-        bin.display()
-    );
-
+    let bin = &d.bin();
     // up.sh says which daemon it uses and under which project.
     let up = d.script("up.sh", &[]);
     up.code(0);
@@ -381,7 +409,7 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
     assert!(args.contains(&format!("ssh_user={USER}")), "{args:?}");
 
     // The first run is held on Lukas's tokens.
-    let rb = runbook_dir().join("runbook.yaml").display().to_string();
+    let rb = d.runbook_dir().join("runbook.yaml").display().to_string();
     let mut run = vec!["run", rb.as_str(), "--fresh"];
     run.extend(args.iter().map(String::as_str));
     d.as_user(bin, &run).code(3).stdout_has("held");
@@ -417,7 +445,7 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
     }
 
     // Lukas's tokens in the server's .env, written by the user; resume.
-    let valid = runbook_dir().join("sandbox/valid-tokens.env");
+    let valid = d.runbook_dir().join("sandbox/valid-tokens.env");
     let dotenv = d.sandbox().join("server/opt/mcp-stack/.env");
     d.as_user(
         Path::new("/bin/sh"),
@@ -534,12 +562,12 @@ fn without_root_a_real_image_of_a_stand_ins_name_is_refused_and_kept() {
     let up = d.script_with("up.sh", &[("SANDBOX_CACHE", cache.display().to_string())]);
     up.code(1).stderr_has(&format!(
         "there is no cached base to import: build it once as root (sudo {}",
-        runbook_dir().join("sandbox/base.sh").display()
+        d.runbook_dir().join("sandbox/base.sh").display()
     ));
     // A cached base the user may not read.
     let digest = sh(Command::new("sh").arg("-c").arg(format!(
         "cksum < '{}' | cut -d' ' -f1",
-        runbook_dir().join("sandbox/base.sh").display()
+        d.runbook_dir().join("sandbox/base.sh").display()
     )))
     .stdout;
     let tar = cache.join(format!("base-{}.tar", digest.trim()));

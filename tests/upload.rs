@@ -5,6 +5,7 @@
 mod support;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use support::sshd::Sshd;
 use support::Test;
 
@@ -361,4 +362,134 @@ fn a_file_that_cannot_be_written_fails_the_step_naming_it() {
         "{:?}",
         tree(&dest)
     );
+}
+
+/// Bytes that do not compress, from a seed (xorshift).
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+#[test]
+fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
+    let mut sshd = Sshd::start();
+    let t = Test::new();
+    let dest = sshd.dir.path().join("site");
+    // In upload order: a small file, a big one (its transfer lasts long
+    // enough on loopback to be cut), then two more, one in a subfolder.
+    let names = ["a.txt", "b-big.bin", "c/d.txt", "e.txt"];
+    let big_new = noise(64 << 20, 0x5eed);
+    let new: Vec<Vec<u8>> = vec![
+        b"a new\n".to_vec(),
+        big_new,
+        b"d new\n".to_vec(),
+        b"e new\n".to_vec(),
+    ];
+    for (name, bytes) in names.iter().zip(&new) {
+        let path = t.path().join("runbooks/src").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    // Every destination holds an older version.
+    let big_old = noise(1 << 20, 0x01d);
+    for (name, bytes) in names.iter().zip([
+        b"a old\n".to_vec(),
+        big_old.clone(),
+        b"d old\n".to_vec(),
+        b"e old\n".to_vec(),
+    ]) {
+        let path = dest.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let big_inode = inode(&dest.join("b-big.bin"));
+    let a_inode = inode(&dest.join("a.txt"));
+    let yaml = format!(
+        "hosts:\n{}steps:\n  - id: put\n    on: box\n    timeout: 120s\n    upload: {{ src: src, dest: {}, mode: \"0640\" }}\n",
+        sshd.host_yaml("box"),
+        dest.display()
+    );
+    t.put_runbook("r", &yaml);
+    let child = t.spawn(&["run", "r"]);
+    // The first file is in place while the big one is still on its way:
+    // its temporary file is there, not yet all written.
+    let big_len = new[1].len() as u64;
+    let big_on_its_way = || {
+        std::fs::read_dir(&dest).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".b-big.bin.runbook-tmp.")
+                && e.metadata().is_ok_and(|m| m.len() < big_len)
+        })
+    };
+    let caught = support::wait_for(Duration::from_secs(60), || {
+        std::fs::metadata(dest.join("a.txt"))
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) != a_inode)
+            && big_on_its_way()
+            && inode(&dest.join("b-big.bin")) == big_inode
+    });
+    if !caught {
+        support::signal(&child, "KILL");
+        let ran = support::finish(child);
+        panic!(
+            "a.txt was never in place while b-big.bin was still being sent (every file renamed only at the end?)\n{ran:?}"
+        );
+    }
+    // The network goes: the connection's processes on the host side end
+    // (by pid), the server stays up to be reconnected to.
+    let conns = sshd.connection_processes();
+    assert!(!conns.is_empty(), "no per-connection sshd process found");
+    for pid in &conns {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let a_at_cut = inode(&dest.join("a.txt"));
+    let big_at_cut = std::fs::read(dest.join("b-big.bin")).unwrap();
+    assert!(
+        big_at_cut == big_old,
+        "the big file's destination did not hold the old content at the cut ({} bytes)",
+        big_at_cut.len()
+    );
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"a new\n");
+    let ran = support::finish(child);
+    assert_eq!(
+        ran.code, 0,
+        "the step failed on a lost connection:\n{ran:?}"
+    );
+    for (name, bytes) in names.iter().zip(&new) {
+        assert!(
+            std::fs::read(dest.join(name)).unwrap() == *bytes,
+            "{name} does not hold the new content"
+        );
+    }
+    // What was in place at the cut was not written again.
+    assert_eq!(inode(&dest.join("a.txt")), a_at_cut, "a.txt was rewritten");
+    let a = format!("unchanged {}", dest.join("a.txt").display());
+    assert!(ran.stdout.contains(&a), "no {a:?} in:\n{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("4 of 4 files written") && ran.stdout.contains("re-established"),
+        "{}",
+        ran.stdout
+    );
+    assert!(sshd.logins() >= 2, "the engine never reconnected");
+    let clean = support::wait_for(Duration::from_secs(10), || {
+        tree(&dest).iter().all(|p| !p.contains(".runbook-tmp."))
+    });
+    assert!(clean, "temporary files left: {:?}", tree(&dest));
+    let s = t.status(None);
+    assert_eq!(s.state_of("put"), "succeeded");
+    assert_eq!(s.step("put").attempts, 1);
+    sshd.stop();
 }

@@ -281,6 +281,17 @@ impl SshPool {
         }
     }
 
+    /// Whether the master connection `session` to the host dropped (it no
+    /// longer answers); a dropped one is forgotten, so the next use
+    /// reconnects.
+    pub async fn dropped(&self, host: &str, session: &Arc<Session>) -> bool {
+        if session.check().await.is_ok() {
+            return false;
+        }
+        self.forget(host, session).await;
+        true
+    }
+
     async fn connect(&self, t: &HostTarget) -> Result<Session, SshError> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(if t.accept_new {

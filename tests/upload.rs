@@ -381,18 +381,27 @@ fn inode(path: &Path) -> u64 {
     std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
 }
 
-#[test]
-fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
-    let mut sshd = Sshd::start();
+/// An upload of four files over the real sshd, the second one big, with
+/// an older version of each at its destination; caught while the first
+/// file is in place and the big one is still on its way.
+struct CutScene {
+    t: Test,
+    dest: PathBuf,
+    names: [&'static str; 4],
+    new: Vec<Vec<u8>>,
+    big_old: Vec<u8>,
+    child: std::process::Child,
+}
+
+fn upload_caught_mid_transfer(sshd: &Sshd, big: usize, timeout: &str) -> CutScene {
     let t = Test::new();
     let dest = sshd.dir.path().join("site");
     // In upload order: a small file, a big one (its transfer lasts long
     // enough on loopback to be cut), then two more, one in a subfolder.
     let names = ["a.txt", "b-big.bin", "c/d.txt", "e.txt"];
-    let big_new = noise(64 << 20, 0x5eed);
     let new: Vec<Vec<u8>> = vec![
         b"a new\n".to_vec(),
-        big_new,
+        noise(big, 0x5eed),
         b"d new\n".to_vec(),
         b"e new\n".to_vec(),
     ];
@@ -416,7 +425,7 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
     let big_inode = inode(&dest.join("b-big.bin"));
     let a_inode = inode(&dest.join("a.txt"));
     let yaml = format!(
-        "hosts:\n{}steps:\n  - id: put\n    on: box\n    timeout: 120s\n    upload: {{ src: src, dest: {}, mode: \"0640\" }}\n",
+        "hosts:\n{}steps:\n  - id: put\n    on: box\n    timeout: {timeout}\n    upload: {{ src: src, dest: {}, mode: \"0640\" }}\n",
         sshd.host_yaml("box"),
         dest.display()
     );
@@ -424,7 +433,7 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
     let child = t.spawn(&["run", "r"]);
     // The first file is in place while the big one is still on its way:
     // its temporary file is there, not yet all written.
-    let big_len = new[1].len() as u64;
+    let big_len = big as u64;
     let big_on_its_way = || {
         std::fs::read_dir(&dest).unwrap().flatten().any(|e| {
             e.file_name()
@@ -446,6 +455,48 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
             "a.txt was never in place while b-big.bin was still being sent (every file renamed only at the end?)\n{ran:?}"
         );
     }
+    CutScene {
+        t,
+        dest,
+        names,
+        new,
+        big_old,
+        child,
+    }
+}
+
+impl CutScene {
+    /// Right after the cut: the big file's destination holds exactly its
+    /// old content, the first file its new one; the first file's inode.
+    fn check_at_cut(&self) -> u64 {
+        let big_at_cut = std::fs::read(self.dest.join("b-big.bin")).unwrap();
+        assert!(
+            big_at_cut == self.big_old,
+            "the big file's destination did not hold the old content at the cut ({} bytes)",
+            big_at_cut.len()
+        );
+        assert_eq!(std::fs::read(self.dest.join("a.txt")).unwrap(), b"a new\n");
+        inode(&self.dest.join("a.txt"))
+    }
+
+    /// The temporary files under `dest`, once the host's shell had time
+    /// to clean up (it does when its input ends).
+    fn temps(dest: &Path) -> Vec<String> {
+        let temps = || -> Vec<String> {
+            tree(dest)
+                .into_iter()
+                .filter(|p| p.contains(".runbook-tmp."))
+                .collect()
+        };
+        support::wait_for(Duration::from_secs(10), || temps().is_empty());
+        temps()
+    }
+}
+
+#[test]
+fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
+    let sshd = Sshd::start();
+    let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s");
     // The network goes: the connection's processes on the host side end
     // (by pid), the server stays up to be reconnected to.
     let conns = sshd.connection_processes();
@@ -455,14 +506,15 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
             .args(["-KILL", &pid.to_string()])
             .status();
     }
-    let a_at_cut = inode(&dest.join("a.txt"));
-    let big_at_cut = std::fs::read(dest.join("b-big.bin")).unwrap();
-    assert!(
-        big_at_cut == big_old,
-        "the big file's destination did not hold the old content at the cut ({} bytes)",
-        big_at_cut.len()
-    );
-    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"a new\n");
+    let a_at_cut = scene.check_at_cut();
+    let CutScene {
+        t,
+        dest,
+        names,
+        new,
+        child,
+        ..
+    } = scene;
     let ran = support::finish(child);
     assert_eq!(
         ran.code, 0,
@@ -479,17 +531,46 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
     let a = format!("unchanged {}", dest.join("a.txt").display());
     assert!(ran.stdout.contains(&a), "no {a:?} in:\n{}", ran.stdout);
     assert!(
-        ran.stdout.contains("4 of 4 files written") && ran.stdout.contains("re-established"),
+        ran.stdout.contains("4 of 4 files written") && ran.stdout.contains("re-established once"),
         "{}",
         ran.stdout
     );
     assert!(sshd.logins() >= 2, "the engine never reconnected");
-    let clean = support::wait_for(Duration::from_secs(10), || {
-        tree(&dest).iter().all(|p| !p.contains(".runbook-tmp."))
-    });
-    assert!(clean, "temporary files left: {:?}", tree(&dest));
     let s = t.status(None);
     assert_eq!(s.state_of("put"), "succeeded");
     assert_eq!(s.step("put").attempts, 1);
-    sshd.stop();
+    let left = CutScene::temps(&dest);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn an_upload_whose_host_stays_unreachable_fails_at_its_timeout_saying_so() {
+    let mut sshd = Sshd::start();
+    let scene = upload_caught_mid_transfer(&sshd, 32 << 20, "15s");
+    // The server goes too, and does not come back.
+    let started = std::time::Instant::now();
+    sshd.cut();
+    scene.check_at_cut();
+    let CutScene { t, dest, child, .. } = scene;
+    let ran = support::finish(child);
+    ran.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = t.status(None);
+    assert_eq!(s.state_of("put"), "failed");
+    let reason = s.reason_of("put");
+    assert!(
+        reason.contains("lost the SSH connection to `box` during the upload")
+            && reason.contains("could not reconnect within the step's timeout (15s)")
+            && reason.contains("none is half-written"),
+        "{reason}"
+    );
+    // Kept: the file in place before the cut; untouched: the rest.
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"a new\n");
+    assert_eq!(std::fs::read(dest.join("c/d.txt")).unwrap(), b"d old\n");
+    let left = CutScene::temps(&dest);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

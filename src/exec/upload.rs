@@ -482,7 +482,9 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
         ));
     }
     for (i, temp) in temps.iter().enumerate() {
-        script.push_str(&format!(": > {temp} || {{ echo 'fail {i}'; exit 1; }}\n"));
+        script.push_str(&format!(
+            "true > {temp} || {{ echo 'fail {i}'; exit 1; }}\n"
+        ));
     }
     let mut by_mode: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, (_, mode)) in files.iter().enumerate() {

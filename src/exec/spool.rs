@@ -48,11 +48,17 @@ const WRAPPER: &str = concat!(
 /// shell's bell with its ticker (which rings while the file `BELL.t` is not
 /// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; and ends with the
 /// shell), learns the boot id, sweeps stale folders in the background.
+/// When the spool root, the bell or its ticker file cannot be made, `_rbnm`
+/// holds `make` and the host's error (and it runs again before the next
+/// step, in case the host was fixed).
 /// `_rbc TAG FILE OFFSET`: sends what FILE holds past OFFSET as a chunk
 /// (at most 1 MiB; `_rbmore` says there is more); the new offset in `_rbm`.
 /// `_rbd NONCE BASE ATTEMPT OUT ERR SCRIPT EXPORTS`: starts SCRIPT in
 /// BASE/ATTEMPT unless it was started there already (no SCRIPT: only
 /// follow), then follows it from the byte offsets OUT and ERR to its end.
+/// A spool that cannot be made or written (the ticker file, the attempt's
+/// folder, or its files, which the wrapper reports on the bell) ends it at
+/// once with `\036X NONCE nospool make|write ERROR`, the step not started.
 /// `_rbsweep`: removes run folders untouched for a week whose steps no
 /// longer run, bells of shells that are gone (named `bell.PID.NONCE`), and
 /// bells a day old.

@@ -525,3 +525,90 @@ fn env_values_that_together_pass_128_kib_reach_the_step() {
     let logs = t.run(&["logs", "1", "a"]);
     assert!(logs.stdout.contains("lengths 180000"), "{}", logs.stdout);
 }
+
+/// Runs a remote step on a host whose spool cannot be made or written:
+/// it fails at once, naming the host, the folder, the error and what to
+/// do, and nothing runs.
+fn spool_failure(sshd: &Sshd, what: &str, error: &str) {
+    let t = Test::new();
+    let effect = t.p("effect");
+    let steps =
+        format!("  - id: build\n    on: box\n    timeout: 60s\n    run: echo ran >> {effect}\n");
+    t.put_runbook("r", &runbook(sshd, &steps));
+    let started = Instant::now();
+    let ran = t.run(&["run", "r"]);
+    let took = started.elapsed();
+    ran.code(1);
+    let s = t.status(None);
+    assert_eq!(s.state_of("build"), "failed");
+    let reason = s.reason_of("build");
+    for want in [
+        what,
+        "~/.runbook/spool/1-",
+        "on `box`",
+        error,
+        "free space on the host or make",
+    ] {
+        assert!(reason.contains(want), "{want:?} not in {reason:?}");
+    }
+    assert!(!reason.contains("reboot"), "{reason}");
+    assert_eq!(t.read("effect"), "", "the step ran");
+    // It used to fail only after ~10 s of waiting for a start that never came.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn a_spool_folder_that_cannot_be_made_fails_the_step_at_once_saying_why() {
+    // `~/.runbook` is a file: no folder can be made under it, root or not.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join(".runbook"), "in the way\n").unwrap();
+    let sshd = Sshd::start_in(home.path(), ":");
+    spool_failure(&sshd, "cannot make the spool folder", "Not a directory");
+}
+
+#[test]
+fn a_full_disk_under_the_spool_fails_the_step_at_once_saying_why() {
+    // A tiny tmpfs over the spool, filled up, seen only by the server's
+    // mount namespace (it goes away with the server).
+    let home = tempfile::tempdir().unwrap();
+    let spool = home.path().join(".runbook/spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let s = spool.display();
+    let setup = format!(
+        "mount -t tmpfs -o size=64k tmpfs '{s}'\ndd if=/dev/zero of='{s}/fill' bs=4k 2>/dev/null || true"
+    );
+    let sshd = Sshd::start_in(home.path(), &setup);
+    spool_failure(
+        &sshd,
+        "cannot write in the spool folder",
+        "No space left on device",
+    );
+    assert!(
+        std::fs::read_dir(&spool).unwrap().next().is_none(),
+        "the tmpfs was seen outside the server's namespace"
+    );
+}
+
+#[test]
+fn a_spool_out_of_inodes_fails_the_step_at_once_saying_why() {
+    // Room for the host shell's bell and its ticker file and no more (the
+    // bell or the step's folder cannot be made), then room for those and
+    // the step's folders but not its files (its start finds out). Before:
+    // ~10 s of waiting for a start that never came, then "the host
+    // rebooted".
+    for free in [2, 5] {
+        let home = tempfile::tempdir().unwrap();
+        let spool = home.path().join(".runbook/spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let s = spool.display();
+        let mut setup = format!(
+            "mount -t tmpfs -o size=1m,nr_inodes=40 tmpfs '{s}'\n\
+             i=0; while touch \"{s}/fill$i\" 2>/dev/null; do i=$((i+1)); done\n"
+        );
+        for n in 0..free {
+            setup.push_str(&format!("rm -f '{s}/fill{n}'\n"));
+        }
+        let sshd = Sshd::start_in(home.path(), &setup);
+        spool_failure(&sshd, "the spool folder", "No space left on device");
+    }
+}

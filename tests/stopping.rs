@@ -96,7 +96,7 @@ fn a_closed_stdout_neither_stops_a_run_nor_panics_a_report() {
 }
 
 #[test]
-fn an_upload_stopped_mid_transfer_replaces_nothing_and_leaves_no_temporary_file() {
+fn an_upload_stopped_mid_transfer_leaves_each_file_old_or_new_and_no_temporary_file() {
     let sshd = support::sshd::Sshd::start();
     let dest = sshd.dir.path().join("dest");
     std::fs::create_dir_all(&dest).unwrap();
@@ -121,17 +121,22 @@ fn an_upload_stopped_mid_transfer_replaces_nothing_and_leaves_no_temporary_file(
             .count()
     };
     let child = t.spawn(&["run", "r"]);
-    // The small file is decoded into its temporary file: the big one is on its way.
+    // The small file is in place (renamed as soon as it was complete), the
+    // big one is on its way.
     assert!(
-        wait_for(Duration::from_secs(60), || temps() > 0),
+        wait_for(Duration::from_secs(60), || {
+            std::fs::read_to_string(dest.join("a-small.txt")).unwrap_or_default() == "new small\n"
+                && temps() > 0
+        }),
         "no transfer seen"
     );
     signal(&child, "INT");
     finish(child).code(130);
     assert_eq!(
         std::fs::read_to_string(dest.join("a-small.txt")).unwrap(),
-        "old small\n"
+        "new small\n"
     );
+    // Never half-written: the big file is still the old one.
     assert_eq!(
         std::fs::read_to_string(dest.join("b-big.bin")).unwrap(),
         "old big\n"

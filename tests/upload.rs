@@ -5,6 +5,7 @@
 mod support;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use support::sshd::Sshd;
 use support::Test;
 
@@ -361,4 +362,215 @@ fn a_file_that_cannot_be_written_fails_the_step_naming_it() {
         "{:?}",
         tree(&dest)
     );
+}
+
+/// Bytes that do not compress, from a seed (xorshift).
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+/// An upload of four files over the real sshd, the second one big, with
+/// an older version of each at its destination; caught while the first
+/// file is in place and the big one is still on its way.
+struct CutScene {
+    t: Test,
+    dest: PathBuf,
+    names: [&'static str; 4],
+    new: Vec<Vec<u8>>,
+    big_old: Vec<u8>,
+    child: std::process::Child,
+}
+
+fn upload_caught_mid_transfer(sshd: &Sshd, big: usize, timeout: &str) -> CutScene {
+    let t = Test::new();
+    let dest = sshd.dir.path().join("site");
+    // In upload order: a small file, a big one (its transfer lasts long
+    // enough on loopback to be cut), then two more, one in a subfolder.
+    let names = ["a.txt", "b-big.bin", "c/d.txt", "e.txt"];
+    let new: Vec<Vec<u8>> = vec![
+        b"a new\n".to_vec(),
+        noise(big, 0x5eed),
+        b"d new\n".to_vec(),
+        b"e new\n".to_vec(),
+    ];
+    for (name, bytes) in names.iter().zip(&new) {
+        let path = t.path().join("runbooks/src").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    // Every destination holds an older version.
+    let big_old = noise(1 << 20, 0x01d);
+    for (name, bytes) in names.iter().zip([
+        b"a old\n".to_vec(),
+        big_old.clone(),
+        b"d old\n".to_vec(),
+        b"e old\n".to_vec(),
+    ]) {
+        let path = dest.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let big_inode = inode(&dest.join("b-big.bin"));
+    let a_inode = inode(&dest.join("a.txt"));
+    let yaml = format!(
+        "hosts:\n{}steps:\n  - id: put\n    on: box\n    timeout: {timeout}\n    upload: {{ src: src, dest: {}, mode: \"0640\" }}\n",
+        sshd.host_yaml("box"),
+        dest.display()
+    );
+    t.put_runbook("r", &yaml);
+    let child = t.spawn(&["run", "r"]);
+    // The first file is in place while the big one is still on its way:
+    // its temporary file is there, not yet all written.
+    let big_len = big as u64;
+    let big_on_its_way = || {
+        std::fs::read_dir(&dest).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".b-big.bin.runbook-tmp.")
+                && e.metadata().is_ok_and(|m| m.len() < big_len)
+        })
+    };
+    let caught = support::wait_for(Duration::from_secs(60), || {
+        std::fs::metadata(dest.join("a.txt"))
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) != a_inode)
+            && big_on_its_way()
+            && inode(&dest.join("b-big.bin")) == big_inode
+    });
+    if !caught {
+        support::signal(&child, "KILL");
+        let ran = support::finish(child);
+        panic!(
+            "a.txt was never in place while b-big.bin was still being sent (every file renamed only at the end?)\n{ran:?}"
+        );
+    }
+    CutScene {
+        t,
+        dest,
+        names,
+        new,
+        big_old,
+        child,
+    }
+}
+
+impl CutScene {
+    /// Right after the cut: the big file's destination holds exactly its
+    /// old content, the first file its new one; the first file's inode.
+    fn check_at_cut(&self) -> u64 {
+        let big_at_cut = std::fs::read(self.dest.join("b-big.bin")).unwrap();
+        assert!(
+            big_at_cut == self.big_old,
+            "the big file's destination did not hold the old content at the cut ({} bytes)",
+            big_at_cut.len()
+        );
+        assert_eq!(std::fs::read(self.dest.join("a.txt")).unwrap(), b"a new\n");
+        inode(&self.dest.join("a.txt"))
+    }
+
+    /// The temporary files under `dest`, once the host's shell had time
+    /// to clean up (it does when its input ends).
+    fn temps(dest: &Path) -> Vec<String> {
+        let temps = || -> Vec<String> {
+            tree(dest)
+                .into_iter()
+                .filter(|p| p.contains(".runbook-tmp."))
+                .collect()
+        };
+        support::wait_for(Duration::from_secs(10), || temps().is_empty());
+        temps()
+    }
+}
+
+#[test]
+fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
+    let sshd = Sshd::start();
+    let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s");
+    // The network goes: the connection's processes on the host side end
+    // (by pid), the server stays up to be reconnected to.
+    let conns = sshd.connection_processes();
+    assert!(!conns.is_empty(), "no per-connection sshd process found");
+    for pid in &conns {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let a_at_cut = scene.check_at_cut();
+    let CutScene {
+        t,
+        dest,
+        names,
+        new,
+        child,
+        ..
+    } = scene;
+    let ran = support::finish(child);
+    assert_eq!(
+        ran.code, 0,
+        "the step failed on a lost connection:\n{ran:?}"
+    );
+    for (name, bytes) in names.iter().zip(&new) {
+        assert!(
+            std::fs::read(dest.join(name)).unwrap() == *bytes,
+            "{name} does not hold the new content"
+        );
+    }
+    // What was in place at the cut was not written again.
+    assert_eq!(inode(&dest.join("a.txt")), a_at_cut, "a.txt was rewritten");
+    let a = format!("unchanged {}", dest.join("a.txt").display());
+    assert!(ran.stdout.contains(&a), "no {a:?} in:\n{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("4 of 4 files written") && ran.stdout.contains("re-established once"),
+        "{}",
+        ran.stdout
+    );
+    assert!(sshd.logins() >= 2, "the engine never reconnected");
+    let s = t.status(None);
+    assert_eq!(s.state_of("put"), "succeeded");
+    assert_eq!(s.step("put").attempts, 1);
+    let left = CutScene::temps(&dest);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn an_upload_whose_host_stays_unreachable_fails_at_its_timeout_saying_so() {
+    let mut sshd = Sshd::start();
+    let scene = upload_caught_mid_transfer(&sshd, 32 << 20, "15s");
+    // The server goes too, and does not come back.
+    let started = std::time::Instant::now();
+    sshd.cut();
+    scene.check_at_cut();
+    let CutScene { t, dest, child, .. } = scene;
+    let ran = support::finish(child);
+    ran.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = t.status(None);
+    assert_eq!(s.state_of("put"), "failed");
+    let reason = s.reason_of("put");
+    assert!(
+        reason.contains("lost the SSH connection to `box` during the upload")
+            && reason.contains("could not reconnect within the step's timeout (15s)")
+            && reason.contains("none is half-written"),
+        "{reason}"
+    );
+    // Kept: the file in place before the cut; untouched: the rest.
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"a new\n");
+    assert_eq!(std::fs::read(dest.join("c/d.txt")).unwrap(), b"d old\n");
+    let left = CutScene::temps(&dest);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

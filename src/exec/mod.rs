@@ -119,17 +119,28 @@ impl Executors {
 
     /// Puts files in place here or on a host; with `sync` (the dest of a
     /// `delete: true` upload) what is under it and not among `files` goes.
+    /// On a host, `timeout` bounds the upload and its reconnections.
     pub async fn upload(
         &self,
         host: Option<&str>,
         files: &[upload::FileToWrite],
         mode: Option<u32>,
         sync: Option<&str>,
+        timeout: Option<Duration>,
         sink: &LineSink,
     ) -> Outcome {
         match host {
             None => upload::local(files, mode, sync, &self.dir, sink),
-            Some(h) => upload::remote(&self.ssh, h, files, mode, sync, sink).await,
+            Some(host) => {
+                let up = upload::Remote {
+                    host,
+                    files,
+                    mode,
+                    sync,
+                    timeout,
+                };
+                upload::remote(&self.ssh, up, sink).await
+            }
         }
     }
 

@@ -25,13 +25,18 @@ pub const ROOT: &str = ".runbook/spool";
 /// The wrapper, run as `printf %s%s EXPORTS SCRIPT | setsid sh -c "$_rbw"
 /// _rbw DIR NONCE BELL UMASK` (the step's `export`s and script come on its
 /// standard input: no size limit, and never in a command line or a file):
-/// claims the attempt's folder (or exits if another start did), records its
-/// process group and the boot it runs in, runs the script with stdout and
-/// stderr into the spool, writes the exit status, rings.
+/// claims the attempt's folder (or exits if another start did), makes its
+/// output files, records its process group and the boot it runs in, runs
+/// the script with stdout and stderr into the spool, writes the exit
+/// status, rings. When the folder cannot be written (a full disk), it
+/// rings `n NONCE ERROR` instead, and the step does not run.
 const WRAPPER: &str = concat!(
     "_rbw='_d=$1; _s=$(cat); umask 077; set -C; _b=none; ",
     "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
-    "{ echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || exit 0; set +C; ",
+    "if ! { true >\"$_d/pgid\"; } 2>/dev/null; then [ -e \"$_d/pgid\" ] || [ -z \"$3\" ] || ",
+    "echo \"n $2 $({ true >\"$_d/pgid\"; } 2>&1)\" 1<>\"$3\"; exit 0; fi; set +C; ",
+    "{ true >>\"$_d/out\" && true >>\"$_d/err\" && echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || ",
+    "{ [ -z \"$3\" ] || echo \"n $2 $(echo x | cat 2>&1 >\"$_d/probe\"; rm -f \"$_d/probe\")\" 1<>\"$3\"; exit 0; }; ",
     "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; ",
     "(eval \"unset _d _b _s; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
 );
@@ -43,27 +48,37 @@ const WRAPPER: &str = concat!(
 /// shell's bell with its ticker (which rings while the file `BELL.t` is not
 /// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; and ends with the
 /// shell), learns the boot id, sweeps stale folders in the background.
+/// When the spool root, the bell or its ticker file cannot be made, `_rbnm`
+/// holds `make` and the host's error (and it runs again before the next
+/// step, in case the host was fixed).
 /// `_rbc TAG FILE OFFSET`: sends what FILE holds past OFFSET as a chunk
 /// (at most 1 MiB; `_rbmore` says there is more); the new offset in `_rbm`.
 /// `_rbd NONCE BASE ATTEMPT OUT ERR SCRIPT EXPORTS`: starts SCRIPT in
 /// BASE/ATTEMPT unless it was started there already (no SCRIPT: only
 /// follow), then follows it from the byte offsets OUT and ERR to its end.
+/// A spool that cannot be made or written (the ticker file, the attempt's
+/// folder, or its files, which the wrapper reports on the bell) ends it at
+/// once with `\036X NONCE nospool make|write ERROR`, the step not started.
 /// `_rbsweep`: removes run folders untouched for a week whose steps no
 /// longer run, bells of shells that are gone (named `bell.PID.NONCE`), and
 /// bells a day old.
 const FUNCTIONS: &str = r#"_rbi() {
-  _rbu=$(umask); umask 077; _rbb=
-  if mkdir -p "$HOME/.runbook/spool" && command -v setsid >/dev/null 2>&1; then
-    _rbb="$HOME/.runbook/spool/bell.$$.$1"; rm -f "$_rbb"
-    if mkfifo "$_rbb" 2>/dev/null; then
-      exec 6<>"$_rbb"; _rbtf=$_rbb.t; : >"$_rbtf"
+  _rbu=$(umask); umask 077; _rbb= _rbnm=
+  if ! command -v setsid >/dev/null 2>&1; then :
+  elif ! mkdir -p "$HOME/.runbook/spool" 2>/dev/null; then _rbnm="make $(mkdir -p "$HOME/.runbook/spool" 2>&1)"
+  else
+    _rbb="$HOME/.runbook/spool/bell.$$.$1"; rm -f "$_rbb"; _rbtf=$_rbb.t
+    if ! mkfifo "$_rbb" 2>/dev/null; then _rbnm="make $(mkfifo "$_rbb" 2>&1)"; _rbb=
+    elif ! { true >"$_rbtf"; } 2>/dev/null; then _rbnm="make $({ true >"$_rbtf"; } 2>&1)"; rm -f "$_rbb"; _rbb=
+    else
+      exec 6<>"$_rbb"
       (_n=0; while kill -0 $$ 2>/dev/null; do
         if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)); else _n=0; _t=0.2; fi
         sleep $_t || exit
       done) </dev/null >/dev/null 2>&1 3>&- &
       _rbtk=$!
       trap 'kill "$_rbtk" 2>/dev/null; rm -f "$_rbb" "$_rbtf"' EXIT
-    else _rbb=; fi
+    fi
   fi
   umask "$_rbu"
   _rbboot=none; { read -r _rbboot </proc/sys/kernel/random/boot_id; } 2>/dev/null
@@ -99,14 +114,27 @@ _rbc() {
   _rbm=$(($3 + _rbl))
 }
 _rbd() {
-  [ -n "${_rbu:-}" ] || _rbi "$1"
-  _rbn=$1 _rbo=$4 _rbe=$5 _rbp= _rbk=0 _rbf= _rbdir=$HOME/$2/$3
-  if [ -z "$_rbb" ]; then printf '\036X%s nosetsid\n' "$1"; return; fi
+  [ -n "${_rbb:-}" ] || _rbi "$1"
+  _rbn=$1 _rbo=$4 _rbe=$5 _rbp= _rbk=0 _rbf= _rbdir=$HOME/$2/$3 _rbpoll=
+  if [ -z "$_rbb" ]; then
+    if [ -n "$_rbnm" ]; then printf '\036X%s nospool %s\n' "$1" "$_rbnm"; else printf '\036X%s nosetsid\n' "$1"; fi
+    return
+  fi
+  if ! { echo 1 >"$_rbtf"; } 2>/dev/null; then
+    if [ -n "$6" ]; then printf '\036X%s nospool write %s\n' "$1" "$(echo 1 | cat 2>&1 >"$_rbtf")"; return; fi
+    _rbpoll=1
+  fi
   if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
-    [ -d "$_rbdir" ] || { umask 077; mkdir -p "$_rbdir"; umask "$_rbu"; }
+    if [ ! -d "$_rbdir" ]; then
+      umask 077
+      if ! mkdir -p "$_rbdir" 2>/dev/null; then
+        _rbnm=$(mkdir -p "$_rbdir" 2>&1); umask "$_rbu"; true >"$_rbtf"
+        printf '\036X%s nospool make %s\n' "$1" "$_rbnm"; return
+      fi
+      umask "$_rbu"
+    fi
     printf %s%s "$7" "$6" | setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" >/dev/null 2>&1 3>&- 6>&- &
   fi
-  echo 1 >"$_rbtf"
   while :; do
     if [ -z "$_rbp" ] && [ -s "$_rbdir/pgid" ]; then
       read -r _rbp _rbby _rbbt <"$_rbdir/pgid"
@@ -124,11 +152,14 @@ _rbd() {
     else
       _rbk=$((_rbk + 1)); [ "$_rbk" -gt 50 ] && { _rbf=lost; break; }
     fi
+    if [ -n "$_rbpoll" ]; then sleep 0.2; continue; fi
     read -r _rbx <&6
+    case $_rbx in "n $1 "*) _rbnm=${_rbx#"n $1 "}; _rbf=nospool; break;; esac
   done
-  : >"$_rbtf"
+  true >"$_rbtf"
   case $_rbf in
     lost|gone|killed) printf '\036X%s %s\n' "$1" "$_rbf";;
+    nospool) printf '\036X%s nospool write %s\n' "$1" "$_rbnm";;
     *) read -r _rbx <"$_rbdir/status"; printf '\036X%s %s\n' "$1" "$_rbx";;
   esac
 }
@@ -303,8 +334,16 @@ pub enum End {
     Killed,
     /// The attempt was marked as never started (see `probe_script`).
     Gone,
-    /// The host has no `setsid` (or no writable home).
+    /// The host has no `setsid`.
     Unsupported,
+    /// The spool folder could not be made (`make`) or written in: a file in
+    /// its way, a full disk. What the host said. The step did not start.
+    NoSpool {
+        /// Whether it was making the folder (or else writing in it).
+        make: bool,
+        /// The host's error message.
+        error: String,
+    },
 }
 
 /// Parses a follower line (without its leading `\036`) for `nonce`.
@@ -331,6 +370,18 @@ pub fn parse(line: &str, nonce: &str) -> Option<Said> {
             Some(Said::Chunk { stream, len })
         }
         'X' => Some(Said::End(match rest.trim() {
+            spool if spool.starts_with("nospool") => {
+                let detail = spool["nospool".len()..].trim_start();
+                let (make, error) = match detail.split_once(' ') {
+                    Some(("make", e)) => (true, e),
+                    Some(("write", e)) => (false, e),
+                    _ => (true, detail),
+                };
+                End::NoSpool {
+                    make,
+                    error: error.trim().to_string(),
+                }
+            }
             "lost" => End::Vanished,
             "killed" => End::Killed,
             "gone" => End::Gone,
@@ -459,5 +510,25 @@ mod tests {
         assert_eq!(parse("Xn1 lost", "n1"), Some(Said::End(End::Vanished)));
         assert_eq!(parse("Xn1 killed", "n1"), Some(Said::End(End::Killed)));
         assert_eq!(parse("Pn1 1;rm 1 x", "n1"), None);
+        assert_eq!(
+            parse(
+                "Xn1 nospool make mkdir: cannot create directory 'x': Not a directory",
+                "n1"
+            ),
+            Some(Said::End(End::NoSpool {
+                make: true,
+                error: "mkdir: cannot create directory 'x': Not a directory".into()
+            }))
+        );
+        assert_eq!(
+            parse(
+                "Xn1 nospool write cat: write error: No space left on device",
+                "n1"
+            ),
+            Some(Said::End(End::NoSpool {
+                make: false,
+                error: "cat: write error: No space left on device".into()
+            }))
+        );
     }
 }

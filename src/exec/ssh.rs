@@ -281,6 +281,17 @@ impl SshPool {
         }
     }
 
+    /// Whether the master connection `session` to the host dropped (it no
+    /// longer answers); a dropped one is forgotten, so the next use
+    /// reconnects.
+    pub async fn dropped(&self, host: &str, session: &Arc<Session>) -> bool {
+        if session.check().await.is_ok() {
+            return false;
+        }
+        self.forget(host, session).await;
+        true
+    }
+
     async fn connect(&self, t: &HostTarget) -> Result<Session, SshError> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(if t.accept_new {
@@ -481,7 +492,8 @@ impl SshPool {
             match ended {
                 Some(FollowEnd::Ended(end)) => {
                     self.put_back(host, shell).await;
-                    return self.ended(host, end, progress);
+                    let folder = format!("~/{}/{}", step.base, step.attempt);
+                    return self.ended(host, &folder, end, progress);
                 }
                 Some(FollowEnd::Lost(e)) => {
                     drop(shell);
@@ -576,7 +588,9 @@ impl SshPool {
         )
     }
 
-    fn ended(&self, host: &str, end: End, progress: Progress) -> Detached {
+    /// How an attempt whose follower ended is reported; `folder` is its
+    /// spool folder, as the user would type it.
+    fn ended(&self, host: &str, folder: &str, end: End, progress: Progress) -> Detached {
         let (outcome, fate) = match end {
             End::Exited(0) => (
                 Outcome::Succeeded {
@@ -623,9 +637,16 @@ impl SshPool {
                 Outcome::Failed {
                     exit_code: None,
                     reason: format!(
-                        "{} has no `setsid` (util-linux or busybox) or no writable home folder; remote steps need both to outlive the connection",
+                        "{} has no `setsid` (util-linux or busybox); remote steps need it to outlive the connection",
                         self.describe(host)
                     ),
+                },
+                Fate::Done,
+            ),
+            End::NoSpool { make, error } => (
+                Outcome::Failed {
+                    exit_code: None,
+                    reason: no_spool_reason(&self.describe(host), folder, make, &error),
                 },
                 Fate::Done,
             ),
@@ -974,6 +995,28 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// Why a step could not start because its spool folder could not be made
+/// or written: the host, the folder, the host's error (its cause first:
+/// `mkdir: cannot create directory 'X': No space left on device` gives
+/// `No space left on device (mkdir: cannot create directory 'X')`), and
+/// what to do.
+fn no_spool_reason(host: &str, folder: &str, make: bool, error: &str) -> String {
+    let error = error.trim();
+    let said = match error.rsplit_once(": ") {
+        Some((context, cause)) if !cause.is_empty() => format!("{cause} ({context})"),
+        _ if error.is_empty() => "no error message".to_string(),
+        _ => error.to_string(),
+    };
+    let doing = if make {
+        "cannot make the spool folder"
+    } else {
+        "cannot write in the spool folder"
+    };
+    format!(
+        "{doing} {folder} on {host}: {said}; the step was not started: free space on the host or make `~/.runbook/spool` a folder the login user can write (nothing else in its way), then `runbook resume`"
+    )
 }
 
 /// A connection failure in one line: which host, what ssh said, what to do.

@@ -2,6 +2,7 @@
 //! atomically (temp file + rename), skipped when the content is unchanged.
 
 use std::path::Path;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -9,6 +10,7 @@ use super::mirror::{self, Extras, Keep};
 use super::ssh::{sh_quote, SshPool};
 use super::{LineSink, Outcome, Stream};
 pub use crate::action::FileToWrite;
+use tokio::time::Instant;
 
 fn sha(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
@@ -139,21 +141,130 @@ pub fn local(
     summary(written, files.len(), removed)
 }
 
+/// What is being put on a host: the files, their mode, and with `delete:
+/// true` the root that mirrors them.
+pub struct Remote<'a> {
+    /// The host's name in the runbook.
+    pub host: &'a str,
+    /// The files and their destinations.
+    pub files: &'a [FileToWrite],
+    /// The step's `mode`.
+    pub mode: Option<u32>,
+    /// The dest of a `delete: true` upload.
+    pub sync: Option<&'a str>,
+    /// The step's timeout: the whole upload, reconnections included.
+    pub timeout: Option<Duration>,
+}
+
+/// First wait before reconnecting after a lost connection; it doubles up
+/// to [`MAX_BACKOFF`] (the same as for `run` steps).
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Writes the files on a host over its master connection.
 /// With `sync`, as for `local`: the listing comes in the same round trip as
 /// the hashes, and the extras are removed before anything is written.
-pub async fn remote(
-    pool: &SshPool,
-    host: &str,
-    files: &[FileToWrite],
-    mode: Option<u32>,
-    sync: Option<&str>,
-    sink: &LineSink,
-) -> Outcome {
-    let sync = match sync_root(sync) {
+///
+/// When the connection drops mid-way, the step is not failed: the engine
+/// reconnects (0.2 s, doubling to 5 s, within the step's timeout) and
+/// starts over, and the hashes skip every file already in place; a file
+/// cut short was never visible at its destination. Only a host that cannot
+/// be reached again before the timeout fails the step. A host that cannot
+/// be reached at all at first fails it at once, as for `run` steps.
+pub async fn remote(pool: &SshPool, up: Remote<'_>, sink: &LineSink) -> Outcome {
+    let sync = match sync_root(up.sync) {
         Ok(s) => s,
         Err(outcome) => return outcome,
     };
+    let host = up.host;
+    let deadline = up.timeout.map(|t| Instant::now() + t);
+    let until = |d: Option<Instant>| async move {
+        match d {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut tried = vec![false; up.files.len()];
+    let mut backoff = FIRST_BACKOFF;
+    let mut lost: Option<String> = None;
+    let mut reconnects = 0;
+    loop {
+        let session = tokio::select! {
+            s = pool.session(host) => s,
+            _ = until(deadline) => return timed_out(host, &up, lost),
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) if lost.is_none() => return failed(e.0),
+            Err(e) => {
+                lost = Some(e.0);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = until(deadline) => return timed_out(host, &up, lost),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let outcome = tokio::select! {
+            o = remote_once(pool, &up, sync, &mut tried, sink) => o,
+            _ = until(deadline) => return timed_out(host, &up, None),
+        };
+        match outcome {
+            Outcome::Failed { reason, .. } if pool.dropped(host, &session).await => {
+                tracing::warn!(host, error = %reason, "lost the SSH connection during an upload; reconnecting");
+                let _ = sink.send((
+                    Stream::Stderr,
+                    format!("lost the SSH connection to `{host}` during the upload ({reason}); reconnecting"),
+                ));
+                lost = Some(reason);
+                backoff = FIRST_BACKOFF;
+                reconnects += 1;
+            }
+            Outcome::Succeeded { exit_code, note } if reconnects > 0 => {
+                let again = if reconnects == 1 {
+                    "once".to_string()
+                } else {
+                    format!("{reconnects} times")
+                };
+                return Outcome::Succeeded {
+                    exit_code,
+                    note: Some(format!(
+                        "{}; the SSH connection was lost and re-established {again}",
+                        note.unwrap_or_default()
+                    )),
+                };
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The step's timeout passed: while the host could not be reached again
+/// (`lost`), or mid-transfer.
+fn timed_out(host: &str, up: &Remote<'_>, lost: Option<String>) -> Outcome {
+    let timeout = humantime::format_duration(up.timeout.unwrap_or_default());
+    failed(match lost {
+        Some(why) => format!(
+            "lost the SSH connection to `{host}` during the upload and could not reconnect within the step's timeout ({timeout}): {why}; the files already in place stay, none is half-written, and `runbook resume` writes the rest"
+        ),
+        None => format!(
+            "timed out after {timeout} on `{host}` during the upload; the files already in place stay, none is half-written"
+        ),
+    })
+}
+
+/// One pass of [`remote`]: the hashes, then what changed. `tried` marks
+/// the files an earlier pass set out to write: found in place now, they
+/// count as written.
+async fn remote_once(
+    pool: &SshPool,
+    up: &Remote<'_>,
+    sync: Option<&str>,
+    tried: &mut [bool],
+    sink: &LineSink,
+) -> Outcome {
+    let (host, files, mode) = (up.host, up.files, up.mode);
     // One round trip learns the hash and mode of every destination (and,
     // when mirroring, what is under the root).
     let mut check = hash_script(files);
@@ -202,7 +313,8 @@ pub async fn remote(
     let remote = parse_hashes(hashes, files.len());
     let mut chmods = Vec::new();
     let mut to_write: Vec<(&FileToWrite, Option<u32>)> = Vec::new();
-    for (f, there) in files.iter().zip(&remote) {
+    let mut carried = 0;
+    for ((f, there), tried) in files.iter().zip(&remote).zip(tried.iter_mut()) {
         let shadowed = prefix
             .as_deref()
             .and_then(|p| f.dest.strip_prefix(p))
@@ -215,8 +327,12 @@ pub async fn remote(
                 }
             }
             let _ = sink.send((Stream::Stdout, format!("unchanged {}", f.dest)));
+            if *tried {
+                carried += 1;
+            }
             continue;
         }
+        *tried = true;
         to_write.push((f, mode.or(there.as_ref().and_then(|(_, m)| *m))));
     }
     let written = match write_remote(pool, host, &to_write, sink).await {
@@ -231,7 +347,7 @@ pub async fn remote(
             };
         }
     }
-    summary(written, files.len(), removed)
+    summary(written + carried, files.len(), removed)
 }
 
 /// What is known of a destination on the host: its hash and mode.
@@ -309,12 +425,20 @@ async fn run_script(
 const DATA_END: &str = "RUNBOOK_DATA_END";
 
 /// One `sh` script that writes every file, with as few processes as it
-/// can: the folders are made first, each file's content is decoded from a
-/// base64 here-document into a temporary file beside its destination, the
-/// modes are set per group, and only then is each renamed over its
-/// destination, so a reader never sees a partial file. It prints `ok I`
-/// after file I is in place, `fail I` when file I could not be written, and
-/// leaves no temporary file behind on failure.
+/// can. First, in one block: the folders are made, an empty temporary file
+/// is created beside each destination (no process) and the modes are set
+/// on them per group. Then, file by file, its content is decoded from a
+/// base64 here-document into its temporary file (truncating keeps the
+/// mode) and at once renamed over its destination, so a reader never sees
+/// a partial file, and a transfer cut short keeps every file already in
+/// place. It prints `ok I` after file I is in place, `fail I` when file I
+/// could not be written, and leaves no temporary file behind however it
+/// ends.
+///
+/// Every part is one `{ ... }` group: `sh` reads its input as it runs, and
+/// at an early end of input it would run a half-received command line (a
+/// `mv` to a truncated name) or a here-document cut short; a group cut
+/// short is a syntax error instead, and nothing of it runs.
 fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
     use base64::Engine as _;
     use std::collections::{BTreeMap, BTreeSet};
@@ -334,14 +458,14 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
         })
         .collect();
     let dirs: BTreeSet<String> = files.iter().map(|(f, _)| split(&f.dest).0).collect();
-    let mut script = String::from("clean() {\n");
+    let mut script = String::from("{\nclean() {\n");
     for chunk in temps.chunks(200) {
         script.push_str(&format!("  rm -f -- {}\n", chunk.join(" ")));
     }
-    // Also when the script is cut short (the engine stopped mid-transfer):
-    // the shell reads end-of-input and exits, and nothing was renamed yet.
-    // A closed channel must not kill the shell (SIGPIPE on its next `echo`)
-    // before it has cleaned up.
+    // Also when the script is cut short (the connection dropped or the
+    // engine stopped mid-transfer): the shell meets the end of its input,
+    // exits, and removes the temporary files. A closed channel must not
+    // kill the shell (SIGPIPE on its next `echo`) before it has cleaned up.
     script.push_str("}\ntrap clean EXIT\ntrap '' PIPE\n");
     for chunk in dirs.iter().collect::<Vec<_>>().chunks(200) {
         let quoted: Vec<String> = chunk.iter().map(|d| sh_quote(d)).collect();
@@ -357,19 +481,10 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
             d = sh_quote(&f.dest)
         ));
     }
-    let engine = base64::engine::general_purpose::STANDARD;
-    for (i, (f, _)) in files.iter().enumerate() {
+    for (i, temp) in temps.iter().enumerate() {
         script.push_str(&format!(
-            "base64 -d > {} <<'{DATA_END}' || {{ clean; echo 'fail {i}'; exit 1; }}\n",
-            temps[i]
+            "true > {temp} || {{ echo 'fail {i}'; exit 1; }}\n"
         ));
-        let encoded = engine.encode(&f.bytes);
-        for chunk in encoded.as_bytes().chunks(76) {
-            script.push_str(&String::from_utf8_lossy(chunk));
-            script.push('\n');
-        }
-        script.push_str(DATA_END);
-        script.push('\n');
     }
     let mut by_mode: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, (_, mode)) in files.iter().enumerate() {
@@ -381,18 +496,27 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
         for chunk in indexes.chunks(200) {
             let names: Vec<&str> = chunk.iter().map(|&i| temps[i].as_str()).collect();
             script.push_str(&format!(
-                "chmod {mode:o} {} || {{ clean; echo 'fail {}'; exit 1; }}\n",
+                "chmod {mode:o} {} || {{ echo 'fail {}'; exit 1; }}\n",
                 names.join(" "),
                 chunk[0]
             ));
         }
     }
+    script.push_str("}\n");
+    let engine = base64::engine::general_purpose::STANDARD;
     for (i, (f, _)) in files.iter().enumerate() {
         script.push_str(&format!(
-            "mv -f -- {} {} && echo 'ok {i}' || {{ clean; echo 'fail {i}'; exit 1; }}\n",
-            temps[i],
-            sh_quote(&f.dest)
+            "{{ base64 -d > {t} <<'{DATA_END}' && mv -f -- {t} {d} && echo 'ok {i}' || {{ echo 'fail {i}'; exit 1; }}\n",
+            t = temps[i],
+            d = sh_quote(&f.dest)
         ));
+        let encoded = engine.encode(&f.bytes);
+        for chunk in encoded.as_bytes().chunks(76) {
+            script.push_str(&String::from_utf8_lossy(chunk));
+            script.push('\n');
+        }
+        script.push_str(DATA_END);
+        script.push_str("\n}\n");
     }
     script
 }

@@ -357,7 +357,7 @@ impl Job {
             } => {
                 let sync = delete.then_some(dest.as_str());
                 tokio::select! {
-                    outcome = self.execs.upload(host, files, *mode, sync, &sink) => outcome,
+                    outcome = self.execs.upload(host, files, *mode, sync, r.timeout, &sink) => outcome,
                     _ = cancel.cancelled() => Outcome::Interrupted,
                 }
             }

@@ -13,6 +13,10 @@ pub struct Sshd {
     pub port: u16,
     pub user: String,
     child: Option<Child>,
+    /// `HOME` in the server's sessions, when not the login user's own.
+    home: Option<PathBuf>,
+    /// Run (sh) before the server starts, in a mount namespace of its own.
+    setup: Option<String>,
 }
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -38,6 +42,19 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Starts a server; panics (fails the test) when it cannot.
     pub fn start() -> Sshd {
+        Sshd::start_with(None, None)
+    }
+
+    /// Starts a server whose sessions have `home` as `HOME` (so a test can
+    /// break the spool under it without touching the real home), after
+    /// running `setup` (sh) in a private mount namespace that the server
+    /// and its sessions live in: what `setup` mounts is seen only by them
+    /// and goes away with them.
+    pub fn start_in(home: &Path, setup: &str) -> Sshd {
+        Sshd::start_with(Some(home.to_path_buf()), Some(setup.to_string()))
+    }
+
+    fn start_with(home: Option<PathBuf>, setup: Option<String>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (.ci/run does)"
@@ -55,6 +72,8 @@ impl Sshd {
             port: 0,
             user: nix_user(),
             child: None,
+            home,
+            setup,
         };
         // A free port may be taken by another test before sshd binds it: retry.
         for _ in 0..5 {
@@ -79,6 +98,10 @@ impl Sshd {
             ak = d.join("authorized_keys").display(),
             pid = d.join("sshd.pid").display(),
         );
+        let config = match &self.home {
+            Some(home) => format!("{config}SetEnv HOME={}\n", home.display()),
+            None => config,
+        };
         std::fs::write(d.join("sshd_config"), config).unwrap();
         let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
         let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
@@ -97,9 +120,22 @@ impl Sshd {
             .append(true)
             .open(d.join("sshd.log"))
             .unwrap();
-        let mut child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
+        let mut command = match &self.setup {
+            None => {
+                let mut c = Command::new(SSHD);
+                c.args(["-D", "-e", "-f"]).arg(d.join("sshd_config"));
+                c
+            }
+            Some(setup) => {
+                // unshare and sh exec: the child's pid is sshd's.
+                let mut c = Command::new("unshare");
+                c.args(["-m", "--propagation", "private", "sh", "-c"])
+                    .arg(format!("set -e\n{setup}\nexec {SSHD} -D -e -f \"$0\""))
+                    .arg(d.join("sshd_config"));
+                c
+            }
+        };
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

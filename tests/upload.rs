@@ -574,3 +574,49 @@ fn an_upload_whose_host_stays_unreachable_fails_at_its_timeout_saying_so() {
     let left = CutScene::temps(&dest);
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+#[test]
+fn read_only_and_setuid_modes_are_written_by_a_login_user_without_root_powers() {
+    // A root session without CAP_DAC_OVERRIDE and CAP_FSETID is held to a
+    // plain user's rules: no writing into a file whose mode forbids it, and
+    // a write clears the set-user-ID bit. (The test's sshd logs in as
+    // root, who would otherwise get by.)
+    let home = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_in(
+        home.path(),
+        "exec setpriv --bounding-set -dac_override,-fsetid sh -c 'exec /usr/sbin/sshd -D -e -f \"$0\"' \"$0\"",
+    );
+    let t = Test::new();
+    t.write("runbooks/keys/id.key", "secret key\n");
+    t.write("runbooks/bin/tool", "#!/bin/sh\necho tool\n");
+    let dest = sshd.dir.path().join("out");
+    let yaml = format!(
+        "hosts:\n{}steps:\n  - id: key\n    on: box\n    upload: {{ src: keys, dest: {d}/keys, mode: \"0400\" }}\n  \
+         - id: tool\n    on: box\n    upload: {{ src: bin, dest: {d}/bin, mode: \"4755\" }}\n",
+        sshd.host_yaml("box"),
+        d = dest.display()
+    );
+    t.put_runbook("r", &yaml);
+    let ran = t.run(&["run", "r"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dest.join(p)).unwrap().permissions(),
+        ) & 0o7777
+    };
+    assert_eq!(t_read(&dest.join("keys/id.key")), "secret key\n");
+    assert_eq!(mode("keys/id.key"), 0o400);
+    assert_eq!(mode("bin/tool"), 0o4755);
+    // The same again is unchanged, and a new content replaces the
+    // read-only file.
+    t.write("runbooks/keys/id.key", "new key\n");
+    let ran = t.run(&["run", "r"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(t_read(&dest.join("keys/id.key")), "new key\n");
+    assert_eq!(mode("keys/id.key"), 0o400);
+    assert!(tree(&dest).iter().all(|p| !p.contains(".runbook-tmp.")));
+}
+
+fn t_read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}

@@ -429,7 +429,9 @@ const DATA_END: &str = "RUNBOOK_DATA_END";
 /// is created beside each destination (no process) and the modes are set
 /// on them per group. Then, file by file, its content is decoded from a
 /// base64 here-document into its temporary file (truncating keeps the
-/// mode) and at once renamed over its destination, so a reader never sees
+/// mode; a mode without `u+w` or with set-ID bits is set only now, as
+/// writing would be refused or clear them) and at once renamed over its
+/// destination, so a reader never sees
 /// a partial file, and a transfer cut short keeps every file already in
 /// place. It prints `ok I` after file I is in place, `fail I` when file I
 /// could not be written, and leaves no temporary file behind however it
@@ -486,10 +488,17 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
             "true > {temp} || {{ echo 'fail {i}'; exit 1; }}\n"
         ));
     }
+    // A mode the login user could not write the content under (no `u+w`)
+    // or that writing would clear (set-user-ID, set-group-ID): the
+    // temporary file gets the mode with `u+w` and without those bits, and
+    // the mode itself once its content is in (one more process per file,
+    // for these only).
+    let late = |mode: u32| mode & 0o200 == 0 || mode & 0o6000 != 0;
     let mut by_mode: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, (_, mode)) in files.iter().enumerate() {
         if let Some(m) = mode {
-            by_mode.entry(*m).or_default().push(i);
+            let early = if late(*m) { (m & 0o777) | 0o200 } else { *m };
+            by_mode.entry(early).or_default().push(i);
         }
     }
     for (mode, indexes) in by_mode {
@@ -504,9 +513,13 @@ fn write_script(files: &[(&FileToWrite, Option<u32>)]) -> String {
     }
     script.push_str("}\n");
     let engine = base64::engine::general_purpose::STANDARD;
-    for (i, (f, _)) in files.iter().enumerate() {
+    for (i, (f, mode)) in files.iter().enumerate() {
+        let chmod = match mode {
+            Some(m) if late(*m) => format!("chmod {m:o} {} && ", temps[i]),
+            _ => String::new(),
+        };
         script.push_str(&format!(
-            "{{ base64 -d > {t} <<'{DATA_END}' && mv -f -- {t} {d} && echo 'ok {i}' || {{ echo 'fail {i}'; exit 1; }}\n",
+            "{{ base64 -d > {t} <<'{DATA_END}' && {chmod}mv -f -- {t} {d} && echo 'ok {i}' || {{ echo 'fail {i}'; exit 1; }}\n",
             t = temps[i],
             d = sh_quote(&f.dest)
         ));

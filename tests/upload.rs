@@ -393,7 +393,9 @@ struct CutScene {
     child: std::process::Child,
 }
 
-fn upload_caught_mid_transfer(sshd: &Sshd, big: usize, timeout: &str) -> CutScene {
+/// With `delete`, the upload mirrors (`delete: true`) and `dest` holds two
+/// stale files, `stale.txt` and `old/x.txt`.
+fn upload_caught_mid_transfer(sshd: &Sshd, big: usize, timeout: &str, delete: bool) -> CutScene {
     let t = Test::new();
     let dest = sshd.dir.path().join("site");
     // In upload order: a small file, a big one (its transfer lasts long
@@ -422,10 +424,15 @@ fn upload_caught_mid_transfer(sshd: &Sshd, big: usize, timeout: &str) -> CutScen
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, bytes).unwrap();
     }
+    if delete {
+        std::fs::write(dest.join("stale.txt"), "stale\n").unwrap();
+        std::fs::create_dir_all(dest.join("old")).unwrap();
+        std::fs::write(dest.join("old/x.txt"), "stale\n").unwrap();
+    }
     let big_inode = inode(&dest.join("b-big.bin"));
     let a_inode = inode(&dest.join("a.txt"));
     let yaml = format!(
-        "hosts:\n{}steps:\n  - id: put\n    on: box\n    timeout: {timeout}\n    upload: {{ src: src, dest: {}, mode: \"0640\" }}\n",
+        "hosts:\n{}steps:\n  - id: put\n    on: box\n    timeout: {timeout}\n    upload: {{ src: src, dest: {}, mode: \"0640\", delete: {delete} }}\n",
         sshd.host_yaml("box"),
         dest.display()
     );
@@ -496,7 +503,7 @@ impl CutScene {
 #[test]
 fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
     let sshd = Sshd::start();
-    let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s");
+    let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s", false);
     // The network goes: the connection's processes on the host side end
     // (by pid), the server stays up to be reconnected to.
     let conns = sshd.connection_processes();
@@ -546,7 +553,7 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
 #[test]
 fn an_upload_whose_host_stays_unreachable_fails_at_its_timeout_saying_so() {
     let mut sshd = Sshd::start();
-    let scene = upload_caught_mid_transfer(&sshd, 32 << 20, "15s");
+    let scene = upload_caught_mid_transfer(&sshd, 32 << 20, "15s", false);
     // The server goes too, and does not come back.
     let started = std::time::Instant::now();
     sshd.cut();
@@ -619,4 +626,40 @@ fn read_only_and_setuid_modes_are_written_by_a_login_user_without_root_powers() 
 
 fn t_read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
+}
+
+#[test]
+fn a_mirror_upload_cut_mid_transfer_counts_the_removals_made_before_the_cut() {
+    let sshd = Sshd::start();
+    let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s", true);
+    // The stale files went before anything was written.
+    assert!(!scene.dest.join("stale.txt").exists());
+    for pid in sshd.connection_processes() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let CutScene {
+        t,
+        dest,
+        names,
+        new,
+        child,
+        ..
+    } = scene;
+    let ran = support::finish(child);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.push("c/".into());
+    want.sort();
+    assert_eq!(tree(&dest), want);
+    for (name, bytes) in names.iter().zip(&new) {
+        assert!(std::fs::read(dest.join(name)).unwrap() == *bytes, "{name}");
+    }
+    // The note counts what the step removed, before the cut or after.
+    let s = t.status(None);
+    assert_eq!(s.state_of("put"), "succeeded");
+    let note =
+        "4 of 4 files written, 3 removed; the SSH connection was lost and re-established once";
+    assert!(ran.stdout.contains(note), "no {note:?} in:\n{}", ran.stdout);
 }

@@ -185,6 +185,7 @@ pub async fn remote(pool: &SshPool, up: Remote<'_>, sink: &LineSink) -> Outcome 
         }
     };
     let mut tried = vec![false; up.files.len()];
+    let mut removed = 0;
     let mut backoff = FIRST_BACKOFF;
     let mut lost: Option<String> = None;
     let mut reconnects = 0;
@@ -207,7 +208,7 @@ pub async fn remote(pool: &SshPool, up: Remote<'_>, sink: &LineSink) -> Outcome 
             }
         };
         let outcome = tokio::select! {
-            o = remote_once(pool, &up, sync, &mut tried, sink) => o,
+            o = remote_once(pool, &up, sync, (&mut tried, &mut removed), sink) => o,
             _ = until(deadline) => return timed_out(host, &up, None),
         };
         match outcome {
@@ -256,12 +257,12 @@ fn timed_out(host: &str, up: &Remote<'_>, lost: Option<String>) -> Outcome {
 
 /// One pass of [`remote`]: the hashes, then what changed. `tried` marks
 /// the files an earlier pass set out to write: found in place now, they
-/// count as written.
+/// count as written; `removed` counts the extras removed by every pass.
 async fn remote_once(
     pool: &SshPool,
     up: &Remote<'_>,
     sync: Option<&str>,
-    tried: &mut [bool],
+    (tried, removed): (&mut [bool], &mut usize),
     sink: &LineSink,
 ) -> Outcome {
     let (host, files, mode) = (up.host, up.files, up.mode);
@@ -291,7 +292,6 @@ async fn remote_once(
         }
     };
     let mut extras = Extras::default();
-    let mut removed = 0;
     if let Some((root, listing)) = listing {
         if code != 0 {
             return failed(format!(
@@ -304,7 +304,7 @@ async fn remote_once(
             Ok(e) => e,
             Err(reason) => return failed(reason),
         };
-        removed = match mirror::remote_remove(pool, host, root, &extras, sink).await {
+        *removed += match mirror::remote_remove(pool, host, root, &extras, sink).await {
             Ok(n) => n,
             Err(reason) => return failed(reason),
         };
@@ -347,7 +347,7 @@ async fn remote_once(
             };
         }
     }
-    summary(written + carried, files.len(), removed)
+    summary(written + carried, files.len(), *removed)
 }
 
 /// What is known of a destination on the host: its hash and mode.

@@ -243,11 +243,13 @@ read -r p x y <"$d/pgid"; if [ "$p" = 0 ]; then echo "gone $a"; else echo "found
 /// A script that stops every attempt of a step still running on the host
 /// (its whole process group: SIGTERM, then SIGKILL after `grace` seconds),
 /// keeps a start still on its way from running, and removes the step's
-/// spool folder.
+/// spool folder. A start that has claimed its folder (an empty `pgid`) but
+/// not yet recorded its group is waited for (up to 1 s), then stopped too.
 pub fn stop_script(base: &str, grace: u32) -> String {
     format!(
         r#"b="$HOME"/{base}; bt=none; {{ read -r bt </proc/sys/kernel/random/boot_id; }} 2>/dev/null
 set -C; for d in "$b"/*/; do [ -d "$d" ] && {{ echo "0 stopped none" >"${{d}}pgid"; }} 2>/dev/null; done; set +C
+for f in "$b"/*/pgid; do w=0; while [ -e "$f" ] && [ ! -s "$f" ] && [ $w -lt 20 ]; do sleep 0.05; w=$((w+1)); done; done
 g=; for f in "$b"/*/pgid; do [ -s "$f" ] || continue; [ -s "${{f%pgid}}status" ] && continue; read -r p x t <"$f"; case $p in ''|0|*[!0-9]*) continue;; esac; [ "$t" = "$bt" ] && g="$g $p"; done
 for p in $g; do kill -TERM -"$p" 2>/dev/null; done
 i=0; while [ -n "$g" ] && [ $i -lt {ticks} ]; do l=; for p in $g; do kill -0 -"$p" 2>/dev/null && l=1; done; [ -n "$l" ] || break; sleep 0.1; i=$((i+1)); done
@@ -467,6 +469,54 @@ mod tests {
                 .unwrap();
             assert!(out.status.success(), "{script}\n{out:?}");
         }
+    }
+
+    /// A start that claimed its attempt (`pgid` made, still empty) when the
+    /// stop came, and records its process group just after: stopped too,
+    /// not left running with its folder gone.
+    #[test]
+    fn a_stop_between_a_start_claiming_and_recording_its_group_stops_it() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("s/1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pgid"), "").unwrap();
+        // The start: its own session; 0.2 s after the claim, its group.
+        let start = std::process::Command::new("setsid")
+            .args([
+                "sh",
+                "-c",
+                "b=none; read -r b </proc/sys/kernel/random/boot_id; sleep 0.2; \
+                 echo \"$$ n $b\" >\"$0/pgid\"; exec sleep 30",
+            ])
+            .arg(&dir)
+            .spawn()
+            .unwrap();
+        let pid = start.id() as i32;
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stop_script("s", 1))
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mut start = start;
+        let mut ended = false;
+        for _ in 0..50 {
+            if start.try_wait().unwrap().is_some() {
+                ended = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !ended {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = start.wait();
+        }
+        assert!(ended, "the start still ran after the stop");
+        assert!(!home.path().join("s").exists());
     }
 
     #[test]

@@ -383,3 +383,50 @@ fn an_inventory_host_reached_another_way_is_refused_where_it_is_used() {
     );
     t.run(&["validate", "good"]).code(0);
 }
+
+/// A `--var` the runbook reads in other ways than `vars.NAME` in its own
+/// text is accepted: in a file it uploads with `template: true`, as
+/// `vars[ 'NAME' ]`, in a bare `when:` expression, or all at once through
+/// `vars|items`; a typo is still refused.
+#[test]
+fn a_var_read_by_an_uploaded_template_or_a_subscript_may_be_given() {
+    let t = Test::new();
+    let out = t.p("out");
+    t.write("runbooks/files/app.conf.j2", "port={{ vars.app_port }}\n");
+    let t = t.runbook(
+        "v",
+        &format!(
+            "steps:\n  - id: conf\n    upload: {{ src: files/app.conf.j2, dest: {out}, template: true }}\n  - id: b\n    needs: [conf]\n    when: vars.go == 'yes'\n    run: echo {{{{ vars[ 'who' ] }}}} >> {out}\n"
+        ),
+    );
+    t.run(&[
+        "run",
+        "v",
+        "--var",
+        "app_port=8000",
+        "--var",
+        "go=yes",
+        "--var",
+        "who=me",
+    ])
+    .code(0);
+    assert_eq!(t.read("out"), "port=8000\nme\n");
+    t.run(&[
+        "validate",
+        "v",
+        "--var",
+        "app_prot=1",
+        "--var",
+        "go=no",
+        "--var",
+        "who=x",
+    ])
+    .code(2)
+    .stderr_has("`--var app_prot` names no var");
+    t.put_runbook(
+        "all",
+        &format!("steps:\n  - id: a\n    run: \"{{% for k, v in vars|items %}}echo {{{{ k }}}}={{{{ v }}}} >> {out}; {{% endfor %}}\"\n"),
+    );
+    t.run(&["run", "all", "--var", "anything=1"]).code(0);
+    assert!(t.read("out").ends_with("anything=1\n"), "{}", t.read("out"));
+}

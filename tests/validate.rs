@@ -430,3 +430,46 @@ fn a_var_read_by_an_uploaded_template_or_a_subscript_may_be_given() {
     t.run(&["run", "all", "--var", "anything=1"]).code(0);
     assert!(t.read("out").ends_with("anything=1\n"), "{}", t.read("out"));
 }
+
+/// A password never shows in an inventory's parse errors (a quote in it, a
+/// space not quoted, a `[g:vars]` line without `=`), and an `!vault`
+/// password in a YAML inventory is a password login too.
+#[test]
+fn inventory_passwords_stay_hidden_and_vault_ones_are_refused() {
+    let t = Test::new();
+    for (file, text) in [
+        (
+            "q.ini",
+            "[s]\ns1 ansible_host=127.0.0.1 ansible_ssh_pass=it's-Hidden1\n",
+        ),
+        (
+            "sp.ini",
+            "[s]\ns1 ansible_host=127.0.0.1 ansible_password=correct Hidden2\n",
+        ),
+        ("gv.ini", "[s:vars]\nansible_ssh_pass Hidden3\n[s]\ns1\n"),
+    ] {
+        t.write(&format!("runbooks/{file}"), text);
+        t.put_runbook(
+            "bad",
+            &format!("inventory: {file}\nsteps:\n  - id: a\n    run: 'true'\n"),
+        );
+        let ran = t.run(&["validate", "bad"]);
+        ran.code(2)
+            .stderr_has(&format!("inventory {}", t.p(&format!("runbooks/{file}"))))
+            .stderr_has("line 2:")
+            .stderr_has("sets a password (not shown)");
+        assert!(!ran.stderr.contains("Hidden"), "{file}: {}", ran.stderr);
+    }
+    t.write(
+        "runbooks/v.yml",
+        "all:\n  hosts:\n    s1:\n      ansible_host: 127.0.0.1\n      ansible_password: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        66383439383437366\n",
+    );
+    t.put_runbook(
+        "bad",
+        "inventory: v.yml\nsteps:\n  - id: a\n    on: s1\n    run: 'true'\n",
+    );
+    let ran = t.run(&["validate", "bad"]);
+    ran.code(2)
+        .stderr_has("sets `ansible_password` (password login)");
+    assert!(!ran.stderr.contains("66383439"), "{}", ran.stderr);
+}

@@ -473,3 +473,35 @@ fn inventory_passwords_stay_hidden_and_vault_ones_are_refused() {
         .stderr_has("sets `ansible_password` (password login)");
     assert!(!ran.stderr.contains("66383439"), "{}", ran.stderr);
 }
+
+/// An http check `via` an inventory host that runbook does not reach as the
+/// inventory says, or an env file on a group holding one, is refused like a
+/// step on it.
+#[test]
+fn a_refused_host_is_refused_as_via_and_in_an_env_files_group() {
+    let t = Test::new();
+    t.write(
+        "runbooks/inv.ini",
+        "[web]\nw1 ansible_host=127.0.0.1\n[ctl]\nc1 ansible_host=127.0.0.1 ansible_connection=local\n[mixed]\nw1\nc1\n",
+    );
+    t.put_runbook(
+        "bad",
+        "inventory: inv.ini\nsteps:\n  - id: a\n    http: { url: 'http://127.0.0.1:1/', via: c1 }\n",
+    );
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("goes `via: c1`, whose inventory entry sets `ansible_connection=local`")
+        .stderr_has("bad.yaml:4:");
+    t.put_runbook(
+        "bad",
+        "inventory: inv.ini\nenv_files:\n  - { host: mixed, path: /etc/x.env }\nsteps:\n  - id: a\n    run: 'true'\n",
+    );
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("env_files reads a file on `c1`");
+    t.put_runbook(
+        "good",
+        "inventory: inv.ini\nsteps:\n  - id: a\n    http: { url: 'http://127.0.0.1:1/', via: w1 }\n",
+    );
+    t.run(&["validate", "good"]).code(0);
+}

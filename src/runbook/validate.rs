@@ -93,6 +93,7 @@ pub fn validate(
     let mut v = Validator {
         source: &source,
         diagnostics: Vec::new(),
+        refused: IndexMap::new(),
     };
     let ids: HashMap<&str, usize> = {
         let mut ids = HashMap::new();
@@ -141,6 +142,7 @@ pub fn validate(
         &source,
         &mut v.diagnostics,
     );
+    v.refused = refused.clone();
     for (i, env_file) in file.env_files.iter().enumerate() {
         if let EnvFileSpec::Remote(remote) = env_file {
             if !hosts.contains_key(&remote.host) && !groups.contains_key(&remote.host) {
@@ -157,13 +159,16 @@ pub fn validate(
     }
     for env_file in &file.env_files {
         if let EnvFileSpec::Remote(remote) = env_file {
-            if let Some(what) = refused.get(&remote.host) {
+            let members = groups
+                .get(&remote.host)
+                .filter(|_| !hosts.contains_key(&remote.host));
+            let on = members.map_or(std::slice::from_ref(&remote.host), |m| m.as_slice());
+            if let Some((h, what)) = on.iter().find_map(|h| refused.get_key_value(h)) {
                 v.push(
                     Diagnostic::new(
                         &source.path,
                         format!(
-                            "env_files reads a file on `{}`, whose inventory entry sets {what}, which runbook does not apply",
-                            remote.host
+                            "env_files reads a file on `{h}`, whose inventory entry sets {what}, which runbook does not apply"
                         ),
                     )
                     .at(source.nested_key_span("env_files", "host"))
@@ -395,6 +400,9 @@ pub fn validate(
 struct Validator<'a> {
     source: &'a Source,
     diagnostics: Vec<Diagnostic>,
+    /// Inventory hosts runbook does not reach as the inventory says (see
+    /// [`super::fleet::Fleet::refused`]).
+    refused: IndexMap<String, String>,
 }
 
 impl Validator<'_> {
@@ -622,6 +630,16 @@ impl Validator<'_> {
         if let Some(via) = &http.via {
             if !hosts.contains_key(via) {
                 let d = self.unknown_host(via, hosts, groups).at(span("via"));
+                self.push(d);
+            } else if let Some(what) = self.refused.get(via) {
+                let d = Diagnostic::new(
+                    &self.source.path,
+                    format!(
+                        "an http request goes `via: {via}`, whose inventory entry sets {what}, which runbook does not apply"
+                    ),
+                )
+                .at(span("via"))
+                .hint(REFUSED_HINT);
                 self.push(d);
             }
         }

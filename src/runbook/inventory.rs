@@ -49,7 +49,12 @@ impl HostVars {
         let plain = value.trim();
         match key {
             "ansible_connection" => {
-                let ssh = matches!(plain, "ssh" | "smart" | "paramiko" | "paramiko_ssh");
+                // Also by the plugin's full name (`ansible.builtin.ssh`).
+                let name = plain
+                    .strip_prefix("ansible.builtin.")
+                    .or_else(|| plain.strip_prefix("ansible.legacy."))
+                    .unwrap_or(plain);
+                let ssh = matches!(name, "ssh" | "smart" | "paramiko" | "paramiko_ssh");
                 let shown = (!ssh).then(|| format!("`ansible_connection={plain}`"));
                 self.unsupported.insert(key.to_string(), shown);
             }
@@ -571,6 +576,21 @@ mod tests {
         assert_eq!(inv.hosts["db1"].user.as_deref(), Some("pg admin"));
         assert_eq!(inv.hosts["lone"].user, None);
         assert_eq!(inv.hosts["db1"].identity_file.as_deref(), Some("~/.ssh/k"));
+    }
+
+    #[test]
+    fn ssh_by_its_full_plugin_name_is_plain_ssh() {
+        let inv = parse(
+            "i.ini",
+            "a ansible_connection=ansible.builtin.ssh\nb ansible_connection=ansible.legacy.ssh\nc ansible_connection=ansible.builtin.local\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["a"].refused(), None);
+        assert_eq!(inv.hosts["b"].refused(), None);
+        assert_eq!(
+            inv.hosts["c"].refused().as_deref(),
+            Some("`ansible_connection=ansible.builtin.local`")
+        );
     }
 
     #[test]

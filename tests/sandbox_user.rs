@@ -579,3 +579,112 @@ fn without_root_a_real_image_of_a_stand_ins_name_is_refused_and_kept() {
         .stderr_has("sudo chmod a+r");
     assert!(!d.has_image("rbsandbox/base:latest"));
 }
+
+/// Kills the processes on drop.
+struct Procs(Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A sandbox's records outlive its processes and links (a reboot, a kill
+/// -9): by the time down.sh (or up.sh, which runs it first) reads them, the
+/// pids of sshd, upstream.py and dockerd can be other processes', and a veth
+/// of the recorded name another sandbox's. down.sh and `engine.sh stop`
+/// leave those alone; a veth pair up.sh left whole here is still removed.
+#[test]
+fn down_leaves_alone_what_took_a_recorded_pid_or_veth_name() {
+    let t = tempfile::Builder::new()
+        .prefix("rbsu-stale")
+        .tempdir()
+        .unwrap();
+    let root = t.path().join("sb");
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    std::fs::create_dir_all(root.join("engine")).unwrap();
+    let spawn = |script: &str| {
+        Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .expect("start sh")
+    };
+    // Someone else's processes, with the pids the sandbox recorded; the
+    // "sshd" one with a child of its own.
+    let procs = Procs(vec![
+        spawn("sleep 300 & wait"),
+        spawn("exec sleep 300"),
+        spawn("exec sleep 300"),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pids: Vec<i32> = procs.0.iter().map(|c| c.id() as i32).collect();
+    let child: i32 = sh(Command::new("ps").args(["-o", "pid=", "--ppid", &pids[0].to_string()]))
+        .stdout
+        .trim()
+        .parse()
+        .expect("the sh has a sleep child");
+    std::fs::write(root.join("run/sshd.pid"), format!("{}\n", pids[0])).unwrap();
+    std::fs::write(root.join("run/upstream.pid"), format!("{}\n", pids[1])).unwrap();
+    std::fs::write(root.join("engine/started.pid"), format!("{}\n", pids[2])).unwrap();
+    std::fs::write(root.join("engine/dockerd.pid"), format!("{}\n", pids[2])).unwrap();
+    // Another sandbox's veth, its peer in that sandbox's namespace; this
+    // sandbox's namespace is gone.
+    let tag = std::process::id() % 100_000;
+    let (veth, peer, other_ns) = (
+        format!("rbhx{tag}"),
+        format!("rbnx{tag}"),
+        format!("rbsu-other-{tag}"),
+    );
+    let _ = sh(Command::new("ip").args(["link", "del", &veth]));
+    let _ = sh(Command::new("ip").args(["netns", "del", &other_ns]));
+    sh(Command::new("ip").args(["netns", "add", &other_ns])).code(0);
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _ns = Ns(other_ns.clone());
+    sh(Command::new("ip").args(["link", "add", &veth, "type", "veth", "peer", "name", &peer]))
+        .code(0);
+    sh(Command::new("ip").args(["link", "set", &peer, "netns", &other_ns])).code(0);
+    std::fs::write(root.join("veth"), format!("{veth}\n")).unwrap();
+    std::fs::write(root.join("netns"), format!("rbsb-gone-{tag}\n")).unwrap();
+
+    sh(Command::new(runbook_dir().join("sandbox/down.sh")).arg(&root)).code(0);
+    for pid in pids.iter().chain([&child]) {
+        assert!(
+            alive(*pid),
+            "down.sh killed {pid}, which was not the sandbox's"
+        );
+    }
+    let link = sh(Command::new("ip").args(["link", "show", "dev", &veth]));
+    assert_eq!(
+        link.code, 0,
+        "down.sh deleted another sandbox's veth {veth}"
+    );
+    assert!(
+        !root.join("run/sshd.pid").exists(),
+        "the stale records stay"
+    );
+
+    // engine.sh stop by itself, too.
+    sh(Command::new(runbook_dir().join("sandbox/engine.sh"))
+        .arg("stop")
+        .arg(root.join("engine")))
+    .code(0);
+    assert!(alive(pids[2]), "engine.sh stop killed {}", pids[2]);
+
+    // A pair up.sh left here whole (it stopped before moving the peer) is
+    // this sandbox's, and goes.
+    sh(Command::new("ip").args(["link", "del", &veth])).code(0);
+    sh(Command::new("ip").args(["link", "add", &veth, "type", "veth", "peer", "name", &peer]))
+        .code(0);
+    std::fs::write(root.join("veth"), format!("{veth}\n")).unwrap();
+    sh(Command::new(runbook_dir().join("sandbox/down.sh")).arg(&root)).code(0);
+    let link = sh(Command::new("ip").args(["link", "show", "dev", &veth]));
+    assert_ne!(link.code, 0, "the sandbox's own veth {veth} is left");
+}

@@ -36,14 +36,26 @@ if [ -d "$root/engine" ]; then
   "$(dirname "$0")/engine.sh" stop "$root/engine"
 fi
 
+# A pid file outlives its process (a reboot, a kill -9): its pid is this
+# sandbox's only while that process's command line names this sandbox's
+# files; another process that got the pid since is left alone.
+ours() { # PID TEXT
+  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
 for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
-  # sshd's per-connection children, by their parent's pid (never by name).
-  if [ "$(basename "$pidfile")" = sshd.pid ]; then
-    for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -KILL "$child" 2>/dev/null; done
+  case "$(basename "$pidfile")" in
+  sshd.pid) mark="$root/sshd_config" ;;
+  *) mark="$root/upstream/port" ;;
+  esac
+  if ours "$pid" "$mark"; then
+    # sshd's per-connection children, by their parent's pid (never by name).
+    if [ "$(basename "$pidfile")" = sshd.pid ]; then
+      for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -KILL "$child" 2>/dev/null; done
+    fi
+    kill "$pid" 2>/dev/null
   fi
-  kill "$pid" 2>/dev/null
   rm -f "$pidfile"
 done
 # Anything still in the server's namespace was started by the sandbox (a
@@ -57,5 +69,15 @@ if [ -f "$root/netns" ]; then
     while read -r m; do umount -l "$m" 2>/dev/null; done
 fi
 if [ -f "$root/netns" ]; then ip netns del "$(cat "$root/netns")" 2>/dev/null; rm -f "$root/netns"; fi
-if [ -f "$root/veth" ]; then ip link del "$(cat "$root/veth")" 2>/dev/null; rm -f "$root/veth"; fi
+# Deleting the namespace took the veth pair with it. The pair is left only
+# when up.sh stopped before moving its peer (rbnN) into the namespace: then
+# both ends are here. A veth of that name whose peer is elsewhere is another
+# sandbox's (this record can be older than a reboot).
+if [ -f "$root/veth" ]; then
+  veth=$(cat "$root/veth")
+  if ip -o link show dev "$veth" 2>/dev/null | grep -qF -- "$veth@${veth/rbh/rbn}:"; then
+    ip link del "$veth" 2>/dev/null
+  fi
+  rm -f "$root/veth"
+fi
 exit 0

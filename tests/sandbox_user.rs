@@ -479,7 +479,17 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
     };
     assert!(!volumes(&project).trim().is_empty(), "no volume to remove");
     assert!(d.has_image("redis:7"));
-    d.script("down.sh", &[]).code(0);
+    // The user's shell may name a compose file of its own (direnv does):
+    // down.sh does not read it, so the volume it names stays.
+    d.docker(&["volume", "create", "mine_data"]);
+    let mine = d.work.path().join("mine.yml");
+    std::fs::write(
+        &mine,
+        "services:\n  app:\n    image: bystander/app:1\n    volumes: [\"keep:/d\"]\nvolumes:\n  keep:\n    name: mine_data\n",
+    )
+    .unwrap();
+    d.script_with("down.sh", &[("COMPOSE_FILE", mine.display().to_string())])
+        .code(0);
     let left: Vec<String> = d
         .containers()
         .into_iter()
@@ -525,6 +535,12 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
         "bystander_data"
     );
     assert!(d.has_image("bystander/app:1"));
+    assert_eq!(
+        d.docker(&["volume", "ls", "-q", "--filter", "name=mine_data"])
+            .trim(),
+        "mine_data",
+        "down.sh removed the volume the user's COMPOSE_FILE names"
+    );
 }
 
 #[test]

@@ -18,8 +18,27 @@ if [ -f "$root/env" ] && [ ! -d "$root/engine" ]; then
     set -a
     . "$root/env"
     set +a
+    # The project and its file named here: a COMPOSE_FILE of yours would
+    # make `down --volumes` remove the volumes that file names.
     cd "$root/server/opt/mcp-stack" 2>/dev/null &&
-      timeout 120 docker-compose down --volumes --remove-orphans --rmi local --timeout 5 >/dev/null 2>&1
+      timeout 120 env -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PATH_SEPARATOR \
+        docker-compose -p "$COMPOSE_PROJECT_NAME" -f docker-compose.yml \
+        down --volumes --remove-orphans --rmi local --timeout 5 >"$root/run/down.log" 2>&1
+    # What compose down left of the project (a volume still busy a moment
+    # after its container went), by the project's label only.
+    label="label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
+    left=$(docker ps -aq --filter "$label" 2>/dev/null)
+    [ -z "$left" ] || docker rm -f $left >/dev/null 2>&1
+    for _ in 1 2 3; do
+      left=$(docker volume ls -q --filter "$label" 2>/dev/null; docker network ls -q --filter "$label" 2>/dev/null)
+      [ -n "$left" ] || break
+      sleep 1
+      docker volume ls -q --filter "$label" 2>/dev/null | while read -r v; do docker volume rm "$v" >/dev/null 2>&1; done
+      docker network ls -q --filter "$label" 2>/dev/null | while read -r n; do docker network rm "$n" >/dev/null 2>&1; done
+    done
+    if [ -n "$(docker ps -aq --filter "$label" 2>/dev/null; docker volume ls -q --filter "$label" 2>/dev/null)" ]; then
+      echo "sandbox: some containers or volumes of compose project $COMPOSE_PROJECT_NAME are left (see $root/run/down.log): docker ps -a --filter $label; docker volume ls --filter $label" >&2
+    fi
     while read -r name; do
       [ -n "$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null)" ] &&
         docker image rm "$name" >/dev/null 2>&1

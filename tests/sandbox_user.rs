@@ -126,6 +126,8 @@ impl UserDaemon {
             .args(["-G", USER]));
         out.code(0);
         assert_eq!(out.stdout.trim(), d.host());
+        // The user reaches it by a path with a space in it.
+        std::os::unix::fs::symlink("engine", d.engine.path().join("the daemon")).unwrap();
         eprintln!(
             "the user's dockerd up in {:.1}s",
             started.elapsed().as_secs_f64()
@@ -136,6 +138,14 @@ impl UserDaemon {
     /// DOCKER_HOST of the daemon.
     fn host(&self) -> String {
         format!("unix://{}/engine/docker.sock", self.engine.path().display())
+    }
+
+    /// DOCKER_HOST as the user has it: the same socket by a path with a space.
+    fn user_host(&self) -> String {
+        format!(
+            "unix://{}/the daemon/docker.sock",
+            self.engine.path().display()
+        )
     }
 
     /// dockerd's pid.
@@ -173,8 +183,9 @@ impl UserDaemon {
         .code(0);
     }
 
+    /// The sandbox folder: with a space in its path, as a laptop's may be.
     fn sandbox(&self) -> PathBuf {
-        self.work.path().join("sb")
+        self.work.path().join("my sandbox")
     }
 
     /// A command run as the user, in the namespace, from the user's folder,
@@ -201,7 +212,7 @@ impl UserDaemon {
             .arg(format!("LOGNAME={USER}"))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin")
             .arg("NO_COLOR=1")
-            .arg(format!("DOCKER_HOST={}", self.host()))
+            .arg(format!("DOCKER_HOST={}", self.user_host()))
             .arg(format!("SANDBOX_DIR={}", self.sandbox().display()))
             .arg(format!(
                 "RUNBOOK_STATE={}",
@@ -381,11 +392,11 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let project = env["COMPOSE_PROJECT_NAME"].clone();
-    assert_eq!(env["DOCKER_HOST"], d.host());
+    assert_eq!(env["DOCKER_HOST"], d.user_host().replace(' ', "\\ "));
     assert!(project.starts_with("rbsandbox-"), "{project}");
     up.stderr_has(&format!(
         "not root: using the Docker daemon at {} with compose project {project}",
-        d.host()
+        d.user_host()
     ));
     // What it wrote is the user's.
     let uid = std::fs::metadata(&d.home).unwrap().uid();
@@ -407,6 +418,16 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
         .map(str::to_string)
         .collect();
     assert!(args.contains(&format!("ssh_user={USER}")), "{args:?}");
+    // `. env` gives the plain docker CLI the sandbox's daemon and project.
+    d.as_user(
+        Path::new("/bin/bash"),
+        &[
+            "-c",
+            "unset DOCKER_HOST; set -a; . \"$SANDBOX_DIR/env\"; set +a; docker ps -q >/dev/null && echo \"project=$COMPOSE_PROJECT_NAME\"",
+        ],
+    )
+    .code(0)
+    .stdout_has(&format!("project={project}"));
 
     // The first run is held on Lukas's tokens.
     let rb = d.runbook_dir().join("runbook.yaml").display().to_string();

@@ -725,3 +725,21 @@ fn down_leaves_alone_what_took_a_recorded_pid_or_veth_name() {
     let link = sh(Command::new("ip").args(["link", "show", "dev", &veth]));
     assert_ne!(link.code, 0, "the sandbox's own veth {veth} is left");
 }
+
+/// SANDBOX_DIR naming a folder of the user's by mistake: up.sh refuses,
+/// says what to do, and deletes nothing (it empties only an empty folder or
+/// a sandbox's).
+#[test]
+fn up_refuses_a_sandbox_dir_that_holds_something_else() {
+    let t = tempfile::Builder::new()
+        .prefix("rbsu-mine")
+        .tempdir()
+        .unwrap();
+    let mine = t.path().join("notes.txt");
+    std::fs::write(&mine, "mine").unwrap();
+    let up = sh(Command::new(runbook_dir().join("sandbox/up.sh")).env("SANDBOX_DIR", t.path()));
+    up.code(1)
+        .stderr_has("is not empty and not a sandbox folder")
+        .stderr_has("set SANDBOX_DIR to a new or empty folder");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
+}

@@ -28,6 +28,12 @@ case "$root" in
   exit 1
   ;;
 esac
+# The folder is emptied: only when it is empty or a sandbox's (up.sh makes
+# run/ first), never a folder of yours that SANDBOX_DIR names by mistake.
+if [ -d "$root" ] && [ ! -d "$root/run" ] && [ -n "$(ls -A "$root" 2>/dev/null)" ]; then
+  echo "sandbox: $root is not empty and not a sandbox folder, and up.sh would delete what is in it: set SANDBOX_DIR to a new or empty folder" >&2
+  exit 1
+fi
 "$here/down.sh" "$root" >/dev/null 2>&1 || true
 rm -rf "$root"
 mkdir -p "$root/run" "$root/upstream"

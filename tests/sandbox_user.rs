@@ -126,6 +126,8 @@ impl UserDaemon {
             .args(["-G", USER]));
         out.code(0);
         assert_eq!(out.stdout.trim(), d.host());
+        // The user reaches it by a path with a space in it.
+        std::os::unix::fs::symlink("engine", d.engine.path().join("the daemon")).unwrap();
         eprintln!(
             "the user's dockerd up in {:.1}s",
             started.elapsed().as_secs_f64()
@@ -136,6 +138,14 @@ impl UserDaemon {
     /// DOCKER_HOST of the daemon.
     fn host(&self) -> String {
         format!("unix://{}/engine/docker.sock", self.engine.path().display())
+    }
+
+    /// DOCKER_HOST as the user has it: the same socket by a path with a space.
+    fn user_host(&self) -> String {
+        format!(
+            "unix://{}/the daemon/docker.sock",
+            self.engine.path().display()
+        )
     }
 
     /// dockerd's pid.
@@ -173,8 +183,9 @@ impl UserDaemon {
         .code(0);
     }
 
+    /// The sandbox folder: with a space in its path, as a laptop's may be.
     fn sandbox(&self) -> PathBuf {
-        self.work.path().join("sb")
+        self.work.path().join("my sandbox")
     }
 
     /// A command run as the user, in the namespace, from the user's folder,
@@ -201,7 +212,7 @@ impl UserDaemon {
             .arg(format!("LOGNAME={USER}"))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin")
             .arg("NO_COLOR=1")
-            .arg(format!("DOCKER_HOST={}", self.host()))
+            .arg(format!("DOCKER_HOST={}", self.user_host()))
             .arg(format!("SANDBOX_DIR={}", self.sandbox().display()))
             .arg(format!(
                 "RUNBOOK_STATE={}",
@@ -381,11 +392,11 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let project = env["COMPOSE_PROJECT_NAME"].clone();
-    assert_eq!(env["DOCKER_HOST"], d.host());
+    assert_eq!(env["DOCKER_HOST"], d.user_host().replace(' ', "\\ "));
     assert!(project.starts_with("rbsandbox-"), "{project}");
     up.stderr_has(&format!(
         "not root: using the Docker daemon at {} with compose project {project}",
-        d.host()
+        d.user_host()
     ));
     // What it wrote is the user's.
     let uid = std::fs::metadata(&d.home).unwrap().uid();
@@ -407,6 +418,16 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
         .map(str::to_string)
         .collect();
     assert!(args.contains(&format!("ssh_user={USER}")), "{args:?}");
+    // `. env` gives the plain docker CLI the sandbox's daemon and project.
+    d.as_user(
+        Path::new("/bin/bash"),
+        &[
+            "-c",
+            "unset DOCKER_HOST; set -a; . \"$SANDBOX_DIR/env\"; set +a; docker ps -q >/dev/null && echo \"project=$COMPOSE_PROJECT_NAME\"",
+        ],
+    )
+    .code(0)
+    .stdout_has(&format!("project={project}"));
 
     // The first run is held on Lukas's tokens.
     let rb = d.runbook_dir().join("runbook.yaml").display().to_string();
@@ -479,7 +500,17 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
     };
     assert!(!volumes(&project).trim().is_empty(), "no volume to remove");
     assert!(d.has_image("redis:7"));
-    d.script("down.sh", &[]).code(0);
+    // The user's shell may name a compose file of its own (direnv does):
+    // down.sh does not read it, so the volume it names stays.
+    d.docker(&["volume", "create", "mine_data"]);
+    let mine = d.work.path().join("mine.yml");
+    std::fs::write(
+        &mine,
+        "services:\n  app:\n    image: bystander/app:1\n    volumes: [\"keep:/d\"]\nvolumes:\n  keep:\n    name: mine_data\n",
+    )
+    .unwrap();
+    d.script_with("down.sh", &[("COMPOSE_FILE", mine.display().to_string())])
+        .code(0);
     let left: Vec<String> = d
         .containers()
         .into_iter()
@@ -525,6 +556,12 @@ fn without_root_the_sandbox_runs_on_the_users_daemon_under_its_own_project() {
         "bystander_data"
     );
     assert!(d.has_image("bystander/app:1"));
+    assert_eq!(
+        d.docker(&["volume", "ls", "-q", "--filter", "name=mine_data"])
+            .trim(),
+        "mine_data",
+        "down.sh removed the volume the user's COMPOSE_FILE names"
+    );
 }
 
 #[test]
@@ -578,4 +615,131 @@ fn without_root_a_real_image_of_a_stand_ins_name_is_refused_and_kept() {
         .stderr_has(&format!("cannot read the cached base {}", tar.display()))
         .stderr_has("sudo chmod a+r");
     assert!(!d.has_image("rbsandbox/base:latest"));
+}
+
+/// Kills the processes on drop.
+struct Procs(Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A sandbox's records outlive its processes and links (a reboot, a kill
+/// -9): by the time down.sh (or up.sh, which runs it first) reads them, the
+/// pids of sshd, upstream.py and dockerd can be other processes', and a veth
+/// of the recorded name another sandbox's. down.sh and `engine.sh stop`
+/// leave those alone; a veth pair up.sh left whole here is still removed.
+#[test]
+fn down_leaves_alone_what_took_a_recorded_pid_or_veth_name() {
+    let t = tempfile::Builder::new()
+        .prefix("rbsu-stale")
+        .tempdir()
+        .unwrap();
+    let root = t.path().join("sb");
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    std::fs::create_dir_all(root.join("engine")).unwrap();
+    let spawn = |script: &str| {
+        Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .expect("start sh")
+    };
+    // Someone else's processes, with the pids the sandbox recorded; the
+    // "sshd" one with a child of its own.
+    let procs = Procs(vec![
+        spawn("sleep 300 & wait"),
+        spawn("exec sleep 300"),
+        spawn("exec sleep 300"),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pids: Vec<i32> = procs.0.iter().map(|c| c.id() as i32).collect();
+    let child: i32 = sh(Command::new("ps").args(["-o", "pid=", "--ppid", &pids[0].to_string()]))
+        .stdout
+        .trim()
+        .parse()
+        .expect("the sh has a sleep child");
+    std::fs::write(root.join("run/sshd.pid"), format!("{}\n", pids[0])).unwrap();
+    std::fs::write(root.join("run/upstream.pid"), format!("{}\n", pids[1])).unwrap();
+    std::fs::write(root.join("engine/started.pid"), format!("{}\n", pids[2])).unwrap();
+    std::fs::write(root.join("engine/dockerd.pid"), format!("{}\n", pids[2])).unwrap();
+    // Another sandbox's veth, its peer in that sandbox's namespace; this
+    // sandbox's namespace is gone.
+    let tag = std::process::id() % 100_000;
+    let (veth, peer, other_ns) = (
+        format!("rbhx{tag}"),
+        format!("rbnx{tag}"),
+        format!("rbsu-other-{tag}"),
+    );
+    let _ = sh(Command::new("ip").args(["link", "del", &veth]));
+    let _ = sh(Command::new("ip").args(["netns", "del", &other_ns]));
+    sh(Command::new("ip").args(["netns", "add", &other_ns])).code(0);
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _ns = Ns(other_ns.clone());
+    sh(Command::new("ip").args(["link", "add", &veth, "type", "veth", "peer", "name", &peer]))
+        .code(0);
+    sh(Command::new("ip").args(["link", "set", &peer, "netns", &other_ns])).code(0);
+    std::fs::write(root.join("veth"), format!("{veth}\n")).unwrap();
+    std::fs::write(root.join("netns"), format!("rbsb-gone-{tag}\n")).unwrap();
+
+    sh(Command::new(runbook_dir().join("sandbox/down.sh")).arg(&root)).code(0);
+    for pid in pids.iter().chain([&child]) {
+        assert!(
+            alive(*pid),
+            "down.sh killed {pid}, which was not the sandbox's"
+        );
+    }
+    let link = sh(Command::new("ip").args(["link", "show", "dev", &veth]));
+    assert_eq!(
+        link.code, 0,
+        "down.sh deleted another sandbox's veth {veth}"
+    );
+    assert!(
+        !root.join("run/sshd.pid").exists(),
+        "the stale records stay"
+    );
+
+    // engine.sh stop by itself, too.
+    sh(Command::new(runbook_dir().join("sandbox/engine.sh"))
+        .arg("stop")
+        .arg(root.join("engine")))
+    .code(0);
+    assert!(alive(pids[2]), "engine.sh stop killed {}", pids[2]);
+
+    // A pair up.sh left here whole (it stopped before moving the peer) is
+    // this sandbox's, and goes.
+    sh(Command::new("ip").args(["link", "del", &veth])).code(0);
+    sh(Command::new("ip").args(["link", "add", &veth, "type", "veth", "peer", "name", &peer]))
+        .code(0);
+    std::fs::write(root.join("veth"), format!("{veth}\n")).unwrap();
+    sh(Command::new(runbook_dir().join("sandbox/down.sh")).arg(&root)).code(0);
+    let link = sh(Command::new("ip").args(["link", "show", "dev", &veth]));
+    assert_ne!(link.code, 0, "the sandbox's own veth {veth} is left");
+}
+
+/// SANDBOX_DIR naming a folder of the user's by mistake: up.sh refuses,
+/// says what to do, and deletes nothing (it empties only an empty folder or
+/// a sandbox's).
+#[test]
+fn up_refuses_a_sandbox_dir_that_holds_something_else() {
+    let t = tempfile::Builder::new()
+        .prefix("rbsu-mine")
+        .tempdir()
+        .unwrap();
+    let mine = t.path().join("notes.txt");
+    std::fs::write(&mine, "mine").unwrap();
+    let up = sh(Command::new(runbook_dir().join("sandbox/up.sh")).env("SANDBOX_DIR", t.path()));
+    up.code(1)
+        .stderr_has("is not empty and not a sandbox folder")
+        .stderr_has("set SANDBOX_DIR to a new or empty folder");
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
 }

@@ -622,3 +622,32 @@ fn a_bad_ssh_idle_setting_is_a_usage_error() {
     // No run was started.
     assert!(t.run(&["status"]).stdout.trim().is_empty() || !t.state_file().exists());
 }
+
+/// A known_hosts file whose path has a space and a `%` in it (a laptop's
+/// "My Projects" folder) is read as that one file: ssh would split the
+/// path at the space and expand `%`. The command the refusal suggests is
+/// shell-quoted.
+#[test]
+fn a_known_hosts_path_with_a_space_and_a_percent_is_one_file() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let dir = t.path().join("my 100% keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kh = dir.join("known hosts");
+    std::fs::copy(sshd.known_hosts(), &kh).unwrap();
+    let yaml = runbook(&sshd, "  - id: a\n    on: box\n    run: echo reached\n").replace(
+        &format!("known_hosts_file: {}", sshd.known_hosts().display()),
+        &format!("known_hosts_file: \"{}\"", kh.display()),
+    );
+    assert!(yaml.contains("my 100% keys"), "{yaml}");
+    t.put_runbook("r", &yaml);
+    t.run(&["run", "r"]).code(0).stdout_has("[a] reached");
+    // Not in it: the suggested command names the file as one shell word.
+    std::fs::write(&kh, "").unwrap();
+    t.run(&["run", "r", "--fresh"]).code(1);
+    let reason = t.status(None).step("a").reason.clone().unwrap();
+    assert!(
+        reason.contains(&format!(">> '{}'", kh.display())),
+        "{reason}"
+    );
+}

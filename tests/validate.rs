@@ -383,3 +383,125 @@ fn an_inventory_host_reached_another_way_is_refused_where_it_is_used() {
     );
     t.run(&["validate", "good"]).code(0);
 }
+
+/// A `--var` the runbook reads in other ways than `vars.NAME` in its own
+/// text is accepted: in a file it uploads with `template: true`, as
+/// `vars[ 'NAME' ]`, in a bare `when:` expression, or all at once through
+/// `vars|items`; a typo is still refused.
+#[test]
+fn a_var_read_by_an_uploaded_template_or_a_subscript_may_be_given() {
+    let t = Test::new();
+    let out = t.p("out");
+    t.write("runbooks/files/app.conf.j2", "port={{ vars.app_port }}\n");
+    let t = t.runbook(
+        "v",
+        &format!(
+            "steps:\n  - id: conf\n    upload: {{ src: files/app.conf.j2, dest: {out}, template: true }}\n  - id: b\n    needs: [conf]\n    when: vars.go == 'yes'\n    run: echo {{{{ vars[ 'who' ] }}}} >> {out}\n"
+        ),
+    );
+    t.run(&[
+        "run",
+        "v",
+        "--var",
+        "app_port=8000",
+        "--var",
+        "go=yes",
+        "--var",
+        "who=me",
+    ])
+    .code(0);
+    assert_eq!(t.read("out"), "port=8000\nme\n");
+    t.run(&[
+        "validate",
+        "v",
+        "--var",
+        "app_prot=1",
+        "--var",
+        "go=no",
+        "--var",
+        "who=x",
+    ])
+    .code(2)
+    .stderr_has("`--var app_prot` names no var");
+    t.put_runbook(
+        "all",
+        &format!("steps:\n  - id: a\n    run: \"{{% for k, v in vars|items %}}echo {{{{ k }}}}={{{{ v }}}} >> {out}; {{% endfor %}}\"\n"),
+    );
+    t.run(&["run", "all", "--var", "anything=1"]).code(0);
+    assert!(t.read("out").ends_with("anything=1\n"), "{}", t.read("out"));
+}
+
+/// A password never shows in an inventory's parse errors (a quote in it, a
+/// space not quoted, a `[g:vars]` line without `=`), and an `!vault`
+/// password in a YAML inventory is a password login too.
+#[test]
+fn inventory_passwords_stay_hidden_and_vault_ones_are_refused() {
+    let t = Test::new();
+    for (file, text) in [
+        (
+            "q.ini",
+            "[s]\ns1 ansible_host=127.0.0.1 ansible_ssh_pass=it's-Hidden1\n",
+        ),
+        (
+            "sp.ini",
+            "[s]\ns1 ansible_host=127.0.0.1 ansible_password=correct Hidden2\n",
+        ),
+        ("gv.ini", "[s:vars]\nansible_ssh_pass Hidden3\n[s]\ns1\n"),
+    ] {
+        t.write(&format!("runbooks/{file}"), text);
+        t.put_runbook(
+            "bad",
+            &format!("inventory: {file}\nsteps:\n  - id: a\n    run: 'true'\n"),
+        );
+        let ran = t.run(&["validate", "bad"]);
+        ran.code(2)
+            .stderr_has(&format!("inventory {}", t.p(&format!("runbooks/{file}"))))
+            .stderr_has("line 2:")
+            .stderr_has("sets a password (not shown)");
+        assert!(!ran.stderr.contains("Hidden"), "{file}: {}", ran.stderr);
+    }
+    t.write(
+        "runbooks/v.yml",
+        "all:\n  hosts:\n    s1:\n      ansible_host: 127.0.0.1\n      ansible_password: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        66383439383437366\n",
+    );
+    t.put_runbook(
+        "bad",
+        "inventory: v.yml\nsteps:\n  - id: a\n    on: s1\n    run: 'true'\n",
+    );
+    let ran = t.run(&["validate", "bad"]);
+    ran.code(2)
+        .stderr_has("sets `ansible_password` (password login)");
+    assert!(!ran.stderr.contains("66383439"), "{}", ran.stderr);
+}
+
+/// An http check `via` an inventory host that runbook does not reach as the
+/// inventory says, or an env file on a group holding one, is refused like a
+/// step on it.
+#[test]
+fn a_refused_host_is_refused_as_via_and_in_an_env_files_group() {
+    let t = Test::new();
+    t.write(
+        "runbooks/inv.ini",
+        "[web]\nw1 ansible_host=127.0.0.1\n[ctl]\nc1 ansible_host=127.0.0.1 ansible_connection=local\n[mixed]\nw1\nc1\n",
+    );
+    t.put_runbook(
+        "bad",
+        "inventory: inv.ini\nsteps:\n  - id: a\n    http: { url: 'http://127.0.0.1:1/', via: c1 }\n",
+    );
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("goes `via: c1`, whose inventory entry sets `ansible_connection=local`")
+        .stderr_has("bad.yaml:4:");
+    t.put_runbook(
+        "bad",
+        "inventory: inv.ini\nenv_files:\n  - { host: mixed, path: /etc/x.env }\nsteps:\n  - id: a\n    run: 'true'\n",
+    );
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("env_files reads a file on `c1`");
+    t.put_runbook(
+        "good",
+        "inventory: inv.ini\nsteps:\n  - id: a\n    http: { url: 'http://127.0.0.1:1/', via: w1 }\n",
+    );
+    t.run(&["validate", "good"]).code(0);
+}

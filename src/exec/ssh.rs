@@ -313,7 +313,7 @@ impl SshPool {
             b.keyfile(key);
         }
         if let Some(file) = &t.known_hosts_file {
-            b.user_known_hosts_file(file);
+            b.user_known_hosts_file(ssh_option_path(file));
         }
         b.connect_mux(&t.address)
             .await
@@ -1020,6 +1020,28 @@ fn no_spool_reason(host: &str, folder: &str, make: bool, error: &str) -> String 
 }
 
 /// A connection failure in one line: which host, what ssh said, what to do.
+/// A path as one value of an ssh `-o` option: ssh splits an option's value
+/// at spaces (`UserKnownHostsFile=/my dir/kh` names two files) and expands
+/// `%` tokens in it, so the path goes in double quotes, with `"` and `\`
+/// escaped and `%` doubled.
+fn ssh_option_path(path: &std::path::Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '%' => out.push_str("%%"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    PathBuf::from(out)
+}
+
 fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
     let detail = {
         let text = super::error_chain(e);
@@ -1034,6 +1056,11 @@ fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    // As a shell word in the commands suggested (the default keeps its `~`).
+    let file_arg = match &t.known_hosts_file {
+        Some(_) => sh_quote(&file),
+        None => file.clone(),
+    };
     let port = t.port.unwrap_or(22);
     let key_target = if port == 22 {
         t.address.clone()
@@ -1044,14 +1071,14 @@ fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
         || detail.contains("Host key for") && detail.contains("has changed")
     {
         format!(
-            "host key of {} has CHANGED compared with {file}; nothing was run there. If the server was reinstalled, verify its new key out of band, then remove the old one with `ssh-keygen -R '{key_target}' -f {file}`",
+            "host key of {} has CHANGED compared with {file}; nothing was run there. If the server was reinstalled, verify its new key out of band, then remove the old one with `ssh-keygen -R '{key_target}' -f {file_arg}`",
             t.describe()
         )
     } else if detail.contains("Host key verification failed")
         || detail.contains("No ") && detail.contains("host key is known")
     {
         format!(
-            "host key of {} is not in {file}; nothing was run there. Check the server's fingerprint, then trust it with `ssh-keyscan -p {port} {} >> {file}` (or set `known_hosts: accept-new` on the host)",
+            "host key of {} is not in {file}; nothing was run there. Check the server's fingerprint, then trust it with `ssh-keyscan -p {port} {} >> {file_arg}` (or set `known_hosts: accept-new` on the host)",
             t.describe(),
             t.address
         )

@@ -49,7 +49,12 @@ impl HostVars {
         let plain = value.trim();
         match key {
             "ansible_connection" => {
-                let ssh = matches!(plain, "ssh" | "smart" | "paramiko" | "paramiko_ssh");
+                // Also by the plugin's full name (`ansible.builtin.ssh`).
+                let name = plain
+                    .strip_prefix("ansible.builtin.")
+                    .or_else(|| plain.strip_prefix("ansible.legacy."))
+                    .unwrap_or(plain);
+                let ssh = matches!(name, "ssh" | "smart" | "paramiko" | "paramiko_ssh");
                 let shown = (!ssh).then(|| format!("`ansible_connection={plain}`"));
                 self.unsupported.insert(key.to_string(), shown);
             }
@@ -289,7 +294,7 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
         match &section {
             Section::Hosts(group) => {
                 let words = shlex::split(line)
-                    .ok_or_else(|| at(format!("unbalanced quotes in `{line}`")))?;
+                    .ok_or_else(|| at(format!("unbalanced quotes in {}", shown(line, line))))?;
                 let Some((host, rest)) = words.split_first() else {
                     continue;
                 };
@@ -309,7 +314,10 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
                 };
                 for word in rest {
                     let (k, v) = word.split_once('=').ok_or_else(|| {
-                        at(format!("`{word}` is not a `key=value` host variable"))
+                        at(format!(
+                            "{} is not a `key=value` host variable (quote a value with spaces)",
+                            shown(word, line)
+                        ))
                     })?;
                     vars.set(k, v).map_err(at)?;
                 }
@@ -321,7 +329,7 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
             Section::Vars(group) => {
                 let (k, v) = line
                     .split_once('=')
-                    .ok_or_else(|| at(format!("`{line}` is not `key=value`")))?;
+                    .ok_or_else(|| at(format!("{} is not `key=value`", shown(line, line))))?;
                 let v = v.trim();
                 let v = shlex::split(v)
                     .and_then(|w| w.into_iter().next())
@@ -343,6 +351,17 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
         }
     }
     raw.resolve()
+}
+
+/// An INI line, or a word of it, for an error message: the text in
+/// backquotes, or, when the line may hold a password (it names a variable
+/// with `pass` in it), only that it is not shown.
+fn shown(text: &str, line: &str) -> String {
+    if line.to_ascii_lowercase().contains("pass") {
+        "a line that sets a password (not shown)".to_string()
+    } else {
+        format!("`{text}`")
+    }
 }
 
 /// `web[01:03]` → web01, web02, web03; `db[a:c]` → dba, dbb, dbc.
@@ -419,6 +438,9 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
+            // `!vault |` and other tags: the tagged value (an encrypted
+            // password is still a password login).
+            Value::Tagged(t) => scalar(&t.value),
             _ => None,
         }
     }
@@ -554,6 +576,21 @@ mod tests {
         assert_eq!(inv.hosts["db1"].user.as_deref(), Some("pg admin"));
         assert_eq!(inv.hosts["lone"].user, None);
         assert_eq!(inv.hosts["db1"].identity_file.as_deref(), Some("~/.ssh/k"));
+    }
+
+    #[test]
+    fn ssh_by_its_full_plugin_name_is_plain_ssh() {
+        let inv = parse(
+            "i.ini",
+            "a ansible_connection=ansible.builtin.ssh\nb ansible_connection=ansible.legacy.ssh\nc ansible_connection=ansible.builtin.local\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["a"].refused(), None);
+        assert_eq!(inv.hosts["b"].refused(), None);
+        assert_eq!(
+            inv.hosts["c"].refused().as_deref(),
+            Some("`ansible_connection=ansible.builtin.local`")
+        );
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn validate(
     let mut v = Validator {
         source: &source,
         diagnostics: Vec::new(),
+        refused: IndexMap::new(),
     };
     let ids: HashMap<&str, usize> = {
         let mut ids = HashMap::new();
@@ -141,6 +142,7 @@ pub fn validate(
         &source,
         &mut v.diagnostics,
     );
+    v.refused = refused.clone();
     for (i, env_file) in file.env_files.iter().enumerate() {
         if let EnvFileSpec::Remote(remote) = env_file {
             if !hosts.contains_key(&remote.host) && !groups.contains_key(&remote.host) {
@@ -157,13 +159,16 @@ pub fn validate(
     }
     for env_file in &file.env_files {
         if let EnvFileSpec::Remote(remote) = env_file {
-            if let Some(what) = refused.get(&remote.host) {
+            let members = groups
+                .get(&remote.host)
+                .filter(|_| !hosts.contains_key(&remote.host));
+            let on = members.map_or(std::slice::from_ref(&remote.host), |m| m.as_slice());
+            if let Some((h, what)) = on.iter().find_map(|h| refused.get_key_value(h)) {
                 v.push(
                     Diagnostic::new(
                         &source.path,
                         format!(
-                            "env_files reads a file on `{}`, whose inventory entry sets {what}, which runbook does not apply",
-                            remote.host
+                            "env_files reads a file on `{h}`, whose inventory entry sets {what}, which runbook does not apply"
                         ),
                     )
                     .at(source.nested_key_span("env_files", "host"))
@@ -395,6 +400,9 @@ pub fn validate(
 struct Validator<'a> {
     source: &'a Source,
     diagnostics: Vec<Diagnostic>,
+    /// Inventory hosts runbook does not reach as the inventory says (see
+    /// [`super::fleet::Fleet::refused`]).
+    refused: IndexMap<String, String>,
 }
 
 impl Validator<'_> {
@@ -623,6 +631,16 @@ impl Validator<'_> {
             if !hosts.contains_key(via) {
                 let d = self.unknown_host(via, hosts, groups).at(span("via"));
                 self.push(d);
+            } else if let Some(what) = self.refused.get(via) {
+                let d = Diagnostic::new(
+                    &self.source.path,
+                    format!(
+                        "an http request goes `via: {via}`, whose inventory entry sets {what}, which runbook does not apply"
+                    ),
+                )
+                .at(span("via"))
+                .hint(REFUSED_HINT);
+                self.push(d);
             }
         }
         for pointer in http.expect.json.iter().flat_map(|m| m.keys()) {
@@ -694,18 +712,55 @@ pub fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
 const REFUSED_HINT: &str = "runbook reaches hosts with plain ssh and your ssh config (~/.ssh/config), with key login only: put ssh options such as ProxyJump in ~/.ssh/config, run this machine's steps with `on: local`, or declare the host under `hosts:` (which wins over the inventory) or leave it out of this step's group";
 
 /// Refuses a `--var` that names no var of the runbook: one neither declared
-/// under `vars:` nor used in it as `vars.NAME` (or `vars['NAME']`). A typo
-/// such as `--var hots=prod` would otherwise be dropped in silence and the
-/// run would go on with the default, on a production server.
+/// under `vars:` nor read by one of its templates as `vars.NAME` or
+/// `vars['NAME']`, in the runbook or in a file it uploads with
+/// `template: true`. A typo such as `--var hots=prod` would otherwise be
+/// dropped in silence and the run would go on with the default, on a
+/// production server. When a template reads `vars` in a way that names no
+/// var (`vars[key]`, `vars|items`) or the uploaded template's path is itself
+/// a template, any name may be read, and none is refused.
 pub fn check_var_names(
     file: &RunbookFile,
     source: &Source,
     given: &[(String, String)],
 ) -> Result<()> {
+    if given.iter().all(|(name, _)| file.vars.contains_key(name)) {
+        return Ok(());
+    }
+    let mut read = VarsRead::default();
+    read.scan(&source.text);
+    // `when` may be a bare expression, without `{{ }}`.
+    for when in file.steps.iter().filter_map(|s| s.when.as_deref()) {
+        if !super::template::is_template(when) {
+            read.scan_expression(when);
+        }
+    }
+    let dir = source.path.parent().unwrap_or(std::path::Path::new("."));
+    for upload in file.steps.iter().filter_map(|s| s.upload.as_ref()) {
+        if !upload.template {
+            continue;
+        }
+        if super::template::is_template(&upload.src) {
+            read.any = true;
+            continue;
+        }
+        let src = dir.join(&upload.src);
+        let mut files = Vec::new();
+        // An unreadable source is reported by validation, with its place.
+        let _ = crate::plan::collect_files(&src, &src, &mut files);
+        for (_, path) in files {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                read.scan(&text);
+            }
+        }
+    }
+    if read.any {
+        return Ok(());
+    }
     let diagnostics: Vec<Diagnostic> = given
         .iter()
         .map(|(name, _)| name.as_str())
-        .filter(|name| !file.vars.contains_key(*name) && !uses_var(&source.text, name))
+        .filter(|name| !file.vars.contains_key(*name) && !read.names.contains(*name))
         .map(|name| {
             let declared: Vec<&str> = file.vars.keys().map(String::as_str).collect();
             let mut hint = match nearest(name, declared.iter().copied()) {
@@ -737,18 +792,78 @@ pub fn check_var_names(
     })
 }
 
-/// Whether a template in `text` reads the var `name`.
-fn uses_var(text: &str, name: &str) -> bool {
-    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let dotted = format!("vars.{name}");
-    let dotted_use = text.match_indices(&dotted).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + dotted.len()..].chars().next();
-        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
-    });
-    dotted_use
-        || text.contains(&format!("vars['{name}']"))
-        || text.contains(&format!("vars[\"{name}\"]"))
+/// The vars that templates read by name, and whether one reads `vars` in a
+/// way that may read any of them.
+#[derive(Default)]
+struct VarsRead {
+    names: std::collections::HashSet<String>,
+    any: bool,
+}
+
+impl VarsRead {
+    /// Reads the `{{ }}` and `{% %}` blocks of `text`.
+    fn scan(&mut self, text: &str) {
+        let mut rest = text;
+        while let Some(open) = rest.find(['{']) {
+            let after = &rest[open + 1..];
+            let close = match after.chars().next() {
+                Some('{') => "}}",
+                Some('%') => "%}",
+                _ => {
+                    rest = after;
+                    continue;
+                }
+            };
+            let body = &after[1..];
+            let end = body.find(close).unwrap_or(body.len());
+            self.scan_expression(&body[..end]);
+            rest = &body[end..];
+        }
+    }
+
+    /// Finds `vars` in one template expression: `vars.NAME` and
+    /// `vars['NAME']` (spaces allowed) name a var; any other use may read any.
+    fn scan_expression(&mut self, expr: &str) {
+        let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        for (at, _) in expr.match_indices("vars") {
+            let before = expr[..at].trim_end().chars().next_back();
+            if expr[..at].chars().next_back().is_some_and(is_ident) || before == Some('.') {
+                continue;
+            }
+            let after = &expr[at + 4..];
+            if after.chars().next().is_some_and(is_ident) {
+                continue;
+            }
+            let after = after.trim_start();
+            let name = if let Some(attr) = after.strip_prefix('.') {
+                let attr = attr.trim_start();
+                let len = attr.find(|c: char| !is_ident(c)).unwrap_or(attr.len());
+                Some(&attr[..len])
+            } else if let Some(index) = after.strip_prefix('[') {
+                let index = index.trim_start();
+                index
+                    .chars()
+                    .next()
+                    .filter(|q| *q == '\'' || *q == '"')
+                    .and_then(|q| {
+                        let inner = &index[1..];
+                        let end = inner.find(q)?;
+                        inner[end + 1..]
+                            .trim_start()
+                            .starts_with(']')
+                            .then(|| &inner[..end])
+                    })
+            } else {
+                None
+            };
+            match name {
+                Some(n) if !n.is_empty() => {
+                    self.names.insert(n.to_string());
+                }
+                _ => self.any = true,
+            }
+        }
+    }
 }
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
@@ -810,14 +925,24 @@ mod tests {
 
     #[test]
     fn a_var_is_used_only_by_its_whole_name() {
-        use super::uses_var;
-        let text = "run: echo {{ vars.host_name }} {{ myvars.port }} {{ vars['user'] }}";
-        assert!(uses_var(text, "host_name"));
-        assert!(!uses_var(text, "host"));
-        assert!(!uses_var(text, "port"));
-        assert!(uses_var(text, "user"));
-        assert!(uses_var("{{ vars[\"k\"]|quote }}", "k"));
-        assert!(uses_var("{{vars.k}}", "k"));
+        let read = |text: &str| {
+            let mut r = super::VarsRead::default();
+            r.scan(text);
+            r
+        };
+        let r = read("vars:\n  a: 1\nrun: echo {{ vars.host_name }} {{ myvars.port }} {{ vars['user'] }} vars.outside");
+        assert!(!r.any);
+        assert!(r.names.contains("host_name") && r.names.contains("user"));
+        assert!(!r.names.contains("host") && !r.names.contains("port"));
+        assert!(!r.names.contains("outside"));
+        let r = read("{{ vars[\"k\"]|quote }}{{vars.k2}}{% if vars [ 'k3' ] %}{{ vars . k4 }}");
+        assert!(!r.any);
+        for k in ["k", "k2", "k3", "k4"] {
+            assert!(r.names.contains(k), "{k}");
+        }
+        assert!(read("{% for k, v in vars|items %}{{ k }}{% endfor %}").any);
+        assert!(read("{{ vars[key] }}").any);
+        assert!(!read("{{ x.vars }} {{ secrets.vars }}").any);
     }
 
     #[test]

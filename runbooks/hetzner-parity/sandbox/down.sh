@@ -18,8 +18,27 @@ if [ -f "$root/env" ] && [ ! -d "$root/engine" ]; then
     set -a
     . "$root/env"
     set +a
+    # The project and its file named here: a COMPOSE_FILE of yours would
+    # make `down --volumes` remove the volumes that file names.
     cd "$root/server/opt/mcp-stack" 2>/dev/null &&
-      timeout 120 docker-compose down --volumes --remove-orphans --rmi local --timeout 5 >/dev/null 2>&1
+      timeout 120 env -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PATH_SEPARATOR \
+        docker-compose -p "$COMPOSE_PROJECT_NAME" -f docker-compose.yml \
+        down --volumes --remove-orphans --rmi local --timeout 5 >"$root/run/down.log" 2>&1
+    # What compose down left of the project (a volume still busy a moment
+    # after its container went), by the project's label only.
+    label="label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
+    left=$(docker ps -aq --filter "$label" 2>/dev/null)
+    [ -z "$left" ] || docker rm -f $left >/dev/null 2>&1
+    for _ in 1 2 3; do
+      left=$(docker volume ls -q --filter "$label" 2>/dev/null; docker network ls -q --filter "$label" 2>/dev/null)
+      [ -n "$left" ] || break
+      sleep 1
+      docker volume ls -q --filter "$label" 2>/dev/null | while read -r v; do docker volume rm "$v" >/dev/null 2>&1; done
+      docker network ls -q --filter "$label" 2>/dev/null | while read -r n; do docker network rm "$n" >/dev/null 2>&1; done
+    done
+    if [ -n "$(docker ps -aq --filter "$label" 2>/dev/null; docker volume ls -q --filter "$label" 2>/dev/null)" ]; then
+      echo "sandbox: some containers or volumes of compose project $COMPOSE_PROJECT_NAME are left (see $root/run/down.log): docker ps -a --filter $label; docker volume ls --filter $label" >&2
+    fi
     while read -r name; do
       [ -n "$(docker image inspect -f '{{index .Config.Labels "rbsandbox.standin"}}' "$name" 2>/dev/null)" ] &&
         docker image rm "$name" >/dev/null 2>&1
@@ -36,14 +55,26 @@ if [ -d "$root/engine" ]; then
   "$(dirname "$0")/engine.sh" stop "$root/engine"
 fi
 
+# A pid file outlives its process (a reboot, a kill -9): its pid is this
+# sandbox's only while that process's command line names this sandbox's
+# files; another process that got the pid since is left alone.
+ours() { # PID TEXT
+  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
 for pidfile in "$root"/run/sshd.pid "$root"/run/upstream.pid; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
-  # sshd's per-connection children, by their parent's pid (never by name).
-  if [ "$(basename "$pidfile")" = sshd.pid ]; then
-    for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -KILL "$child" 2>/dev/null; done
+  case "$(basename "$pidfile")" in
+  sshd.pid) mark="$root/sshd_config" ;;
+  *) mark="$root/upstream/port" ;;
+  esac
+  if ours "$pid" "$mark"; then
+    # sshd's per-connection children, by their parent's pid (never by name).
+    if [ "$(basename "$pidfile")" = sshd.pid ]; then
+      for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -KILL "$child" 2>/dev/null; done
+    fi
+    kill "$pid" 2>/dev/null
   fi
-  kill "$pid" 2>/dev/null
   rm -f "$pidfile"
 done
 # Anything still in the server's namespace was started by the sandbox (a
@@ -57,5 +88,15 @@ if [ -f "$root/netns" ]; then
     while read -r m; do umount -l "$m" 2>/dev/null; done
 fi
 if [ -f "$root/netns" ]; then ip netns del "$(cat "$root/netns")" 2>/dev/null; rm -f "$root/netns"; fi
-if [ -f "$root/veth" ]; then ip link del "$(cat "$root/veth")" 2>/dev/null; rm -f "$root/veth"; fi
+# Deleting the namespace took the veth pair with it. The pair is left only
+# when up.sh stopped before moving its peer (rbnN) into the namespace: then
+# both ends are here. A veth of that name whose peer is elsewhere is another
+# sandbox's (this record can be older than a reboot).
+if [ -f "$root/veth" ]; then
+  veth=$(cat "$root/veth")
+  if ip -o link show dev "$veth" 2>/dev/null | grep -qF -- "$veth@${veth/rbh/rbn}:"; then
+    ip link del "$veth" 2>/dev/null
+  fi
+  rm -f "$root/veth"
+fi
 exit 0

@@ -23,6 +23,11 @@ dir=${2:-}
 [ -n "$dir" ] || { echo "usage: engine.sh start DIR NETNS [DOCKERD-OPTION...] | engine.sh stop DIR" >&2; exit 2; }
 
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# Whether PID is still this engine's dockerd: a pid file outlives its
+# process (a reboot, a kill -9), and the pid may be another process's now.
+ours() { # PID DIR
+  [ -n "$1" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "-H unix://$2/docker.sock "
+}
 
 case "$cmd" in
 start)
@@ -55,7 +60,7 @@ stop)
   [ -d "$dir" ] || exit 0
   dir=$(cd "$dir" && pwd)
   pid=$(cat "$dir/dockerd.pid" 2>/dev/null || cat "$dir/started.pid" 2>/dev/null || true)
-  if alive "$pid"; then
+  if alive "$pid" && ours "$pid" "$dir"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 300); do alive "$pid" || break; sleep 0.1; done
     alive "$pid" && kill -KILL "$pid" 2>/dev/null

@@ -21,6 +21,19 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=${SANDBOX_DIR:-$PWD/state/sandbox}
+# The sandbox's sshd_config names files under it (quoted: spaces are fine).
+case "$root" in
+*'"'* | *'\'* | *'%'* | *$'\n'*)
+  echo "sandbox: the sandbox folder $root has a \", \\, % or newline in its path, which sshd_config cannot hold: set SANDBOX_DIR to another folder" >&2
+  exit 1
+  ;;
+esac
+# The folder is emptied: only when it is empty or a sandbox's (up.sh makes
+# run/ first), never a folder of yours that SANDBOX_DIR names by mistake.
+if [ -d "$root" ] && [ ! -d "$root/run" ] && [ -n "$(ls -A "$root" 2>/dev/null)" ]; then
+  echo "sandbox: $root is not empty and not a sandbox folder, and up.sh would delete what is in it: set SANDBOX_DIR to a new or empty folder" >&2
+  exit 1
+fi
 "$here/down.sh" "$root" >/dev/null 2>&1 || true
 rm -rf "$root"
 mkdir -p "$root/run" "$root/upstream"
@@ -142,7 +155,8 @@ for line in sys.stdin:
     fi
   done
 fi
-printf 'DOCKER_HOST=%s\nCOMPOSE_PROJECT_NAME=%s\n' "$DOCKER_HOST" "$project" > "$root/env"
+# Shell-quoted where needed (`. env` reads it back, also with spaces).
+printf 'DOCKER_HOST=%q\nCOMPOSE_PROJECT_NAME=%q\n' "$DOCKER_HOST" "$project" > "$root/env"
 export COMPOSE_PROJECT_NAME=$project
 
 # Simulated upstream APIs (GitHub, Trello, SonarCloud), on this machine's side.
@@ -216,9 +230,9 @@ ssh_port=$(free_port)
 cat > "$root/sshd_config" <<CFG
 Port $ssh_port
 ListenAddress $listen
-HostKey $root/host_key
-AuthorizedKeysFile $root/authorized_keys
-PidFile $root/run/sshd.pid
+HostKey "$root/host_key"
+AuthorizedKeysFile "$root/authorized_keys"
+PidFile "$root/run/sshd.pid"
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
@@ -226,7 +240,7 @@ PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
 MaxSessions 50
-SetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin DOCKER_HOST=$DOCKER_HOST COMPOSE_PROJECT_NAME=$project DOCKER_BUILDKIT=0 SANDBOX_STATE=$root
+SetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "DOCKER_HOST=$DOCKER_HOST" COMPOSE_PROJECT_NAME=$project DOCKER_BUILDKIT=0 "SANDBOX_STATE=$root"
 CFG
 if $wrap /usr/sbin/sshd -f "$root/sshd_config" -E "$root/run/sshd.log"; then break; fi
 [ "$attempt" = 5 ] && { echo "sandbox: sshd did not start; see $root/run/sshd.log" >&2; exit 1; }

@@ -409,6 +409,32 @@ fn a_script_larger_than_one_environment_string_runs_on_its_host() {
     assert_eq!(t.lines("effect"), vec!["ran"]);
 }
 
+/// Scripts under and over 1 KiB (read by the wrapper with `read`, and with
+/// `cat`) reach the host byte for byte: leading blanks, backslashes, `$`,
+/// quotes, a blank line, and a last line without a newline.
+#[test]
+fn small_and_large_scripts_reach_the_host_exactly() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let out = t.p("out");
+    let tricky =
+        "printf '%s\\n' '  lead' 'back\\slash' '$HOME' \"dq\" >> OUT\n\nprintf '%s\\n' last >> OUT";
+    let small = tricky.replace("OUT", &out);
+    let large = format!("{}\n{small}", "# filler to pass one KiB\n".repeat(60));
+    assert!(small.len() < 1024 && large.len() > 1024);
+    let yaml = |s: &str| serde_json::to_string(s).unwrap();
+    let steps = format!(
+        "  - id: small\n    on: box\n    run: {}\n  - id: large\n    on: box\n    needs: [small]\n    run: {}\n",
+        yaml(&small),
+        yaml(&large)
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    t.run(&["run", "r"]).code(0);
+    let once = ["  lead", "back\\slash", "$HOME", "dq", "last"];
+    let want: Vec<&str> = once.iter().chain(once.iter()).copied().collect();
+    assert_eq!(t.lines("out"), want);
+}
+
 #[test]
 fn the_sweep_never_follows_a_link_out_of_the_spool() {
     let sshd = Sshd::start();

@@ -5,7 +5,7 @@
 mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
-use support::sandbox::{runbook_dir, Sandbox};
+use support::sandbox::{runbook_dir, Sandbox, SERVICES};
 use support::{finish, signal, wait_for, Test};
 
 const TOKEN_SECRETS: [&str; 5] = [
@@ -46,23 +46,6 @@ fn server_address(sb: &Sandbox) -> String {
 fn runbook_path() -> String {
     runbook_dir().join("runbook.yaml").display().to_string()
 }
-
-/// The 13 services of the unified compose file (US-001, US-007).
-const SERVICES: [&str; 13] = [
-    "open-webui",
-    "mcp-proxy",
-    "auth-service",
-    "admin-portal",
-    "postgres",
-    "redis",
-    "mcp-filesystem",
-    "mcp-github",
-    "mcp-clickup",
-    "mcp-trello",
-    "mcp-sonarqube",
-    "mcp-excel",
-    "mcp-dashboard",
-];
 
 /// Seconds since the epoch of a Docker timestamp ("2026-11-24T18:49:11.18Z").
 fn docker_time(ts: &str) -> u64 {

@@ -14,27 +14,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::sandbox::runbook_dir;
+use support::sandbox::{env_map, runbook_dir, SERVICES};
 use support::{alive, Ran};
 
 const USER: &str = "rbsandbox";
-
-/// The 13 services of the unified compose file.
-const SERVICES: [&str; 13] = [
-    "open-webui",
-    "mcp-proxy",
-    "auth-service",
-    "admin-portal",
-    "postgres",
-    "redis",
-    "mcp-filesystem",
-    "mcp-github",
-    "mcp-clickup",
-    "mcp-trello",
-    "mcp-sonarqube",
-    "mcp-excel",
-    "mcp-dashboard",
-];
 
 fn sh(cmd: &mut Command) -> Ran {
     Ran::from(cmd.output().expect("run a command"))
@@ -366,13 +349,7 @@ fn pid_in(file: PathBuf) -> i32 {
 }
 
 fn env_of(d: &UserDaemon, id: &str) -> BTreeMap<String, String> {
-    d.inspect(id)["Config"]["Env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e.as_str()?.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    env_map(&d.inspect(id))
 }
 
 #[test]

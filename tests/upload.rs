@@ -506,13 +506,10 @@ fn a_connection_cut_mid_upload_keeps_the_files_in_place_and_the_run_goes_on() {
     let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s", false);
     // The network goes: the connection's processes on the host side end
     // (by pid), the server stays up to be reconnected to.
-    let conns = sshd.connection_processes();
-    assert!(!conns.is_empty(), "no per-connection sshd process found");
-    for pid in &conns {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
+    assert!(
+        sshd.drop_connections() > 0,
+        "no per-connection sshd process found"
+    );
     let a_at_cut = scene.check_at_cut();
     let CutScene {
         t,
@@ -634,11 +631,7 @@ fn a_mirror_upload_cut_mid_transfer_counts_the_removals_made_before_the_cut() {
     let scene = upload_caught_mid_transfer(&sshd, 64 << 20, "120s", true);
     // The stale files went before anything was written.
     assert!(!scene.dest.join("stale.txt").exists());
-    for pid in sshd.connection_processes() {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
+    sshd.drop_connections();
     let CutScene {
         t,
         dest,

@@ -20,6 +20,34 @@ pub struct Sandbox {
 }
 
 /// The repository's runbooks/hetzner-parity folder.
+/// The 13 services of the unified compose file (US-001, US-007).
+pub const SERVICES: [&str; 13] = [
+    "open-webui",
+    "mcp-proxy",
+    "auth-service",
+    "admin-portal",
+    "postgres",
+    "redis",
+    "mcp-filesystem",
+    "mcp-github",
+    "mcp-clickup",
+    "mcp-trello",
+    "mcp-sonarqube",
+    "mcp-excel",
+    "mcp-dashboard",
+];
+
+/// A container's environment (`docker inspect`'s `Config.Env`) as a map.
+pub fn env_map(container: &Value) -> BTreeMap<String, String> {
+    container["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str()?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 pub fn runbook_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hetzner-parity")
 }
@@ -160,13 +188,7 @@ impl Sandbox {
 
     /// The environment a service's running container was created with.
     pub fn env_of(&self, service: &str) -> BTreeMap<String, String> {
-        self.container(service)["Config"]["Env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e.as_str()?.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        env_map(&self.container(service))
     }
 
     /// The host bindings of a container port, e.g. "8000/tcp": (ip, port) pairs.

@@ -182,15 +182,23 @@ impl Sshd {
     /// The network goes away, the host stays: the server and its
     /// per-connection processes end (by pid), the shells they ran do not.
     pub fn cut(&mut self) {
-        for pid in self.connection_processes() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+        self.drop_connections();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The connections drop, the server stays up: its per-connection
+    /// processes are killed (by pid); how many there were.
+    pub fn drop_connections(&self) -> usize {
+        let conns = self.connection_processes();
+        for pid in &conns {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        conns.len()
     }
 
     /// Starts it again after `cut` (or `stop`), same port and keys.

@@ -69,6 +69,9 @@ free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("12
 deploy="$root/server/opt/mcp-stack"
 mkdir -p "$deploy"
 cp -R "$here/seed/deploy/." "$deploy/"
+# The server's old mcp-proxy differs from the checkout in db.py and tenants.py
+# (and a leftover legacy_gateway.py): its main.py and Dockerfile are today's.
+cp "$here/source/mcp-proxy/main.py" "$here/source/mcp-proxy/Dockerfile" "$deploy/mcp-proxy/"
 mv "$deploy/env" "$deploy/.env"
 chmod 600 "$deploy/.env"
 

@@ -439,19 +439,13 @@ impl SshPool {
         sink: &LineSink,
     ) -> Detached {
         let mut progress = Progress::default();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = RECONNECT_FIRST;
         let mut lost: Option<String> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
-        let at = |d: Option<tokio::time::Instant>| async move {
-            match d {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         loop {
             let shell = tokio::select! {
                 s = self.shell(host) => Some(s),
-                _ = at(deadline) => None,
+                _ = until(deadline) => None,
                 _ = cancel.cancelled() => None,
             };
             let mut shell = match shell {
@@ -468,10 +462,10 @@ impl SshPool {
                     lost = Some(e.0);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = at(deadline) => {}
+                        _ = until(deadline) => {}
                         _ = cancel.cancelled() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
                     continue;
                 }
                 None => return self.unreachable_end(host, &step, cancel, lost, progress),
@@ -486,7 +480,7 @@ impl SshPool {
             let start = step.start;
             let ended = tokio::select! {
                 end = shell.follow(&before, step.base, step.attempt, start, &mut progress, sink) => Some(end),
-                _ = at(deadline) => None,
+                _ = until(deadline) => None,
                 _ = cancel.cancelled() => None,
             };
             match ended {
@@ -501,7 +495,7 @@ impl SshPool {
                     self.requeue(host, discards);
                     tracing::warn!(host, error = %e, "lost the SSH connection while a step ran there; reconnecting");
                     lost = Some(e);
-                    backoff = Duration::from_millis(200);
+                    backoff = RECONNECT_FIRST;
                 }
                 None => {
                     drop(shell);
@@ -995,6 +989,21 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The first wait before reconnecting to a host whose connection dropped
+/// during a step; it doubles up to [`RECONNECT_MAX`], within the step's
+/// timeout (`run` and `upload` steps alike).
+pub const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+/// The longest wait between two reconnection attempts.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Waits until `deadline`, or forever without one (a step with no timeout).
+pub async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Why a step could not start because its spool folder could not be made

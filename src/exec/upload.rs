@@ -7,7 +7,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::mirror::{self, Extras, Keep};
-use super::ssh::{sh_quote, SshPool};
+use super::ssh::{sh_quote, until, SshPool, RECONNECT_FIRST, RECONNECT_MAX};
 use super::{LineSink, Outcome, Stream};
 pub use crate::action::FileToWrite;
 use tokio::time::Instant;
@@ -156,11 +156,6 @@ pub struct Remote<'a> {
     pub timeout: Option<Duration>,
 }
 
-/// First wait before reconnecting after a lost connection; it doubles up
-/// to [`MAX_BACKOFF`] (the same as for `run` steps).
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
 /// Writes the files on a host over its master connection.
 /// With `sync`, as for `local`: the listing comes in the same round trip as
 /// the hashes, and the extras are removed before anything is written.
@@ -178,15 +173,9 @@ pub async fn remote(pool: &SshPool, up: Remote<'_>, sink: &LineSink) -> Outcome 
     };
     let host = up.host;
     let deadline = up.timeout.map(|t| Instant::now() + t);
-    let until = |d: Option<Instant>| async move {
-        match d {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
     let mut tried = vec![false; up.files.len()];
     let mut removed = 0;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = RECONNECT_FIRST;
     let mut lost: Option<String> = None;
     let mut reconnects = 0;
     loop {
@@ -203,7 +192,7 @@ pub async fn remote(pool: &SshPool, up: Remote<'_>, sink: &LineSink) -> Outcome 
                     _ = tokio::time::sleep(backoff) => {}
                     _ = until(deadline) => return timed_out(host, &up, lost),
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = (backoff * 2).min(RECONNECT_MAX);
                 continue;
             }
         };
@@ -219,7 +208,7 @@ pub async fn remote(pool: &SshPool, up: Remote<'_>, sink: &LineSink) -> Outcome 
                     format!("lost the SSH connection to `{host}` during the upload ({reason}); reconnecting"),
                 ));
                 lost = Some(reason);
-                backoff = FIRST_BACKOFF;
+                backoff = RECONNECT_FIRST;
                 reconnects += 1;
             }
             Outcome::Succeeded { exit_code, note } if reconnects > 0 => {

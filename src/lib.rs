@@ -9,6 +9,7 @@
 
 pub mod action;
 pub mod cli;
+pub mod dotenv;
 pub mod engine;
 pub mod error;
 pub mod events;

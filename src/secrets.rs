@@ -209,16 +209,6 @@ impl Values {
     }
 }
 
-/// Parses dotenv text (via dotenvy's parser rules) into a map.
-pub fn parse_dotenv(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut map = BTreeMap::new();
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        let (k, v) = item.map_err(|e| e.to_string())?;
-        map.insert(k, v);
-    }
-    Ok(map)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,12 +296,5 @@ mod tests {
             r.redact("    \"private_key\": \"abc-very-secret-xyz\""),
             "    [REDACTED:SA]"
         );
-    }
-
-    #[test]
-    fn dotenv_parses_quotes() {
-        let m = parse_dotenv("A=1\nB=\"two words\"\n# c\nexport C='x'\n").unwrap();
-        assert_eq!(m["B"], "two words");
-        assert_eq!(m["C"], "x");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::secrets::{parse_dotenv, Redactor, Values};
+use crate::secrets::{Redactor, Values};
 
 /// A place secret values are looked up, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +66,10 @@ pub async fn lookup(
                 .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
                 .collect(),
             Source::EnvFileArg(path) | Source::Local(path) => match std::fs::read_to_string(path) {
-                Ok(text) => match parse_dotenv(&text) {
+                Ok(text) => match crate::dotenv::parse_local(&text, &path.display().to_string()) {
                     Ok(map) => map,
                     Err(e) => {
-                        out.problems
-                            .push((source.to_string(), format!("cannot parse: {e}")));
+                        out.problems.push((source.to_string(), e));
                         continue;
                     }
                 },
@@ -86,11 +85,14 @@ pub async fn lookup(
                     p = crate::exec::ssh::sh_quote(path)
                 );
                 match execs.ssh.output(host, &command, None).await {
-                    Ok((0, bytes, _)) => match parse_dotenv(&String::from_utf8_lossy(&bytes)) {
+                    Ok((0, bytes, _)) => match crate::dotenv::parse(
+                        &String::from_utf8_lossy(&bytes),
+                        &format!("{host}:{path}"),
+                        None,
+                    ) {
                         Ok(map) => map,
                         Err(e) => {
-                            out.problems
-                                .push((source.to_string(), format!("cannot parse: {e}")));
+                            out.problems.push((source.to_string(), e));
                             continue;
                         }
                     },

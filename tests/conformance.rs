@@ -1,0 +1,63 @@
+//! Conformance suites: files runbook reads that other tools wrote, read as
+//! those tools read them. Each case under tests/conformance/ was written
+//! here, and its expectation was checked once against the real tool by the
+//! script beside it (not run here: neither tool is needed to run this).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn suite(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/conformance")
+        .join(name)
+}
+
+/// Every case of tests/conformance/dotenv reads as Docker Compose v2 read
+/// it (expected.json, from `regenerate.py`): the same keys and values, and
+/// a refusal where Compose refused, naming the file and a line.
+#[test]
+fn dotenv_as_docker_compose_reads_it() {
+    let dir = suite("dotenv");
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = doc["cases"].as_object().unwrap();
+    let mut files = 0;
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(dir.join("cases")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let expected = cases
+            .get(&stem)
+            .unwrap_or_else(|| panic!("{stem} has no expectation: run regenerate.py"));
+        files += 1;
+        let bytes = std::fs::read(&path).unwrap();
+        let name = format!("{stem}.env");
+        let got = runbook::dotenv::parse(&String::from_utf8(bytes).unwrap(), &name, None);
+        match (got, expected.get("values")) {
+            (Ok(map), Some(values)) => {
+                let want: BTreeMap<String, String> =
+                    serde_json::from_value(values.clone()).unwrap();
+                if map != want {
+                    wrong.push(format!("{stem}: read {map:?}, Compose read {want:?}"));
+                }
+            }
+            (Err(e), None) => {
+                let line = e
+                    .strip_prefix(&format!("{name}:"))
+                    .and_then(|r| r.split(':').next());
+                if line.and_then(|l| l.parse::<usize>().ok()).is_none() {
+                    wrong.push(format!("{stem}: the refusal names no file:line: {e}"));
+                }
+            }
+            (Ok(map), None) => wrong.push(format!("{stem}: read {map:?}, Compose refused it")),
+            (Err(e), Some(_)) => wrong.push(format!("{stem}: refused ({e}), Compose read it")),
+        }
+    }
+    assert_eq!(files, cases.len(), "a case in expected.json has no file");
+    assert!(
+        wrong.is_empty(),
+        "{} of {files} cases differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

@@ -129,11 +129,13 @@ pub fn render_step(
     };
     let host = step.host.as_ref().and_then(|h| {
         let r = render_host(templater, &c, &runbook.hosts[h]).ok()?;
+        // A host that gives no port has none in its fingerprint (ssh's
+        // configuration decides it); one that gives a port keeps the form.
         Some(format!(
-            "{}@{}:{}",
+            "{}@{}{}",
             r.user.unwrap_or_default(),
             r.address,
-            r.port
+            r.port.map(|p| format!(":{p}")).unwrap_or_default()
         ))
     });
     Ok(Rendered {
@@ -188,8 +190,9 @@ pub struct RenderedHost {
     pub address: String,
     /// Login user.
     pub user: Option<String>,
-    /// Port.
-    pub port: u16,
+    /// Port, when the runbook or inventory gives one (else ssh's own
+    /// configuration decides, as for Ansible).
+    pub port: Option<u16>,
     /// Private key, when one is set (an empty value means none).
     pub identity_file: Option<String>,
     /// known_hosts file, when one is set.
@@ -225,13 +228,13 @@ pub fn render_host(
         }
     }
     let port = match &spec.port {
-        None => 22,
+        None => None,
         Some(p) => {
             let text = templater.render(&p.as_text(), c)?;
-            text.trim().parse::<u16>().map_err(|_| TemplateError {
+            Some(text.trim().parse::<u16>().map_err(|_| TemplateError {
                 message: format!("port `{text}` is not a port number (1-65535)"),
                 range: None,
-            })?
+            })?)
         }
     };
     let optional = |v: &Option<String>| -> std::result::Result<Option<String>, TemplateError> {

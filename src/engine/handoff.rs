@@ -201,10 +201,10 @@ impl Ctx {
                             .find(|h| &h.name == host)
                             .map(|h| {
                                 format!(
-                                    " ({}{}, port {})",
+                                    " ({}{}{})",
                                     h.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
                                     h.address,
-                                    h.port.unwrap_or(22)
+                                    h.port.map(|p| format!(", port {p}")).unwrap_or_default()
                                 )
                             })
                             .unwrap_or_default();

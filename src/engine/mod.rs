@@ -722,7 +722,7 @@ fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> 
                 plan::render_host(&templater, &base, h).unwrap_or_else(|_| plan::RenderedHost {
                     address: h.address.clone(),
                     user: h.user.clone(),
-                    port: 22,
+                    port: None,
                     identity_file: h.identity_file.clone(),
                     known_hosts_file: h.known_hosts_file.clone(),
                 });
@@ -732,7 +732,7 @@ fn host_targets(runbook: &Runbook, ctx: &Context) -> Vec<exec::ssh::HostTarget> 
             name: name.clone(),
             address: r.address,
             user: r.user,
-            port: Some(r.port),
+            port: r.port,
             identity_file: r
                 .identity_file
                 .as_deref()
@@ -770,8 +770,9 @@ fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
                 serde_json::json!({
                     "name": name,
                     "address": r.as_ref().map(|r| r.address.clone()),
-                    "user": r.as_ref().and_then(|r| r.user.clone()),
-                    "port": r.as_ref().map(|r| r.port),
+                    // Empty when not given (SPEC §14): ssh's configuration decides.
+                    "user": r.as_ref().and_then(|r| r.user.clone()).unwrap_or_default(),
+                    "port": r.as_ref().and_then(|r| r.port).map(|p| p.to_string()).unwrap_or_default(),
                 }),
             )
         })

@@ -115,14 +115,14 @@ pub struct HostTarget {
 impl HostTarget {
     fn describe(&self) -> String {
         format!(
-            "`{}` ({}{}:{})",
+            "`{}` ({}{}{})",
             self.name,
             self.user
                 .as_deref()
                 .map(|u| format!("{u}@"))
                 .unwrap_or_default(),
             self.address,
-            self.port.unwrap_or(22)
+            self.port.map(|p| format!(":{p}")).unwrap_or_default()
         )
     }
 }
@@ -1070,12 +1070,11 @@ fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
         Some(_) => sh_quote(&file),
         None => file.clone(),
     };
-    let port = t.port.unwrap_or(22);
-    let key_target = if port == 22 {
-        t.address.clone()
-    } else {
-        format!("[{}]:{port}", t.address)
+    let key_target = match t.port {
+        Some(port) if port != 22 => format!("[{}]:{port}", t.address),
+        _ => t.address.clone(),
     };
+    let port_arg = t.port.map(|p| format!("-p {p} ")).unwrap_or_default();
     if detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || detail.contains("Host key for") && detail.contains("has changed")
     {
@@ -1087,7 +1086,7 @@ fn connect_message(t: &HostTarget, e: &openssh::Error) -> String {
         || detail.contains("No ") && detail.contains("host key is known")
     {
         format!(
-            "host key of {} is not in {file}; nothing was run there. Check the server's fingerprint, then trust it with `ssh-keyscan -p {port} {} >> {file_arg}` (or set `known_hosts: accept-new` on the host)",
+            "host key of {} is not in {file}; nothing was run there. Check the server's fingerprint, then trust it with `ssh-keyscan {port_arg}{} >> {file_arg}` (or set `known_hosts: accept-new` on the host)",
             t.describe(),
             t.address
         )

@@ -101,7 +101,7 @@ pub struct HostSpec {
     pub address: String,
     /// Login user (templated); defaults to the current user.
     pub user: Option<String>,
-    /// SSH port; defaults to 22 (a number, or a template that renders to one).
+    /// SSH port (a number, or a template that renders to one); none given: ssh's own configuration decides (no `-p`).
     pub port: Option<Scalar>,
     /// Private key to use.
     pub identity_file: Option<String>,

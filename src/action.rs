@@ -30,11 +30,14 @@ pub enum RenderedAction {
         /// Left out of the fingerprint when false, so older runs keep theirs.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         delete: bool,
-        /// Hash of what will be written, so a changed source reruns the step.
-        content_hash: String,
-        /// The files with their destinations and (rendered) content.
+        /// The files with their destinations and (rendered) content, read
+        /// when the step starts (empty in the plan: SPEC §14).
         #[serde(skip)]
         files: Vec<FileToWrite>,
+        /// The hash of the source as read when the step started, kept with
+        /// the step when it succeeds. Not part of the fingerprint.
+        #[serde(skip)]
+        source_hash: Option<String>,
     },
     /// An HTTP request.
     Http(RenderedHttp),

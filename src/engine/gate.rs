@@ -86,6 +86,36 @@ impl Gate for EngineGate<'_> {
         if hold.is_held() {
             return Err(NotReady::Held(hold));
         }
+        let values = self.values(&planned.requires, planned.host.as_deref());
+        let mut rendered = self.render(i, &values)?;
+        // An upload's source is read now, as the step starts (SPEC §14).
+        plan::source::load(
+            &self.loaded.templater,
+            &self.loaded.ctx,
+            step,
+            &values,
+            &mut rendered,
+        )
+        .map_err(|e| NotReady::Failed(self.redactor.redact(&e)))?;
+        Ok(rendered)
+    }
+
+    fn waiting_on(&self, i: usize) -> Hold {
+        let step = &self.loaded.plan.steps[i];
+        self.secrets.hold_for(&step.requires, step.host.as_deref())
+    }
+
+    fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.clone()
+    }
+}
+
+impl EngineGate<'_> {
+    /// The step's definition with the real secret values (the plan's when
+    /// it needs none).
+    fn render(&self, i: usize, values: &BTreeMap<String, String>) -> Result<Rendered, NotReady> {
+        let step = &self.loaded.runbook.steps[i];
+        let planned = &self.loaded.plan.steps[i];
         if planned.requires.is_empty() {
             return Ok(planned.rendered.clone());
         }
@@ -96,7 +126,7 @@ impl Gate for EngineGate<'_> {
             &self.loaded.ctx,
             &self.loaded.runbook,
             step,
-            &self.values(&planned.requires, planned.host.as_deref()),
+            values,
         )
         .map_err(|(field, e)| {
             let names = &planned.requires;
@@ -109,14 +139,5 @@ impl Gate for EngineGate<'_> {
                 e.message
             )))
         })
-    }
-
-    fn waiting_on(&self, i: usize) -> Hold {
-        let step = &self.loaded.plan.steps[i];
-        self.secrets.hold_for(&step.requires, step.host.as_deref())
-    }
-
-    fn redactor(&self) -> Arc<Redactor> {
-        self.redactor.clone()
     }
 }

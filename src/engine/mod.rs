@@ -4,6 +4,7 @@
 //! `lookup.rs`.
 
 mod commands;
+mod dry_run;
 mod fleet;
 mod gate;
 mod handoff;
@@ -16,7 +17,7 @@ use gate::EngineGate;
 use lookup::{needed_secrets, resolve_secrets, CheckCache};
 pub use wait::WaitOptions;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use crate::report::Verbosity;
 use crate::report::{self, JsonReporter, Reporter};
 use crate::runbook::template::{Context, Templater};
 use crate::runbook::{load, validate, Runbook};
-use crate::scheduler::{self, Gate, NotReady};
+use crate::scheduler;
 use crate::state::{RunState, StepState};
 use crate::store::{ProcessId, RunRow, SecretRow, StepRow, Store};
 
@@ -382,7 +383,17 @@ impl Ctx {
         signals: &mut wait::Signals,
     ) -> Result<(RunState, lookup::SecretStates)> {
         let excluded = fleet::excluded(&loaded.runbook, &loaded.plan, &args.limit)?;
-        let rows = scheduler::prepare_rows_limited(store, run.id, &loaded.plan, fresh, &excluded)?;
+        let source_now = |i: usize| {
+            plan::source::hash_now(&loaded.ctx, &loaded.runbook.steps[i], &loaded.plan.steps[i].rendered)
+        };
+        let rows = scheduler::prepare_rows_limited(
+            store,
+            run.id,
+            &loaded.plan,
+            fresh,
+            &excluded,
+            &source_now,
+        )?;
         let needed = needed_secrets(loaded, &rows);
         // A lookup can take a while (SSH, checks): a signal meanwhile stops
         // the pass before any step starts.
@@ -464,147 +475,6 @@ impl Ctx {
         Ok((state, secrets))
     }
 
-    async fn dry_run(
-        &self,
-        loaded: &Loaded,
-        previous: Option<&RunRow>,
-        args: &RunOptions,
-    ) -> Result<i32> {
-        let existing = Store::open_existing(&self.state)?;
-        let (stored, approvals): (HashMap<String, StepRow>, HashMap<String, String>) =
-            match (previous, &existing) {
-                (Some(run), Some(store)) => {
-                    let stored: HashMap<String, StepRow> = store
-                        .steps(run.id)?
-                        .into_iter()
-                        .map(|r| (r.id.clone(), r))
-                        .collect();
-                    let approvals = stored
-                        .keys()
-                        .filter_map(|id| {
-                            let a = store.approval(run.id, id).ok().flatten()?;
-                            let note = a.note.map(|n| format!(": {n}")).unwrap_or_default();
-                            Some((
-                                id.clone(),
-                                format!("approved by {} at {}{note}", a.by, a.at),
-                            ))
-                        })
-                        .collect();
-                    (stored, approvals)
-                }
-                _ => (HashMap::new(), HashMap::new()),
-            };
-        let plan = &loaded.plan;
-        // What a real pass with this --limit leaves out (a bad pattern is
-        // the same usage error).
-        let excluded = fleet::excluded(&loaded.runbook, plan, &args.limit)?;
-        let left_out = |i: usize| excluded.get(i).copied().unwrap_or(false);
-        let done = |i: usize| {
-            let step = &plan.steps[i];
-            stored.get(&step.id).is_some_and(|r| {
-                r.state.satisfies_needs()
-                    && r.fingerprint.as_deref() == Some(step.fingerprint.as_str())
-            })
-        };
-        let needed: Vec<String> = {
-            let mut n: Vec<String> = (0..plan.steps.len())
-                .filter(|&i| !done(i) && !left_out(i))
-                .flat_map(|i| plan.steps[i].requires.clone())
-                .collect();
-            n.sort();
-            n.dedup();
-            n
-        };
-        let execs = Arc::new(executors(loaded)?);
-        let secrets = resolve_secrets(
-            loaded,
-            &execs,
-            &args.env_files,
-            &needed,
-            &mut CheckCache::default(),
-        )
-        .await;
-        execs.ssh.close().await;
-        match previous {
-            Some(run) => println!(
-                "dry run: would resume run {} of {} ({})",
-                run.id, loaded.runbook.name, run.state
-            ),
-            None => println!("dry run: would start a new run of {}", loaded.runbook.name),
-        }
-        for row in &secrets.rows {
-            let place = row
-                .source
-                .as_deref()
-                .map(|s| format!(" in {s}"))
-                .unwrap_or_default();
-            let why = row
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            println!("  secret {:<24} {}{place}{why}", row.name, row.state);
-        }
-        let mut gate = EngineGate {
-            loaded,
-            secrets: &secrets,
-            approvals: approvals.keys().cloned().collect(),
-            redactor: Arc::new(secrets.redactor()),
-        };
-        let mut verdict: Vec<Verdict> = vec![Verdict::Done; plan.steps.len()];
-        let mut lines = vec![String::new(); plan.steps.len()];
-        for node in petgraph::algo::toposort(&plan.graph, None).unwrap_or_default() {
-            let i = plan.graph[node];
-            let step = &plan.steps[i];
-            let needs = || step.needs.iter().map(|&n| verdict[n]);
-            let (v, why) = if done(i) {
-                (Verdict::Done, String::new())
-            } else if left_out(i) {
-                (Verdict::LeftOut, "outside --limit".to_string())
-            } else if needs().any(Verdict::stops_dependents) {
-                let what = if needs().any(|v| v == Verdict::Fail) {
-                    "fail"
-                } else {
-                    "be held"
-                };
-                (Verdict::Blocked, format!("a step it needs would {what}"))
-            } else if needs().any(|v| v == Verdict::LeftOut || v == Verdict::Waits) {
-                (
-                    Verdict::Waits,
-                    "a step it needs is outside --limit".to_string(),
-                )
-            } else {
-                match gate.prepare(i) {
-                    Ok(r) if !r.when => (Verdict::Skipped, "`when` is false".to_string()),
-                    Ok(_) => match approvals.get(&step.id) {
-                        Some(approved) => (Verdict::Run, approved.clone()),
-                        None => (
-                            Verdict::Run,
-                            step.host
-                                .as_deref()
-                                .map(|h| format!("on {h}"))
-                                .unwrap_or_default(),
-                        ),
-                    },
-                    Err(NotReady::Held(hold)) => (Verdict::Held, hold.reason()),
-                    Err(NotReady::Failed(reason)) => (Verdict::Fail, reason),
-                }
-            };
-            verdict[i] = v;
-            let why = if why.is_empty() {
-                String::new()
-            } else {
-                format!("  ({why})")
-            };
-            lines[i] = format!("  {:<17} {}{why}", v.label(), step.id);
-        }
-        for line in lines {
-            println!("{line}");
-        }
-        println!("nothing was changed");
-        Ok(exit::OK)
-    }
-
     /// Colours for stdout.
     fn palette(&self) -> Palette {
         Palette {
@@ -635,42 +505,6 @@ fn say_line(json: bool, run_id: i64, line: &str) {
         line.to_string()
     };
     let _ = writeln!(std::io::stdout().lock(), "{text}");
-}
-
-/// What a dry run says a step would do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Run,
-    Done,
-    Held,
-    Blocked,
-    Fail,
-    Skipped,
-    /// Outside `--limit`: stays as it is.
-    LeftOut,
-    /// Needs a step outside `--limit` that is not done: stays pending.
-    Waits,
-}
-
-impl Verdict {
-    /// The words printed before the step's id.
-    fn label(self) -> &'static str {
-        match self {
-            Verdict::Run => "would run",
-            Verdict::Done => "done",
-            Verdict::Held => "would be held",
-            Verdict::Blocked => "would be blocked",
-            Verdict::Fail => "would fail",
-            Verdict::Skipped => "would be skipped",
-            Verdict::LeftOut => "left out",
-            Verdict::Waits => "would not start",
-        }
-    }
-
-    /// Whether what needs this step would be blocked.
-    fn stops_dependents(self) -> bool {
-        matches!(self, Verdict::Held | Verdict::Blocked | Verdict::Fail)
-    }
 }
 
 fn unknown_step(run: &RunRow, step: &str, steps: &[StepRow]) -> Error {

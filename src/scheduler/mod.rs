@@ -116,7 +116,45 @@ pub fn prepare_rows(
     plan: &Plan,
     fresh: bool,
 ) -> Result<Vec<StepRow>> {
-    prepare_rows_limited(store, run_id, plan, fresh, &[])
+    prepare_rows_limited(store, run_id, plan, fresh, &[], &|_| None)
+}
+
+/// The hash of step `i`'s upload source as it is now (`None`: not an
+/// upload), asked only of a succeeded upload whose needs are all done,
+/// which is when the pass reaches it (SPEC §14).
+pub type SourceNow<'a> = dyn Fn(usize) -> Option<std::result::Result<String, String>> + 'a;
+
+/// Whether a finished step is still done: `None` when it is, else why it
+/// runs again. An upload's source is compared with what it shipped; a
+/// fingerprint from before uploads were read at run time (it held the
+/// source's hash) is taken for the new one when the source is the same.
+fn still_done(
+    step: &crate::plan::PlannedStep,
+    row: &mut StepRow,
+    source: Option<std::result::Result<String, String>>,
+) -> Option<&'static str> {
+    let same = row.fingerprint.as_deref() == Some(step.fingerprint.as_str());
+    match source {
+        None if same => None,
+        None => Some("definition changed"),
+        Some(Ok(hash)) if same => {
+            let shipped = row.state != StepState::Succeeded || row.source_hash.as_ref() == Some(&hash);
+            (!shipped).then_some("source changed")
+        }
+        Some(Ok(hash)) => {
+            let legacy = crate::plan::source::legacy_fingerprint(&step.rendered, &hash);
+            if legacy.is_some() && legacy == row.fingerprint {
+                row.fingerprint = Some(step.fingerprint.clone());
+                row.source_hash = Some(hash);
+                None
+            } else {
+                Some("definition changed")
+            }
+        }
+        Some(Err(_)) if same && row.state != StepState::Succeeded => None,
+        Some(Err(_)) if same => Some("source changed"),
+        Some(Err(_)) => Some("definition changed"),
+    }
 }
 
 /// [`prepare_rows`], leaving the rows of `excluded` steps (outside
@@ -127,17 +165,33 @@ pub fn prepare_rows_limited(
     plan: &Plan,
     fresh: bool,
     excluded: &[bool],
+    source_now: &SourceNow,
 ) -> Result<Vec<StepRow>> {
+    let old = if fresh { Vec::new() } else { store.steps(run_id)? };
+    let rows = reconcile(old, plan, excluded, source_now);
+    store.save_steps(run_id, &rows, true)?;
+    let done: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.state.satisfies_needs())
+        .map(|r| r.id.as_str())
+        .collect();
+    store.drop_spools(run_id, &done)?;
+    Ok(rows)
+}
+
+/// What a pass must do, from the stored rows of the run (none for a new
+/// or fresh run): each step that is no longer done made pending with the
+/// reason, what depends on a changed step too. Writes nothing, so the dry
+/// run asks the same question (SPEC §14).
+pub fn reconcile(
+    old: Vec<StepRow>,
+    plan: &Plan,
+    excluded: &[bool],
+    source_now: &SourceNow,
+) -> Vec<StepRow> {
     let left_out = |i: usize| excluded.get(i).copied().unwrap_or(false);
-    let mut old: BTreeMap<String, StepRow> = if fresh {
-        BTreeMap::new()
-    } else {
-        store
-            .steps(run_id)?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect()
-    };
+    let mut old: BTreeMap<String, StepRow> =
+        old.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut rows: Vec<StepRow> = Vec::with_capacity(plan.steps.len());
     let mut changed = vec![false; plan.steps.len()];
     for (i, step) in plan.steps.iter().enumerate() {
@@ -161,6 +215,7 @@ pub fn prepare_rows_limited(
             host: None,
             missing: Vec::new(),
             rejected: Vec::new(),
+            source_hash: None,
         });
         row.position = i as i64;
         row.needs = needs;
@@ -168,10 +223,12 @@ pub fn prepare_rows_limited(
         if left_out(i) {
             // Outside --limit: as it is.
         } else if row.state.satisfies_needs() {
-            if row.fingerprint.as_deref() != Some(step.fingerprint.as_str()) {
+            let upload = matches!(step.rendered.action, crate::plan::RenderedAction::Upload { .. });
+            let source = if upload { source_now(i) } else { None };
+            if let Some(why) = still_done(step, &mut row, source) {
                 changed[i] = true;
                 row.state = StepState::Pending;
-                row.reason = Some("definition changed".into());
+                row.reason = Some(why.into());
             }
         } else if row.state != StepState::Pending {
             row.reason = Some(if definition_changed(step, &row) {
@@ -196,14 +253,7 @@ pub fn prepare_rows_limited(
             }
         }
     }
-    store.save_steps(run_id, &rows, true)?;
-    let done: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.state.satisfies_needs())
-        .map(|r| r.id.as_str())
-        .collect();
-    store.drop_spools(run_id, &done)?;
-    Ok(rows)
+    rows
 }
 
 /// Runs one pass over the plan; returns the run's state at the end.
@@ -509,6 +559,10 @@ impl<'a> Pass<'a> {
             transition(row, StepState::Running);
             row.exit_code = None;
             row.fingerprint = Some(step.fingerprint.clone());
+            if let crate::plan::RenderedAction::Upload { source_hash, .. } = &rendered.action {
+                // What this attempt ships, read as it started (SPEC §14).
+                row.source_hash = source_hash.clone();
+            }
             let record = spool
                 .as_ref()
                 .filter(|s| !s.reattach)

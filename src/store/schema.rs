@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
         base TEXT NOT NULL,
         PRIMARY KEY (run_id, step_id)
     );",
+    // 5: the hash of the source an upload shipped (SPEC §14): a succeeded
+    // upload is done while its definition and this hash are unchanged.
+    "ALTER TABLE steps ADD COLUMN source_hash TEXT;",
 ];
 
 /// The schema version this program writes.

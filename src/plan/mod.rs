@@ -2,7 +2,6 @@
 //! in a petgraph DAG that the scheduler walks.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -10,6 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use crate::action::{RenderedAction, RenderedHttp};
+pub use source::collect_files;
+
+pub mod source;
 use crate::error::{Diagnostic, Error, Result};
 use crate::runbook::template::{placeholder, Context, TemplateError, Templater};
 use crate::runbook::{Action, Runbook, Step};
@@ -105,25 +107,24 @@ pub fn render_step(
             render_http(templater, &c, http).map_err(|e| ("http".to_string(), e))?,
         ),
         Action::Upload(upload) => {
+            // The definition only: the source is read when the step starts
+            // (source::load), so what an earlier step built is what ships.
             let src = runbook.dir.join(r("src", &upload.src)?);
-            let (content_hash, files) = read_source(templater, &c, &src, upload.template)
-                .map_err(|e| ("src".to_string(), e))?;
             let dest = r("dest", &upload.dest)?;
             if upload.delete {
                 check_delete(&src, &dest)?;
             }
-            let files = crate::action::destinations(src.is_dir(), &dest, files, &src);
             RenderedAction::Upload {
                 src,
                 dest,
-                files,
+                files: Vec::new(),
                 delete: upload.delete,
                 template: upload.template,
                 mode: upload
                     .mode
                     .as_deref()
                     .and_then(|m| u32::from_str_radix(m, 8).ok()),
-                content_hash,
+                source_hash: None,
             }
         }
     };
@@ -165,7 +166,8 @@ fn check_delete(
             },
         ))
     };
-    if !src.is_dir() {
+    // A source that does not exist yet is checked when the step starts.
+    if src.exists() && !src.is_dir() {
         return fail(
             "delete",
             format!(
@@ -330,69 +332,6 @@ fn render_json(
     })
 }
 
-/// An upload's source files as (relative path, content), rendered when a
-/// template, with one hash over all of them and their paths.
-type SourceFiles = (String, Vec<(String, Vec<u8>)>);
-
-fn read_source(
-    templater: &Templater,
-    c: &minijinja::Value,
-    src: &std::path::Path,
-    template: bool,
-) -> std::result::Result<SourceFiles, TemplateError> {
-    let err = |m: String| TemplateError {
-        message: m,
-        range: None,
-    };
-    let mut hasher = Sha256::new();
-    let mut files = Vec::new();
-    let mut contents = Vec::new();
-    collect_files(src, src, &mut files)
-        .map_err(|e| err(format!("cannot read upload source {}: {e}", src.display())))?;
-    for (rel, path) in files {
-        let bytes = std::fs::read(&path)
-            .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-        let bytes = if template {
-            let text = String::from_utf8(bytes)
-                .map_err(|_| err(format!("template {} is not UTF-8", path.display())))?;
-            templater
-                .render(&text, c)
-                .map_err(|e| err(format!("in template {}: {}", path.display(), e.message)))?
-                .into_bytes()
-        } else {
-            bytes
-        };
-        hasher.update(rel.as_bytes());
-        hasher.update([0]);
-        hasher.update(Sha256::digest(&bytes));
-        contents.push((rel, bytes));
-    }
-    Ok((format!("{:x}", hasher.finalize()), contents))
-}
-
-/// Files under `root` (or `root` itself), as (relative path, path), sorted.
-pub fn collect_files(
-    root: &std::path::Path,
-    path: &std::path::Path,
-    out: &mut Vec<(String, PathBuf)>,
-) -> std::io::Result<()> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_file() {
-        let rel = path
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().to_string())
-            .unwrap_or_default();
-        out.push((rel, path.to_path_buf()));
-        return Ok(());
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        collect_files(root, &entry.path(), out)?;
-    }
-    Ok(())
-}
-
 /// How a secret's placeholder value starts.
 const SECRET_PLACEHOLDER: &str = "[secret:";
 
@@ -452,6 +391,9 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
             }
         };
         if let Some(d) = url_diagnostic(runbook, step, &rendered) {
+            diagnostics.push(d);
+        }
+        if let Some(d) = source_diagnostic(ctx, runbook, step, &rendered) {
             diagnostics.push(d);
         }
         for &need in &step.needs {
@@ -536,6 +478,29 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         }
     }
     Ok(Plan { steps, graph })
+}
+
+/// An upload source that exists now is read (with placeholders) to check
+/// its templates; one that does not exist is accepted when the step has
+/// `needs` (an earlier step may make it) and checked when it starts.
+fn source_diagnostic(
+    ctx: &Context,
+    runbook: &Runbook,
+    step: &Step,
+    rendered: &Rendered,
+) -> Option<Diagnostic> {
+    let RenderedAction::Upload { src, .. } = &rendered.action else {
+        return None;
+    };
+    if std::fs::symlink_metadata(src).is_err() && !step.needs.is_empty() {
+        return None;
+    }
+    let message = source::hash_now(ctx, step, rendered)?.err()?;
+    let e = TemplateError {
+        message,
+        range: None,
+    };
+    Some(template_diagnostic(runbook, step, "src", &e))
 }
 
 /// A URL that is known before the run (it uses no secret) and is not one.

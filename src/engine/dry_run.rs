@@ -1,0 +1,286 @@
+//! `--dry-run`: the steps the same command would run if every step that
+//! runs succeeds, with the reasons the run prints (SPEC §14). It asks the
+//! questions the run asks, of the same functions: which rows are still
+//! done ([`scheduler::reconcile`], which reads upload sources as they are
+//! now), whether a step is ready ([`EngineGate`]), whether its `unless`
+//! check passes (it runs it: checks change nothing). Nothing is written.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::gate::EngineGate;
+use super::lookup::{needed_secrets, resolve_secrets, CheckCache};
+use super::{executors, fleet, Ctx, Loaded, RunOptions};
+use crate::error::{exit, Result};
+use crate::exec::{self, Outcome};
+use crate::plan::{self, RenderedAction};
+use crate::scheduler::{self, Gate, NotReady};
+use crate::store::{RunRow, StepRow, Store};
+
+/// What the run would do with one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Run,
+    Rerun,
+    Reattach,
+    Satisfied,
+    Done,
+    Held,
+    /// Would follow a held step once it is released.
+    AfterHeld,
+    Blocked,
+    Fail,
+    Skipped,
+    /// Outside `--limit`: stays as it is.
+    LeftOut,
+    /// Needs a step outside `--limit` that is not done: stays pending.
+    Waits,
+}
+
+impl Verdict {
+    /// The words printed before the step's id.
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Run => "would run",
+            Verdict::Rerun => "would rerun",
+            Verdict::Reattach => "would reattach",
+            Verdict::Satisfied => "already satisfied",
+            Verdict::Done => "done",
+            Verdict::Held => "would be held",
+            Verdict::AfterHeld => "after release",
+            Verdict::Blocked => "would be blocked",
+            Verdict::Fail => "would fail",
+            Verdict::Skipped => "would be skipped",
+            Verdict::LeftOut => "left out",
+            Verdict::Waits => "would not start",
+        }
+    }
+
+    /// Whether the step's effect happens in this pass (so what it builds
+    /// is not known yet).
+    fn runs(self) -> bool {
+        matches!(self, Verdict::Run | Verdict::Rerun | Verdict::Reattach)
+    }
+}
+
+/// The stored side of a dry run: the run's rows as `status` shows them,
+/// its approvals, and the steps with a spool recorded on a host.
+struct Stored {
+    rows: Vec<StepRow>,
+    approvals: HashMap<String, String>,
+    spools: BTreeSet<String>,
+    state: Option<String>,
+}
+
+fn stored(previous: Option<&RunRow>, store: Option<&Store>) -> Result<Stored> {
+    let (Some(run), Some(store)) = (previous, store) else {
+        return Ok(Stored {
+            rows: Vec::new(),
+            approvals: HashMap::new(),
+            spools: BTreeSet::new(),
+            state: None,
+        });
+    };
+    let mut rows = store.steps(run.id)?;
+    let alive = store.live_holder(run.id)?.is_some();
+    let state = run.effective_state(&mut rows, alive).to_string();
+    let mut approvals = HashMap::new();
+    let mut spools = BTreeSet::new();
+    for r in &rows {
+        if let Some(a) = store.approval(run.id, &r.id)? {
+            let note = a.note.map(|n| format!(": {n}")).unwrap_or_default();
+            approvals.insert(r.id.clone(), format!("approved by {} at {}{note}", a.by, a.at));
+        }
+        if store.spool(run.id, &r.id)?.is_some() {
+            spools.insert(r.id.clone());
+        }
+    }
+    Ok(Stored {
+        rows,
+        approvals,
+        spools,
+        state: Some(state),
+    })
+}
+
+/// The order steps would start in: ready steps by their place in the
+/// runbook, as the scheduler takes them.
+fn start_order(plan: &plan::Plan) -> Vec<usize> {
+    let n = plan.steps.len();
+    let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.needs.len()).collect();
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &plan.steps[i].dependents {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    order
+}
+
+impl Ctx {
+    pub(super) async fn dry_run(
+        &self,
+        loaded: &Loaded,
+        previous: Option<&RunRow>,
+        args: &RunOptions,
+    ) -> Result<i32> {
+        let existing = Store::open_existing(&self.state)?;
+        // `--fresh` has no previous run here: every step would run.
+        let old = stored(previous, existing.as_ref())?;
+        let plan = &loaded.plan;
+        let excluded = fleet::excluded(&loaded.runbook, plan, &args.limit)?;
+        let source_now = |i: usize| {
+            plan::source::hash_now(&loaded.ctx, &loaded.runbook.steps[i], &plan.steps[i].rendered)
+        };
+        let rows = scheduler::reconcile(old.rows.clone(), plan, &excluded, &source_now);
+        let execs = Arc::new(executors(loaded)?);
+        let needed = needed_secrets(loaded, &rows);
+        let secrets = resolve_secrets(
+            loaded,
+            &execs,
+            &args.env_files,
+            &needed,
+            &mut CheckCache::default(),
+        )
+        .await;
+        match (previous, &old.state) {
+            (Some(run), Some(state)) => println!(
+                "dry run: would resume run {} of {} ({state})",
+                run.id, loaded.runbook.name
+            ),
+            _ => println!("dry run: would start a new run of {}", loaded.runbook.name),
+        }
+        for row in &secrets.rows {
+            let place = row.source.as_deref().map(|s| format!(" in {s}")).unwrap_or_default();
+            let why = row.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            println!("  secret {:<24} {}{place}{why}", row.name, row.state);
+        }
+        let mut gate = EngineGate {
+            loaded,
+            secrets: &secrets,
+            approvals: old.approvals.keys().cloned().collect(),
+            redactor: Arc::new(secrets.redactor()),
+        };
+        let mut walk = Walk {
+            loaded,
+            rows: &rows,
+            old: &old,
+            excluded: &excluded,
+            execs: &execs,
+            verdict: vec![Verdict::Done; plan.steps.len()],
+            built: vec![false; plan.steps.len()],
+        };
+        for i in start_order(plan) {
+            let (v, why) = walk.judge(i, &mut gate).await;
+            walk.verdict[i] = v;
+            let why = if why.is_empty() { why } else { format!("  ({why})") };
+            println!("  {:<17} {}{why}", v.label(), plan.steps[i].id);
+        }
+        execs.ssh.close().await;
+        println!("nothing was changed");
+        Ok(exit::OK)
+    }
+}
+
+/// The dry run's walk over the steps in the order they would start.
+struct Walk<'a> {
+    loaded: &'a Loaded,
+    rows: &'a [StepRow],
+    old: &'a Stored,
+    excluded: &'a [bool],
+    execs: &'a Arc<exec::Executors>,
+    verdict: Vec<Verdict>,
+    /// Whether a step this one needs (or one they need) runs first.
+    built: Vec<bool>,
+}
+
+impl Walk<'_> {
+    async fn judge(&mut self, i: usize, gate: &mut EngineGate<'_>) -> (Verdict, String) {
+        let step = &self.loaded.plan.steps[i];
+        let needs: Vec<Verdict> = step.needs.iter().map(|&n| self.verdict[n]).collect();
+        self.built[i] = step
+            .needs
+            .iter()
+            .any(|&n| self.built[n] || self.verdict[n].runs());
+        if self.rows[i].state.satisfies_needs() {
+            return (Verdict::Done, String::new());
+        }
+        if self.excluded.get(i).copied().unwrap_or(false) {
+            return (Verdict::LeftOut, "outside --limit".to_string());
+        }
+        if needs.iter().any(|v| matches!(v, Verdict::Held | Verdict::AfterHeld)) {
+            return (Verdict::AfterHeld, "once the held step it needs is released".to_string());
+        }
+        if needs.iter().any(|v| matches!(v, Verdict::Blocked | Verdict::Fail)) {
+            return (Verdict::Blocked, "a step it needs would fail".to_string());
+        }
+        if needs.iter().any(|v| matches!(v, Verdict::LeftOut | Verdict::Waits)) {
+            return (Verdict::Waits, "a step it needs is outside --limit".to_string());
+        }
+        let is_upload = matches!(step.rendered.action, RenderedAction::Upload { .. });
+        if is_upload && self.built[i] {
+            let why = "its source is built by an earlier step; contents not known yet";
+            return (self.run_verdict(i), self.reason(i, why));
+        }
+        match gate.prepare(i) {
+            Ok(r) if !r.when => (Verdict::Skipped, "`when` is false".to_string()),
+            Ok(r) => self.would_run(i, &r).await,
+            Err(NotReady::Held(hold)) => (Verdict::Held, hold.reason()),
+            Err(NotReady::Failed(reason)) => (Verdict::Fail, reason),
+        }
+    }
+
+    /// A step that is ready: reattached, already satisfied, or run.
+    async fn would_run(&self, i: usize, r: &plan::Rendered) -> (Verdict, String) {
+        let step = &self.loaded.plan.steps[i];
+        let row = &self.rows[i];
+        let remote_run = matches!(r.action, RenderedAction::Run { .. }) && step.host.is_some();
+        let same = row.fingerprint.as_deref() == Some(step.fingerprint.as_str());
+        if remote_run && same && self.old.spools.contains(&step.id) {
+            let host = step.host.as_deref().unwrap_or_default();
+            return (Verdict::Reattach, format!("still running on {host} or finished there"));
+        }
+        if let Some(unless) = &r.unless {
+            let (sink, _lines) = tokio::sync::mpsc::unbounded_channel();
+            let cancel = CancellationToken::new();
+            let outcome = self
+                .execs
+                .command(step.host.as_deref(), unless, &r.env, r.timeout, &cancel, &sink)
+                .await;
+            if matches!(outcome, Outcome::Succeeded { .. }) {
+                return (Verdict::Satisfied, "`unless` exited 0".to_string());
+            }
+        }
+        let why = match self.old.approvals.get(&step.id) {
+            Some(approved) => approved.clone(),
+            None => step.host.as_deref().map(|h| format!("on {h}")).unwrap_or_default(),
+        };
+        (self.run_verdict(i), self.reason(i, &why))
+    }
+
+    fn run_verdict(&self, i: usize) -> Verdict {
+        match &self.rows[i].reason {
+            Some(r) if r.ends_with("changed") => Verdict::Rerun,
+            _ => Verdict::Run,
+        }
+    }
+
+    /// The reason the run would print, then what else is known.
+    fn reason(&self, i: usize, extra: &str) -> String {
+        let mut parts: Vec<&str> = Vec::new();
+        if let Some(r) = self.rows[i].reason.as_deref() {
+            parts.push(r);
+        }
+        if !extra.is_empty() {
+            parts.push(extra);
+        }
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,164 @@
+//! An upload's source, read when the step runs (SPEC §14).
+//!
+//! The plan holds only what the runbook says of an upload (its `src`,
+//! `dest`, mode, ...). The bytes are read here, by the gate when the step
+//! starts, so the files a step before it built are the files sent. The
+//! same reading, with secrets as placeholders, gives the source's hash that
+//! decides whether a succeeded upload must ship again: [`hash_now`] is
+//! asked when a pass reaches the step, never earlier.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{placeholder_secrets, Rendered, RenderedAction};
+use crate::runbook::template::{Context, TemplateError, Templater};
+use crate::runbook::{Action, Step};
+
+/// An upload's source files as (relative path, content), rendered when a
+/// template, with one hash over all of them and their paths.
+pub(super) type SourceFiles = (String, Vec<(String, Vec<u8>)>);
+
+/// Reads the files under `src` (or `src` itself) and renders them when
+/// `template`; the hash covers each relative path and content.
+pub(super) fn read_source(
+    templater: &Templater,
+    c: &minijinja::Value,
+    src: &Path,
+    template: bool,
+) -> Result<SourceFiles, TemplateError> {
+    let err = |m: String| TemplateError {
+        message: m,
+        range: None,
+    };
+    if std::fs::symlink_metadata(src).is_err() {
+        return Err(err(format!(
+            "the upload source {} does not exist (it is read when the step starts: is it made by a step this one `needs`?)",
+            src.display()
+        )));
+    }
+    let mut hasher = Sha256::new();
+    let mut files = Vec::new();
+    let mut contents = Vec::new();
+    collect_files(src, src, &mut files)
+        .map_err(|e| err(format!("cannot read upload source {}: {e}", src.display())))?;
+    for (rel, path) in files {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = if template {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| err(format!("template {} is not UTF-8", path.display())))?;
+            templater
+                .render(&text, c)
+                .map_err(|e| err(format!("in template {}: {}", path.display(), e.message)))?
+                .into_bytes()
+        } else {
+            bytes
+        };
+        hasher.update(rel.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(&bytes));
+        contents.push((rel, bytes));
+    }
+    Ok((format!("{:x}", hasher.finalize()), contents))
+}
+
+/// Files under `root` (or `root` itself), as (relative path, path), sorted.
+pub fn collect_files(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        let rel = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default();
+        out.push((rel, path.to_path_buf()));
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        collect_files(root, &entry.path(), out)?;
+    }
+    Ok(())
+}
+
+/// The source of an upload step as it is now, with secrets as
+/// placeholders: its hash, or why it cannot be read. `None` for a step
+/// that is not an upload.
+pub fn hash_now(
+    ctx: &Context,
+    step: &Step,
+    rendered: &Rendered,
+) -> Option<Result<String, String>> {
+    let RenderedAction::Upload { src, template, .. } = &rendered.action else {
+        return None;
+    };
+    let templater = Templater::for_placeholders();
+    let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), &placeholder_secrets(step));
+    Some(
+        read_source(&templater, &c, src, *template)
+            .map(|(hash, _)| hash)
+            .map_err(|e| e.message),
+    )
+}
+
+/// Fills an upload's files from its source as it is now, rendered with the
+/// step's real secret values, and records the source's hash (made with
+/// placeholders, as [`hash_now`] makes it, so the next pass can compare).
+/// Called when the step starts. Other steps are left as they are.
+pub fn load(
+    templater: &Templater,
+    ctx: &Context,
+    step: &Step,
+    secrets: &BTreeMap<String, String>,
+    rendered: &mut Rendered,
+) -> Result<(), String> {
+    if !matches!(step.action, Action::Upload(_)) {
+        return Ok(());
+    }
+    let hash = match hash_now(ctx, step, rendered) {
+        Some(h) => h?,
+        None => return Ok(()),
+    };
+    let RenderedAction::Upload {
+        src,
+        dest,
+        template,
+        delete,
+        files,
+        source_hash,
+        ..
+    } = &mut rendered.action
+    else {
+        return Ok(());
+    };
+    if *delete && !src.is_dir() {
+        return Err(format!(
+            "`delete: true` applies to folders only, and {} is not a folder: remove `delete`, or upload the folder",
+            src.display()
+        ));
+    }
+    let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), secrets);
+    let (_, contents) = read_source(templater, &c, src, *template).map_err(|e| e.message)?;
+    *files = crate::action::destinations(src.is_dir(), dest, contents, src);
+    *source_hash = Some(hash);
+    Ok(())
+}
+
+/// The fingerprint a step had under runbook 0.1 of this round's start,
+/// when an upload's fingerprint held the hash of its source: a run made
+/// then keeps its finished uploads through the upgrade (SPEC §14).
+pub fn legacy_fingerprint(rendered: &Rendered, source_hash: &str) -> Option<String> {
+    let mut json = serde_json::to_value(rendered).ok()?;
+    let upload = json.get_mut("action")?.get_mut("Upload")?.as_object_mut()?;
+    if upload.contains_key("exclude") {
+        return None;
+    }
+    upload.insert(
+        "content_hash".to_string(),
+        serde_json::Value::String(source_hash.to_string()),
+    );
+    let bytes = serde_json::to_vec(&json).ok()?;
+    Some(format!("{:x}", Sha256::digest(&bytes))[..16].to_string())
+}

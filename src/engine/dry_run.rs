@@ -91,7 +91,10 @@ fn stored(previous: Option<&RunRow>, store: Option<&Store>) -> Result<Stored> {
     for r in &rows {
         if let Some(a) = store.approval(run.id, &r.id)? {
             let note = a.note.map(|n| format!(": {n}")).unwrap_or_default();
-            approvals.insert(r.id.clone(), format!("approved by {} at {}{note}", a.by, a.at));
+            approvals.insert(
+                r.id.clone(),
+                format!("approved by {} at {}{note}", a.by, a.at),
+            );
         }
         if store.spool(run.id, &r.id)?.is_some() {
             spools.insert(r.id.clone());
@@ -137,7 +140,11 @@ impl Ctx {
         let plan = &loaded.plan;
         let excluded = fleet::excluded(&loaded.runbook, plan, &args.limit)?;
         let source_now = |i: usize| {
-            plan::source::hash_now(&loaded.ctx, &loaded.runbook.steps[i], &plan.steps[i].rendered)
+            plan::source::hash_now(
+                &loaded.ctx,
+                &loaded.runbook.steps[i],
+                &plan.steps[i].rendered,
+            )
         };
         let rows = scheduler::reconcile(old.rows.clone(), plan, &excluded, &source_now);
         let execs = Arc::new(executors(loaded)?);
@@ -158,8 +165,16 @@ impl Ctx {
             _ => println!("dry run: would start a new run of {}", loaded.runbook.name),
         }
         for row in &secrets.rows {
-            let place = row.source.as_deref().map(|s| format!(" in {s}")).unwrap_or_default();
-            let why = row.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let place = row
+                .source
+                .as_deref()
+                .map(|s| format!(" in {s}"))
+                .unwrap_or_default();
+            let why = row
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             println!("  secret {:<24} {}{place}{why}", row.name, row.state);
         }
         let mut gate = EngineGate {
@@ -180,7 +195,11 @@ impl Ctx {
         for i in start_order(plan) {
             let (v, why) = walk.judge(i, &mut gate).await;
             walk.verdict[i] = v;
-            let why = if why.is_empty() { why } else { format!("  ({why})") };
+            let why = if why.is_empty() {
+                why
+            } else {
+                format!("  ({why})")
+            };
             println!("  {:<17} {}{why}", v.label(), plan.steps[i].id);
         }
         execs.ssh.close().await;
@@ -215,14 +234,29 @@ impl Walk<'_> {
         if self.excluded.get(i).copied().unwrap_or(false) {
             return (Verdict::LeftOut, "outside --limit".to_string());
         }
-        if needs.iter().any(|v| matches!(v, Verdict::Held | Verdict::AfterHeld)) {
-            return (Verdict::AfterHeld, "once the held step it needs is released".to_string());
+        if needs
+            .iter()
+            .any(|v| matches!(v, Verdict::Held | Verdict::AfterHeld))
+        {
+            return (
+                Verdict::AfterHeld,
+                "once the held step it needs is released".to_string(),
+            );
         }
-        if needs.iter().any(|v| matches!(v, Verdict::Blocked | Verdict::Fail)) {
+        if needs
+            .iter()
+            .any(|v| matches!(v, Verdict::Blocked | Verdict::Fail))
+        {
             return (Verdict::Blocked, "a step it needs would fail".to_string());
         }
-        if needs.iter().any(|v| matches!(v, Verdict::LeftOut | Verdict::Waits)) {
-            return (Verdict::Waits, "a step it needs is outside --limit".to_string());
+        if needs
+            .iter()
+            .any(|v| matches!(v, Verdict::LeftOut | Verdict::Waits))
+        {
+            return (
+                Verdict::Waits,
+                "a step it needs is outside --limit".to_string(),
+            );
         }
         let is_upload = matches!(step.rendered.action, RenderedAction::Upload { .. });
         if is_upload && self.built[i] {
@@ -245,14 +279,24 @@ impl Walk<'_> {
         let same = row.fingerprint.as_deref() == Some(step.fingerprint.as_str());
         if remote_run && same && self.old.spools.contains(&step.id) {
             let host = step.host.as_deref().unwrap_or_default();
-            return (Verdict::Reattach, format!("still running on {host} or finished there"));
+            return (
+                Verdict::Reattach,
+                format!("still running on {host} or finished there"),
+            );
         }
         if let Some(unless) = &r.unless {
             let (sink, _lines) = tokio::sync::mpsc::unbounded_channel();
             let cancel = CancellationToken::new();
             let outcome = self
                 .execs
-                .command(step.host.as_deref(), unless, &r.env, r.timeout, &cancel, &sink)
+                .command(
+                    step.host.as_deref(),
+                    unless,
+                    &r.env,
+                    r.timeout,
+                    &cancel,
+                    &sink,
+                )
                 .await;
             if matches!(outcome, Outcome::Succeeded { .. }) {
                 return (Verdict::Satisfied, "`unless` exited 0".to_string());
@@ -260,7 +304,11 @@ impl Walk<'_> {
         }
         let why = match self.old.approvals.get(&step.id) {
             Some(approved) => approved.clone(),
-            None => step.host.as_deref().map(|h| format!("on {h}")).unwrap_or_default(),
+            None => step
+                .host
+                .as_deref()
+                .map(|h| format!("on {h}"))
+                .unwrap_or_default(),
         };
         (self.run_verdict(i), self.reason(i, &why))
     }

@@ -384,7 +384,11 @@ impl Ctx {
     ) -> Result<(RunState, lookup::SecretStates)> {
         let excluded = fleet::excluded(&loaded.runbook, &loaded.plan, &args.limit)?;
         let source_now = |i: usize| {
-            plan::source::hash_now(&loaded.ctx, &loaded.runbook.steps[i], &loaded.plan.steps[i].rendered)
+            plan::source::hash_now(
+                &loaded.ctx,
+                &loaded.runbook.steps[i],
+                &loaded.plan.steps[i].rendered,
+            )
         };
         let rows = scheduler::prepare_rows_limited(
             store,

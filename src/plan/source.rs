@@ -65,7 +65,11 @@ pub(super) fn read_source(
 }
 
 /// Files under `root` (or `root` itself), as (relative path, path), sorted.
-pub fn collect_files(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+pub fn collect_files(
+    root: &Path,
+    path: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
         let rel = path
@@ -86,16 +90,16 @@ pub fn collect_files(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>)
 /// The source of an upload step as it is now, with secrets as
 /// placeholders: its hash, or why it cannot be read. `None` for a step
 /// that is not an upload.
-pub fn hash_now(
-    ctx: &Context,
-    step: &Step,
-    rendered: &Rendered,
-) -> Option<Result<String, String>> {
+pub fn hash_now(ctx: &Context, step: &Step, rendered: &Rendered) -> Option<Result<String, String>> {
     let RenderedAction::Upload { src, template, .. } = &rendered.action else {
         return None;
     };
     let templater = Templater::for_placeholders();
-    let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), &placeholder_secrets(step));
+    let c = ctx.for_instance(
+        &step.spec.id,
+        step.host.as_deref(),
+        &placeholder_secrets(step),
+    );
     Some(
         read_source(&templater, &c, src, *template)
             .map(|(hash, _)| hash)
@@ -161,4 +165,83 @@ pub fn legacy_fingerprint(rendered: &Rendered, source_hash: &str) -> Option<Stri
     );
     let bytes = serde_json::to_vec(&json).ok()?;
     Some(format!("{:x}", Sha256::digest(&bytes))[..16].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// An upload's action as the previous version serialized it.
+    #[derive(serde::Serialize)]
+    struct OldUpload<'a> {
+        src: &'a Path,
+        dest: &'a str,
+        template: bool,
+        mode: Option<u32>,
+        content_hash: &'a str,
+    }
+
+    #[derive(serde::Serialize)]
+    enum OldAction<'a> {
+        Upload(OldUpload<'a>),
+    }
+
+    #[derive(serde::Serialize)]
+    struct OldRendered<'a> {
+        when: bool,
+        unless: Option<String>,
+        env: Vec<(String, String)>,
+        timeout: Option<Duration>,
+        retries: u32,
+        retry_delay: Duration,
+        action: OldAction<'a>,
+        host: Option<String>,
+    }
+
+    #[test]
+    fn the_legacy_fingerprint_is_the_one_the_previous_version_stored() {
+        let src = PathBuf::from("/srv/book/files/app.conf.j2");
+        let rendered = Rendered {
+            when: true,
+            unless: None,
+            env: vec![("A".into(), "1".into())],
+            timeout: Some(Duration::from_secs(30)),
+            retries: 1,
+            retry_delay: Duration::from_secs(2),
+            action: RenderedAction::Upload {
+                src: src.clone(),
+                dest: "/etc/app.conf".into(),
+                template: true,
+                mode: Some(0o640),
+                delete: false,
+                files: Vec::new(),
+                source_hash: None,
+            },
+            host: Some("deploy@10.0.0.1:22".into()),
+        };
+        let old = OldRendered {
+            when: true,
+            unless: None,
+            env: vec![("A".into(), "1".into())],
+            timeout: Some(Duration::from_secs(30)),
+            retries: 1,
+            retry_delay: Duration::from_secs(2),
+            action: OldAction::Upload(OldUpload {
+                src: &src,
+                dest: "/etc/app.conf",
+                template: true,
+                mode: Some(0o640),
+                content_hash: "abc123",
+            }),
+            host: Some("deploy@10.0.0.1:22".into()),
+        };
+        let bytes = serde_json::to_vec(&old).unwrap();
+        let expected = format!("{:x}", Sha256::digest(&bytes))[..16].to_string();
+        assert_eq!(legacy_fingerprint(&rendered, "abc123"), Some(expected));
+        assert_ne!(
+            legacy_fingerprint(&rendered, "abc124"),
+            legacy_fingerprint(&rendered, "abc123")
+        );
+    }
 }

@@ -138,7 +138,8 @@ fn still_done(
         None if same => None,
         None => Some("definition changed"),
         Some(Ok(hash)) if same => {
-            let shipped = row.state != StepState::Succeeded || row.source_hash.as_ref() == Some(&hash);
+            let shipped =
+                row.state != StepState::Succeeded || row.source_hash.as_ref() == Some(&hash);
             (!shipped).then_some("source changed")
         }
         Some(Ok(hash)) => {
@@ -167,7 +168,11 @@ pub fn prepare_rows_limited(
     excluded: &[bool],
     source_now: &SourceNow,
 ) -> Result<Vec<StepRow>> {
-    let old = if fresh { Vec::new() } else { store.steps(run_id)? };
+    let old = if fresh {
+        Vec::new()
+    } else {
+        store.steps(run_id)?
+    };
     let rows = reconcile(old, plan, excluded, source_now);
     store.save_steps(run_id, &rows, true)?;
     let done: Vec<&str> = rows
@@ -190,8 +195,7 @@ pub fn reconcile(
     source_now: &SourceNow,
 ) -> Vec<StepRow> {
     let left_out = |i: usize| excluded.get(i).copied().unwrap_or(false);
-    let mut old: BTreeMap<String, StepRow> =
-        old.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut old: BTreeMap<String, StepRow> = old.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut rows: Vec<StepRow> = Vec::with_capacity(plan.steps.len());
     let mut changed = vec![false; plan.steps.len()];
     for (i, step) in plan.steps.iter().enumerate() {
@@ -223,7 +227,10 @@ pub fn reconcile(
         if left_out(i) {
             // Outside --limit: as it is.
         } else if row.state.satisfies_needs() {
-            let upload = matches!(step.rendered.action, crate::plan::RenderedAction::Upload { .. });
+            let upload = matches!(
+                step.rendered.action,
+                crate::plan::RenderedAction::Upload { .. }
+            );
             let source = if upload { source_now(i) } else { None };
             if let Some(why) = still_done(step, &mut row, source) {
                 changed[i] = true;

@@ -233,6 +233,8 @@ pub enum SecretState {
     Rejected,
     /// Its check could not be made (no connection, another secret missing).
     Unchecked,
+    /// Its command failed (non-zero exit, no output, timeout).
+    Unavailable,
 }
 
 impl SecretState {
@@ -244,6 +246,7 @@ impl SecretState {
             SecretState::Missing => "missing",
             SecretState::Rejected => "rejected",
             SecretState::Unchecked => "unchecked",
+            SecretState::Unavailable => "unavailable",
         }
     }
 
@@ -254,6 +257,7 @@ impl SecretState {
             SecretState::Accepted,
             SecretState::Rejected,
             SecretState::Unchecked,
+            SecretState::Unavailable,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)

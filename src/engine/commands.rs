@@ -29,7 +29,14 @@ impl Ctx {
         }
         let notifications = store.notifications(run.id)?;
         if json {
-            let doc = report::status::to_json(&run, state, &steps);
+            let unavailable: Vec<String> = store
+                .secrets(run.id)?
+                .0
+                .into_iter()
+                .filter(|r| r.state == crate::state::SecretState::Unavailable)
+                .map(|r| r.name)
+                .collect();
+            let doc = report::status::to_json(&run, state, &steps, &unavailable);
             let mut doc = serde_json::to_value(&doc).unwrap_or_default();
             if let (false, Some(map)) = (notifications.is_empty(), doc.as_object_mut()) {
                 map.insert(

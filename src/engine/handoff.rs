@@ -123,6 +123,9 @@ impl Ctx {
                     "the value found in {} could not be checked: {detail}; fix what stops the check, or supply a value that passes it",
                     found_in.as_deref().unwrap_or("a source")
                 ),
+                SecretState::Unavailable => format!(
+                    "{detail} (fix that command, or add the entry it reads to the vault, then resume)"
+                ),
                 _ if detail.is_empty() || detail == "not set in any source" => "it is not set in any of the places below".to_string(),
                 _ => detail,
             };
@@ -186,15 +189,33 @@ impl Ctx {
                 }
                 _ => true,
             };
-            let where_: Vec<String> = sources
+            let from = spec.and_then(|s| s.from.as_ref()).map(|f| {
+                let (command, _) = f.parts();
+                loaded
+                    .and_then(|l| {
+                        l.templater
+                            .render(command, &l.ctx.for_step("", &BTreeMap::new()))
+                            .ok()
+                    })
+                    .unwrap_or_else(|| command.to_string())
+            });
+            let mut where_: Vec<String> = sources
                 .iter()
                 .filter(read_by_a_held_step)
+                .filter(|src| {
+                    from.is_none()
+                        || matches!(
+                            src,
+                            sources::Source::Environment | sources::Source::EnvFileArg(_)
+                        )
+                })
                 .map(|src| match src {
                     sources::Source::Environment => {
                         format!("the environment of whoever runs the resume command: `export {name}=...`")
                     }
                     sources::Source::EnvFileArg(p) => format!("`{}` (given with `--env-file`): a line `{name}=...`", p.display()),
                     sources::Source::Local(p) => format!("`{}` on the operator's machine: a line `{name}=...`", p.display()),
+                    sources::Source::Command { command, .. } => format!("what `{command}` prints (a dotenv file): a line `{name}=...` in what it decrypts or reads"),
                     sources::Source::Remote { host, path } => {
                         let at = hosts
                             .iter()
@@ -218,6 +239,11 @@ impl Ctx {
                     }
                 })
                 .collect();
+            if let Some(command) = from {
+                where_.push(format!(
+                    "what `{command}` prints (its `from`, run on the operator's machine): the value"
+                ));
+            }
             let owner = spec
                 .and_then(|s| s.owner.clone())
                 .unwrap_or_else(|| "the operator".into());

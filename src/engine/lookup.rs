@@ -49,6 +49,11 @@ impl SecretStates {
         for name in requires {
             match rows.iter().find(|r| &r.name == name) {
                 Some(r) if r.state == SecretState::Missing => hold.missing.push(name.clone()),
+                Some(r) if r.state == SecretState::Unavailable => {
+                    hold.missing.push(name.clone());
+                    hold.unavailable
+                        .push((name.clone(), r.reason.clone().unwrap_or_default()));
+                }
                 Some(r) if r.state == SecretState::Rejected => hold.rejected.push((
                     name.clone(),
                     format!("was rejected: {}", r.reason.clone().unwrap_or_default()),
@@ -108,6 +113,13 @@ fn sources_on(
     let base = loaded.ctx.for_step("", &BTreeMap::new());
     for spec in &loaded.runbook.env_files {
         sources.push(match spec {
+            crate::runbook::model::EnvFileSpec::Command(c) => sources::Source::Command {
+                command: loaded
+                    .templater
+                    .render(&c.command, &base)
+                    .unwrap_or_else(|_| c.command.clone()),
+                timeout: command_timeout(c.timeout.as_deref()),
+            },
             crate::runbook::model::EnvFileSpec::Local(rel) => {
                 sources::Source::Local(loaded.runbook.dir.join(rel))
             }
@@ -150,6 +162,35 @@ fn sources_on(
         });
     }
     sources
+}
+
+/// A command's timeout as written (validated), or the default.
+fn command_timeout(text: Option<&str>) -> std::time::Duration {
+    text.and_then(|t| humantime::parse_duration(t.trim()).ok())
+        .unwrap_or(super::secret_commands::DEFAULT_TIMEOUT)
+}
+
+/// The commands of a new look: a fresh runner, and each `from` rendered.
+fn commands_of(loaded: &Loaded) -> sources::Commands {
+    let base = loaded.ctx.for_step("", &BTreeMap::new());
+    let from = loaded
+        .runbook
+        .secrets
+        .iter()
+        .filter_map(|(name, spec)| {
+            let (command, timeout) = spec.from.as_ref()?.parts();
+            let rendered = loaded
+                .templater
+                .render(command, &base)
+                .map(|c| (c, command_timeout(timeout)))
+                .map_err(|e| format!("`{command}` cannot be rendered: {}", e.message));
+            Some((name.clone(), rendered))
+        })
+        .collect();
+    sources::Commands {
+        runner: super::secret_commands::Runner::new(&loaded.runbook.dir),
+        from,
+    }
 }
 
 /// What the checks said about the values seen, so a value that did not
@@ -207,7 +248,8 @@ pub(super) async fn resolve_secrets(
         };
     }
     let base = sources_on(loaded, env_files, None, false);
-    let lookup = sources::lookup(&base, &declared, execs).await;
+    let commands = commands_of(loaded);
+    let lookup = sources::lookup(&base, &declared, execs, &commands).await;
     let rows = states_of(loaded, execs, &lookup, needed, cache).await;
     // Hosts of steps that require secrets and read sources of their own.
     let mut hosts: Vec<String> = loaded
@@ -226,8 +268,9 @@ pub(super) async fn resolve_secrets(
             continue;
         }
         let (execs, declared) = (execs.clone(), declared.clone());
+        let commands = commands.clone();
         tasks.spawn(async move {
-            let lookup = sources::lookup(&own, &declared, &execs).await;
+            let lookup = sources::lookup(&own, &declared, &execs, &commands).await;
             (host, lookup)
         });
     }
@@ -305,6 +348,15 @@ async fn states_of(
     for (name, spec) in &loaded.runbook.secrets {
         let source = lookup.found_in.get(name).cloned();
         let row = match (lookup.values.get(name), &spec.check) {
+            (None, _) if lookup.unavailable.contains_key(name) => SecretRow {
+                name: name.clone(),
+                state: SecretState::Unavailable,
+                source: None,
+                reason: lookup
+                    .unavailable
+                    .get(name)
+                    .map(|why| lookup.values.redactor().redact(why)),
+            },
             (None, _) => {
                 let problems: Vec<String> = lookup
                     .problems

@@ -10,6 +10,7 @@ mod gate;
 mod handoff;
 mod lookup;
 mod notify;
+mod secret_commands;
 mod sources;
 mod wait;
 

@@ -22,6 +22,13 @@ pub enum Source {
         /// Path on the host.
         path: String,
     },
+    /// A local command whose output is a dotenv file.
+    Command {
+        /// The command, rendered.
+        command: String,
+        /// How long it may run.
+        timeout: std::time::Duration,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -31,6 +38,7 @@ impl std::fmt::Display for Source {
             Source::EnvFileArg(p) => write!(f, "{} (given with --env-file)", p.display()),
             Source::Local(p) => write!(f, "{} (local file)", p.display()),
             Source::Remote { host, path } => write!(f, "{path} on host `{host}`"),
+            Source::Command { command, .. } => write!(f, "the output of `{command}`"),
         }
     }
 }
@@ -44,21 +52,44 @@ pub struct Lookup {
     pub found_in: BTreeMap<String, String>,
     /// Sources that could not be read, with why (a missing file is not a problem).
     pub problems: Vec<(String, String)>,
+    /// Secrets left unavailable by a command that failed, with why (not
+    /// yet redacted).
+    pub unavailable: BTreeMap<String, String>,
+}
+
+/// The commands of one look: the runner, and each `from` secret's command.
+#[derive(Debug, Clone, Default)]
+pub struct Commands {
+    /// Runs each distinct command once.
+    pub runner: super::secret_commands::Runner,
+    /// Secret name → its `from` command (rendered) and timeout, or why it
+    /// cannot be rendered.
+    pub from: BTreeMap<String, Result<(String, std::time::Duration), String>>,
 }
 
 /// Reads the sources in order until every wanted name has a non-empty
 /// value; later sources are not read once nothing is missing.
+/// A secret with a `from` command reads only the environment and
+/// `--env-file` files, then its command; a failed `env_files` command
+/// leaves what no source had unavailable.
 pub async fn lookup(
     sources: &[Source],
     wanted: &[String],
     execs: &crate::exec::Executors,
+    commands: &Commands,
 ) -> Lookup {
     let mut out = Lookup::default();
     let mut values = BTreeMap::new();
+    let mut failed: Vec<String> = Vec::new();
     for source in sources {
-        let missing: Vec<&String> = wanted.iter().filter(|w| !values.contains_key(*w)).collect();
+        let first = matches!(source, Source::Environment | Source::EnvFileArg(_));
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|w| !values.contains_key(*w))
+            .filter(|w| first || !commands.from.contains_key(*w))
+            .collect();
         if missing.is_empty() {
-            break;
+            continue;
         }
         let map: BTreeMap<String, String> = match source {
             Source::Environment => missing
@@ -110,6 +141,23 @@ pub async fn lookup(
                     }
                 }
             }
+            Source::Command { command, timeout } => {
+                match commands.runner.output(command, *timeout).await {
+                    Ok(text) => match parse_dotenv(&text) {
+                        Ok(map) => map,
+                        Err(e) => {
+                            // The parser's message may quote a line: not shown.
+                            let _ = e;
+                            failed.push(format!("the output of `{command}` is not a dotenv file"));
+                            continue;
+                        }
+                    },
+                    Err(why) => {
+                        failed.push(why);
+                        continue;
+                    }
+                }
+            }
         };
         for name in missing {
             if let Some(v) = map.get(name).filter(|v| !v.is_empty()) {
@@ -118,8 +166,50 @@ pub async fn lookup(
             }
         }
     }
+    from_commands(wanted, commands, &mut values, &mut out).await;
+    for name in wanted.iter().filter(|w| !values.contains_key(*w)) {
+        if !failed.is_empty() && !out.unavailable.contains_key(name) {
+            out.unavailable.insert(name.clone(), failed.join("; "));
+        }
+    }
     out.values = Values::from_map(values);
     out
+}
+
+/// The `from` commands of the secrets still wanted.
+async fn from_commands(
+    wanted: &[String],
+    commands: &Commands,
+    values: &mut BTreeMap<String, String>,
+    out: &mut Lookup,
+) {
+    for name in wanted {
+        let Some(from) = commands
+            .from
+            .get(name)
+            .filter(|_| !values.contains_key(name))
+        else {
+            continue;
+        };
+        let got = match from {
+            Ok((command, timeout)) => commands
+                .runner
+                .output(command, *timeout)
+                .await
+                .map(|v| (v, command)),
+            Err(why) => Err(why.clone()),
+        };
+        match got {
+            Ok((value, command)) => {
+                values.insert(name.clone(), value);
+                out.found_in
+                    .insert(name.clone(), format!("the output of `{command}`"));
+            }
+            Err(why) => {
+                out.unavailable.insert(name.clone(), why);
+            }
+        }
+    }
 }
 
 /// What a secret's check said.

@@ -129,12 +129,21 @@ impl Waiter<'_> {
     /// The line that starts a wait: what it waits for, how often it looks.
     fn waiting_line(&self, store: &Store, run_id: i64, interval: Duration) -> Result<String> {
         let mut what: Vec<String> = Vec::new();
+        let (secret_rows, _) = store.secrets(run_id)?;
+        let unavailable = |m: &String| {
+            secret_rows
+                .iter()
+                .any(|r| &r.name == m && r.state == SecretState::Unavailable)
+        };
         for s in store.steps(run_id)? {
             if s.state != StepState::Held {
                 continue;
             }
             for m in &s.missing {
-                what.push(format!("{m} (missing)"));
+                match unavailable(m) {
+                    true => what.push(format!("{m} (unavailable)")),
+                    false => what.push(format!("{m} (missing)")),
+                }
             }
             for r in &s.rejected {
                 what.push(format!("{r} (rejected)"));
@@ -282,6 +291,11 @@ fn change_line(before: Option<&Seen>, now: &Seen, name: &str) -> Option<String> 
         SecretState::Rejected if new_value => format!("still rejected ({})", why()),
         SecretState::Unchecked if !same_state || before.map(|b| &b.reason) != Some(&now.reason) => {
             format!("could not be checked ({})", why())
+        }
+        SecretState::Unavailable
+            if !same_state || before.map(|b| &b.reason) != Some(&now.reason) =>
+        {
+            format!("unavailable ({})", why())
         }
         SecretState::Missing if before.is_some_and(|b| b.state != SecretState::Missing) => {
             "missing again".to_string()

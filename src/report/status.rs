@@ -54,10 +54,18 @@ pub struct StepJson {
     pub missing: Vec<String>,
     /// Secrets rejected.
     pub rejected: Vec<String>,
+    /// Secrets whose command failed (SPEC §13).
+    pub unavailable: Vec<String>,
 }
 
-/// The JSON document.
-pub fn to_json(run: &RunRow, state: RunState, steps: &[StepRow]) -> StatusJson {
+/// The JSON document; `unavailable` names the secrets whose command
+/// failed (a step holds them among its missing ones).
+pub fn to_json(
+    run: &RunRow,
+    state: RunState,
+    steps: &[StepRow],
+    unavailable: &[String],
+) -> StatusJson {
     StatusJson {
         run_id: run.id,
         runbook: run.runbook.clone(),
@@ -78,8 +86,19 @@ pub fn to_json(run: &RunRow, state: RunState, steps: &[StepRow]) -> StatusJson {
                 duration_ms: s.duration_ms,
                 exit_code: s.exit_code,
                 reason: s.reason.clone(),
-                missing: s.missing.clone(),
+                missing: s
+                    .missing
+                    .iter()
+                    .filter(|m| !unavailable.contains(m))
+                    .cloned()
+                    .collect(),
                 rejected: s.rejected.clone(),
+                unavailable: s
+                    .missing
+                    .iter()
+                    .filter(|m| unavailable.contains(m))
+                    .cloned()
+                    .collect(),
             })
             .collect(),
     }

@@ -174,6 +174,39 @@ pub enum EnvFileSpec {
     Local(String),
     /// A file on a host, read over SSH.
     Remote(RemoteEnvFile),
+    /// A local command whose standard output is a dotenv file (SPEC §13).
+    Command(SecretCommand),
+}
+
+/// A local command that prints secrets (SPEC §13): run with `sh -c`,
+/// stdin `/dev/null`, in the runbook's folder, once per look.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretCommand {
+    /// The command (templated), e.g. `pass show ops/token`.
+    pub command: String,
+    /// How long it may run, e.g. `10s`; default 30s.
+    pub timeout: Option<String>,
+}
+
+/// Where a secret's value comes from after the environment and `--env-file`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SecretFrom {
+    /// The command alone.
+    Command(String),
+    /// The command and its timeout.
+    Full(SecretCommand),
+}
+
+impl SecretFrom {
+    /// The command and its timeout as written.
+    pub fn parts(&self) -> (&str, Option<&str>) {
+        match self {
+            SecretFrom::Command(c) => (c, None),
+            SecretFrom::Full(c) => (&c.command, c.timeout.as_deref()),
+        }
+    }
 }
 
 /// A dotenv file on a host.
@@ -196,6 +229,9 @@ pub struct SecretSpec {
     pub owner: Option<String>,
     /// A probe that proves the value is still accepted.
     pub check: Option<SecretCheck>,
+    /// A local command whose standard output is the value (`pass show
+    /// ops/token`, `op read op://...`); replaces the `env_files` lookup.
+    pub from: Option<SecretFrom>,
 }
 
 /// A secret's check.

@@ -177,6 +177,7 @@ pub fn validate(
             }
         }
     }
+    check_command_timeouts(&mut v, &file);
     for (name, secret) in &file.secrets {
         if let Some(check) = &secret.check {
             v.check_http(None, &check.http, &hosts, &groups);
@@ -403,6 +404,42 @@ struct Validator<'a> {
     /// Inventory hosts runbook does not reach as the inventory says (see
     /// [`super::fleet::Fleet::refused`]).
     refused: IndexMap<String, String>,
+}
+
+/// The `timeout` of each secret command (`from`, `env_files` `command`)
+/// must be a duration (SPEC §13).
+fn check_command_timeouts(v: &mut Validator, file: &RunbookFile) {
+    let from = file.secrets.iter().filter_map(|(name, s)| {
+        let (_, timeout) = s.from.as_ref()?.parts();
+        Some((
+            v.source.nested_key_span("secrets", name),
+            timeout?.to_string(),
+        ))
+    });
+    let files = file.env_files.iter().filter_map(|e| match e {
+        EnvFileSpec::Command(c) => Some((
+            v.source.nested_key_span("env_files", "command"),
+            c.timeout.clone()?,
+        )),
+        _ => None,
+    });
+    let bad: Vec<_> = from
+        .chain(files)
+        .filter_map(|(span, t)| {
+            let e = humantime::parse_duration(t.trim()).err()?;
+            Some((span, t, e))
+        })
+        .collect();
+    for (span, text, e) in bad {
+        v.push(
+            Diagnostic::new(
+                &v.source.path,
+                format!("bad duration `{text}` for a secret command's `timeout`: {e}"),
+            )
+            .at(span)
+            .hint("write a number with a unit, e.g. `10s`; the default is 30s"),
+        );
+    }
 }
 
 impl Validator<'_> {

@@ -27,6 +27,8 @@ pub struct Hold {
     pub missing: Vec<String>,
     /// Secrets whose check rejected them, with the reason.
     pub rejected: Vec<(String, String)>,
+    /// Secrets (also in `missing`) whose command failed, with the reason.
+    pub unavailable: Vec<(String, String)>,
     /// The approval question, when not yet approved.
     pub approval: Option<String>,
 }
@@ -41,7 +43,10 @@ impl Hold {
     pub fn reason(&self) -> String {
         let mut parts = Vec::new();
         for m in &self.missing {
-            parts.push(format!("secret {m} is missing"));
+            match self.unavailable.iter().find(|(n, _)| n == m) {
+                Some((_, why)) => parts.push(format!("secret {m} is unavailable: {why}")),
+                None => parts.push(format!("secret {m} is missing")),
+            }
         }
         for (name, why) in &self.rejected {
             parts.push(format!("secret {name} {why}"));

@@ -318,6 +318,10 @@ fn stored_rows(
                     ..row
                 };
             }
+            if row.state == SecretState::Unavailable {
+                // The same local command for every host: its own words.
+                return row;
+            }
             let first = bad[0].1.clone();
             let names: Vec<&str> = bad.iter().map(|(h, _)| h.as_str()).collect();
             SecretRow {

@@ -74,6 +74,9 @@ pub struct StepStatus {
     pub reason: Option<String>,
     pub missing: Vec<String>,
     pub rejected: Vec<String>,
+    /// Secrets whose command failed (SPEC §13).
+    #[serde(default)]
+    pub unavailable: Vec<String>,
     /// The host (fleets: `"host"` on every step entry); null when local.
     #[serde(default)]
     pub host: Option<String>,

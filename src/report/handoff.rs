@@ -99,7 +99,7 @@ pub struct SecretNeed {
     pub name: String,
     /// What it is.
     pub description: Option<String>,
-    /// `missing`, `rejected` or `unchecked`.
+    /// `missing`, `rejected`, `unchecked` or `unavailable`.
     pub status: String,
     /// Why, in words.
     pub reason: String,

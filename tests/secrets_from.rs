@@ -354,3 +354,22 @@ fn a_bad_timeout_is_refused_with_its_place() {
         .stderr_has("bad duration `soon` for a secret command's `timeout`");
     assert!(!t.path().join("state").exists());
 }
+
+#[test]
+fn a_command_whose_output_is_not_dotenv_names_the_line_never_the_text() {
+    let t = Test::new();
+    t.put_runbook(
+        "rb",
+        "env_files:\n  - { command: \"printf 'RB_DOT=fine-1234\\\\n'; printf 'hid%s x\\\\n' den-4242\" }\nsecrets:\n  RB_DOT: {}\nsteps:\n  - id: s\n    requires: [RB_DOT]\n    run: 'true'\n",
+    );
+    let ran = t.run(&["run", "rb"]);
+    ran.code(3);
+    let reason = t.status(None).reason_of("s");
+    assert!(
+        reason.starts_with(
+            "secret RB_DOT is unavailable: the output of `printf 'RB_DOT=fine-1234\\n'; printf 'hid%s x\\n' den-4242`:2: "
+        ),
+        "{reason}"
+    );
+    assert_nowhere(&t, &[ran.stdout, ran.stderr, reason], &["hidden-4242"]);
+}

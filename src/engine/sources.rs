@@ -143,12 +143,14 @@ pub async fn lookup(
             }
             Source::Command { command, timeout } => {
                 match commands.runner.output(command, *timeout).await {
-                    Ok(text) => match parse_dotenv(&text) {
+                    // The parser names the line, never a value.
+                    Ok(text) => match crate::dotenv::parse_local(
+                        &text,
+                        &format!("the output of `{command}`"),
+                    ) {
                         Ok(map) => map,
                         Err(e) => {
-                            // The parser's message may quote a line: not shown.
-                            let _ = e;
-                            failed.push(format!("the output of `{command}` is not a dotenv file"));
+                            failed.push(e);
                             continue;
                         }
                     },

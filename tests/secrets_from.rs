@@ -192,12 +192,15 @@ fn the_environment_comes_before_from_and_from_before_env_files() {
     t.write("runbooks/local.env", "RB_FROM=value-from-file-5678\n");
     t.put_runbook(
         "rb",
-        "env_files: [local.env]\nsecrets:\n  RB_ENV_FIRST: { from: \"echo ran >> ../ran; echo from-cmd-0000\" }\n  RB_FROM: { from: \"echo value-from-cmd-9999\" }\nsteps:\n  - id: s\n    requires: [RB_ENV_FIRST, RB_FROM]\n    env: { A: \"{{ secrets.RB_ENV_FIRST }}\", B: \"{{ secrets.RB_FROM }}\" }\n    run: printf '%s %s' \"$A\" \"$B\" > ../seen\n",
+        "vars: { kind: cmd }\nenv_files: [local.env]\nsecrets:\n  RB_ENV_FIRST: { from: \"echo ran >> ../ran; echo from-cmd-0000\" }\n  RB_FROM: { from: \"echo value-from-{{ vars.kind }}-9999\" }\nsteps:\n  - id: s\n    requires: [RB_ENV_FIRST, RB_FROM]\n    env: { A: \"{{ secrets.RB_ENV_FIRST }}\", B: \"{{ secrets.RB_FROM }}\" }\n    run: printf '%s %s' \"$A\" \"$B\" > ../seen\n",
     );
     t.run(&["run", "rb"]).code(0);
     assert_eq!(t.read("seen"), "value-from-env-1234 value-from-cmd-9999");
     // Found in the environment: its command never ran.
     assert_eq!(t.read("ran"), "");
+    // The command is a template: `--var` changes what it runs.
+    t.run(&["run", "rb", "--var", "kind=var"]).code(0);
+    assert_eq!(t.read("seen"), "value-from-env-1234 value-from-var-9999");
 }
 
 #[test]
@@ -352,6 +355,17 @@ fn a_bad_timeout_is_refused_with_its_place() {
     ran.code(2)
         .stderr_has("rb.yaml:2:3")
         .stderr_has("bad duration `soon` for a secret command's `timeout`");
+    assert!(!t.path().join("state").exists());
+    // A command is rendered before any value is known, and shown: it may
+    // not read a secret.
+    t.put_runbook(
+        "rb",
+        "secrets:\n  RB_T: {}\n  RB_X:\n    from: \"vault read -token={{ secrets.RB_T }} x\"\nsteps:\n  - id: s\n    requires: [RB_X]\n    run: 'true'\n",
+    );
+    t.run(&["run", "rb"])
+        .code(2)
+        .stderr_has("rb.yaml:3:3")
+        .stderr_has("secret command `vault read -token={{ secrets.RB_T }} x` reads a secret");
     assert!(!t.path().join("state").exists());
 }
 

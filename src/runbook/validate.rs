@@ -177,7 +177,7 @@ pub fn validate(
             }
         }
     }
-    check_command_timeouts(&mut v, &file);
+    check_secret_commands(&mut v, &file);
     for (name, secret) in &file.secrets {
         if let Some(check) = &secret.check {
             v.check_http(None, &check.http, &hosts, &groups);
@@ -406,39 +406,55 @@ struct Validator<'a> {
     refused: IndexMap<String, String>,
 }
 
-/// The `timeout` of each secret command (`from`, `env_files` `command`)
-/// must be a duration (SPEC §13).
-fn check_command_timeouts(v: &mut Validator, file: &RunbookFile) {
+/// Each secret command (`from`, `env_files` `command`) reads no secret
+/// (it is rendered before any value is known, and its text is shown) and
+/// has a `timeout` that is a duration (SPEC §13).
+fn check_secret_commands(v: &mut Validator, file: &RunbookFile) {
     let from = file.secrets.iter().filter_map(|(name, s)| {
-        let (_, timeout) = s.from.as_ref()?.parts();
-        Some((
-            v.source.nested_key_span("secrets", name),
-            timeout?.to_string(),
-        ))
+        let (command, timeout) = s.from.as_ref()?.parts();
+        let span = v.source.nested_key_span("secrets", name);
+        Some((span, command.to_string(), timeout.map(str::to_string)))
     });
     let files = file.env_files.iter().filter_map(|e| match e {
         EnvFileSpec::Command(c) => Some((
             v.source.nested_key_span("env_files", "command"),
-            c.timeout.clone()?,
+            c.command.clone(),
+            c.timeout.clone(),
         )),
         _ => None,
     });
-    let bad: Vec<_> = from
-        .chain(files)
-        .filter_map(|(span, t)| {
-            let e = humantime::parse_duration(t.trim()).err()?;
-            Some((span, t, e))
-        })
-        .collect();
-    for (span, text, e) in bad {
-        v.push(
-            Diagnostic::new(
-                &v.source.path,
-                format!("bad duration `{text}` for a secret command's `timeout`: {e}"),
-            )
-            .at(span)
-            .hint("write a number with a unit, e.g. `10s`; the default is 30s"),
-        );
+    let templater = super::template::Templater::new();
+    let mut found = Vec::new();
+    for (span, command, timeout) in from.chain(files) {
+        if !templater.secret_names(&command, false).is_empty() {
+            found.push(
+                Diagnostic::new(
+                    &v.source.path,
+                    format!("secret command `{command}` reads a secret"),
+                )
+                .at(span)
+                .hint("a secret command is rendered with `vars` and `env` only, before any value is known, and its text is shown; let the tool read its own credentials (`VAULT_TOKEN`, `OP_SERVICE_ACCOUNT_TOKEN`) from the environment"),
+            );
+        }
+        if let Some(e) = timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t.trim()).err().map(|e| (t, e)))
+        {
+            found.push(
+                Diagnostic::new(
+                    &v.source.path,
+                    format!(
+                        "bad duration `{}` for a secret command's `timeout`: {}",
+                        e.0, e.1
+                    ),
+                )
+                .at(span)
+                .hint("write a number with a unit, e.g. `10s`; the default is 30s"),
+            );
+        }
+    }
+    for d in found {
+        v.push(d);
     }
 }
 

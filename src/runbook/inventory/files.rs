@@ -1,0 +1,1 @@
+//! `group_vars/` and `host_vars/` beside an inventory file.

@@ -1,0 +1,105 @@
+//! The YAML form of an Ansible inventory.
+
+use super::ini::expand_range;
+use super::{check_name, HostVars, Inventory, Raw};
+
+/// The YAML form: top-level groups (usually `all`), each with `hosts`
+/// (name → variables), `vars` and `children` (name → group).
+pub(super) fn parse_yaml(text: &str) -> Result<Inventory, String> {
+    use serde_norway::Value;
+    let doc: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let mut raw = Raw::default();
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            // `!vault |` and other tags: the tagged value (an encrypted
+            // password is still a password login).
+            Value::Tagged(t) => scalar(&t.value),
+            _ => None,
+        }
+    }
+    fn vars_of(v: &Value) -> Result<HostVars, String> {
+        let mut vars = HostVars::default();
+        if let Value::Mapping(map) = v {
+            for (k, v) in map {
+                if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
+                    vars.set(k, &v)?;
+                }
+            }
+        }
+        Ok(vars)
+    }
+    fn group(raw: &mut Raw, name: &str, body: &Value) -> Result<(), String> {
+        check_name(name)?;
+        raw.group(name);
+        let map = match body {
+            Value::Mapping(m) => m,
+            Value::Null => return Ok(()),
+            _ => {
+                return Err(format!(
+                    "group `{name}` is not a mapping of hosts, vars and children"
+                ))
+            }
+        };
+        for (key, value) in map {
+            match key.as_str() {
+                Some("hosts") => {
+                    if let Value::Mapping(hosts) = value {
+                        for (h, v) in hosts {
+                            let h = scalar(h).ok_or_else(|| {
+                                format!("group `{name}`: a host name is not text")
+                            })?;
+                            for host in expand_range(&h)? {
+                                check_name(&host)?;
+                                raw.add_host(name, &host, vars_of(v)?);
+                            }
+                        }
+                    } else if !matches!(value, Value::Null) {
+                        return Err(format!("group `{name}`: `hosts` is not a mapping"));
+                    }
+                }
+                Some("vars") => {
+                    let vars = vars_of(value)?;
+                    let entry = raw.vars.entry(name.to_string()).or_default();
+                    *entry = entry.overlay(&vars);
+                }
+                Some("children") => {
+                    if let Value::Mapping(children) = value {
+                        for (c, body) in children {
+                            let c = scalar(c).ok_or_else(|| {
+                                format!("group `{name}`: a child group name is not text")
+                            })?;
+                            raw.children
+                                .entry(name.to_string())
+                                .or_default()
+                                .push(c.clone());
+                            group(raw, &c, body)?;
+                        }
+                    } else if !matches!(value, Value::Null) {
+                        return Err(format!("group `{name}`: `children` is not a mapping"));
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "group `{name}`: unknown key `{}` (a group has hosts, vars and children)",
+                        other.unwrap_or("?")
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+    match &doc {
+        Value::Mapping(top) => {
+            for (name, body) in top {
+                let name = scalar(name).ok_or("a top-level group name is not text")?;
+                group(&mut raw, &name, body)?;
+            }
+        }
+        Value::Null => {}
+        _ => return Err("the inventory is not a mapping of groups (e.g. `all:`)".into()),
+    }
+    raw.resolve()
+}

@@ -339,6 +339,37 @@ fn stored_rows(
         .collect()
 }
 
+/// The row of a secret no source gave: unavailable when a command that
+/// should give it failed (its reason redacted), missing otherwise.
+fn not_found(name: &str, lookup: &sources::Lookup) -> SecretRow {
+    if let Some(why) = lookup.unavailable.get(name) {
+        return SecretRow {
+            name: name.to_string(),
+            state: SecretState::Unavailable,
+            source: None,
+            reason: Some(lookup.values.redactor().redact(why)),
+        };
+    }
+    let problems: Vec<String> = lookup
+        .problems
+        .iter()
+        .map(|(s, p)| format!("{s}: {p}"))
+        .collect();
+    SecretRow {
+        name: name.to_string(),
+        state: SecretState::Missing,
+        source: None,
+        reason: Some(if problems.is_empty() {
+            "not set in any source".to_string()
+        } else {
+            format!(
+                "not found; some sources could not be read ({})",
+                problems.join("; ")
+            )
+        }),
+    }
+}
+
 /// Each declared secret's state from what one lookup found; checks run
 /// for the secrets this pass needs.
 async fn states_of(
@@ -352,35 +383,7 @@ async fn states_of(
     for (name, spec) in &loaded.runbook.secrets {
         let source = lookup.found_in.get(name).cloned();
         let row = match (lookup.values.get(name), &spec.check) {
-            (None, _) if lookup.unavailable.contains_key(name) => SecretRow {
-                name: name.clone(),
-                state: SecretState::Unavailable,
-                source: None,
-                reason: lookup
-                    .unavailable
-                    .get(name)
-                    .map(|why| lookup.values.redactor().redact(why)),
-            },
-            (None, _) => {
-                let problems: Vec<String> = lookup
-                    .problems
-                    .iter()
-                    .map(|(s, p)| format!("{s}: {p}"))
-                    .collect();
-                SecretRow {
-                    name: name.clone(),
-                    state: SecretState::Missing,
-                    source: None,
-                    reason: Some(if problems.is_empty() {
-                        "not set in any source".to_string()
-                    } else {
-                        format!(
-                            "not found; some sources could not be read ({})",
-                            problems.join("; ")
-                        )
-                    }),
-                }
-            }
+            (None, _) => not_found(name, lookup),
             (Some(value), Some(check)) if needed.contains(name) => {
                 // The check may read other secrets too: its verdict holds for
                 // these values together.

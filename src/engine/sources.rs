@@ -91,74 +91,16 @@ pub async fn lookup(
         if missing.is_empty() {
             continue;
         }
-        let map: BTreeMap<String, String> = match source {
-            Source::Environment => missing
-                .iter()
-                .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
-                .collect(),
-            Source::EnvFileArg(path) | Source::Local(path) => match std::fs::read_to_string(path) {
-                Ok(text) => match crate::dotenv::parse_local(&text, &path.display().to_string()) {
-                    Ok(map) => map,
-                    Err(e) => {
-                        out.problems.push((source.to_string(), e));
-                        continue;
-                    }
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    out.problems.push((source.to_string(), e.to_string()));
-                    continue;
-                }
-            },
-            Source::Remote { host, path } => {
-                let command = format!(
-                    "if [ -f {p} ]; then cat {p}; else exit 3; fi",
-                    p = crate::exec::ssh::sh_quote(path)
-                );
-                match execs.ssh.output(host, &command, None).await {
-                    Ok((0, bytes, _)) => match crate::dotenv::parse(
-                        &String::from_utf8_lossy(&bytes),
-                        &format!("{host}:{path}"),
-                        None,
-                    ) {
-                        Ok(map) => map,
-                        Err(e) => {
-                            out.problems.push((source.to_string(), e));
-                            continue;
-                        }
-                    },
-                    Ok((3, _, _)) => continue,
-                    Ok((code, _, err)) => {
-                        out.problems.push((
-                            source.to_string(),
-                            format!("cannot read it (exit {code}): {}", err.trim()),
-                        ));
-                        continue;
-                    }
-                    Err(e) => {
-                        out.problems.push((source.to_string(), e.0));
-                        continue;
-                    }
-                }
+        let map = match read_source(source, &missing, execs, commands).await {
+            Read::Map(map) => map,
+            Read::Skip => continue,
+            Read::Problem(why) => {
+                out.problems.push((source.to_string(), why));
+                continue;
             }
-            Source::Command { command, timeout } => {
-                match commands.runner.output(command, *timeout).await {
-                    // The parser names the line, never a value.
-                    Ok(text) => match crate::dotenv::parse_local(
-                        &text,
-                        &format!("the output of `{command}`"),
-                    ) {
-                        Ok(map) => map,
-                        Err(e) => {
-                            failed.push(e);
-                            continue;
-                        }
-                    },
-                    Err(why) => {
-                        failed.push(why);
-                        continue;
-                    }
-                }
+            Read::Failed(why) => {
+                failed.push(why);
+                continue;
             }
         };
         for name in missing {
@@ -176,6 +118,87 @@ pub async fn lookup(
     }
     out.values = Values::from_map(values);
     out
+}
+
+/// What reading one source gave.
+enum Read {
+    /// Its values.
+    Map(BTreeMap<String, String>),
+    /// Nothing there (a file that does not exist).
+    Skip,
+    /// It could not be read.
+    Problem(String),
+    /// Its command failed: what no other source has is unavailable.
+    Failed(String),
+}
+
+/// Reads one source for the names still `missing`.
+async fn read_source(
+    source: &Source,
+    missing: &[&String],
+    execs: &crate::exec::Executors,
+    commands: &Commands,
+) -> Read {
+    Read::Map(match source {
+        Source::Environment => missing
+            .iter()
+            .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+            .collect(),
+        Source::EnvFileArg(path) | Source::Local(path) => match std::fs::read_to_string(path) {
+            Ok(text) => match crate::dotenv::parse_local(&text, &path.display().to_string()) {
+                Ok(map) => map,
+                Err(e) => {
+                    return Read::Problem(e);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Skip,
+            Err(e) => {
+                return Read::Problem(e.to_string());
+            }
+        },
+        Source::Remote { host, path } => {
+            let command = format!(
+                "if [ -f {p} ]; then cat {p}; else exit 3; fi",
+                p = crate::exec::ssh::sh_quote(path)
+            );
+            match execs.ssh.output(host, &command, None).await {
+                Ok((0, bytes, _)) => match crate::dotenv::parse(
+                    &String::from_utf8_lossy(&bytes),
+                    &format!("{host}:{path}"),
+                    None,
+                ) {
+                    Ok(map) => map,
+                    Err(e) => {
+                        return Read::Problem(e);
+                    }
+                },
+                Ok((3, _, _)) => return Read::Skip,
+                Ok((code, _, err)) => {
+                    return Read::Problem(format!("cannot read it (exit {code}): {}", err.trim()));
+                }
+                Err(e) => {
+                    return Read::Problem(e.0);
+                }
+            }
+        }
+        Source::Command { command, timeout } => {
+            match command_output(command, *timeout, commands).await {
+                Ok(map) => map,
+                Err(why) => return Read::Failed(why),
+            }
+        }
+    })
+}
+
+/// An `env_files` command's output, read as a dotenv file; why not, naming
+/// the command and (for a refusal) the line, never the text.
+async fn command_output(
+    command: &str,
+    timeout: std::time::Duration,
+    commands: &Commands,
+) -> Result<BTreeMap<String, String>, String> {
+    let text = commands.runner.output(command, timeout).await?;
+    crate::dotenv::parse_local(&text, &format!("the output of `{command}`"))
 }
 
 /// The `from` commands of the secrets still wanted.

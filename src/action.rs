@@ -30,6 +30,10 @@ pub enum RenderedAction {
         /// Left out of the fingerprint when false, so older runs keep theirs.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         delete: bool,
+        /// Gitignore-style patterns: neither sent nor removed. Left out of
+        /// the fingerprint when empty, so older runs keep theirs.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<String>,
         /// The files with their destinations and (rendered) content, read
         /// when the step starts (empty in the plan: SPEC §14).
         #[serde(skip)]
@@ -98,6 +102,31 @@ pub fn destinations(
             FileToWrite { dest, bytes }
         })
         .collect()
+}
+
+/// The matcher of an upload's `exclude` patterns, gitignore's rules
+/// (`token`, `*.log`, `logs/`, `/build`, `!keep.log`), relative to the
+/// root of the source or the destination. Only these patterns: never a
+/// `.gitignore` file or a global exclude.
+pub fn excluder(patterns: &[String]) -> Result<ignore::gitignore::Gitignore, String> {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new("/");
+    for p in patterns {
+        builder
+            .add_line(None, p)
+            .map_err(|e| format!("`exclude` pattern `{p}` is not a gitignore pattern: {e}"))?;
+    }
+    builder
+        .build()
+        .map_err(|e| format!("`exclude` patterns cannot be used: {e}"))
+}
+
+/// Whether `rel` (relative to the root, `/`-separated), or a folder it is
+/// in, is excluded.
+pub fn excluded(matcher: &ignore::gitignore::Gitignore, rel: &str, is_dir: bool) -> bool {
+    !matcher.is_empty()
+        && matcher
+            .matched_path_or_any_parents(Path::new("/").join(rel), is_dir)
+            .is_ignore()
 }
 
 /// Why `url` cannot be requested, in words for the operator; `None` when

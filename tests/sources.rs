@@ -165,3 +165,73 @@ fn an_edited_source_ships_again_on_resume_and_what_needs_it_reruns() {
     // Unchanged now: a resume reruns nothing.
     t.run(&["resume", "r"]).code(0).stdout_has("already done");
 }
+
+fn mirror_with_excludes(sshd: Option<&Sshd>, dest: &Path) {
+    let t = Test::new();
+    t.write("runbooks/site/index.html", "v2\n");
+    t.write("runbooks/site/debug.log", "local log, not sent\n");
+    t.write("runbooks/site/build/tmp.o", "not sent\n");
+    // The host's own files under dest.
+    std::fs::create_dir_all(dest.join("logs/old")).unwrap();
+    std::fs::create_dir_all(dest.join("uploads")).unwrap();
+    std::fs::write(dest.join("token"), "host token\n").unwrap();
+    std::fs::write(dest.join("logs/old/a.txt"), "host log\n").unwrap();
+    std::fs::write(dest.join("uploads/u.png"), "user upload\n").unwrap();
+    std::fs::write(dest.join("access.log"), "host log\n").unwrap();
+    std::fs::write(dest.join("stale.html"), "old page\n").unwrap();
+    let (hosts, on) = placement(sshd);
+    t.put_runbook(
+        "sync",
+        &format!(
+            "{hosts}steps:\n  - id: sync\n{on}    upload:\n      src: site\n      dest: \"{}\"\n      delete: true\n      exclude: [token, \"*.log\", logs/, uploads, /build]\n",
+            dest.display()
+        ),
+    );
+    t.run(&["run", "sync"]).code(0).stdout_has("stale.html");
+    let read = |rel: &str| std::fs::read_to_string(dest.join(rel)).ok();
+    assert_eq!(read("index.html").as_deref(), Some("v2\n"));
+    assert_eq!(read("token").as_deref(), Some("host token\n"));
+    assert_eq!(read("logs/old/a.txt").as_deref(), Some("host log\n"));
+    assert_eq!(read("uploads/u.png").as_deref(), Some("user upload\n"));
+    assert_eq!(read("access.log").as_deref(), Some("host log\n"));
+    assert_eq!(
+        read("stale.html"),
+        None,
+        "what is not excluded is mirrored away"
+    );
+    assert_eq!(
+        read("debug.log"),
+        None,
+        "an excluded source file is not sent"
+    );
+    assert!(
+        !dest.join("build").exists(),
+        "an excluded source folder is not sent"
+    );
+}
+
+#[test]
+fn a_mirror_keeps_the_excluded_files_of_the_host_locally() {
+    let dest = tempfile::tempdir().unwrap();
+    mirror_with_excludes(None, dest.path());
+}
+
+#[test]
+fn a_mirror_keeps_the_excluded_files_of_the_host_over_ssh() {
+    let sshd = Sshd::start();
+    let dest = sshd.dir.path().join("www");
+    std::fs::create_dir_all(&dest).unwrap();
+    mirror_with_excludes(Some(&sshd), &dest);
+}
+
+#[test]
+fn a_bad_exclude_pattern_is_refused_before_anything_runs() {
+    let t = Test::new();
+    t.write("runbooks/site/a", "x\n");
+    t.put_runbook(
+        "r",
+        "steps:\n  - id: first\n    run: touch ran\n  - id: sync\n    upload: { src: site, dest: /tmp/never-x, exclude: [\"{a,b\"] }\n",
+    );
+    t.run(&["run", "r"]).code(2).stderr_has("exclude");
+    assert!(!t.path().join("runbooks/ran").exists());
+}

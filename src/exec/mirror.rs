@@ -15,11 +15,17 @@ pub use crate::action::unsafe_root;
 pub struct Keep {
     files: BTreeSet<String>,
     dirs: BTreeSet<String>,
+    /// The upload's `exclude` patterns: what they match is kept too.
+    exclude: ignore::gitignore::Gitignore,
 }
 
 impl Keep {
     /// From the destinations of the files to write under `root`.
-    pub fn new<'a>(root: &str, dests: impl Iterator<Item = &'a str>) -> Keep {
+    pub fn new<'a>(
+        root: &str,
+        dests: impl Iterator<Item = &'a str>,
+        exclude: &[String],
+    ) -> Result<Keep, String> {
         let prefix = format!("{}/", root.trim_end_matches('/'));
         let mut files = BTreeSet::new();
         let mut dirs = BTreeSet::new();
@@ -34,7 +40,12 @@ impl Keep {
             }
             files.insert(rel.to_string());
         }
-        Keep { files, dirs }
+        let exclude = crate::action::excluder(exclude)?;
+        Ok(Keep {
+            files,
+            dirs,
+            exclude,
+        })
     }
 }
 
@@ -50,11 +61,33 @@ pub struct Extras {
 
 impl Extras {
     fn pick(keep: &Keep, files: Vec<String>, mut dirs: Vec<String>) -> Extras {
-        let files = files
-            .into_iter()
-            .filter(|f| !keep.files.contains(f))
-            .collect();
-        dirs.retain(|d| !keep.dirs.contains(d));
+        let excluded = |rel: &str, is_dir| crate::action::excluded(&keep.exclude, rel, is_dir);
+        // The folders that hold an excluded path stay, with it.
+        let mut shelter = BTreeSet::new();
+        let mut shelter_parents = |rel: &str| {
+            let mut at = rel.len();
+            while let Some(i) = rel[..at].rfind('/') {
+                shelter.insert(rel[..i].to_string());
+                at = i;
+            }
+        };
+        let mut extra_files = Vec::new();
+        for f in files {
+            if excluded(&f, false) {
+                shelter_parents(&f);
+            } else if !keep.files.contains(&f) {
+                extra_files.push(f);
+            }
+        }
+        dirs.retain(|d| {
+            let out = excluded(d, true);
+            if out {
+                shelter_parents(d);
+            }
+            !out
+        });
+        dirs.retain(|d| !keep.dirs.contains(d) && !shelter.contains(d));
+        let files = extra_files;
         dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
         Extras { files, dirs }
     }
@@ -304,7 +337,7 @@ mod tests {
 
     #[test]
     fn keep_holds_files_and_their_folders() {
-        let keep = Keep::new("/d/", ["/d/a/b/c.txt", "/d/x"].into_iter());
+        let keep = Keep::new("/d/", ["/d/a/b/c.txt", "/d/x"].into_iter(), &[]).unwrap();
         let extras = Extras::pick(
             &keep,
             vec!["a/b/c.txt".into(), "a/old".into(), "x".into()],

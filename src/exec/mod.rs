@@ -125,7 +125,7 @@ impl Executors {
         host: Option<&str>,
         files: &[upload::FileToWrite],
         mode: Option<u32>,
-        sync: Option<&str>,
+        sync: Option<upload::Sync<'_>>,
         timeout: Option<Duration>,
         sink: &LineSink,
     ) -> Outcome {

@@ -44,15 +44,25 @@ fn failed(reason: String) -> Outcome {
     }
 }
 
-/// With `delete: true`, the root all files go under; the refusal when it is
-/// no folder of its own.
-fn sync_root(sync: Option<&str>) -> Result<Option<&str>, Outcome> {
+/// A `delete: true` upload's mirror: the root all files go under, and the
+/// `exclude` patterns whose paths under it are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Sync<'a> {
+    /// The upload's `dest`.
+    pub root: &'a str,
+    /// The upload's `exclude` patterns.
+    pub exclude: &'a [String],
+}
+
+/// With `delete: true`, the mirror; the refusal when its root is no folder
+/// of its own.
+fn sync_root(sync: Option<Sync<'_>>) -> Result<Option<Sync<'_>>, Outcome> {
     match sync {
-        Some(root) => match mirror::unsafe_root(root) {
+        Some(s) => match mirror::unsafe_root(s.root) {
             Some(problem) => Err(failed(format!(
                 "`delete: true` refuses this dest: {problem}"
             ))),
-            None => Ok(Some(root)),
+            None => Ok(Some(s)),
         },
         None => Ok(None),
     }
@@ -64,7 +74,7 @@ fn sync_root(sync: Option<&str>) -> Result<Option<&str>, Outcome> {
 pub fn local(
     files: &[FileToWrite],
     mode: Option<u32>,
-    sync: Option<&str>,
+    sync: Option<Sync<'_>>,
     dir: &Path,
     sink: &LineSink,
 ) -> Outcome {
@@ -73,9 +83,16 @@ pub fn local(
     match sync_root(sync) {
         Err(outcome) => return outcome,
         Ok(None) => {}
-        Ok(Some(root)) => {
-            let keep = Keep::new(root, files.iter().map(|f| f.dest.as_str()));
-            let root = dir.join(root);
+        Ok(Some(sync)) => {
+            let keep = match Keep::new(
+                sync.root,
+                files.iter().map(|f| f.dest.as_str()),
+                sync.exclude,
+            ) {
+                Ok(k) => k,
+                Err(reason) => return failed(reason),
+            };
+            let root = dir.join(sync.root);
             let extras = match mirror::local_extras(&root, &keep, sink) {
                 Ok(e) => e,
                 Err(reason) => return failed(reason),
@@ -150,8 +167,8 @@ pub struct Remote<'a> {
     pub files: &'a [FileToWrite],
     /// The step's `mode`.
     pub mode: Option<u32>,
-    /// The dest of a `delete: true` upload.
-    pub sync: Option<&'a str>,
+    /// The mirror of a `delete: true` upload.
+    pub sync: Option<Sync<'a>>,
     /// The step's timeout: the whole upload, reconnections included.
     pub timeout: Option<Duration>,
 }
@@ -250,7 +267,7 @@ fn timed_out(host: &str, up: &Remote<'_>, lost: Option<String>) -> Outcome {
 async fn remote_once(
     pool: &SshPool,
     up: &Remote<'_>,
-    sync: Option<&str>,
+    sync: Option<Sync<'_>>,
     (tried, removed): (&mut [bool], &mut usize),
     sink: &LineSink,
 ) -> Outcome {
@@ -258,8 +275,8 @@ async fn remote_once(
     // One round trip learns the hash and mode of every destination (and,
     // when mirroring, what is under the root).
     let mut check = hash_script(files);
-    if let Some(root) = sync {
-        check.push_str(&mirror::list_script(root));
+    if let Some(s) = sync {
+        check.push_str(&mirror::list_script(s.root));
     }
     let (code, out, err) = match run_script(pool, host, &check).await {
         Ok(r) => r,
@@ -267,10 +284,10 @@ async fn remote_once(
     };
     let (hashes, listing) = match sync {
         None => (&out[..], None),
-        Some(root) => {
+        Some(Sync { root, exclude }) => {
             let marker = mirror::LISTING.as_bytes();
             match out.windows(marker.len()).position(|w| w == marker) {
-                Some(at) => (&out[..at], Some((root, &out[at + marker.len()..]))),
+                Some(at) => (&out[..at], Some((root, exclude, &out[at + marker.len()..]))),
                 None => {
                     return failed(format!(
                         "cannot list {root} on `{host}` (exit {code}): {}",
@@ -281,14 +298,17 @@ async fn remote_once(
         }
     };
     let mut extras = Extras::default();
-    if let Some((root, listing)) = listing {
+    if let Some((root, exclude, listing)) = listing {
         if code != 0 {
             return failed(format!(
                 "cannot list {root} on `{host}` (exit {code}): {}",
                 err.trim()
             ));
         }
-        let keep = Keep::new(root, files.iter().map(|f| f.dest.as_str()));
+        let keep = match Keep::new(root, files.iter().map(|f| f.dest.as_str()), exclude) {
+            Ok(k) => k,
+            Err(reason) => return failed(reason),
+        };
         extras = match mirror::parse_listing(root, listing, &keep, sink) {
             Ok(e) => e,
             Err(reason) => return failed(reason),
@@ -298,7 +318,7 @@ async fn remote_once(
             Err(reason) => return failed(reason),
         };
     }
-    let prefix = sync.map(|r| format!("{}/", r.trim_end_matches('/')));
+    let prefix = sync.map(|s| format!("{}/", s.root.trim_end_matches('/')));
     let remote = parse_hashes(hashes, files.len());
     let mut chmods = Vec::new();
     let mut to_write: Vec<(&FileToWrite, Option<u32>)> = Vec::new();

@@ -114,11 +114,21 @@ pub fn render_step(
             if upload.delete {
                 check_delete(&src, &dest)?;
             }
+            crate::action::excluder(&upload.exclude).map_err(|message| {
+                (
+                    "exclude".to_string(),
+                    TemplateError {
+                        message,
+                        range: None,
+                    },
+                )
+            })?;
             RenderedAction::Upload {
                 src,
                 dest,
                 files: Vec::new(),
                 delete: upload.delete,
+                exclude: upload.exclude.clone(),
                 template: upload.template,
                 mode: upload
                     .mode

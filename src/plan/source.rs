@@ -27,6 +27,7 @@ pub(super) fn read_source(
     c: &minijinja::Value,
     src: &Path,
     template: bool,
+    exclude: &[String],
 ) -> Result<SourceFiles, TemplateError> {
     let err = |m: String| TemplateError {
         message: m,
@@ -43,7 +44,11 @@ pub(super) fn read_source(
     let mut contents = Vec::new();
     collect_files(src, src, &mut files)
         .map_err(|e| err(format!("cannot read upload source {}: {e}", src.display())))?;
+    let matcher = crate::action::excluder(exclude).map_err(err)?;
     for (rel, path) in files {
+        if crate::action::excluded(&matcher, &rel, false) {
+            continue;
+        }
         let bytes = std::fs::read(&path)
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
         let bytes = if template {
@@ -91,7 +96,13 @@ pub fn collect_files(
 /// placeholders: its hash, or why it cannot be read. `None` for a step
 /// that is not an upload.
 pub fn hash_now(ctx: &Context, step: &Step, rendered: &Rendered) -> Option<Result<String, String>> {
-    let RenderedAction::Upload { src, template, .. } = &rendered.action else {
+    let RenderedAction::Upload {
+        src,
+        template,
+        exclude,
+        ..
+    } = &rendered.action
+    else {
         return None;
     };
     let templater = Templater::for_placeholders();
@@ -101,7 +112,7 @@ pub fn hash_now(ctx: &Context, step: &Step, rendered: &Rendered) -> Option<Resul
         &placeholder_secrets(step),
     );
     Some(
-        read_source(&templater, &c, src, *template)
+        read_source(&templater, &c, src, *template, exclude)
             .map(|(hash, _)| hash)
             .map_err(|e| e.message),
     )
@@ -132,6 +143,7 @@ pub fn load(
         delete,
         files,
         source_hash,
+        exclude,
         ..
     } = &mut rendered.action
     else {
@@ -144,7 +156,8 @@ pub fn load(
         ));
     }
     let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), secrets);
-    let (_, contents) = read_source(templater, &c, src, *template).map_err(|e| e.message)?;
+    let (_, contents) =
+        read_source(templater, &c, src, *template, exclude).map_err(|e| e.message)?;
     *files = crate::action::destinations(src.is_dir(), dest, contents, src);
     *source_hash = Some(hash);
     Ok(())
@@ -215,6 +228,7 @@ mod tests {
                 template: true,
                 mode: Some(0o640),
                 delete: false,
+                exclude: Vec::new(),
                 files: Vec::new(),
                 source_hash: None,
             },

@@ -360,6 +360,10 @@ pub struct UploadSpec {
     /// removed as links, never followed.
     #[serde(default)]
     pub delete: bool,
+    /// Gitignore-style patterns, relative to `src` and `dest`: an excluded
+    /// path is neither sent nor, with `delete: true`, removed from `dest`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// The `http` action (also used by secret checks).

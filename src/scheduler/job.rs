@@ -353,9 +353,13 @@ impl Job {
                 mode,
                 dest,
                 delete,
+                exclude,
                 ..
             } => {
-                let sync = delete.then_some(dest.as_str());
+                let sync = delete.then_some(exec::upload::Sync {
+                    root: dest.as_str(),
+                    exclude,
+                });
                 tokio::select! {
                     outcome = self.execs.upload(host, files, *mode, sync, r.timeout, &sink) => outcome,
                     _ = cancel.cancelled() => Outcome::Interrupted,

@@ -81,3 +81,75 @@ fn port_and_user_render_empty_when_not_given() {
         .code(0)
         .stdout_has("[|] [2222|pg]");
 }
+
+/// An inventory with `all:vars`, group vars, a child group, host vars and
+/// `group_vars/`/`host_vars/` files (files and a folder of files) beside
+/// it: a step on the host reads `host.*` over the real sshd, and a local
+/// step reads the same through `hosts.NAME.vars`, merged as ansible-core
+/// merges them (checked by hand with `ansible-inventory --host box`). The
+/// login user comes from `group_vars/all.yml` alone (issue 21).
+#[test]
+fn inventory_variables_reach_templates_locally_and_over_ssh() {
+    let sshd = support::sshd::Sshd::start();
+    let t = Test::new();
+    t.write(
+        "runbooks/hosts.ini",
+        &format!(
+            "[web]\nbox ansible_host=127.0.0.1 ansible_port={} ansible_ssh_private_key_file={} tier=line\n[prod:children]\nweb\n[prod:vars]\ntier=prod\nregion=eu\ncolor=red\n[web:vars]\ncolor=amber\n[all:vars]\nregion=all\ngreeting=hello world\n",
+            sshd.port,
+            sshd.client_key().display()
+        ),
+    );
+    t.write(
+        "runbooks/group_vars/all.yml",
+        &format!(
+            "ansible_user: {}\nregion: from-all-file\nsize: s\n",
+            sshd.user
+        ),
+    );
+    t.write("runbooks/group_vars/web/10.yml", "size: m\n");
+    t.write("runbooks/group_vars/web/20.yaml", "size: l\nlist: [1, 2]\n");
+    t.write("runbooks/host_vars/box", "only: mine\n");
+    let out = t.p("remote-out");
+    let runbook = format!(
+        "inventory: {{ path: hosts.ini, known_hosts_file: {kh} }}\nsteps:\n  - id: remote\n    on: web\n    run: echo \"{{{{ host.name }}}}|{{{{ host.address }}}}|{{{{ host.user }}}}|{{{{ host.port }}}}|{{{{ host.vars.tier }}}}|{{{{ host.vars.region }}}}|{{{{ host.vars.color }}}}|{{{{ host.vars.size }}}}|{{{{ host.vars.list[1] }}}}|{{{{ host.vars.only }}}}|{{{{ host.vars.greeting }}}}\" > {out}\n  - id: local\n    run: echo \"[{{{{ hosts.box.vars.tier }}}}|{{{{ hosts.box.vars.size }}}}|{{{{ hosts.box.vars.only }}}}]\"\n",
+        kh = sshd.known_hosts().display(),
+    );
+    let t = t.runbook("rb", &runbook);
+    let ran = t.run(&["run", "runbooks/rb.yaml"]);
+    ran.code(0).stdout_has("[line|l|mine]");
+    assert_eq!(
+        t.read("remote-out").trim(),
+        format!(
+            "box|127.0.0.1|{}|{}|line|from-all-file|amber|l|2|mine|hello world",
+            sshd.user, sshd.port
+        )
+    );
+}
+
+/// A runbook host's own `vars:` are its `host.vars`; a name that is not
+/// defined is a validation error, and so is `host` on a local step.
+#[test]
+fn runbook_host_vars_and_undefined_names() {
+    let t = Test::new().runbook(
+        "rb",
+        "hosts:\n  web: { address: 10.9.9.5, vars: { tier: gold } }\nsteps:\n  - id: show\n    run: echo \"<{{ hosts.web.vars.tier }}>\"\n",
+    );
+    t.run(&["run", "runbooks/rb.yaml"])
+        .code(0)
+        .stdout_has("<gold>");
+    t.put_runbook(
+        "rb",
+        "hosts:\n  web: { address: 10.9.9.5, vars: { tier: gold } }\nsteps:\n  - id: show\n    run: echo \"{{ hosts.web.vars.nope }}\"\n",
+    );
+    t.run(&["validate", "runbooks/rb.yaml"])
+        .code(2)
+        .stderr_has("nope");
+    t.put_runbook(
+        "rb",
+        "steps:\n  - id: show\n    run: echo \"{{ host.name }}\"\n",
+    );
+    t.run(&["validate", "runbooks/rb.yaml"])
+        .code(2)
+        .stderr_has("host");
+}

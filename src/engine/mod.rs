@@ -612,6 +612,7 @@ fn context(runbook: &Runbook, templater: &Templater, run_id: i64) -> Context {
                     // Empty when not given (SPEC §14): ssh's configuration decides.
                     "user": r.as_ref().and_then(|r| r.user.clone()).unwrap_or_default(),
                     "port": r.as_ref().and_then(|r| r.port).map(|p| p.to_string()).unwrap_or_default(),
+                    "vars": h.vars,
                 }),
             )
         })

@@ -570,7 +570,7 @@ fn undefined_hint(message: &str) -> String {
     } else if message.contains("`vars.") {
         "declare it under `vars:` or pass `--var name=value`".to_string()
     } else {
-        "names available in templates: vars, env, secrets (those the step requires), hosts, run.id, step.id".to_string()
+        "names available in templates: vars, env, secrets (those the step requires), hosts, host (on a step with `on:`), run.id, step.id".to_string()
     }
 }
 

@@ -59,9 +59,7 @@ pub fn hosts_and_groups(
     if let Some(spec) = inventory {
         let dir = source.path.parent().unwrap_or(std::path::Path::new("."));
         let path = dir.join(spec.path());
-        let read = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read it: {e}"))
-            .and_then(|text| inventory::parse(spec.path(), &text));
+        let read = inventory::read(&path, spec.path());
         match read {
             Ok(inv) => {
                 let (known_hosts, known_hosts_file) = match spec {
@@ -79,6 +77,7 @@ pub fn hosts_and_groups(
                         identity_file: vars.identity_file,
                         known_hosts,
                         known_hosts_file: known_hosts_file.clone(),
+                        vars: vars.vars,
                     });
                 }
                 for (name, members) in inv.groups {

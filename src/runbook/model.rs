@@ -110,6 +110,11 @@ pub struct HostSpec {
     pub known_hosts: KnownHosts,
     /// known_hosts file; defaults to ssh's own.
     pub known_hosts_file: Option<String>,
+    /// The host's variables, for templates as `host.vars` and
+    /// `hosts.NAME.vars` (an inventory host's are Ansible's merge of its
+    /// inventory variables).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub vars: IndexMap<String, serde_json::Value>,
 }
 
 /// `inventory: PATH`, or the path with the SSH settings its hosts share.

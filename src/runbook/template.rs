@@ -74,13 +74,22 @@ impl Context {
         host: Option<&str>,
         secrets: &BTreeMap<String, String>,
     ) -> Value {
-        minijinja::context! {
+        let base = minijinja::context! {
             vars => self.vars.clone(),
             env => self.env.clone(),
             hosts => self.hosts.clone(),
             secrets => Value::from_serialize(secrets),
             run => minijinja::context! { id => self.run_id },
             step => minijinja::context! { id => step_id, host => host.unwrap_or_default() },
+        };
+        // `host`: the step's host (SPEC §14); undefined for a local step,
+        // so using it there is a validation error like any unknown name.
+        match host
+            .and_then(|h| self.hosts.get_attr(h).ok())
+            .filter(|v| !v.is_undefined())
+        {
+            Some(h) => minijinja::context! { host => h, ..base },
+            None => base,
         }
     }
 }

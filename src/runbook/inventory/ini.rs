@@ -1,10 +1,10 @@
 //! The INI form of an Ansible inventory.
 
-use super::{check_name, HostVars, Inventory, Raw};
+use super::{check_name, HostVars, Raw};
 
 /// The INI dialect: `[group]`, `[group:vars]`, `[group:children]`, host
 /// lines with `key=value` variables, `#`/`;` comments, `web[01:10]` ranges.
-pub(super) fn parse_ini(text: &str) -> Result<Inventory, String> {
+pub(super) fn parse_ini(text: &str) -> Result<Raw, String> {
     enum Section {
         Hosts(String),
         Vars(String),
@@ -122,7 +122,7 @@ pub(super) fn parse_ini(text: &str) -> Result<Inventory, String> {
             });
         }
     }
-    raw.resolve()
+    Ok(raw)
 }
 
 /// A value as Ansible's `literal_eval` reads it: a quoted string or a

@@ -24,6 +24,9 @@ pub struct HostVars {
     /// that Ansible reaches another way is refused where a step uses it,
     /// never reached by a different road in silence.
     pub unsupported: std::collections::BTreeMap<String, Option<String>>,
+    /// Every variable set at this level, as written (INI values as text),
+    /// for templates as `host.vars`.
+    pub vars: IndexMap<String, serde_json::Value>,
 }
 
 impl HostVars {
@@ -31,6 +34,12 @@ impl HostVars {
     /// ssh would read the address, user or key file as one of its options
     /// (`ansible_host=-oProxyCommand=...`).
     fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.set_value(key, value, serde_json::Value::String(value.to_string()))
+    }
+
+    /// Sets a variable whose value is `json` (`text` when it is a scalar).
+    fn set_value(&mut self, key: &str, value: &str, json: serde_json::Value) -> Result<(), String> {
+        self.vars.insert(key.to_string(), json);
         let known = [
             "ansible_host",
             "ansible_ssh_host",
@@ -97,6 +106,13 @@ impl HostVars {
                 merged.extend(other.unsupported.clone());
                 merged
             },
+            vars: {
+                // Ansible's default `hash_behaviour=replace`: a name set
+                // closer replaces the whole value.
+                let mut merged = self.vars.clone();
+                merged.extend(other.vars.clone());
+                merged
+            },
         }
     }
 
@@ -147,7 +163,7 @@ impl Raw {
 
     /// Folds children into their parents and applies group variables
     /// (`all`'s first, then each group's, then the host's own).
-    fn resolve(mut self) -> Result<Inventory, String> {
+    fn resolve(mut self, files: &files::VarsFiles) -> Result<Inventory, String> {
         let names: Vec<String> = self
             .members
             .keys()
@@ -183,18 +199,31 @@ impl Raw {
             .map(|g| (self.depth(g, 0), g))
             .collect();
         order.sort();
+        // Ansible's order (ansible-core's default VARIABLE_PRECEDENCE, then
+        // host vars): the inventory's `all` vars, each group's inventory
+        // vars, `group_vars/all`, each group's `group_vars`, the host's own
+        // line, `host_vars`.
         let mut hosts = IndexMap::new();
+        let none = HostVars::default();
         for (host, own) in &self.hosts {
             let mut vars = self.vars.get("all").cloned().unwrap_or_default();
-            for (_, group) in &order {
-                let (group, members) = (*group, &groups[*group]);
-                if members.contains(host) {
-                    if let Some(gv) = self.vars.get(group) {
-                        vars = vars.overlay(gv);
-                    }
-                }
+            let mine: Vec<&String> = order
+                .iter()
+                .map(|(_, g)| *g)
+                .filter(|g| groups[*g].contains(host))
+                .collect();
+            for group in &mine {
+                vars = vars.overlay(self.vars.get(*group).unwrap_or(&none));
             }
-            hosts.insert(host.clone(), vars.overlay(own));
+            vars = vars.overlay(files.groups.get("all").unwrap_or(&none));
+            for group in &mine {
+                vars = vars.overlay(files.groups.get(*group).unwrap_or(&none));
+            }
+            let vars = vars.overlay(own);
+            hosts.insert(
+                host.clone(),
+                vars.overlay(files.hosts.get(host).unwrap_or(&none)),
+            );
         }
         Ok(Inventory { hosts, groups })
     }
@@ -249,6 +278,19 @@ impl Raw {
 /// text is a YAML mapping and it reads as YAML, INI otherwise. The error
 /// says where.
 pub fn parse(name: &str, text: &str) -> Result<Inventory, String> {
+    parse_raw(name, text)?.resolve(&files::VarsFiles::default())
+}
+
+/// Reads the inventory file at `path` with the `group_vars/` and
+/// `host_vars/` beside it. `name` is how the file is named in the runbook.
+pub fn read(path: &std::path::Path, name: &str) -> Result<Inventory, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let raw = parse_raw(name, &text)?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    raw.resolve(&files::VarsFiles::read(dir)?)
+}
+
+fn parse_raw(name: &str, text: &str) -> Result<Raw, String> {
     let yaml = name.ends_with(".yml")
         || name.ends_with(".yaml")
         || text

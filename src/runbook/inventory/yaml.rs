@@ -1,36 +1,56 @@
 //! The YAML form of an Ansible inventory.
 
 use super::ini::expand_range;
-use super::{check_name, HostVars, Inventory, Raw};
+use super::{check_name, HostVars, Raw};
 
 /// The YAML form: top-level groups (usually `all`), each with `hosts`
 /// (name → variables), `vars` and `children` (name → group).
-pub(super) fn parse_yaml(text: &str) -> Result<Inventory, String> {
-    use serde_norway::Value;
-    let doc: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-    let mut raw = Raw::default();
-    fn scalar(v: &Value) -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            // `!vault |` and other tags: the tagged value (an encrypted
-            // password is still a password login).
-            Value::Tagged(t) => scalar(&t.value),
-            _ => None,
-        }
+use serde_norway::Value;
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        // `!vault |` and other tags: the tagged value (an encrypted
+        // password is still a password login).
+        Value::Tagged(t) => scalar(&t.value),
+        _ => None,
     }
-    fn vars_of(v: &Value) -> Result<HostVars, String> {
-        let mut vars = HostVars::default();
-        if let Value::Mapping(map) = v {
-            for (k, v) in map {
-                if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
-                    vars.set(k, &v)?;
-                }
+}
+
+/// A YAML value as JSON for templates (a tag dropped, keys as text).
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Tagged(t) => to_json(&t.value),
+        Value::Sequence(items) => items.iter().map(to_json).collect(),
+        Value::Mapping(map) => map
+            .iter()
+            .filter_map(|(k, v)| Some((scalar(k)?, to_json(v))))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// The variables of a YAML mapping (a host's, a group's `vars`, a
+/// `group_vars` file).
+pub(super) fn vars_of(v: &Value) -> Result<HostVars, String> {
+    let mut vars = HostVars::default();
+    if let Value::Mapping(map) = v {
+        for (k, v) in map {
+            if let Some(k) = k.as_str() {
+                let text = scalar(v).unwrap_or_default();
+                vars.set_value(k, &text, to_json(v))?;
             }
         }
-        Ok(vars)
     }
+    Ok(vars)
+}
+
+pub(super) fn parse_yaml(text: &str) -> Result<Raw, String> {
+    let doc: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let mut raw = Raw::default();
     fn group(raw: &mut Raw, name: &str, body: &Value) -> Result<(), String> {
         check_name(name)?;
         raw.group(name);
@@ -101,5 +121,5 @@ pub(super) fn parse_yaml(text: &str) -> Result<Inventory, String> {
         Value::Null => {}
         _ => return Err("the inventory is not a mapping of groups (e.g. `all:`)".into()),
     }
-    raw.resolve()
+    Ok(raw)
 }

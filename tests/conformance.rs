@@ -3,6 +3,8 @@
 //! here, and its expectation was checked once against the real tool by the
 //! script beside it (not run here: neither tool is needed to run this).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -59,5 +61,34 @@ fn dotenv_as_docker_compose_reads_it() {
         "{} of {files} cases differ:\n{}",
         wrong.len(),
         wrong.join("\n")
+    );
+}
+
+/// A `.env` that Compose refuses leaves the secrets it would have given
+/// `unavailable` (SPEC §13), the reason naming the file, the line and what
+/// is wrong, never the value; the step that needs one is held, nothing runs.
+#[test]
+fn a_file_compose_refuses_leaves_its_secrets_unavailable_naming_the_line() {
+    let t = support::Test::new().runbook(
+        "rb",
+        "env_files: [app.env]\nsecrets:\n  DB_PASS: {}\nsteps:\n  - id: use\n    requires: [DB_PASS]\n    run: touch used\n",
+    );
+    t.write(
+        "runbooks/app.env",
+        "APP=shop\nDB_PASS=\"s3cret-value\nNEXT=1\n",
+    );
+    let ran = t.run(&["run", "runbooks/rb.yaml", "--json"]);
+    assert!(!t.path().join("runbooks/used").exists() && !t.path().join("used").exists());
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(!all.contains("s3cret-value"), "{all}");
+    let status = t.run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let text = doc.to_string();
+    assert!(text.contains("app.env:2:"), "{text}");
+    assert!(!text.contains("s3cret-value"), "{text}");
+    let unavailable = doc.pointer("/steps/0/unavailable");
+    assert!(
+        unavailable.is_some_and(|u| u.to_string().contains("DB_PASS")),
+        "DB_PASS is not unavailable: {text}"
     );
 }

@@ -219,7 +219,7 @@ impl Parser<'_> {
         let q = quote as char;
         Err((
             at,
-            format!("the value of {key} opens a {q}quote{q} that is never closed"),
+            format!("the value of {key} opens a {q} quote that is never closed"),
         ))
     }
 

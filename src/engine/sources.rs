@@ -128,7 +128,8 @@ enum Read {
     Skip,
     /// It could not be read.
     Problem(String),
-    /// Its command failed: what no other source has is unavailable.
+    /// Its command failed, or it is a dotenv file Docker Compose refuses:
+    /// what no other source has is unavailable.
     Failed(String),
 }
 
@@ -147,9 +148,9 @@ async fn read_source(
         Source::EnvFileArg(path) | Source::Local(path) => match std::fs::read_to_string(path) {
             Ok(text) => match crate::dotenv::parse_local(&text, &path.display().to_string()) {
                 Ok(map) => map,
-                Err(e) => {
-                    return Read::Problem(e);
-                }
+                // Compose refuses it too: what no other source has is
+                // unavailable, with the file and line (SPEC §13).
+                Err(e) => return Read::Failed(e),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Skip,
             Err(e) => {
@@ -168,9 +169,7 @@ async fn read_source(
                     None,
                 ) {
                     Ok(map) => map,
-                    Err(e) => {
-                        return Read::Problem(e);
-                    }
+                    Err(e) => return Read::Failed(e),
                 },
                 Ok((3, _, _)) => return Read::Skip,
                 Ok((code, _, err)) => {

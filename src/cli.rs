@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// Validate, resolve secrets and print what would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: a unified diff of each text file an upload would change (secret values redacted).
+    #[arg(long, requires = "dry_run")]
+    pub diff: bool,
     /// Print one JSON event per line.
     #[arg(long)]
     pub json: bool,
@@ -272,6 +275,7 @@ impl From<RunArgs> for engine::RunOptions {
             env_files: a.env_files,
             jobs: a.jobs,
             dry_run: a.dry_run,
+            diff: a.diff,
             json: a.json,
             limit: a.limit,
             wait: a.wait.then_some(engine::WaitOptions {

@@ -176,3 +176,46 @@ fn the_dry_run_announces_exactly_what_the_run_then_starts() {
         set(&["restart", "check", "announce"])
     );
 }
+
+#[test]
+fn the_dry_run_lists_what_an_upload_would_write_and_remove_on_a_host_and_diffs_it_redacted() {
+    let sshd = support::sshd::Sshd::start();
+    let t = Test::new().env("API_KEY", "sk-very-secret-4242");
+    let dest = sshd.dir.path().join("www");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("app.conf"), "key=old\nport=80\n").unwrap();
+    std::fs::write(dest.join("same.txt"), "same\n").unwrap();
+    std::fs::write(dest.join("stale.txt"), "stale\n").unwrap();
+    std::fs::write(dest.join("token"), "host's own\n").unwrap();
+    t.write(
+        "runbooks/www/app.conf",
+        "key={{ secrets.API_KEY }}\nport=80\n",
+    );
+    t.write("runbooks/www/same.txt", "same\n");
+    t.write("runbooks/www/new.txt", "new\n");
+    t.put_runbook(
+        "r",
+        &format!(
+            "hosts:\n{}secrets:\n  API_KEY: {{ description: key }}\nsteps:\n  - id: sync\n    on: box\n    requires: [API_KEY]\n    upload: {{ src: www, dest: \"{}\", template: true, delete: true, exclude: [token] }}\n",
+            sshd.host_yaml("box"),
+            dest.display()
+        ),
+    );
+    let d = dest.display();
+    let out = t.run(&["run", "r", "--dry-run", "--diff"]);
+    out.code(0)
+        .stdout_has(&format!("would write {d}/app.conf (changed)"))
+        .stdout_has(&format!("would write {d}/new.txt (new)"))
+        .stdout_has(&format!("would remove {d}/stale.txt"))
+        .stdout_has("-key=old")
+        .stdout_has("+key=[REDACTED:API_KEY]")
+        .stdout_lacks("sk-very-secret-4242")
+        .stdout_lacks("same.txt (")
+        .stdout_lacks(&format!("{d}/token"));
+    // Nothing was changed on the host.
+    assert_eq!(
+        std::fs::read_to_string(dest.join("app.conf")).unwrap(),
+        "key=old\nport=80\n"
+    );
+    assert!(dest.join("stale.txt").exists() && !dest.join("new.txt").exists());
+}

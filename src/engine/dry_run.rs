@@ -183,8 +183,11 @@ impl Ctx {
             approvals: old.approvals.keys().cloned().collect(),
             redactor: Arc::new(secrets.redactor()),
         };
+        let redactor = Arc::new(secrets.redactor());
         let mut walk = Walk {
             loaded,
+            diff: args.diff,
+            redactor: redactor.clone(),
             rows: &rows,
             old: &old,
             excluded: &excluded,
@@ -194,6 +197,11 @@ impl Ctx {
         };
         for i in start_order(plan) {
             let (v, why) = walk.judge(i, &mut gate).await;
+            let detail = if v.runs() && !walk.built[i] {
+                walk.changes(i, &mut gate).await
+            } else {
+                Vec::new()
+            };
             walk.verdict[i] = v;
             let why = if why.is_empty() {
                 why
@@ -201,6 +209,9 @@ impl Ctx {
                 format!("  ({why})")
             };
             println!("  {:<17} {}{why}", v.label(), plan.steps[i].id);
+            for line in detail {
+                println!("{line}");
+            }
         }
         execs.ssh.close().await;
         println!("nothing was changed");
@@ -211,6 +222,9 @@ impl Ctx {
 /// The dry run's walk over the steps in the order they would start.
 struct Walk<'a> {
     loaded: &'a Loaded,
+    /// `--diff`: show what each changed text file would become.
+    diff: bool,
+    redactor: Arc<crate::secrets::Redactor>,
     rows: &'a [StepRow],
     old: &'a Stored,
     excluded: &'a [bool],
@@ -311,6 +325,82 @@ impl Walk<'_> {
                 .unwrap_or_default(),
         };
         (self.run_verdict(i), self.reason(i, &why))
+    }
+
+    /// For an upload that would run: the files it would write and remove,
+    /// read from its destination (over SSH for a remote one; nothing is
+    /// changed), with a diff of each text file under `--diff`.
+    async fn changes(&self, i: usize, gate: &mut EngineGate<'_>) -> Vec<String> {
+        let Ok(r) = gate.prepare(i) else {
+            return Vec::new();
+        };
+        let RenderedAction::Upload {
+            files,
+            dest,
+            delete,
+            exclude,
+            ..
+        } = &r.action
+        else {
+            return Vec::new();
+        };
+        let sync = delete.then_some(exec::upload::Sync {
+            root: dest.as_str(),
+            exclude,
+        });
+        let host = self.loaded.plan.steps[i].host.as_deref();
+        let (pool, dir) = (&self.execs.ssh, &self.execs.dir);
+        let preview = match exec::preview::preview(pool, host, files, sync, dir, self.diff).await {
+            Ok(p) => p,
+            Err(e) => {
+                let e = self.redactor.redact(&e);
+                return vec![format!("      cannot read the destination: {e}")];
+            }
+        };
+        let mut lines = Vec::new();
+        for c in &preview.write {
+            let what = if c.new { "new" } else { "changed" };
+            lines.push(format!("      would write {} ({what})", c.dest));
+            if self.diff {
+                lines.extend(self.diff_lines(c, files));
+            }
+        }
+        for path in &preview.remove {
+            lines.push(format!("      would remove {path}"));
+        }
+        if preview.write.is_empty() && preview.remove.is_empty() {
+            lines.push("      every file already in place".to_string());
+        }
+        lines
+    }
+
+    /// A unified diff of a changed text file, redacted.
+    fn diff_lines(
+        &self,
+        c: &exec::preview::Change,
+        files: &[exec::upload::FileToWrite],
+    ) -> Vec<String> {
+        let Some(new) = files.iter().find(|f| f.dest == c.dest) else {
+            return Vec::new();
+        };
+        let Ok(new_text) = std::str::from_utf8(&new.bytes) else {
+            return vec!["        (binary file)".to_string()];
+        };
+        if !c.new && c.old_text.is_none() {
+            return vec!["        (not text, or too large to show)".to_string()];
+        }
+        let old = c.old_text.as_deref().unwrap_or("");
+        let diff = similar::TextDiff::from_lines(old, new_text);
+        let text = diff
+            .unified_diff()
+            .header(
+                &format!("{} (now)", c.dest),
+                &format!("{} (would be)", c.dest),
+            )
+            .to_string();
+        text.lines()
+            .map(|l| format!("        {}", self.redactor.redact(l)))
+            .collect()
     }
 
     fn run_verdict(&self, i: usize) -> Verdict {

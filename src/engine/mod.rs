@@ -101,6 +101,8 @@ pub struct RunOptions {
     pub jobs: u16,
     /// Print what would run, change nothing.
     pub dry_run: bool,
+    /// With `dry_run`: a diff of each text file an upload would change.
+    pub diff: bool,
     /// NDJSON events instead of the human view.
     pub json: bool,
     /// `--limit`: host names, group names or globs; only steps on those

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod local;
 pub mod mirror;
+pub mod preview;
 pub mod shell;
 pub mod spool;
 pub mod ssh;

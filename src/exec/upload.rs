@@ -12,7 +12,7 @@ use super::{LineSink, Outcome, Stream};
 pub use crate::action::FileToWrite;
 use tokio::time::Instant;
 
-fn sha(bytes: &[u8]) -> String {
+pub(super) fn sha(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
@@ -365,7 +365,7 @@ type Existing = Option<(String, Option<u32>)>;
 /// A script that prints `E I` for each destination I that is a file, then
 /// the hashes of those files (one `sha256sum`), then their modes (one
 /// `stat`): a constant number of processes however many files there are.
-fn hash_script(files: &[FileToWrite]) -> String {
+pub(super) fn hash_script(files: &[FileToWrite]) -> String {
     let mut script = String::from("i=0; set --\nfor f in");
     for f in files {
         script.push(' ');
@@ -383,7 +383,7 @@ fn hash_script(files: &[FileToWrite]) -> String {
 /// The output of [`hash_script`], by file index. When a file could not be
 /// read (fewer hashes or modes than files), nothing is trusted: every file
 /// counts as changed and is written again, which is always safe.
-fn parse_hashes(out: &[u8], count: usize) -> Vec<Existing> {
+pub(super) fn parse_hashes(out: &[u8], count: usize) -> Vec<Existing> {
     let text = String::from_utf8_lossy(out);
     let mut lines = text.lines();
     let present: Vec<usize> = lines
@@ -418,7 +418,7 @@ fn parse_hashes(out: &[u8], count: usize) -> Vec<Existing> {
 /// Runs a script on the host: in its long-lived shell when it is small, or
 /// fed to `sh -s` on a channel of its own when it is too long to be one
 /// command-line argument (Linux allows 128 KiB).
-async fn run_script(
+pub(super) async fn run_script(
     pool: &SshPool,
     host: &str,
     script: &str,

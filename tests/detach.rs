@@ -86,6 +86,12 @@ fn a_step_outlives_a_kill_9_of_the_engine_and_resume_reattaches_to_it() {
         "{}",
         s.reason_of("build")
     );
+    // The dry run says what resume will do, and the run's state as status does.
+    t.run(&["run", "r", "--dry-run"])
+        .code(0)
+        .stdout_has("(interrupted)")
+        .stdout_has(&format!("{:<17} build", "would reattach"))
+        .stdout_has(&format!("{:<17} after", "would run"));
 
     let ran = t.run(&["resume"]);
     ran.code(0).stdout_has("[after] after-ran");

@@ -219,3 +219,25 @@ fn the_dry_run_lists_what_an_upload_would_write_and_remove_on_a_host_and_diffs_i
     );
     assert!(dest.join("stale.txt").exists() && !dest.join("new.txt").exists());
 }
+
+#[test]
+fn past_a_held_step_the_dry_run_lists_what_follows_once_it_is_released() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "secrets:\n  TOKEN: { description: a token }\nsteps:\n  - id: prepare\n    run: \"true\"\n  - id: configure\n    needs: [prepare]\n    requires: [TOKEN]\n    run: \"true\"\n  - id: restart\n    needs: [configure]\n    run: \"true\"\n  - id: go-ahead\n    needs: [restart]\n    approval: Go?\n",
+    );
+    t.run(&["run", "r", "--dry-run"])
+        .code(0)
+        .stdout_has(&format!("{:<17} prepare", "would run"))
+        .stdout_has(&format!(
+            "{:<17} configure  (secret TOKEN is missing)",
+            "would be held"
+        ))
+        .stdout_has(&format!(
+            "{:<17} restart  (once the held step it needs is released)",
+            "after release"
+        ))
+        .stdout_has(&format!("{:<17} go-ahead", "after release"));
+    assert!(!t.state_file().exists(), "nothing was written");
+}

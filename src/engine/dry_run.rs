@@ -127,6 +127,35 @@ fn start_order(plan: &plan::Plan) -> Vec<usize> {
     order
 }
 
+/// The first lines: which run, in the state `status` shows, and the secrets.
+fn header(
+    loaded: &Loaded,
+    previous: Option<&RunRow>,
+    old: &Stored,
+    secrets: &super::lookup::SecretStates,
+) {
+    match (previous, &old.state) {
+        (Some(run), Some(state)) => println!(
+            "dry run: would resume run {} of {} ({state})",
+            run.id, loaded.runbook.name
+        ),
+        _ => println!("dry run: would start a new run of {}", loaded.runbook.name),
+    }
+    for row in &secrets.rows {
+        let place = row
+            .source
+            .as_deref()
+            .map(|s| format!(" in {s}"))
+            .unwrap_or_default();
+        let why = row
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        println!("  secret {:<24} {}{place}{why}", row.name, row.state);
+    }
+}
+
 impl Ctx {
     pub(super) async fn dry_run(
         &self,
@@ -157,26 +186,7 @@ impl Ctx {
             &mut CheckCache::default(),
         )
         .await;
-        match (previous, &old.state) {
-            (Some(run), Some(state)) => println!(
-                "dry run: would resume run {} of {} ({state})",
-                run.id, loaded.runbook.name
-            ),
-            _ => println!("dry run: would start a new run of {}", loaded.runbook.name),
-        }
-        for row in &secrets.rows {
-            let place = row
-                .source
-                .as_deref()
-                .map(|s| format!(" in {s}"))
-                .unwrap_or_default();
-            let why = row
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            println!("  secret {:<24} {}{place}{why}", row.name, row.state);
-        }
+        header(loaded, previous, &old, &secrets);
         let mut gate = EngineGate {
             loaded,
             secrets: &secrets,

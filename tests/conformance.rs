@@ -92,3 +92,115 @@ fn a_file_compose_refuses_leaves_its_secrets_unavailable_naming_the_line() {
         "DB_PASS is not unavailable: {text}"
     );
 }
+
+/// A value as text for comparing: ansible-core reads `8080` in INI as a
+/// number where runbook keeps the text; templates render both alike.
+fn as_text(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Number(n) => n.to_string().into(),
+        serde_json::Value::Bool(b) => b.to_string().into(),
+        other => other.clone(),
+    }
+}
+
+/// Every case of tests/conformance/inventory reads as ansible-core 2.19
+/// read it (expected.json, from `regenerate.py`): each host's groups, its
+/// merged variables (`group_vars/`, `host_vars/` included), and the
+/// address, port, user and key ansible-core passed to ssh; a refusal where
+/// Ansible refused.
+#[test]
+fn inventories_as_ansible_reads_them() {
+    let dir = suite("inventory");
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut wrong = Vec::new();
+    let mut checks = 0;
+    for (case, expected) in doc["cases"].as_object().unwrap() {
+        let file = expected["file"].as_str().unwrap();
+        let got = runbook::runbook::inventory::read(&dir.join("cases").join(case).join(file), file);
+        let inv = match (got, expected.get("hosts")) {
+            (Err(_), None) => {
+                checks += 1;
+                continue;
+            }
+            (Err(e), Some(_)) => {
+                wrong.push(format!("{case}: refused ({e}), Ansible read it"));
+                continue;
+            }
+            (Ok(_), None) => {
+                wrong.push(format!("{case}: read, Ansible refused it"));
+                continue;
+            }
+            (Ok(inv), Some(_)) => inv,
+        };
+        let hosts = expected["hosts"].as_object().unwrap();
+        let mine: Vec<&String> = inv.hosts.keys().collect();
+        if mine.len() != hosts.len() {
+            wrong.push(format!(
+                "{case}: hosts {mine:?}, Ansible {:?}",
+                hosts.keys().collect::<Vec<_>>()
+            ));
+        }
+        for (name, want) in hosts {
+            checks += 1;
+            let Some(vars) = inv.hosts.get(name) else {
+                wrong.push(format!("{case}: no host {name}"));
+                continue;
+            };
+            let mut groups: Vec<&String> = inv
+                .groups
+                .iter()
+                .filter(|(g, m)| *g != "all" && m.contains(name))
+                .map(|(g, _)| g)
+                .collect();
+            groups.sort();
+            let want_groups: Vec<String> = serde_json::from_value(want["groups"].clone()).unwrap();
+            if groups
+                .iter()
+                .map(|g| g.as_str())
+                .ne(want_groups.iter().map(String::as_str))
+            {
+                wrong.push(format!(
+                    "{case} {name}: groups {groups:?}, Ansible {want_groups:?}"
+                ));
+            }
+            let got_vars: BTreeMap<&String, serde_json::Value> =
+                vars.vars.iter().map(|(k, v)| (k, as_text(v))).collect();
+            let want_vars: BTreeMap<&String, serde_json::Value> = want["vars"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k, as_text(v)))
+                .collect();
+            if got_vars != want_vars {
+                wrong.push(format!(
+                    "{case} {name}: vars {got_vars:?}, Ansible {want_vars:?}"
+                ));
+            }
+            let ssh = &want["ssh"];
+            let address = vars.address.clone().unwrap_or_else(|| name.clone());
+            for (what, mine, theirs) in [
+                ("address", Some(address), &ssh["address"]),
+                ("port", vars.port.clone(), &ssh["port"]),
+                ("user", vars.user.clone(), &ssh["user"]),
+                ("key", vars.identity_file.clone(), &ssh["key"]),
+            ] {
+                if mine.as_deref() != theirs.as_str() {
+                    wrong.push(format!(
+                        "{case} {name}: ssh {what} {mine:?}, ansible-core {theirs}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} differ of {checks} hosts and refusals:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        checks, 33,
+        "the suite's size changed: update RELIABILITY.md"
+    );
+}

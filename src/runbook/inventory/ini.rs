@@ -71,7 +71,7 @@ pub(super) fn parse_ini(text: &str) -> Result<Raw, String> {
                             && !port.is_empty()
                             && port.bytes().all(|b| b.is_ascii_digit()) =>
                     {
-                        vars.port = Some(port.to_string());
+                        vars.set("ansible_port", port).map_err(at)?;
                         name
                     }
                     _ => host.as_str(),

@@ -146,10 +146,25 @@ impl Ctx {
 
     fn load(&self, path: &Path, vars: &[(String, String)], run_id: i64) -> Result<Loaded> {
         let (file, source) = load::load(path)?;
-        let runbook = validate::validate(file, source, vars)?;
+        let (runbook, mut problems) = validate::validate_all(file, source, vars);
         let templater = Templater::new();
         let ctx = context(&runbook, &templater, run_id);
-        let plan = plan::build(&runbook, &ctx, &Templater::for_placeholders())?;
+        let built = plan::build(&runbook, &ctx, &Templater::for_placeholders());
+        // Every problem at once: the templates' along with validation's.
+        if !problems.is_empty() {
+            if let Err(Error::Invalid { diagnostics, .. }) = built {
+                for d in diagnostics {
+                    if !problems.contains(&d) {
+                        problems.push(d);
+                    }
+                }
+            }
+            return Err(Error::Invalid {
+                diagnostics: problems,
+                source_text: runbook.source.text.clone(),
+            });
+        }
+        let plan = built?;
         Ok(Loaded {
             runbook,
             plan,

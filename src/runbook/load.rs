@@ -15,6 +15,10 @@ pub struct Source {
     pub text: String,
     /// Byte offset where each step's block starts, in step order.
     step_starts: Vec<usize>,
+    /// Problems found while parsing that were stepped over (an unknown key,
+    /// a bad value) so that the rest could be checked too; validation
+    /// reports them with its own.
+    pub problems: Vec<Diagnostic>,
 }
 
 /// Resolves a runbook argument: `runbooks/NAME.yaml`, `runbooks/NAME/runbook.yaml`,
@@ -79,22 +83,49 @@ pub fn load(path: &Path) -> Result<(RunbookFile, Source)> {
     parse_text(path, text)
 }
 
-/// Parses runbook text as if it came from `path`.
+/// Parses runbook text as if it came from `path`. A problem serde stops at
+/// (an unknown key, a bad value) is recorded, its entry blanked out and the
+/// text parsed again, so that one pass finds every such problem; the ones
+/// found ride in [`Source::problems`] for validation to report with its own.
 pub fn parse_text(path: &Path, text: String) -> Result<(RunbookFile, Source)> {
+    let ids = super::recover::step_ids(&text);
+    let mut working = Source {
+        path: path.to_path_buf(),
+        text: text.clone(),
+        step_starts: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut problems = Vec::new();
+    let mut tried = std::collections::HashSet::new();
+    let file = loop {
+        let err = match parse(&working.text) {
+            Ok(file) => break Some(file),
+            Err(err) => err,
+        };
+        let diagnostic = yaml_diagnostic(&working, &err, &ids);
+        let unknown = unknown_field(&err.to_string()).is_some();
+        let at = diagnostic.span.map(|(at, _)| at);
+        problems.push(diagnostic);
+        let next = at
+            .filter(|_| err.location().is_some() && super::recover::more_allowed(problems.len()))
+            .and_then(|at| super::recover::entry_start(&working.text, at, unknown))
+            .filter(|at| tried.insert(*at));
+        match next {
+            Some(at) => working.text = super::recover::blank_entry(&working.text, at),
+            None => break None,
+        }
+    };
+    let Some(file) = file else {
+        return Err(Error::Invalid {
+            diagnostics: problems,
+            source_text: text,
+        });
+    };
     let mut source = Source {
         path: path.to_path_buf(),
         text,
         step_starts: Vec::new(),
-    };
-    let file: RunbookFile = match parse(&source.text) {
-        Ok(file) => file,
-        Err(err) => {
-            let diagnostic = yaml_diagnostic(&source, &err);
-            return Err(Error::Invalid {
-                diagnostics: vec![diagnostic],
-                source_text: source.text,
-            });
-        }
+        problems,
     };
     source.index_steps(file.steps.iter().map(|s| s.id.as_str()));
     Ok((file, source))
@@ -107,12 +138,23 @@ fn parse(text: &str) -> Result<RunbookFile, serde_norway::Error> {
     serde_norway::from_str(text)
 }
 
-fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
+fn yaml_diagnostic(
+    source: &Source,
+    err: &serde_norway::Error,
+    ids: &[Option<String>],
+) -> Diagnostic {
     let full = err.to_string();
     // The crate appends " at line L column C"; the span carries that instead.
     let message = match full.find(" at line ") {
         Some(i) => full[..i].to_string(),
         None => full.clone(),
+    };
+    // `steps[3].http: ...` names the step by its id too.
+    let message = match message.split_once(": ") {
+        Some((place, rest)) if place.starts_with("steps[") && !place.contains(' ') => {
+            format!("{}: {rest}", super::recover::name_step(place, ids))
+        }
+        _ => message,
     };
     let span = err
         .location()
@@ -136,7 +178,8 @@ fn yaml_diagnostic(source: &Source, err: &serde_norway::Error) -> Diagnostic {
         let place = message
             .split(": unknown field")
             .next()
-            .filter(|p| *p != message);
+            .filter(|p| *p != message)
+            .map(str::to_string);
         diagnostic.message = match place {
             Some(place) => format!("unknown key `{unknown}` in {place}"),
             None => format!("unknown key `{unknown}`"),

@@ -4,6 +4,7 @@ pub mod fleet;
 pub mod inventory;
 pub mod load;
 pub mod model;
+mod recover;
 pub mod template;
 pub mod validate;
 

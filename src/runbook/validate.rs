@@ -90,9 +90,27 @@ pub fn validate(
     source: Source,
     overrides: &[(String, String)],
 ) -> Result<Runbook> {
+    let (runbook, diagnostics) = validate_all(file, source, overrides);
+    if !diagnostics.is_empty() {
+        return Err(Error::Invalid {
+            diagnostics,
+            source_text: runbook.source.text.clone(),
+        });
+    }
+    Ok(runbook)
+}
+
+/// Validates a parsed runbook and returns it with every problem found (the
+/// parse's, then validation's), so that a caller may look for more in what
+/// is valid (the templates) before reporting them all at once.
+pub fn validate_all(
+    file: RunbookFile,
+    source: Source,
+    overrides: &[(String, String)],
+) -> (Runbook, Vec<Diagnostic>) {
     let mut v = Validator {
         source: &source,
-        diagnostics: Vec::new(),
+        diagnostics: source.problems.clone(),
         refused: IndexMap::new(),
     };
     let ids: HashMap<&str, usize> = {
@@ -112,7 +130,8 @@ pub fn validate(
         ids
     };
 
-    if file.steps.is_empty() {
+    // A misspelt `steps:` is reported as such, not also as a missing list.
+    if file.steps.is_empty() && source.problems.is_empty() {
         v.push(
             Diagnostic::new(&source.path, "the runbook has no steps")
                 .at(source.key_span("steps").or(Some((0, 1))))
@@ -360,12 +379,7 @@ pub fn validate(
         vars.insert(key.clone(), serde_json::Value::String(value.clone()));
     }
 
-    if !v.diagnostics.is_empty() {
-        return Err(Error::Invalid {
-            diagnostics: v.diagnostics,
-            source_text: source.text.clone(),
-        });
-    }
+    let diagnostics = v.diagnostics;
     let name = file.name.unwrap_or_else(|| {
         let stem = source
             .path
@@ -383,7 +397,7 @@ pub fn validate(
             stem
         }
     });
-    Ok(Runbook {
+    let runbook = Runbook {
         name,
         description: file.description,
         dir: source.path.parent().map(PathBuf::from).unwrap_or_default(),
@@ -395,7 +409,8 @@ pub fn validate(
         steps,
         notify: file.notify,
         source,
-    })
+    };
+    (runbook, diagnostics)
 }
 
 struct Validator<'a> {
@@ -531,7 +546,16 @@ impl Validator<'_> {
 
     fn duration(&mut self, step: Option<usize>, key: &str, text: Option<&str>) -> Option<Duration> {
         let text = text?;
-        match humantime::parse_duration(text.trim()) {
+        let parsed = match humantime::parse_duration(text.trim()) {
+            _ if text.trim().starts_with('-') => Err("a duration cannot be negative".to_string()),
+            Ok(d) if d.is_zero() && key == "timeout" => Err(
+                "a timeout of zero would stop the step at once; leave `timeout` out for no limit"
+                    .to_string(),
+            ),
+            Ok(d) => Ok(d),
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
             Ok(d) => Some(d),
             Err(e) => {
                 let span = match step {
@@ -544,7 +568,7 @@ impl Validator<'_> {
                         format!("bad duration `{text}` for `{key}`: {e}"),
                     )
                     .at(span)
-                    .hint("write a number with a unit, e.g. `30s`, `5m`, `1h 30m`"),
+                    .hint("write a positive number with a unit, e.g. `30s`, `5m`, `1h 30m`"),
                 );
                 None
             }
@@ -839,6 +863,8 @@ pub fn check_var_names(
     if diagnostics.is_empty() {
         return Ok(());
     }
+    // Problems found while parsing come first, as validation would list them.
+    let diagnostics = source.problems.iter().cloned().chain(diagnostics).collect();
     Err(Error::Invalid {
         diagnostics,
         source_text: source.text.clone(),

@@ -505,3 +505,58 @@ fn a_refused_host_is_refused_as_via_and_in_an_env_files_group() {
     );
     t.run(&["validate", "good"]).code(0);
 }
+
+/// SPEC §14 "every problem at once": one `validate` reports each unknown key
+/// (block and flow), a bad value, a bad duration, an unknown `needs` and an
+/// undefined template name, each at its line and naming its step by id.
+#[test]
+fn every_problem_is_reported_in_one_pass() {
+    let yaml = "steps:
+  - id: build
+    run: touch MARK {{ vars.nope }}
+    timeout: 0s
+    retires: 2
+  - id: deploy
+    needs: [biuld]
+    run: echo hi
+    tiemout: 5s
+    retry_delay: -3s
+  - id: check
+    needs: [deploy]
+    retries: many
+    http: { url: \"http://127.0.0.1:1/a,b\", methd: GET }
+    approvl: yes
+";
+    let ran = rejects(
+        yaml,
+        "unknown key `retires` in step \"build\" (steps[0])",
+        5,
+    );
+    for (line, text) in [
+        (9, "unknown key `tiemout` in step \"deploy\" (steps[1])"),
+        (13, "step \"check\" (steps[2].retries): invalid type"),
+        (14, "unknown key `methd` in step \"check\" (steps[2].http)"),
+        (15, "unknown key `approvl` in step \"check\" (steps[2])"),
+        (4, "bad duration `0s` for `timeout`: a timeout of zero"),
+        (
+            10,
+            "bad duration `-3s` for `retry_delay`: a duration cannot be negative",
+        ),
+        (7, "step `deploy` needs `biuld`, but no step has that id"),
+        (3, "`vars.nope` is undefined"),
+    ] {
+        ran.stderr_has(text)
+            .stderr_has(&format!("bad.yaml:{line}:"));
+    }
+    ran.stderr_has("9 problems found");
+}
+
+/// A misspelt `steps:` is one problem, not also "the runbook has no steps".
+#[test]
+fn a_misspelt_steps_key_is_one_problem() {
+    rejects(
+        "step:\n  - id: a\n    run: touch MARK\n",
+        "1 problem found",
+        1,
+    );
+}

@@ -278,7 +278,9 @@ impl Raw {
 /// text is a YAML mapping and it reads as YAML, INI otherwise. The error
 /// says where.
 pub fn parse(name: &str, text: &str) -> Result<Inventory, String> {
-    parse_raw(name, text)?.resolve(&files::VarsFiles::default())
+    let mut inv = parse_raw(name, text)?.resolve(&files::VarsFiles::default())?;
+    jinja::render(&mut inv);
+    Ok(inv)
 }
 
 /// Reads the inventory file at `path` with the `group_vars/` and
@@ -287,7 +289,9 @@ pub fn read(path: &std::path::Path, name: &str) -> Result<Inventory, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
     let raw = parse_raw(name, &text)?;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    raw.resolve(&files::VarsFiles::read(dir)?)
+    let mut inv = raw.resolve(&files::VarsFiles::read(dir)?)?;
+    jinja::render(&mut inv);
+    Ok(inv)
 }
 
 fn parse_raw(name: &str, text: &str) -> Result<Raw, String> {
@@ -354,6 +358,7 @@ pub fn is_glob(pattern: &str) -> bool {
 
 mod files;
 mod ini;
+mod jinja;
 mod yaml;
 
 #[cfg(test)]

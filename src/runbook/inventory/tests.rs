@@ -196,3 +196,20 @@ fn undefined_groups_are_refused_as_ansible_refuses_them() {
     )
     .is_ok());
 }
+
+#[test]
+fn jinja_values_render_from_the_inventorys_own_variables() {
+    let inv = parse(
+        "hosts",
+        "[web]\nw1 ansible_host=\"{{ prefix }}.11\" ansible_user=\"{{ who }}\" note=\"{{ inventory_hostname }}!\"\nw2 ansible_host=\"{{ nowhere }}\"\n[web:vars]\nprefix=10.0.0\nwho=deploy\n",
+    )
+    .unwrap();
+    assert_eq!(inv.hosts["w1"].address.as_deref(), Some("10.0.0.11"));
+    assert_eq!(inv.hosts["w1"].user.as_deref(), Some("deploy"));
+    assert_eq!(inv.hosts["w1"].vars["note"], "w1!");
+    assert!(inv.hosts["w1"].refused().is_none());
+    // Undefined: refused where used, never reached at a wrong address.
+    let why = inv.hosts["w2"].refused().unwrap();
+    assert!(why.contains("nowhere"), "{why}");
+    assert_eq!(inv.hosts["w2"].address.as_deref(), Some("w2"));
+}

@@ -183,6 +183,18 @@ pub enum Command {
         #[arg(long, value_name = "RUN_ID")]
         run: Option<i64>,
     },
+    /// Serve the runs of the state file to a browser, live (pages and a JSON API).
+    #[command(
+        after_help = "Example:\n  runbook serve\n  runbook serve --listen 127.0.0.1:9000\n  runbook serve --listen 0.0.0.0:7070 --token-file /etc/runbook/web-token"
+    )]
+    Serve {
+        /// Address and port to listen on; a non-loopback one needs --token-file.
+        #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR:PORT")]
+        listen: String,
+        /// Read the access token from this file (its first line) instead of making one and printing it.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
     /// List the runbooks found and the recent runs.
     #[command(after_help = "Example:\n  runbook list")]
     List,
@@ -345,6 +357,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { name, vars } => ctx.validate(&name, &vars),
         Command::Graph { name, format, run } => ctx.graph(&name, format, run),
         Command::List => ctx.list(),
+        Command::Serve { listen, token_file } => {
+            crate::serve::serve(ctx, crate::serve::ServeOptions { listen, token_file })
+        }
         Command::Schema => {
             let schema = schemars::schema_for!(crate::runbook::model::RunbookFile);
             println!(

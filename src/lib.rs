@@ -19,6 +19,7 @@ pub mod report;
 pub mod runbook;
 pub mod scheduler;
 pub mod secrets;
+pub mod serve;
 pub mod state;
 pub mod store;
 

@@ -9,47 +9,21 @@ impl Ctx {
     /// `status`.
     pub fn status(&self, target: Target, json: bool, all_hosts: bool) -> Result<i32> {
         let store = self.existing_store()?;
-        let run = self.find_run(&store, &target)?;
-        let mut steps = store.steps(run.id)?;
-        let alive = store.live_holder(run.id)?.is_some();
-        let state = run.effective_state(&mut steps, alive);
-        if !alive {
-            // A remote step outlives its engine (SPEC §8): say where it is.
-            for s in steps
-                .iter_mut()
-                .filter(|s| s.state == StepState::Interrupted)
-            {
-                if let Some(spool) = store.spool(run.id, &s.id)? {
-                    s.reason = Some(format!(
-                        "the engine stopped while it ran; it may still run on `{}`, and `runbook resume` reattaches to it",
-                        spool.host
-                    ));
-                }
-            }
-        }
-        let notifications = store.notifications(run.id)?;
+        let view = self.status_view(&store, &target)?;
         if json {
-            let unavailable: Vec<String> = store
-                .secrets(run.id)?
-                .0
-                .into_iter()
-                .filter(|r| r.state == crate::state::SecretState::Unavailable)
-                .map(|r| r.name)
-                .collect();
-            let doc = report::status::to_json(&run, state, &steps, &unavailable);
-            let mut doc = serde_json::to_value(&doc).unwrap_or_default();
-            if let (false, Some(map)) = (notifications.is_empty(), doc.as_object_mut()) {
-                map.insert(
-                    "notifications".into(),
-                    serde_json::to_value(&notifications).unwrap_or_default(),
-                );
-            }
+            let doc = view.to_json();
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
             print!(
                 "{}{}",
-                report::status::to_table(&run, state, &steps, &self.palette(), all_hosts),
-                report::notify::status_lines(&notifications)
+                report::status::to_table(
+                    &view.run,
+                    view.state,
+                    &view.steps,
+                    &self.palette(),
+                    all_hosts
+                ),
+                report::notify::status_lines(&view.notifications)
             );
         }
         Ok(exit::OK)
@@ -57,6 +31,20 @@ impl Ctx {
 
     /// `approve`.
     pub fn approve(&self, run_id: i64, step: &str, note: Option<&str>) -> Result<i32> {
+        println!("{}", self.approve_as(run_id, step, note, None)?);
+        Ok(exit::OK)
+    }
+
+    /// Records the approval of a step (or of each instance of a step on a
+    /// group) by `by`, or by the OS user; returns the line `approve` prints.
+    /// `runbook approve` and `runbook serve` both come here.
+    pub fn approve_as(
+        &self,
+        run_id: i64,
+        step: &str,
+        note: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<String> {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let steps = store.steps(run.id)?;
@@ -80,12 +68,10 @@ impl Ctx {
                 )));
             }
         }
-        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into());
+        let user = match by {
+            Some(name) => name.to_string(),
+            None => os_user(),
+        };
         for target in &targets {
             store.approve(run.id, target, &user, note)?;
         }
@@ -93,15 +79,28 @@ impl Ctx {
             1 => format!("`{}`", targets[0]),
             n => format!("`{step}` on {n} hosts"),
         };
-        println!(
+        Ok(format!(
             "approved {what} of run {} as {user}; continue with: runbook resume {}",
             run.id, run.id
-        );
-        Ok(exit::OK)
+        ))
     }
 
     /// `reset`.
     pub fn reset(&self, run_id: i64, step: &str) -> Result<i32> {
+        let (run_id, reset) = self.reset_steps(run_id, step)?;
+        println!(
+            "reset {} step(s) of run {run_id} to pending: {}",
+            reset.len(),
+            reset.join(", ")
+        );
+        println!("continue with: runbook resume {run_id}");
+        Ok(exit::OK)
+    }
+
+    /// Sends a step and all that depends on it back to pending, unless a
+    /// live engine holds the run; returns the steps reset. `runbook reset`
+    /// and `runbook serve` both come here.
+    pub fn reset_steps(&self, run_id: i64, step: &str) -> Result<(i64, Vec<String>)> {
         let mut store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let me = ProcessId::current();
@@ -134,14 +133,7 @@ impl Ctx {
         store.save_steps(run.id, &steps, false)?;
         store.set_run_state(run.id, RunState::Interrupted)?;
         store.unlock_run(run.id, &me)?;
-        println!(
-            "reset {} step(s) of run {} to pending: {}",
-            reset.len(),
-            run.id,
-            reset.join(", ")
-        );
-        println!("continue with: runbook resume {}", run.id);
-        Ok(exit::OK)
+        Ok((run.id, reset))
     }
 
     /// Stops what the given steps still run on their hosts (started by an
@@ -181,6 +173,17 @@ impl Ctx {
 
     /// `logs`.
     pub fn logs(&self, run_id: i64, step: &str, attempt: Option<i64>) -> Result<i32> {
+        use std::io::Write;
+        let lines = self.log_lines(run_id, step, attempt)?;
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        Ok(exit::OK)
+    }
+
+    /// The captured lines `logs` prints, of the latest attempt or of `attempt`.
+    pub fn log_lines(&self, run_id: i64, step: &str, attempt: Option<i64>) -> Result<Vec<String>> {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let steps = store.steps(run.id)?;
@@ -194,12 +197,11 @@ impl Ctx {
                 run.id, row.attempts, row.attempts
             )));
         }
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        for (_, line) in store.output(run.id, step, attempt, None)? {
-            let _ = writeln!(out, "{line}");
-        }
-        Ok(exit::OK)
+        Ok(store
+            .output(run.id, step, attempt, None)?
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect())
     }
 
     /// `validate`.
@@ -287,4 +289,14 @@ fn step_or_instances(steps: &[StepRow], step: &str) -> Vec<String> {
         .filter(|s| report::fleet::family_of(&s.id) == Some(step))
         .map(|s| s.id.clone())
         .collect()
+}
+
+/// The OS user running this process.
+pub fn os_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -2,7 +2,7 @@
 //! page of `report::handoff`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::lookup::secret_sources;
 use super::*;
@@ -16,25 +16,12 @@ impl Ctx {
         output: Option<PathBuf>,
         format: report::handoff::HandoffFormat,
     ) -> Result<i32> {
+        let text = self.handoff_text(&target, format)?;
         let store = self.existing_store()?;
         let run = self.find_run(&store, &target)?;
         let mut steps = store.steps(run.id)?;
         let alive = store.live_holder(run.id)?.is_some();
         let state = run.effective_state(&mut steps, alive);
-        let (secret_rows, env_files) = store.secrets(run.id)?;
-        // The runbook gives descriptions, owners, sources and docs; the page
-        // still says what the state knows when the file no longer loads.
-        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
-        let page = self.build_handoff(
-            &store,
-            &run,
-            state,
-            &steps,
-            &secret_rows,
-            &env_files,
-            loaded.as_ref(),
-        )?;
-        let text = report::handoff::render(&page, format);
         match output {
             Some(path) => {
                 std::fs::write(&path, text)

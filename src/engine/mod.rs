@@ -12,10 +12,13 @@ mod lookup;
 mod notify;
 mod secret_commands;
 mod sources;
+mod views;
 mod wait;
 
+pub use commands::os_user;
 use gate::EngineGate;
 use lookup::{needed_secrets, resolve_secrets, CheckCache};
+pub use views::{RunSummary, StatusView};
 pub use wait::WaitOptions;
 
 use std::collections::BTreeMap;

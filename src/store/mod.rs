@@ -500,6 +500,32 @@ impl Store {
         Ok(rows)
     }
 
+    /// Captured lines of one attempt after line `after` (its `seq`), as
+    /// (seq, stream, line), oldest first: what a follower has not seen yet.
+    pub fn output_since(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, stream, line FROM output
+                  WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3 AND seq > ?4 ORDER BY seq",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map(params![run_id, step, attempt, after], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .at(&self.path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.path)?;
+        Ok(rows)
+    }
+
     /// Drops every captured line of one attempt (its output is read again
     /// whole from the host's spool when a resumed engine reattaches).
     pub fn clear_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {

@@ -1,0 +1,186 @@
+//! What `status`, `handoff` and the list of runs show, as values: the
+//! commands print them, and `runbook serve` sends the same documents.
+
+use super::*;
+use crate::report::handoff::HandoffFormat;
+use crate::store::NotificationRow;
+
+/// A run as `status` shows it.
+pub struct StatusView {
+    /// The run.
+    pub run: RunRow,
+    /// Its state as it stands (a dead engine's run is `interrupted`).
+    pub state: RunState,
+    /// Its steps, in runbook order.
+    pub steps: Vec<StepRow>,
+    /// The notifications sent for it.
+    pub notifications: Vec<NotificationRow>,
+    /// Secrets whose source could not be reached.
+    pub unavailable: Vec<String>,
+}
+
+impl StatusView {
+    /// The `status --json` document (SPEC §5).
+    pub fn to_json(&self) -> serde_json::Value {
+        let doc = report::status::to_json(&self.run, self.state, &self.steps, &self.unavailable);
+        let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+        if let (false, Some(map)) = (self.notifications.is_empty(), doc.as_object_mut()) {
+            map.insert(
+                "notifications".into(),
+                serde_json::to_value(&self.notifications).unwrap_or_default(),
+            );
+        }
+        doc
+    }
+}
+
+/// One line of the list of runs (`GET /api/runs`, SPEC §12).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: i64,
+    /// Runbook name.
+    pub runbook: String,
+    /// State as it stands.
+    pub state: RunState,
+    /// Start.
+    pub started_at: String,
+    /// End of the last pass.
+    pub finished_at: Option<String>,
+    /// The live engine that holds it, as `pid@host`.
+    pub holder: Option<String>,
+    /// Who must act: the owners of held secrets, and `approval of STEP`
+    /// for each step that waits for an approval.
+    pub waiting_on: Vec<String>,
+}
+
+impl Ctx {
+    /// The state file this context reads.
+    pub fn state_path(&self) -> &Path {
+        &self.state
+    }
+
+    /// A run as `status` shows it.
+    pub fn status_view(&self, store: &Store, target: &Target) -> Result<StatusView> {
+        let run = self.find_run(store, target)?;
+        let mut steps = store.steps(run.id)?;
+        let alive = store.live_holder(run.id)?.is_some();
+        let state = run.effective_state(&mut steps, alive);
+        if !alive {
+            // A remote step outlives its engine (SPEC §8): say where it is.
+            for s in steps
+                .iter_mut()
+                .filter(|s| s.state == StepState::Interrupted)
+            {
+                if let Some(spool) = store.spool(run.id, &s.id)? {
+                    s.reason = Some(format!(
+                        "the engine stopped while it ran; it may still run on `{}`, and `runbook resume` reattaches to it",
+                        spool.host
+                    ));
+                }
+            }
+        }
+        let notifications = store.notifications(run.id)?;
+        let unavailable: Vec<String> = store
+            .secrets(run.id)?
+            .0
+            .into_iter()
+            .filter(|r| r.state == crate::state::SecretState::Unavailable)
+            .map(|r| r.name)
+            .collect();
+        Ok(StatusView {
+            run,
+            state,
+            steps,
+            notifications,
+            unavailable,
+        })
+    }
+
+    /// The `status --json` document of a run.
+    pub fn status_json(&self, target: &Target) -> Result<serde_json::Value> {
+        let store = self.existing_store()?;
+        Ok(self.status_view(&store, target)?.to_json())
+    }
+
+    /// The handoff page of a run in a format, as `handoff` writes it.
+    pub fn handoff_text(&self, target: &Target, format: HandoffFormat) -> Result<String> {
+        let store = self.existing_store()?;
+        let run = self.find_run(&store, target)?;
+        let mut steps = store.steps(run.id)?;
+        let alive = store.live_holder(run.id)?.is_some();
+        let state = run.effective_state(&mut steps, alive);
+        let (secret_rows, env_files) = store.secrets(run.id)?;
+        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
+        let page = self.build_handoff(
+            &store,
+            &run,
+            state,
+            &steps,
+            &secret_rows,
+            &env_files,
+            loaded.as_ref(),
+        )?;
+        Ok(report::handoff::render(&page, format))
+    }
+
+    /// The latest `limit` runs, newest first; empty without a state file.
+    pub fn run_summaries(&self, limit: i64) -> Result<Vec<RunSummary>> {
+        let Some(store) = Store::open_existing(&self.state)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for run in store.recent_runs(limit)? {
+            let mut steps = store.steps(run.id)?;
+            let holder = store.live_holder(run.id)?;
+            let state = run.effective_state(&mut steps, holder.is_some());
+            let waiting_on = if state == RunState::Held {
+                self.waiting_on(&store, &run, state, &steps)
+            } else {
+                Vec::new()
+            };
+            out.push(RunSummary {
+                run_id: run.id,
+                runbook: run.runbook.clone(),
+                state,
+                started_at: run.started_at.clone(),
+                finished_at: run.finished_at.clone(),
+                holder: holder.map(|h| format!("{}@{}", h.pid, h.host)),
+                waiting_on,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Who must act on a held run, from its handoff page.
+    fn waiting_on(
+        &self,
+        store: &Store,
+        run: &RunRow,
+        state: RunState,
+        steps: &[StepRow],
+    ) -> Vec<String> {
+        let Ok((secret_rows, env_files)) = store.secrets(run.id) else {
+            return Vec::new();
+        };
+        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
+        let Ok(page) = self.build_handoff(
+            store,
+            run,
+            state,
+            steps,
+            &secret_rows,
+            &env_files,
+            loaded.as_ref(),
+        ) else {
+            return Vec::new();
+        };
+        let mut who: Vec<String> = page.owners.iter().map(|o| o.owner.clone()).collect();
+        who.extend(
+            page.approvals
+                .iter()
+                .map(|a| format!("approval of {}", a.step)),
+        );
+        who
+    }
+}

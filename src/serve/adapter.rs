@@ -1,0 +1,218 @@
+//! Every read and write `serve` makes of the state, in one place: the
+//! engine's own functions (the ones the CLI calls) and, for following a
+//! run, a cheap poll of the store. Nothing else in `serve` touches it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::engine::{Ctx, RunSummary, Target};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::report::handoff::HandoffFormat;
+use crate::state::{RunState, StepState};
+use crate::store::{StepRow, Store};
+
+/// The state `serve` shows, and the engine functions it calls.
+pub struct Adapter {
+    ctx: Ctx,
+}
+
+/// A run as the run page shows it.
+pub struct RunView {
+    /// The `status --json` document.
+    pub doc: serde_json::Value,
+    /// Its steps.
+    pub steps: Vec<StepRow>,
+    /// The run's state as it stands.
+    pub state: RunState,
+    /// Runbook name.
+    pub runbook: String,
+    /// Start.
+    pub started_at: String,
+    /// End.
+    pub finished_at: Option<String>,
+}
+
+impl Adapter {
+    /// Over the engine's context.
+    pub fn new(ctx: Ctx) -> Adapter {
+        Adapter { ctx }
+    }
+
+    /// The state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.ctx.state_path().to_path_buf()
+    }
+
+    /// The latest runs, newest first.
+    pub fn runs(&self) -> Result<Vec<RunSummary>> {
+        self.ctx.run_summaries(200)
+    }
+
+    /// One run, or `None` when there is no such run.
+    pub fn run(&self, id: i64) -> Result<Option<RunView>> {
+        let Some(store) = Store::open_existing(self.ctx.state_path())? else {
+            return Ok(None);
+        };
+        if store.run(id)?.is_none() {
+            return Ok(None);
+        }
+        let view = self.ctx.status_view(&store, &Target::RunId(id))?;
+        Ok(Some(RunView {
+            doc: view.to_json(),
+            state: view.state,
+            runbook: view.run.runbook.clone(),
+            started_at: view.run.started_at.clone(),
+            finished_at: view.run.finished_at.clone(),
+            steps: view.steps,
+        }))
+    }
+
+    /// The `status --json` document of a run.
+    pub fn status_json(&self, id: i64) -> Result<serde_json::Value> {
+        self.ctx.status_json(&Target::RunId(id))
+    }
+
+    /// The handoff page as `handoff --format html` writes it.
+    pub fn handoff_html(&self, id: i64) -> Result<String> {
+        self.ctx
+            .handoff_text(&Target::RunId(id), HandoffFormat::Html)
+    }
+
+    /// What `runbook logs` prints.
+    pub fn logs(&self, id: i64, step: &str, attempt: Option<i64>) -> Result<String> {
+        let lines = self.ctx.log_lines(id, step, attempt)?;
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        Ok(text)
+    }
+
+    /// `runbook approve` with a name.
+    pub fn approve(&self, id: i64, step: &str, note: Option<&str>, by: &str) -> Result<String> {
+        self.ctx.approve_as(id, step, note, Some(by))
+    }
+
+    /// `runbook reset`.
+    pub fn reset(&self, id: i64, step: &str) -> Result<Vec<String>> {
+        self.ctx.reset_steps(id, step).map(|(_, steps)| steps)
+    }
+
+    /// A follower of one run: it polls the store for what changed.
+    pub fn follower(&self, run_id: i64) -> Result<Follower> {
+        let store = Store::open_existing(self.ctx.state_path())?
+            .ok_or_else(|| Error::Usage("no state file".into()))?;
+        let mut f = Follower {
+            store,
+            run_id,
+            run_state: None,
+            steps: HashMap::new(),
+            seen: HashMap::new(),
+        };
+        // From the run's current state on: what is there now is not news.
+        let _ = f.poll()?;
+        Ok(f)
+    }
+}
+
+/// Polls one run and turns what changed into the events of SPEC §5.
+pub struct Follower {
+    store: Store,
+    run_id: i64,
+    run_state: Option<RunState>,
+    steps: HashMap<String, (StepState, i64)>,
+    seen: HashMap<(String, i64), i64>,
+}
+
+impl Follower {
+    /// What changed since the last poll, as events; `None` when the run is gone.
+    pub fn poll(&mut self) -> Result<Option<Vec<Event>>> {
+        let Some(run) = self.store.run(self.run_id)? else {
+            return Ok(None);
+        };
+        let mut steps = self.store.steps(self.run_id)?;
+        let alive = self.store.live_holder(self.run_id)?.is_some();
+        let state = run.effective_state(&mut steps, alive);
+        let first = self.run_state.is_none();
+        let mut events = Vec::new();
+        if self.run_state != Some(state) && !first && state == RunState::Running {
+            let done = steps.iter().filter(|s| s.state.satisfies_needs()).count();
+            events.push(Event::RunStarted {
+                run_id: run.id,
+                runbook: run.runbook.clone(),
+                resumed: true,
+                steps: steps.len(),
+                done,
+            });
+        }
+        for s in &steps {
+            self.step_events(s, first, &mut events)?;
+        }
+        if self.run_state != Some(state) && !first && state != RunState::Running {
+            events.push(Event::RunFinished {
+                run_id: run.id,
+                state,
+            });
+        }
+        self.run_state = Some(state);
+        Ok(Some(events))
+    }
+
+    fn step_events(&mut self, s: &StepRow, first: bool, events: &mut Vec<Event>) -> Result<()> {
+        let before = self.steps.insert(s.id.clone(), (s.state, s.attempts));
+        let changed = before != Some((s.state, s.attempts));
+        if changed && !first && s.state == StepState::Running {
+            events.push(Event::StepStarted {
+                run_id: self.run_id,
+                step: s.id.clone(),
+                attempt: s.attempts,
+                host: s.host.clone(),
+                state: s.state,
+                reason: s.reason.clone(),
+            });
+        }
+        if s.state == StepState::Running || before.map(|b| b.0) == Some(StepState::Running) {
+            let key = (s.id.clone(), s.attempts);
+            let after = self.seen.get(&key).copied().unwrap_or(0);
+            let lines = self
+                .store
+                .output_since(self.run_id, &s.id, s.attempts, after)?;
+            if let Some((seq, _, _)) = lines.last() {
+                self.seen.insert(key, *seq);
+            }
+            if !first {
+                events.extend(
+                    lines
+                        .into_iter()
+                        .map(|(_, stream, line)| Event::StepOutput {
+                            run_id: self.run_id,
+                            step: s.id.clone(),
+                            attempt: s.attempts,
+                            host: s.host.clone(),
+                            stream: if stream == "stderr" {
+                                "stderr"
+                            } else {
+                                "stdout"
+                            },
+                            line,
+                        }),
+                );
+            }
+        }
+        if changed && !first && s.state != StepState::Running {
+            events.push(Event::StepFinished {
+                run_id: self.run_id,
+                step: s.id.clone(),
+                host: s.host.clone(),
+                state: s.state,
+                attempts: s.attempts,
+                duration_ms: s.duration_ms,
+                exit_code: s.exit_code,
+                reason: s.reason.clone(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! `GET /api/runs/{id}/events`: server-sent events with the shapes of
+//! SPEC §5, made from what changes in the store. One poller per followed
+//! run (a thread with its own connection), however many pages follow it;
+//! it stops when the last one leaves.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::broadcast;
+
+use super::adapter::Adapter;
+use super::routes::{error, App};
+
+/// How often a followed run is looked at: well inside the second SPEC §12 allows.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The runs being followed, each with the channel its poller sends on.
+#[derive(Default)]
+pub struct Hub {
+    runs: Mutex<HashMap<i64, broadcast::Sender<Arc<str>>>>,
+}
+
+impl Hub {
+    /// A receiver of the run's events, starting its poller when none runs.
+    fn subscribe(
+        self: &Arc<Self>,
+        adapter: &Arc<Adapter>,
+        run_id: i64,
+    ) -> crate::error::Result<broadcast::Receiver<Arc<str>>> {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = runs.get(&run_id) {
+            return Ok(tx.subscribe());
+        }
+        let follower = adapter.follower(run_id)?;
+        let (tx, rx) = broadcast::channel(4096);
+        runs.insert(run_id, tx.clone());
+        let hub = self.clone();
+        std::thread::spawn(move || hub.poll(follower, run_id, tx));
+        Ok(rx)
+    }
+
+    /// The poller of one run.
+    fn poll(
+        &self,
+        mut follower: super::adapter::Follower,
+        run_id: i64,
+        tx: broadcast::Sender<Arc<str>>,
+    ) {
+        loop {
+            std::thread::sleep(POLL);
+            {
+                let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+                if tx.receiver_count() == 0 {
+                    runs.remove(&run_id);
+                    return;
+                }
+            }
+            match follower.poll() {
+                Ok(Some(events)) => {
+                    for e in events {
+                        if let Ok(line) = serde_json::to_string(&e) {
+                            let _ = tx.send(Arc::from(line));
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("following run {run_id}: {e}"),
+            }
+        }
+    }
+}
+
+/// The handler: one `data:` line per event.
+pub async fn stream(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Ok(run_id) = id.parse::<i64>() else {
+        return error(axum::http::StatusCode::NOT_FOUND, "no such run");
+    };
+    let adapter = app.adapter.clone();
+    let known = tokio::task::spawn_blocking(move || adapter.run(run_id).map(|r| r.is_some()))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or(false);
+    if !known {
+        return error(
+            axum::http::StatusCode::NOT_FOUND,
+            &format!("no run {run_id}"),
+        );
+    }
+    let rx = match subscribe(&app, run_id).await {
+        Ok(rx) => rx,
+        Err(r) => return r,
+    };
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => {
+                    return Some((Ok::<_, Infallible>(SseEvent::default().data(&*line)), rx))
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn subscribe(app: &Arc<App>, run_id: i64) -> Result<broadcast::Receiver<Arc<str>>, Response> {
+    let hub = app.hub.clone();
+    let adapter = app.adapter.clone();
+    tokio::task::spawn_blocking(move || hub.subscribe(&adapter, run_id))
+        .await
+        .map_err(|_| {
+            error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot follow the run",
+            )
+        })?
+        .map_err(|e| {
+            error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            )
+        })
+}

@@ -300,10 +300,12 @@ impl From<RunArgs> for engine::RunOptions {
 }
 
 impl Command {
-    /// Whether the command runs steps (and must outlive a closed stdout).
+    /// Whether the command runs steps or serves (and must outlive a closed stdout).
     pub fn runs_steps(&self) -> bool {
         match self {
             Command::Run { args, .. } | Command::Resume { args, .. } => !args.dry_run,
+            // The server outlives the reader of its first lines.
+            Command::Serve { .. } => true,
             _ => false,
         }
     }

@@ -108,6 +108,7 @@ impl Adapter {
             store,
             run_id,
             run_state: None,
+            finished_at: None,
             steps: HashMap::new(),
             seen: HashMap::new(),
         };
@@ -122,6 +123,7 @@ pub struct Follower {
     store: Store,
     run_id: i64,
     run_state: Option<RunState>,
+    finished_at: Option<String>,
     steps: HashMap<String, (StepState, i64)>,
     seen: HashMap<(String, i64), i64>,
 }
@@ -150,13 +152,19 @@ impl Follower {
         for s in &steps {
             self.step_events(s, first, &mut events)?;
         }
-        if self.run_state != Some(state) && !first && state != RunState::Running {
+        // A pass that began and ended between two polls still ends.
+        let stepped = events
+            .iter()
+            .any(|e| matches!(e, Event::StepFinished { .. }));
+        let ended = self.run_state != Some(state) || self.finished_at != run.finished_at || stepped;
+        if ended && !first && state != RunState::Running {
             events.push(Event::RunFinished {
                 run_id: run.id,
                 state,
             });
         }
         self.run_state = Some(state);
+        self.finished_at = run.finished_at.clone();
         Ok(Some(events))
     }
 

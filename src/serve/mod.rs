@@ -89,15 +89,21 @@ pub fn serve(ctx: Ctx, opts: ServeOptions) -> Result<i32> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listening address", e))?;
-        if printed {
-            println!("http://{local}/?token={token}");
+        let first = if printed {
+            format!("http://{local}/?token={token}")
         } else {
-            println!("http://{local}/ (the token is in the --token-file)");
-        }
-        println!(
-            "serving the runs of {}; Ctrl-C stops",
+            format!("http://{local}/ (the token is in the --token-file)")
+        };
+        // A closed stdout (the URL read, the reader gone) must not stop the server.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{first}\nserving the runs of {}; Ctrl-C stops",
             app.adapter.state_path().display()
         );
+        let _ = out.flush();
+        drop(out);
         let router = routes::router(app);
         axum::serve(listener, router)
             .with_graceful_shutdown(async {

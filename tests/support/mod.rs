@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod http;
 pub mod sandbox;
 pub mod sshd;
+pub mod web;
 pub mod webhook;
 
 /// A scenario in its own temp folder.

@@ -593,3 +593,31 @@ fn a_step_skipped_on_a_secret_is_decided_again_on_resume() {
         "gated never ran"
     );
 }
+
+/// `approval` and `title` are templates (SPEC §14): the question asked and
+/// the title shown are rendered, and an undefined name in either is a
+/// validation error at its line, before anything runs.
+#[test]
+fn approval_and_title_are_templates() {
+    let t = Test::new();
+    let yaml = format!(
+        "vars: {{ version: '1.4' }}\nsteps:\n  - id: ship\n    title: Ship {{{{ vars.version }}}}\n    approval: Ship {{{{ vars.version }}}} to production?\n    run: echo shipped >> {log}\n",
+        log = t.p("log")
+    );
+    t.put_runbook("ap", &yaml);
+    t.run(&["run", "ap"]).code(3);
+    let reason = t.status(None).step("ship").reason.clone().unwrap();
+    assert!(reason.contains("Ship 1.4 to production?"), "{reason}");
+    t.run(&["handoff"])
+        .code(0)
+        .stdout_has("Ship 1.4 to production?")
+        .stdout_has("Ship 1.4");
+    let bad = "steps:\n  - id: ship\n    title: Ship {{ vars.nope }}\n    approval: Ship {{ vars.typo }}?\n    run: 'true'\n";
+    t.put_runbook("bad", bad);
+    t.run(&["validate", "bad"])
+        .code(2)
+        .stderr_has("`vars.nope` is undefined")
+        .stderr_has("`vars.typo` is undefined")
+        .stderr_has("bad.yaml:3:")
+        .stderr_has("bad.yaml:4:");
+}

@@ -560,3 +560,30 @@ fn a_misspelt_steps_key_is_one_problem() {
         1,
     );
 }
+
+/// SPEC §14: `approval` and `title` are templates. The question a held step
+/// asks and the handoff's lines are rendered; an undefined name in either is
+/// a validation error at its line.
+#[test]
+fn approval_and_title_are_templates() {
+    let t = Test::new();
+    let t = t.runbook(
+        "ship",
+        "vars: { version: \"1.4.2\" }\nsteps:\n  - id: deploy\n    title: \"Deploy {{ vars.version }}\"\n    approval: \"Ship {{ vars.version }} as {{ step.id }}?\"\n    run: echo deployed\n",
+    );
+    let ran = t.run(&["run", "ship"]);
+    ran.code(3).stdout_has("Ship 1.4.2 as deploy?");
+    assert!(!ran.stdout.contains("{{"), "{}", ran.stdout);
+    t.run(&["handoff"])
+        .stdout_has("`deploy`: Ship 1.4.2 as deploy?");
+    t.run(&["approve", "1", "deploy", "--note", "ok"]).code(0);
+    t.run(&["resume"]).code(0);
+    t.run(&["handoff"]).stdout_has("Deploy 1.4.2");
+    rejects(
+        "steps:\n  - id: a\n    run: touch MARK\n    title: \"T {{ vars.nope }}\"\n    approval: \"Go {{ vars.nada }}?\"\n",
+        "step `a`, `title`: `vars.nope` is undefined",
+        4,
+    )
+    .stderr_has("step `a`, `approval`: `vars.nada` is undefined")
+    .stderr_has("bad.yaml:5:");
+}

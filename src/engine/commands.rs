@@ -240,9 +240,20 @@ impl Ctx {
                 steps.into_iter().map(|s| (s.id, s.state)).collect()
             }
         };
+        let titles: HashMap<String, String> = loaded
+            .runbook
+            .steps
+            .iter()
+            .filter_map(|st| {
+                let title = st.spec.title.as_deref()?;
+                let text = plan::render_label(&loaded.templater, &loaded.ctx, st, title)
+                    .unwrap_or_else(|_| title.to_string());
+                Some((st.spec.id.clone(), text))
+            })
+            .collect();
         print!(
             "{}",
-            report::graph::render(&loaded.runbook, format, &states)
+            report::graph::render(&loaded.runbook, &titles, format, &states)
         );
         Ok(exit::OK)
     }

@@ -81,7 +81,10 @@ impl Gate for EngineGate<'_> {
             .secrets
             .hold_for(&planned.requires, planned.host.as_deref());
         if step.approval.is_some() && !self.approvals.contains(&planned.id) {
-            hold.approval = step.approval.clone();
+            hold.approval = step.approval.as_deref().map(|a| {
+                plan::render_label(&self.loaded.templater, &self.loaded.ctx, step, a)
+                    .unwrap_or_else(|_| a.to_string())
+            });
         }
         if hold.is_held() {
             return Err(NotReady::Held(hold));

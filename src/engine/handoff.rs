@@ -272,7 +272,14 @@ impl Ctx {
             .map(|s| ApprovalNeed {
                 step: s.id.clone(),
                 question: spec_of(&s.id)
-                    .and_then(|st| st.approval.clone())
+                    .and_then(|st| {
+                        let a = st.approval.as_deref()?;
+                        let l = loaded?;
+                        Some(
+                            crate::plan::render_label(&l.templater, &l.ctx, st, a)
+                                .unwrap_or_else(|_| a.to_string()),
+                        )
+                    })
                     .unwrap_or_else(|| format!("Approve step `{}`?", s.id)),
                 command: format!(
                     "runbook approve {} {}{flag} --note \"why it is fine\"",
@@ -340,10 +347,8 @@ impl Ctx {
                 .and_then(|st| {
                     let title = st.spec.title.as_deref()?;
                     let l = loaded?;
-                    let c = l.ctx.for_step(&st.spec.id, &BTreeMap::new());
                     Some(
-                        l.templater
-                            .render(title, &c)
+                        crate::plan::render_label(&l.templater, &l.ctx, st, title)
                             .unwrap_or_else(|_| title.to_string()),
                     )
                 })

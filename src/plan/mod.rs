@@ -66,6 +66,18 @@ pub struct Plan {
     pub graph: DiGraph<usize, ()>,
 }
 
+/// A step's `approval` question and `title`, rendered (SPEC §14). They are
+/// shown to people, so they see no secret: `secrets.NAME` is undefined here.
+pub fn render_label(
+    templater: &Templater,
+    ctx: &Context,
+    step: &Step,
+    text: &str,
+) -> std::result::Result<String, TemplateError> {
+    let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), &BTreeMap::new());
+    templater.render(text, &c)
+}
+
 /// Renders a step's templates with the given secrets. The error names the field.
 pub fn render_step(
     templater: &Templater,
@@ -400,6 +412,14 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
                 continue;
             }
         };
+        for (field, text) in [("approval", &step.approval), ("title", &step.spec.title)] {
+            if let Some(Err(e)) = text
+                .as_deref()
+                .map(|t| render_label(templater, ctx, step, t))
+            {
+                diagnostics.push(template_diagnostic(runbook, step, field, &e));
+            }
+        }
         if let Some(d) = url_diagnostic(runbook, step, &rendered) {
             diagnostics.push(d);
         }

@@ -39,6 +39,7 @@ struct Node {
 /// The steps as written, and the edges between them (deduplicated).
 fn nodes(
     runbook: &Runbook,
+    titles: &HashMap<String, String>,
     states: &HashMap<String, StepState>,
 ) -> (Vec<Node>, Vec<(String, String)>) {
     let mut nodes: Vec<Node> = Vec::new();
@@ -46,11 +47,12 @@ fn nodes(
     let mut members: Vec<Vec<StepState>> = Vec::new();
     for step in &runbook.steps {
         let at = *of_source.entry(step.source).or_insert_with(|| {
-            let mut text = step
-                .spec
-                .title
-                .clone()
-                .unwrap_or_else(|| step.spec.id.clone());
+            // The id first, so the node names what commands take; the
+            // title (rendered) beside it.
+            let mut text = match titles.get(&step.spec.id) {
+                Some(title) => format!("{}: {title}", step.spec.id),
+                None => step.spec.id.clone(),
+            };
             match &step.family {
                 Some(f) => text.push_str(&format!(" @{} ({} hosts)", f.group, f.size)),
                 None => {
@@ -113,10 +115,11 @@ fn mermaid_id(id: &str) -> String {
 /// The graph text; `states` (step id → state) colours the nodes.
 pub fn render(
     runbook: &Runbook,
+    titles: &HashMap<String, String>,
     format: GraphFormat,
     states: &HashMap<String, StepState>,
 ) -> String {
-    let (nodes, edges) = nodes(runbook, states);
+    let (nodes, edges) = nodes(runbook, titles, states);
     let mut out = String::new();
     match format {
         GraphFormat::Dot => {

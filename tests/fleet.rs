@@ -54,6 +54,10 @@ fn a_group_from_yaml_runs_once_per_host_each_on_its_own_address() {
         "  - id: deploy\n    on: web\n    run: echo \"{{{{ step.host }}}} $SSH_CONNECTION\" | cut -d' ' -f1,4 >> {log}\n  - id: check\n    on: web\n    needs: [deploy]\n    run: echo check {{{{ step.host }}}} >> {log}\n  - id: done\n    needs: [check]\n    run: echo done >> {log}\n"
     );
     t.put_runbook("r", &runbook(&fleet, "  web: [h*]\n", &steps));
+    // validate counts the steps as written, the instances apart.
+    t.run(&["validate", "r"])
+        .code(0)
+        .stdout_has("ok (3 steps (7 instances), 3 hosts, 0 secrets)");
     t.run(&["run", "r", "--jobs", "8"]).code(0);
     let lines = log_lines(&t, "log");
     let expected_addresses: Vec<String> = fleet

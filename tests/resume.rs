@@ -334,3 +334,39 @@ fn a_skipped_step_stays_skipped_and_its_dependents_done_on_resume() {
     assert_eq!((count(&t, "lint"), count(&t, "after")), (0, 1));
     assert_eq!(t.status(None).state_of("lint"), "skipped");
 }
+
+/// SPEC §14: `--var` values are kept with the run. A resume without
+/// `--var` reuses them (nothing reruns back to the runbook's default); a
+/// `--var` that changes a step's rendered definition reruns that step, and
+/// only it (and what needs it); `--fresh` starts from the runbook's own
+/// values plus the `--var`s given.
+#[test]
+fn a_var_is_kept_with_the_run_and_a_changed_one_reruns_only_what_it_changes() {
+    let t = Test::new();
+    let yaml = format!(
+        "vars: {{ color: red, size: s }}\nsteps:\n  - id: a\n    run: echo a-{{{{ vars.color }}}} >> {log}\n  - id: s\n    run: echo s-{{{{ vars.size }}}} >> {log}\n  - id: b\n    needs: [a]\n    run: echo b >> {log}; test -e {fixed}\n  - id: free\n    run: echo free >> {log}\n",
+        log = t.p("log"),
+        fixed = t.p("fixed")
+    );
+    t.put_runbook("v", &yaml);
+    t.run(&["run", "v", "--var", "color=blue"]).code(1);
+    // No --var: the stored `color=blue` is used, so `a` is still done.
+    t.run(&["resume", "v"]).code(1);
+    t.write("fixed", "");
+    // `size` changes `s` only; `a` keeps the stored blue.
+    t.run(&["resume", "v", "--var", "size=m"]).code(0);
+    let lines = t.lines("log");
+    let n = |w: &str| lines.iter().filter(|l| *l == w).count();
+    assert_eq!(
+        (n("a-blue"), n("a-red"), n("s-s"), n("s-m"), n("b"), n("free")),
+        (1, 0, 1, 1, 3, 1),
+        "{lines:?}"
+    );
+    assert_eq!(t.status(None).run_id, 1);
+    // --fresh: the runbook's own values plus the --var given.
+    t.run(&["run", "v", "--fresh", "--var", "size=l"]).code(0);
+    let lines = t.lines("log");
+    assert!(lines.iter().any(|l| l == "a-red"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "s-l"), "{lines:?}");
+    assert_eq!(t.status(None).run_id, 2);
+}

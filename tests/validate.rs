@@ -247,7 +247,7 @@ fn name_resolution_folder_and_path() {
     t.write("elsewhere/x.yaml", "steps:\n  - id: a\n    run: 'true'\n");
     t.run(&["validate", "site"])
         .code(0)
-        .stdout_has("ok (1 steps");
+        .stdout_has("ok (1 step,");
     t.run(&["validate", "elsewhere/x.yaml"]).code(0);
     t.run(&["run", "site"]).code(0);
     assert_eq!(t.status(None).runbook, "site");
@@ -261,7 +261,7 @@ fn valid_runbook_passes() {
     );
     t.run(&["validate", "good"])
         .code(0)
-        .stdout_has("ok (2 steps, 1 hosts, 1 secrets)");
+        .stdout_has("ok (2 steps, 1 host, 1 secret)");
 }
 
 /// A host address or user that starts with `-` would be read by ssh as

@@ -211,12 +211,24 @@ impl Ctx {
         validate::check_var_names(&file, &source, vars)?;
         let loaded = self.load(&path, vars, 0)?;
         let r = &loaded.runbook;
+        // The steps as written; a step on a group is one, its instances apart.
+        let written = r
+            .steps
+            .iter()
+            .map(|s| s.source)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let instances = if written == r.steps.len() {
+            String::new()
+        } else {
+            format!(" ({})", report::count(r.steps.len(), "instance"))
+        };
         println!(
-            "{}: ok ({} steps, {} hosts, {} secrets){}",
+            "{}: ok ({}{instances}, {}, {}){}",
             path.display(),
-            r.steps.len(),
-            r.hosts.len(),
-            r.secrets.len(),
+            report::count(written, "step"),
+            report::count(r.hosts.len(), "host"),
+            report::count(r.secrets.len(), "secret"),
             r.description
                 .as_deref()
                 .map(|d| format!(": {d}"))

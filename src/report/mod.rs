@@ -51,3 +51,12 @@ pub fn human_ms(ms: i64) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     }
 }
+
+/// `1 step`, `2 steps`, `0 hosts`: a count with its noun, singular for one.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -46,9 +46,15 @@ pub fn started_line(event: &Event) -> Option<String> {
         return None;
     };
     Some(if *resumed {
-        format!("resuming run {run_id} of {runbook}: {done} of {steps} steps already done")
+        format!(
+            "resuming run {run_id} of {runbook}: {done} of {} already done",
+            super::count(*steps, "step")
+        )
     } else {
-        format!("run {run_id} of {runbook}: {steps} steps")
+        format!(
+            "run {run_id} of {runbook}: {}",
+            super::count(*steps, "step")
+        )
     })
 }
 

@@ -386,3 +386,23 @@ fn the_guide_matcher_can_fail() {
     assert!(!matches("✓ greet  succeeded", "✗ greet  failed"));
     assert!(!matches("a … b", "b a"));
 }
+
+/// Issue 20 point 10: the README and the guide say once, before their first
+/// command, how to put `runbook` on `PATH` and what that needs; the README
+/// still shows a newcomer exactly two commands (the sandbox run, the tests).
+#[test]
+fn readme_and_guide_say_first_how_to_install() {
+    const INSTALL: &str = "cargo install --locked --path .";
+    for file in ["README.md", "docs/guide.md"] {
+        let text = read(file);
+        assert_eq!(text.matches(INSTALL).count(), 1, "{file}: say it once");
+        let at = text.find(INSTALL).unwrap();
+        let first_command = text.find("```sh").unwrap_or(text.len());
+        assert!(at < first_command, "{file}: install comes first");
+        let around = &text[at.saturating_sub(400)..(at + 600).min(text.len())];
+        for need in ["Rust toolchain", "C compiler", "PATH"] {
+            assert!(around.contains(need), "{file}: says what it needs: {need}");
+        }
+    }
+    assert_eq!(read("README.md").matches("```sh").count(), 2);
+}

@@ -306,8 +306,12 @@ fn parse_raw(name: &str, text: &str) -> Result<Raw, String> {
         return ini::parse_ini(text);
     }
     // As Ansible: when the YAML reader cannot read it, the INI reader
-    // tries (INI text in a file named `.yml`).
-    yaml::parse_yaml(text).or_else(|e| ini::parse_ini(text).map_err(|_| e))
+    // tries (INI text, with its `[section]` lines, in a file named `.yml`).
+    let sections = text.lines().any(|l| l.trim_start().starts_with('['));
+    match yaml::parse_yaml(text) {
+        Err(e) if sections => ini::parse_ini(text).map_err(|_| e),
+        read => read,
+    }
 }
 
 /// Host and group names: letters, digits, `.`, `_`, `-` and `:` (IPv6),

@@ -213,3 +213,12 @@ fn jinja_values_render_from_the_inventorys_own_variables() {
     assert!(why.contains("nowhere"), "{why}");
     assert_eq!(inv.hosts["w2"].address.as_deref(), Some("w2"));
 }
+
+#[test]
+fn yaml_hosts_ansible_refuses_are_refused() {
+    let e = parse("i.yml", "all:\n  hosts:\n    cloud1: my_backup.cloud.com\n").unwrap_err();
+    assert!(e.contains("cloud1") && e.contains("not a mapping"), "{e}");
+    let e = parse("i.yml", "all:\n  hosts:\n    123:\n").unwrap_err();
+    assert!(e.contains("123") && e.contains("quote"), "{e}");
+    assert!(parse("i.yml", "all:\n  hosts:\n    \"123\":\n").is_ok());
+}

@@ -68,10 +68,15 @@ pub(super) fn parse_yaml(text: &str) -> Result<Raw, String> {
                 Some("hosts") => {
                     if let Value::Mapping(hosts) = value {
                         for (h, v) in hosts {
-                            let h = scalar(h).ok_or_else(|| {
-                                format!("group `{name}`: a host name is not text")
-                            })?;
-                            for host in expand_range(&h)? {
+                            // As Ansible: a name must be a string (`123:`
+                            // is refused), a host's body a mapping or empty.
+                            let Value::String(h) = h else {
+                                return Err(format!("group `{name}`: host name `{}` is not text; quote it (Ansible refuses it too)", scalar(h).unwrap_or_default()));
+                            };
+                            if !matches!(v, Value::Mapping(_) | Value::Null) {
+                                return Err(format!("group `{name}`: host `{h}` has a value that is not a mapping of variables (write `{h}: {{ ansible_host: ... }}`; Ansible refuses it too)"));
+                            }
+                            for host in expand_range(h)? {
                                 check_name(&host)?;
                                 raw.add_host(name, &host, vars_of(v)?);
                             }

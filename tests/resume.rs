@@ -358,7 +358,14 @@ fn a_var_is_kept_with_the_run_and_a_changed_one_reruns_only_what_it_changes() {
     let lines = t.lines("log");
     let n = |w: &str| lines.iter().filter(|l| *l == w).count();
     assert_eq!(
-        (n("a-blue"), n("a-red"), n("s-s"), n("s-m"), n("b"), n("free")),
+        (
+            n("a-blue"),
+            n("a-red"),
+            n("s-s"),
+            n("s-m"),
+            n("b"),
+            n("free")
+        ),
         (1, 0, 1, 1, 3, 1),
         "{lines:?}"
     );

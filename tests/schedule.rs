@@ -138,8 +138,11 @@ fn retries_exhausted_fail_with_attempt_count() {
         "never",
         "steps:\n  - id: n\n    retries: 2\n    retry_delay: 1ms\n    run: exit 7\n",
     );
+    // Each retry's start line says why the attempt before it failed.
     t.run(&["run", "never"])
         .code(1)
+        .stdout_has("▶ n (attempt 2: attempt 1 exited with code 7)")
+        .stdout_has("▶ n (attempt 3: attempt 2 exited with code 7)")
         .stdout_has("after 3 attempts");
     assert_eq!(t.status(None).step("n").attempts, 3);
 }

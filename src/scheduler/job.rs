@@ -20,6 +20,8 @@ pub(super) enum Msg {
     Attempt {
         step: usize,
         attempt: i64,
+        /// On a retry, why the previous attempt failed.
+        why: Option<String>,
     },
     Output {
         step: usize,
@@ -30,10 +32,7 @@ pub(super) enum Msg {
     /// A resumed engine found the step's attempt on its host, started by
     /// an earlier engine: the attempt's stored lines are replaced by what
     /// its spool holds, read again from the start.
-    Reattach {
-        step: usize,
-        attempt: i64,
-    },
+    Reattach { step: usize, attempt: i64 },
     Done {
         step: usize,
         outcome: Outcome,
@@ -289,10 +288,12 @@ impl Job {
         }
         let mut attempt = first;
         let last = first + i64::from(r.retries.saturating_sub(spent));
+        let mut why = None;
         loop {
             let _ = tx.send(Msg::Attempt {
                 step: self.step,
                 attempt,
+                why: why.take(),
             });
             let (outcome, keep) = match (&r.action, &self.spool) {
                 (RenderedAction::Run { .. }, Some(_)) => {
@@ -304,11 +305,15 @@ impl Job {
             match outcome {
                 // A step that may still run on an unreachable host is not
                 // tried again beside itself.
-                Outcome::Failed { .. } if attempt < last && !keep => {
+                Outcome::Failed { reason, .. } if attempt < last && !keep => {
                     tokio::select! {
                         _ = tokio::time::sleep(r.retry_delay) => {}
                         _ = cancel.cancelled() => return (Outcome::Interrupted, false),
                     }
+                    why = Some(format!(
+                        "attempt {}: attempt {attempt} {reason}",
+                        attempt + 1
+                    ));
                     attempt += 1;
                 }
                 Outcome::Failed { exit_code, reason } if attempt > first => {

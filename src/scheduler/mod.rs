@@ -642,7 +642,7 @@ impl<'a> Pass<'a> {
                 }
                 Ok(())
             }
-            Msg::Attempt { step, attempt } => {
+            Msg::Attempt { step, attempt, why } => {
                 self.flush_output()?;
                 self.current_attempt[step] = attempt;
                 self.rows[step].attempts = attempt;
@@ -653,7 +653,7 @@ impl<'a> Pass<'a> {
                     attempt,
                     host: self.plan.steps[step].host.clone(),
                     state: StepState::Running,
-                    reason: self.rerun_note[step].take(),
+                    reason: self.rerun_note[step].take().or(why),
                 });
                 Ok(())
             }

@@ -526,11 +526,21 @@ fn source_diagnostic(
         return None;
     }
     let message = source::hash_now(ctx, step, rendered)?.err()?;
-    let e = TemplateError {
-        message,
-        range: None,
-    };
-    Some(template_diagnostic(runbook, step, "src", &e))
+    if !message.contains("does not exist") {
+        let e = TemplateError {
+            message,
+            range: None,
+        };
+        return Some(template_diagnostic(runbook, step, "src", &e));
+    }
+    Some(
+        Diagnostic::new(
+            &runbook.source.path,
+            format!("step `{}`, `src`: {message}", step.spec.id),
+        )
+        .at(runbook.source.step_key_span(step.source, "src"))
+        .hint("create it, or add `needs:` naming the step that builds it (it is then read when the upload starts)"),
+    )
 }
 
 /// A URL that is known before the run (it uses no secret) and is not one.

@@ -433,27 +433,46 @@ fn dry_run_with_limit_shows_only_what_that_run_would_do() {
 }
 
 /// `reset RUN STEP` on a step on a group resets each of its instances and
-/// what depends on them; `logs RUN STEP` says to name an instance.
+/// what depends on them; `logs RUN STEP` prints every instance's output
+/// under its host's name (SPEC §14), `--attempt N` each one's attempt N.
 #[test]
-fn reset_by_step_name_resets_every_instance_and_logs_asks_for_one() {
+fn reset_by_step_name_resets_every_instance_and_logs_prints_each() {
     let sshd = support::sshd::Sshd::start();
     let t = Test::new();
     let hosts = hosts_on_one_sshd(&sshd, 2);
     t.put_runbook(
         "r",
-        &format!("{hosts}steps:\n  - id: deploy\n    on: all\n    run: echo hi\n  - id: finish\n    needs: [deploy]\n    run: 'true'\n"),
+        &format!("{hosts}steps:\n  - id: deploy\n    on: all\n    run: echo hi from {{{{ step.host }}}}\n  - id: finish\n    needs: [deploy]\n    run: 'true'\n"),
     );
     t.run(&["run", "r"]).code(0);
+    let logs = t.run(&["logs", "1", "deploy"]);
+    logs.code(0);
+    assert_eq!(
+        logs.stdout.lines().collect::<Vec<_>>(),
+        [
+            "== h1 (deploy@h1) ==",
+            "hi from h1",
+            "== h2 (deploy@h2) ==",
+            "hi from h2"
+        ],
+        "{}",
+        logs.stdout
+    );
     t.run(&["reset", "1", "deploy"]).code(0);
     let s = t.status(None);
     for id in ["deploy@h1", "deploy@h2", "finish"] {
         assert_eq!(s.state_of(id), "pending", "{id}");
     }
     t.run(&["logs", "1", "deploy"])
-        .code(2)
-        .stderr_has("deploy@h1");
+        .code(0)
+        .stdout_has("== h1 (deploy@h1) ==");
     t.run(&["run", "r"]).code(0);
-    t.run(&["logs", "1", "deploy@h2"]).code(0).stdout_has("hi");
+    t.run(&["logs", "1", "deploy@h2"])
+        .code(0)
+        .stdout_has("hi from h2");
+    t.run(&["logs", "1", "deploy", "--attempt", "1"])
+        .code(0)
+        .stdout_has("== h2 (deploy@h2) ==\nhi from h2");
 }
 
 /// A group's `env_files` entry is each host's own file: a local step does

@@ -188,7 +188,11 @@ impl Ctx {
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let steps = store.steps(run.id)?;
         let Some(row) = steps.iter().find(|s| s.id == step) else {
-            return Err(unknown_step(&run, step, &steps));
+            let instances = step_or_instances(&steps, step);
+            if instances.is_empty() {
+                return Err(unknown_step(&run, step, &steps));
+            }
+            return instance_lines(&store, run.id, &steps, &instances, attempt);
         };
         let attempt = attempt.unwrap_or(row.attempts);
         if attempt < 1 || attempt > row.attempts {
@@ -303,6 +307,43 @@ impl Ctx {
 
 /// The step named, or, for a step on a group named without a host, each
 /// of its instances; empty when the run has neither.
+/// `logs` of a step on a group: each instance's output under its host's
+/// name (`== web1 (deploy@web1) ==`), in host order; the latest attempt of
+/// each, or attempt `attempt` where it has one.
+fn instance_lines(
+    store: &Store,
+    run_id: i64,
+    steps: &[StepRow],
+    instances: &[String],
+    attempt: Option<i64>,
+) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for id in instances {
+        let Some(row) = steps.iter().find(|s| &s.id == id) else {
+            continue;
+        };
+        let host = id.split_once('@').map(|(_, h)| h).unwrap_or(id);
+        lines.push(format!("== {host} ({id}) =="));
+        let n = attempt.unwrap_or(row.attempts);
+        if row.attempts == 0 {
+            lines.push(format!("({id} has not started)"));
+        } else if n < 1 || n > row.attempts {
+            lines.push(format!(
+                "({id} has {} attempt(s); no attempt {n})",
+                row.attempts
+            ));
+        } else {
+            lines.extend(
+                store
+                    .output(run_id, id, n, None)?
+                    .into_iter()
+                    .map(|(_, l)| l),
+            );
+        }
+    }
+    Ok(lines)
+}
+
 fn step_or_instances(steps: &[StepRow], step: &str) -> Vec<String> {
     if steps.iter().any(|s| s.id == step) {
         return vec![step.to_string()];

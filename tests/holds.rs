@@ -621,3 +621,43 @@ fn approval_and_title_are_templates() {
         .stderr_has("bad.yaml:3:")
         .stderr_has("bad.yaml:4:");
 }
+
+/// The handoff's `notes` hold the `doc` of every step not done: a failed or
+/// blocked one as well as a held one; a done step's doc is not among them.
+#[test]
+fn handoff_notes_hold_the_doc_of_every_step_not_done() {
+    let t = Test::new().runbook(
+        "n",
+        "steps:\n  - id: a\n    doc: Done already.\n    run: 'true'\n  - id: b\n    needs: [a]\n    doc: Builds the thing.\n    run: exit 7\n  - id: c\n    needs: [b]\n    doc: Restarts the service.\n    run: 'true'\n  - id: e\n    approval: true\n    doc: Ships it.\n    run: 'true'\n",
+    );
+    t.run(&["run", "n"]).code(1);
+    let json = t.run(&["handoff", "--json"]);
+    json.code(0);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let notes: Vec<(String, String)> = doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (id, text) in [
+        ("b", "Builds the thing."),
+        ("c", "Restarts the service."),
+        ("e", "Ships it."),
+    ] {
+        assert!(
+            notes.contains(&(id.to_string(), text.to_string())),
+            "{id} missing from {notes:?}"
+        );
+    }
+    assert!(!notes.iter().any(|(id, _)| id == "a"), "{notes:?}");
+    t.run(&["handoff"])
+        .code(0)
+        .stdout_has("1 step is done")
+        .stdout_has("- `c`: Restarts the service.");
+}

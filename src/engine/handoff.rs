@@ -287,9 +287,11 @@ impl Ctx {
                 ),
             })
             .collect();
+        // The `doc` of every step not done (SPEC §6), so whoever picks the
+        // run up reads what each one is for.
         let notes = steps
             .iter()
-            .filter(|s| s.state.is_waiting())
+            .filter(|s| !matches!(s.state, StepState::Succeeded | StepState::Skipped))
             .filter_map(|s| {
                 spec_of(&s.id)
                     .and_then(|st| st.spec.doc.clone())

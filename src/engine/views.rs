@@ -17,12 +17,20 @@ pub struct StatusView {
     pub notifications: Vec<NotificationRow>,
     /// Secrets whose source could not be reached.
     pub unavailable: Vec<String>,
+    /// Each step's attempts, by step id (SPEC §14).
+    pub attempt_history: std::collections::HashMap<String, Vec<crate::store::AttemptRow>>,
 }
 
 impl StatusView {
     /// The `status --json` document (SPEC §5).
     pub fn to_json(&self) -> serde_json::Value {
-        let doc = report::status::to_json(&self.run, self.state, &self.steps, &self.unavailable);
+        let doc = report::status::to_json(
+            &self.run,
+            self.state,
+            &self.steps,
+            &self.unavailable,
+            &self.attempt_history,
+        );
         let mut doc = serde_json::to_value(&doc).unwrap_or_default();
         if let (false, Some(map)) = (self.notifications.is_empty(), doc.as_object_mut()) {
             map.insert(
@@ -88,12 +96,14 @@ impl Ctx {
             .filter(|r| r.state == crate::state::SecretState::Unavailable)
             .map(|r| r.name)
             .collect();
+        let attempt_history = store.attempt_history(run.id)?;
         Ok(StatusView {
             run,
             state,
             steps,
             notifications,
             unavailable,
+            attempt_history,
         })
     }
 

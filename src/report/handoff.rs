@@ -153,7 +153,10 @@ impl Handoff {
     /// person, failed or is blocked (each instance counted once).
     pub fn header_counts(&self) -> (String, Option<String>) {
         let c = &self.counts;
-        let done = format!("{} step(s) are done", c.done);
+        let done = match c.done {
+            1 => "1 step is done".to_string(),
+            n => format!("{n} steps are done"),
+        };
         let rest = (c.waiting > 0 || c.failed > 0 || c.blocked > 0).then(|| {
             format!(
                 "{} wait for a person, {} failed, {} are blocked behind them",
@@ -224,7 +227,7 @@ pub fn to_markdown(h: &Handoff) -> String {
         md.push('\n');
     }
     if !h.notes.is_empty() {
-        md.push_str("### About the waiting steps\n\n");
+        md.push_str("### About the steps not done\n\n");
         for n in &h.notes {
             md.push_str(&format!(
                 "- `{}`: {}\n",

@@ -177,7 +177,7 @@ fn needed(b: &mut String, h: &Handoff) {
         b.push_str("</ul>\n");
     }
     if !h.notes.is_empty() {
-        b.push_str("<h3>About the waiting steps</h3>\n<ul>\n");
+        b.push_str("<h3>About the steps not done</h3>\n<ul>\n");
         for n in &h.notes {
             b.push_str(&format!(
                 "<li>{}: {}</li>\n",

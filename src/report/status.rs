@@ -56,6 +56,8 @@ pub struct StepJson {
     pub rejected: Vec<String>,
     /// Secrets whose command failed (SPEC §13).
     pub unavailable: Vec<String>,
+    /// Each attempt's own record, in order (SPEC §14).
+    pub attempt_history: Vec<crate::store::AttemptRow>,
 }
 
 /// The JSON document; `unavailable` names the secrets whose command
@@ -65,6 +67,7 @@ pub fn to_json(
     state: RunState,
     steps: &[StepRow],
     unavailable: &[String],
+    history: &std::collections::HashMap<String, Vec<crate::store::AttemptRow>>,
 ) -> StatusJson {
     StatusJson {
         run_id: run.id,
@@ -99,6 +102,7 @@ pub fn to_json(
                     .filter(|m| unavailable.contains(m))
                     .cloned()
                     .collect(),
+                attempt_history: history.get(&s.id).cloned().unwrap_or_default(),
             })
             .collect(),
     }

@@ -22,6 +22,8 @@ pub(super) enum Msg {
         attempt: i64,
         /// On a retry, why the previous attempt failed.
         why: Option<String>,
+        /// On a retry, how the previous attempt ended: exit code and reason.
+        previous: Option<(Option<i32>, String)>,
     },
     Output {
         step: usize,
@@ -289,11 +291,13 @@ impl Job {
         let mut attempt = first;
         let last = first + i64::from(r.retries.saturating_sub(spent));
         let mut why = None;
+        let mut previous = None;
         loop {
             let _ = tx.send(Msg::Attempt {
                 step: self.step,
                 attempt,
                 why: why.take(),
+                previous: previous.take(),
             });
             let (outcome, keep) = match (&r.action, &self.spool) {
                 (RenderedAction::Run { .. }, Some(_)) => {
@@ -305,7 +309,7 @@ impl Job {
             match outcome {
                 // A step that may still run on an unreachable host is not
                 // tried again beside itself.
-                Outcome::Failed { reason, .. } if attempt < last && !keep => {
+                Outcome::Failed { reason, exit_code } if attempt < last && !keep => {
                     tokio::select! {
                         _ = tokio::time::sleep(r.retry_delay) => {}
                         _ = cancel.cancelled() => return (Outcome::Interrupted, false),
@@ -314,6 +318,7 @@ impl Job {
                         "attempt {}: attempt {attempt} {reason}",
                         attempt + 1
                     ));
+                    previous = Some((exit_code, reason));
                     attempt += 1;
                 }
                 Outcome::Failed { exit_code, reason } if attempt > first => {

@@ -311,6 +311,8 @@ struct Pass<'a> {
     /// Pending steps whose needs are all satisfied, in order.
     ready: VecDeque<usize>,
     started_at: Vec<Option<Instant>>,
+    /// When the current attempt of each step started (SPEC §14's record).
+    attempt_start: Vec<Option<(String, Instant)>>,
     current_attempt: Vec<i64>,
     /// Why a step runs again in this pass, shown when its first attempt starts.
     rerun_note: Vec<Option<String>>,
@@ -369,6 +371,7 @@ impl<'a> Pass<'a> {
             waiting,
             ready,
             started_at: vec![None; n],
+            attempt_start: vec![None; n],
             current_attempt: vec![0; n],
             rerun_note: vec![None; n],
             running: 0,
@@ -642,8 +645,17 @@ impl<'a> Pass<'a> {
                 }
                 Ok(())
             }
-            Msg::Attempt { step, attempt, why } => {
+            Msg::Attempt {
+                step,
+                attempt,
+                why,
+                previous,
+            } => {
                 self.flush_output()?;
+                if let Some((exit_code, reason)) = previous {
+                    self.record_attempt(step, exit_code, Some(reason))?;
+                }
+                self.attempt_start[step] = Some((crate::store::now(), Instant::now()));
                 self.current_attempt[step] = attempt;
                 self.rows[step].attempts = attempt;
                 self.store.save_step(self.run_id, &self.rows[step])?;
@@ -661,6 +673,9 @@ impl<'a> Pass<'a> {
                 self.flush_output()?;
                 let id = self.plan.steps[step].id.clone();
                 self.store.clear_output(self.run_id, &id, attempt)?;
+                let began = self.rows[step].started_at.clone();
+                self.attempt_start[step] =
+                    Some((began.unwrap_or_else(crate::store::now), Instant::now()));
                 self.current_attempt[step] = attempt;
                 self.rows[step].attempts = attempt;
                 self.store.save_step(self.run_id, &self.rows[step])?;
@@ -680,6 +695,27 @@ impl<'a> Pass<'a> {
                 keep_spool,
             } => self.on_done(step, outcome, keep_spool),
         }
+    }
+
+    /// Commits how the current attempt of `step` ended (SPEC §14).
+    fn record_attempt(
+        &mut self,
+        step: usize,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    ) -> Result<()> {
+        let Some((started_at, began)) = self.attempt_start[step].take() else {
+            return Ok(());
+        };
+        let row = crate::store::AttemptRow {
+            attempt: self.current_attempt[step],
+            exit_code: exit_code.map(i64::from),
+            reason,
+            started_at,
+            duration_ms: began.elapsed().as_millis() as i64,
+        };
+        let id = &self.plan.steps[step].id;
+        self.store.save_attempt(self.run_id, id, &row)
     }
 
     /// A step ended: its lines and state are committed, then its
@@ -709,6 +745,9 @@ impl<'a> Pass<'a> {
                 Some("stopped by signal".into()),
             ),
         };
+        if state != StepState::Interrupted {
+            self.record_attempt(step, exit_code, reason.clone())?;
+        }
         let row = &mut self.rows[step];
         let code = exit_code.map(i64::from);
         let spool = self.spools[step].take().filter(|_| !keep_spool);

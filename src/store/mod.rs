@@ -130,6 +130,21 @@ impl RunRow {
     }
 }
 
+/// How one attempt of a step ended (`attempt_history` in `status --json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AttemptRow {
+    /// Attempt number in the run.
+    pub attempt: i64,
+    /// Exit code of its command, when it had one.
+    pub exit_code: Option<i64>,
+    /// Why it ended so (a failure's reason), when known.
+    pub reason: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
 /// The current time as RFC 3339, seconds precision, UTC.
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -427,6 +442,53 @@ impl Store {
     /// it is part of).
     pub fn save_step(&self, run_id: i64, row: &StepRow) -> Result<()> {
         upsert_step(&self.conn, run_id, row).at(&self.path)
+    }
+
+    /// Records how one attempt of a step ended (SPEC §14).
+    pub fn save_attempt(&self, run_id: i64, step: &str, a: &AttemptRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO attempt_history
+                 (run_id, step_id, attempt, exit_code, reason, started_at, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![run_id, step, a.attempt, a.exit_code, a.reason, a.started_at, a.duration_ms],
+            )
+            .map(|_| ())
+            .at(&self.path)
+    }
+
+    /// Every recorded attempt of a run, by step id, in attempt order.
+    pub fn attempt_history(
+        &self,
+        run_id: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<AttemptRow>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT step_id, attempt, exit_code, reason, started_at, duration_ms
+                 FROM attempt_history WHERE run_id = ?1 ORDER BY step_id, attempt",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AttemptRow {
+                        attempt: r.get(1)?,
+                        exit_code: r.get(2)?,
+                        reason: r.get(3)?,
+                        started_at: r.get(4)?,
+                        duration_ms: r.get(5)?,
+                    },
+                ))
+            })
+            .at(&self.path)?;
+        let mut out: std::collections::HashMap<String, Vec<AttemptRow>> = Default::default();
+        for row in rows {
+            let (step, a) = row.at(&self.path)?;
+            out.entry(step).or_default().push(a);
+        }
+        Ok(out)
     }
 
     /// Appends captured lines of one attempt.

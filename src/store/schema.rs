@@ -97,6 +97,17 @@ const MIGRATIONS: &[&str] = &[
     // 5: the hash of the source an upload shipped (SPEC §14): a succeeded
     // upload is done while its definition and this hash are unchanged.
     "ALTER TABLE steps ADD COLUMN source_hash TEXT;",
+    // 6: each attempt's own record (SPEC §14): how it ended, when, how long.
+    "CREATE TABLE attempt_history (
+        run_id INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        exit_code INTEGER,
+        reason TEXT,
+        started_at TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_id, attempt)
+    );",
 ];
 
 /// The schema version this program writes.

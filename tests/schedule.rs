@@ -147,6 +147,47 @@ fn retries_exhausted_fail_with_attempt_count() {
     assert_eq!(t.status(None).step("n").attempts, 3);
 }
 
+/// SPEC §14: each attempt keeps its own record: `status --json` keeps
+/// `attempts` and adds `attempt_history`, and `logs --attempt N` prints
+/// attempt N's output.
+#[test]
+fn each_attempt_keeps_its_record() {
+    let t = Test::new();
+    let yaml = format!(
+        "steps:\n  - id: check\n    retries: 2\n    retry_delay: 1ms\n    run: 'c=$(cat {n} 2>/dev/null || echo 0); c=$((c+1)); echo $c > {n}; echo try $c; [ $c -ge 3 ] || exit 7'\n",
+        n = t.p("n")
+    );
+    let t = t.runbook("flaky", &yaml);
+    t.run(&["run", "flaky"]).code(0);
+    let ran = t.run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let step = &doc["steps"][0];
+    assert_eq!(step["attempts"], 3);
+    let history = step["attempt_history"].as_array().expect("attempt_history");
+    let ends: Vec<(i64, i64)> = history
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ends, [(1, 7), (2, 7), (3, 0)], "{history:?}");
+    assert_eq!(history[0]["reason"], "exited with code 7");
+    for a in history {
+        assert!(
+            a["started_at"].as_str().is_some_and(|s| s.ends_with('Z')),
+            "{a}"
+        );
+        assert!(a["duration_ms"].as_i64().is_some(), "{a}");
+    }
+    for n in 1..=3 {
+        let logs = t.run(&["logs", "1", "check", "--attempt", &n.to_string()]);
+        assert_eq!(logs.stdout.trim(), format!("try {n}"));
+    }
+}
+
 #[test]
 fn when_false_skips_and_unless_zero_is_already_satisfied() {
     let t = Test::new();

@@ -451,7 +451,15 @@ impl Store {
                 "INSERT OR REPLACE INTO attempt_history
                  (run_id, step_id, attempt, exit_code, reason, started_at, duration_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![run_id, step, a.attempt, a.exit_code, a.reason, a.started_at, a.duration_ms],
+                params![
+                    run_id,
+                    step,
+                    a.attempt,
+                    a.exit_code,
+                    a.reason,
+                    a.started_at,
+                    a.duration_ms
+                ],
             )
             .map(|_| ())
             .at(&self.path)

@@ -81,6 +81,19 @@ pub struct StepStatus {
     /// The host (fleets: `"host"` on every step entry); null when local.
     #[serde(default)]
     pub host: Option<String>,
+    /// Each attempt's record (SPEC §14).
+    pub attempt_history: Vec<AttemptRecord>,
+}
+
+/// One attempt in `status --json`'s `attempt_history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub duration_ms: i64,
 }
 
 impl Status {

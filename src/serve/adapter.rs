@@ -102,10 +102,8 @@ impl Adapter {
 
     /// A follower of one run: it polls the store for what changed.
     pub fn follower(&self, run_id: i64) -> Result<Follower> {
-        let store = Store::open_existing(self.ctx.state_path())?
-            .ok_or_else(|| Error::Usage("no state file".into()))?;
         let mut f = Follower {
-            store,
+            path: self.state_path(),
             run_id,
             run_state: None,
             finished_at: None,
@@ -120,7 +118,7 @@ impl Adapter {
 
 /// Polls one run and turns what changed into the events of SPEC §5.
 pub struct Follower {
-    store: Store,
+    path: PathBuf,
     run_id: i64,
     run_state: Option<RunState>,
     finished_at: Option<String>,
@@ -131,11 +129,15 @@ pub struct Follower {
 impl Follower {
     /// What changed since the last poll, as events; `None` when the run is gone.
     pub fn poll(&mut self) -> Result<Option<Vec<Event>>> {
-        let Some(run) = self.store.run(self.run_id)? else {
+        // A fresh connection each time: a long-lived one was seen to miss
+        // a later engine's pass.
+        let store = Store::open_existing(&self.path)?
+            .ok_or_else(|| Error::Usage("no state file".into()))?;
+        let Some(run) = store.run(self.run_id)? else {
             return Ok(None);
         };
-        let mut steps = self.store.steps(self.run_id)?;
-        let alive = self.store.live_holder(self.run_id)?.is_some();
+        let mut steps = store.steps(self.run_id)?;
+        let alive = store.live_holder(self.run_id)?.is_some();
         let state = run.effective_state(&mut steps, alive);
         let first = self.run_state.is_none();
         let mut events = Vec::new();
@@ -150,7 +152,7 @@ impl Follower {
             });
         }
         for s in &steps {
-            self.step_events(s, first, &mut events)?;
+            self.step_events(&store, s, first, &mut events)?;
         }
         // A pass that began and ended between two polls still ends.
         let stepped = events
@@ -168,7 +170,13 @@ impl Follower {
         Ok(Some(events))
     }
 
-    fn step_events(&mut self, s: &StepRow, first: bool, events: &mut Vec<Event>) -> Result<()> {
+    fn step_events(
+        &mut self,
+        store: &Store,
+        s: &StepRow,
+        first: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
         let before = self.steps.insert(s.id.clone(), (s.state, s.attempts));
         let changed = before != Some((s.state, s.attempts));
         if changed && !first && s.state == StepState::Running {
@@ -184,9 +192,7 @@ impl Follower {
         if s.state == StepState::Running || before.map(|b| b.0) == Some(StepState::Running) {
             let key = (s.id.clone(), s.attempts);
             let after = self.seen.get(&key).copied().unwrap_or(0);
-            let lines = self
-                .store
-                .output_since(self.run_id, &s.id, s.attempts, after)?;
+            let lines = store.output_since(self.run_id, &s.id, s.attempts, after)?;
             if let Some((seq, _, _)) = lines.last() {
                 self.seen.insert(key, *seq);
             }

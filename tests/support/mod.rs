@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod browser;
 pub mod fleet;
 pub mod http;
 pub mod sandbox;
@@ -346,4 +347,20 @@ pub fn processes() -> Vec<(i32, Vec<String>)> {
         }
     }
     out
+}
+
+/// Waits until the async `cond` holds, up to `limit`.
+pub async fn wait_for_async<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond().await
 }

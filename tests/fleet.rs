@@ -518,3 +518,25 @@ fn a_limit_glob_matches_group_names_too() {
     // Not the implicit `all` group: `a*` names no host here.
     t.run(&["run", "r", "--dry-run", "--limit", "a*"]).code(2);
 }
+
+/// SPEC §14: ids in `handoff --json` are ids: instances of one step gathered
+/// on one line carry `"step"` and `"hosts"`, and no line says `@HOST`.
+#[test]
+fn handoff_json_ids_are_ids_and_no_line_says_at_host() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "hosts:\n  w1: { address: 127.0.0.1, port: 1 }\n  w2: { address: 127.0.0.1, port: 1 }\ngroups:\n  web: ['w*']\nsecrets:\n  TOKEN: { description: a token }\nsteps:\n  - id: deploy\n    on: web\n    requires: [TOKEN]\n    run: 'true'\n  - id: next\n    on: web\n    needs: [deploy]\n    run: 'true'\n",
+    );
+    t.run(&["run", "r"]).code(3);
+    let ran = t.run(&["handoff", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let blocked = &doc["blocked"][0];
+    assert_eq!(blocked["id"], "next", "{doc}");
+    assert_eq!(blocked["step"], "next");
+    assert_eq!(blocked["hosts"], serde_json::json!(["w1", "w2"]));
+    assert!(!ran.stdout.contains("@HOST"), "{}", ran.stdout);
+    let md = t.run(&["handoff"]);
+    md.stdout_has("- `next on w1, w2`: `deploy` on the same host is held");
+    assert!(!md.stdout.contains("@HOST"), "{}", md.stdout);
+}

@@ -295,10 +295,7 @@ impl Ctx {
             .filter_map(|s| {
                 spec_of(&s.id)
                     .and_then(|st| st.spec.doc.clone())
-                    .map(|doc| StepLine {
-                        id: s.id.clone(),
-                        text: doc,
-                    })
+                    .map(|doc| StepLine::new(s.id.clone(), doc))
             })
             .collect();
         let mut failed = Vec::new();
@@ -328,15 +325,17 @@ impl Ctx {
                 logs_command: format!("runbook logs {} {}{flag}", run.id, s.id),
             });
         }
-        for ids in failed_of.values().filter(|ids| ids.len() > FAILED_SHOWN) {
+        for (family, ids) in failed_of.iter().filter(|(_, ids)| ids.len() > FAILED_SHOWN) {
             let rest = &ids[FAILED_SHOWN..];
+            // The id is the step's (an id); the instances are named in prose.
             failed.push(FailedStep {
-                id: report::fleet::short_ids(rest).join(", "),
+                id: family.to_string(),
                 host: None,
                 reason: format!(
-                    "{} more instance{} failed; `runbook status {}{flag} --hosts` lists them with their reasons",
+                    "{} more instance{} failed ({}); `runbook status {}{flag} --hosts` lists them with their reasons",
                     rest.len(),
                     if rest.len() == 1 { "" } else { "s" },
+                    report::fleet::short_ids(rest).join(", "),
                     run.id
                 ),
                 output_tail: Vec::new(),
@@ -344,6 +343,8 @@ impl Ctx {
             });
         }
         let line = |s: &StepRow| StepLine {
+            step: None,
+            hosts: Vec::new(),
             id: s.id.clone(),
             text: spec_of(&s.id)
                 .and_then(|st| {
@@ -378,10 +379,7 @@ impl Ctx {
                 steps
                     .iter()
                     .filter(|s| s.state == StepState::Blocked)
-                    .map(|s| StepLine {
-                        id: s.id.clone(),
-                        text: s.reason.clone().unwrap_or_default(),
-                    })
+                    .map(|s| StepLine::new(s.id.clone(), s.reason.clone().unwrap_or_default()))
                     .collect(),
             ),
             notes: collapse(notes),
@@ -408,23 +406,37 @@ const FAILED_SHOWN: usize = 2;
 /// Lines of instances of one step that say the same (a title, a doc, a
 /// reason with the host's name in it or not) become one line naming them.
 fn collapse(lines: Vec<report::handoff::StepLine>) -> Vec<report::handoff::StepLine> {
-    let mut out: Vec<(String, Vec<String>, String)> = Vec::new();
+    // (step, its instances' lines as (id, text as written), the shared text)
+    type Gathered = (String, Vec<(String, String)>, String);
+    let mut out: Vec<Gathered> = Vec::new();
     for l in lines {
         let Some((family, host)) = l.id.split_once('@') else {
-            out.push((l.id.clone(), vec![l.id], l.text));
+            out.push((l.id.clone(), vec![(l.id, l.text.clone())], l.text));
             continue;
         };
         // A reason that names the host's own instance reads the same for all.
-        let text = l.text.replace(&format!("@{host}`"), "@HOST`");
+        let text = l.text.replace(&format!("@{host}`"), "` on the same host");
         match out.iter_mut().find(|(f, _, t)| f == family && *t == text) {
-            Some((_, ids, _)) => ids.push(l.id),
-            None => out.push((family.to_string(), vec![l.id], text)),
+            Some((_, ids, _)) => ids.push((l.id, l.text)),
+            None => out.push((family.to_string(), vec![(l.id, l.text)], text)),
         }
     }
     out.into_iter()
-        .map(|(_, ids, text)| report::handoff::StepLine {
-            id: report::fleet::short_ids(&ids).join(", "),
-            text,
+        .map(|(family, mut ids, text)| {
+            if ids.len() == 1 {
+                let (id, written) = ids.remove(0);
+                return report::handoff::StepLine::new(id, written);
+            }
+            let hosts = ids
+                .iter()
+                .filter_map(|(id, _)| id.split_once('@').map(|(_, h)| h.to_string()))
+                .collect();
+            report::handoff::StepLine {
+                id: family.clone(),
+                text,
+                step: Some(family),
+                hosts,
+            }
         })
         .collect()
 }

@@ -77,10 +77,40 @@ pub struct Counts {
 /// A step and a line about it.
 #[derive(Debug, Serialize)]
 pub struct StepLine {
-    /// Step id.
+    /// Step id, or an instance's `STEP@HOST`; for the instances of one
+    /// step gathered on one line, the step's id (an id, never prose).
     pub id: String,
     /// Title or reason.
     pub text: String,
+    /// For instances gathered on one line: the step they are of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// For instances gathered on one line: their hosts, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+impl StepLine {
+    /// A line about one step or instance.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        StepLine {
+            id: id.into(),
+            text: text.into(),
+            step: None,
+            hosts: Vec::new(),
+        }
+    }
+
+    /// What people read: the id, or `STEP on HOST, HOST` for gathered
+    /// instances.
+    pub fn label(&self) -> String {
+        match &self.step {
+            Some(step) if !self.hosts.is_empty() => {
+                format!("{step} on {}", self.hosts.join(", "))
+            }
+            _ => self.id.clone(),
+        }
+    }
 }
 
 /// The secrets one person must supply.
@@ -260,14 +290,14 @@ pub fn to_markdown(h: &Handoff) -> String {
     if !h.blocked.is_empty() {
         md.push_str("## Blocked\n\nThese run by themselves once what they wait for is done:\n\n");
         for b in &h.blocked {
-            md.push_str(&format!("- `{}`: {}\n", b.id, b.text));
+            md.push_str(&format!("- `{}`: {}\n", b.label(), b.text));
         }
         md.push('\n');
     }
     if !h.done.is_empty() {
         md.push_str("## Done\n\n");
         for d in &h.done {
-            md.push_str(&format!("- `{}` {}\n", d.id, d.text));
+            md.push_str(&format!("- `{}` {}\n", d.label(), d.text));
         }
         md.push('\n');
     }

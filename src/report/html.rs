@@ -100,14 +100,22 @@ pub fn to_html(h: &Handoff) -> String {
     if !h.blocked.is_empty() {
         b.push_str("<h2>Blocked</h2>\n<p>These run by themselves once what they wait for is done:</p>\n<ul>\n");
         for s in &h.blocked {
-            b.push_str(&format!("<li>{}: {}</li>\n", code(&s.id), inline(&s.text)));
+            b.push_str(&format!(
+                "<li>{}: {}</li>\n",
+                code(&s.label()),
+                inline(&s.text)
+            ));
         }
         b.push_str("</ul>\n");
     }
     if !h.done.is_empty() {
         b.push_str("<h2>Done</h2>\n<ul>\n");
         for s in &h.done {
-            b.push_str(&format!("<li>{} {}</li>\n", code(&s.id), inline(&s.text)));
+            b.push_str(&format!(
+                "<li>{} {}</li>\n",
+                code(&s.label()),
+                inline(&s.text)
+            ));
         }
         b.push_str("</ul>\n");
     }

@@ -525,7 +525,9 @@ fn a_step_killed_on_its_host_while_the_engine_was_dead_is_failed_not_run_again()
     // The group is recorded before the script's first line has run: wait
     // for its effect, so the kill below comes after it (a loaded machine
     // killed it first).
-    assert!(wait_for(Duration::from_secs(20), || t.read("effect").contains("ran")));
+    assert!(wait_for(Duration::from_secs(20), || t
+        .read("effect")
+        .contains("ran")));
     signal(&child, "KILL");
     let _ = finish(child);
     kill_group(pgid);

@@ -11,10 +11,13 @@ fn recording_ssh(t: &Test) -> String {
     let bin = t.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let script = bin.join("ssh");
+    // One file per call: two hosts are reached at the same time, and lines
+    // appended by two processes to one file interleave.
     let log = t.p("ssh-args");
+    std::fs::create_dir_all(&log).unwrap();
     std::fs::write(
         &script,
-        format!("#!/bin/sh\necho --call-- >> '{log}'\nfor a in \"$@\"; do echo \"$a\" >> '{log}'; done\necho 'ssh: connect to host: Connection refused' >&2\nexit 255\n"),
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(mktemp '{log}/call.XXXXXX')\"\necho 'ssh: connect to host: Connection refused' >&2\nexit 255\n"),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -27,9 +30,19 @@ fn recording_ssh(t: &Test) -> String {
 
 /// The arguments of each ssh call that reached `address`.
 fn calls_to(t: &Test, address: &str) -> Vec<Vec<String>> {
-    t.read("ssh-args")
-        .split("--call--\n")
-        .map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
+    let mut files: Vec<_> = std::fs::read_dir(t.path().join("ssh-args"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .filter(|c| c.iter().any(|a| a == address))
         .collect()
 }
@@ -51,8 +64,8 @@ fn no_port_and_no_user_unless_given() {
     let bare = calls_to(&t, "10.9.9.1");
     assert!(
         !bare.is_empty(),
-        "ssh never called for bare: {}",
-        t.read("ssh-args")
+        "ssh never called for bare: {:?}",
+        calls_to(&t, "")
     );
     for call in &bare {
         assert!(!call.iter().any(|a| a == "-p" || a == "-l"), "{call:?}");

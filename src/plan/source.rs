@@ -20,53 +20,86 @@ use crate::runbook::{Action, Step};
 /// template, with one hash over all of them and their paths.
 pub(super) type SourceFiles = (String, Vec<(String, Vec<u8>)>);
 
-/// Reads the files under `src` (or `src` itself) and renders them when
-/// `template`; the hash covers each relative path and content.
-pub(super) fn read_source(
-    templater: &Templater,
-    c: &minijinja::Value,
-    src: &Path,
-    template: bool,
-    exclude: &[String],
-) -> Result<SourceFiles, TemplateError> {
-    let err = |m: String| TemplateError {
-        message: m,
+/// An upload's source files as read from disk: (relative path, path, bytes).
+type RawFiles = Vec<(String, PathBuf, Vec<u8>)>;
+
+fn err(message: String) -> TemplateError {
+    TemplateError {
+        message,
         range: None,
-    };
+    }
+}
+
+/// Reads the files under `src` (or `src` itself), the excluded ones left
+/// out: once per use, so what is hashed is what is sent.
+fn read_raw(src: &Path, exclude: &[String]) -> Result<RawFiles, TemplateError> {
     if std::fs::symlink_metadata(src).is_err() {
         return Err(err(format!(
             "the upload source {} does not exist (it is read when the step starts: is it made by a step this one `needs`?)",
             src.display()
         )));
     }
-    let mut hasher = Sha256::new();
     let mut files = Vec::new();
-    let mut contents = Vec::new();
     collect_files(src, src, &mut files)
         .map_err(|e| err(format!("cannot read upload source {}: {e}", src.display())))?;
     let matcher = crate::action::excluder(exclude).map_err(err)?;
+    let mut raw = Vec::with_capacity(files.len());
     for (rel, path) in files {
         if crate::action::excluded(&matcher, &rel, false) {
             continue;
         }
         let bytes = std::fs::read(&path)
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        raw.push((rel, path, bytes));
+    }
+    Ok(raw)
+}
+
+/// The files rendered when `template`, with one hash over each relative
+/// path and content.
+fn render(
+    raw: &RawFiles,
+    templater: &Templater,
+    c: &minijinja::Value,
+    template: bool,
+) -> Result<SourceFiles, TemplateError> {
+    let mut hasher = Sha256::new();
+    let mut contents = Vec::with_capacity(raw.len());
+    for (rel, path, bytes) in raw {
         let bytes = if template {
-            let text = String::from_utf8(bytes)
+            let text = std::str::from_utf8(bytes)
                 .map_err(|_| err(format!("template {} is not UTF-8", path.display())))?;
             templater
-                .render(&text, c)
+                .render(text, c)
                 .map_err(|e| err(format!("in template {}: {}", path.display(), e.message)))?
                 .into_bytes()
         } else {
-            bytes
+            bytes.clone()
         };
         hasher.update(rel.as_bytes());
         hasher.update([0]);
         hasher.update(Sha256::digest(&bytes));
-        contents.push((rel, bytes));
+        contents.push((rel.clone(), bytes));
     }
     Ok((format!("{:x}", hasher.finalize()), contents))
+}
+
+/// The hash of raw files rendered with secrets as placeholders: the same
+/// whatever the secret values, so a pass can compare it with the last one.
+fn placeholder_hash(
+    ctx: &Context,
+    step: &Step,
+    raw: &RawFiles,
+    template: bool,
+) -> Result<String, String> {
+    let c = ctx.for_instance(
+        &step.spec.id,
+        step.host.as_deref(),
+        &placeholder_secrets(step),
+    );
+    render(raw, &Templater::for_placeholders(), &c, template)
+        .map(|(hash, _)| hash)
+        .map_err(|e| e.message)
 }
 
 /// Files under `root` (or `root` itself), as (relative path, path), sorted.
@@ -105,16 +138,10 @@ pub fn hash_now(ctx: &Context, step: &Step, rendered: &Rendered) -> Option<Resul
     else {
         return None;
     };
-    let templater = Templater::for_placeholders();
-    let c = ctx.for_instance(
-        &step.spec.id,
-        step.host.as_deref(),
-        &placeholder_secrets(step),
-    );
     Some(
-        read_source(&templater, &c, src, *template, exclude)
-            .map(|(hash, _)| hash)
-            .map_err(|e| e.message),
+        read_raw(src, exclude)
+            .map_err(|e| e.message)
+            .and_then(|raw| placeholder_hash(ctx, step, &raw, *template)),
     )
 }
 
@@ -132,10 +159,6 @@ pub fn load(
     if !matches!(step.action, Action::Upload(_)) {
         return Ok(());
     }
-    let hash = match hash_now(ctx, step, rendered) {
-        Some(h) => h?,
-        None => return Ok(()),
-    };
     let RenderedAction::Upload {
         src,
         dest,
@@ -149,15 +172,17 @@ pub fn load(
     else {
         return Ok(());
     };
+    // Read once: the hash kept for the next pass is of the bytes sent.
+    let raw = read_raw(src, exclude).map_err(|e| e.message)?;
     if *delete && !src.is_dir() {
         return Err(format!(
             "`delete: true` applies to folders only, and {} is not a folder: remove `delete`, or upload the folder",
             src.display()
         ));
     }
+    let hash = placeholder_hash(ctx, step, &raw, *template)?;
     let c = ctx.for_instance(&step.spec.id, step.host.as_deref(), secrets);
-    let (_, contents) =
-        read_source(templater, &c, src, *template, exclude).map_err(|e| e.message)?;
+    let (_, contents) = render(&raw, templater, &c, *template).map_err(|e| e.message)?;
     *files = crate::action::destinations(src.is_dir(), dest, contents, src);
     *source_hash = Some(hash);
     Ok(())

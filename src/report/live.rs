@@ -153,6 +153,11 @@ impl Reporter for LiveReporter {
                     ));
                 }
             }
+            // What a stopped rollout leaves never ran: the summary names it.
+            Event::StepFinished {
+                state: StepState::Pending,
+                ..
+            } => {}
             Event::StepFinished { step, state, .. } => {
                 let family = super::fleet::family_of(step);
                 let still_running = family.is_some_and(|f| {

@@ -7,6 +7,7 @@ use super::style::Palette;
 use super::summary::Summary;
 use super::{human_ms, Reporter, Verbosity};
 use crate::events::Event;
+use crate::state::StepState;
 
 /// Prints a run as plain lines on stdout.
 pub struct PlainReporter {
@@ -138,8 +139,9 @@ impl Reporter for PlainReporter {
                     ));
                 }
             }
-            Event::StepFinished { .. } => {
-                if !quiet {
+            Event::StepFinished { state, .. } => {
+                // What a stopped rollout leaves is named in the summary.
+                if !quiet && *state != StepState::Pending {
                     if let Some(line) = finished_line(&self.palette, event) {
                         self.print(&line);
                     }

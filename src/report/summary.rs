@@ -18,6 +18,9 @@ pub struct Summary {
     failed: Vec<(String, String)>,
     held: Vec<(String, String)>,
     interrupted: Vec<String>,
+    /// Steps left pending on purpose (a rollout stopped at `max_fail`),
+    /// by host when they have one, with the reason.
+    left: Vec<(String, String)>,
     already_done: usize,
 }
 
@@ -40,6 +43,7 @@ impl Summary {
                 step,
                 state,
                 reason,
+                host,
                 ..
             } => {
                 *self.counts.entry(state.as_str()).or_default() += 1;
@@ -48,6 +52,12 @@ impl Summary {
                     StepState::Failed => self.failed.push((step.clone(), reason)),
                     StepState::Held => self.held.push((step.clone(), reason)),
                     StepState::Interrupted => self.interrupted.push(step.clone()),
+                    StepState::Pending => {
+                        let who = host.clone().unwrap_or_else(|| step.clone());
+                        if !self.left.iter().any(|(w, r)| *w == who && *r == reason) {
+                            self.left.push((who, reason));
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -145,6 +155,7 @@ impl Summary {
                 palette.bold(family)
             ));
         }
+        self.render_left(&mut out, run_id, palette, state_flag);
         for step in &self.interrupted {
             out.push_str(&format!(
                 "  {} {}: stopped while it ran; it runs again on resume\n",
@@ -164,5 +175,21 @@ impl Summary {
             out.push_str(&format!("next: {next}\n"));
         }
         out
+    }
+
+    /// The hosts (or steps) left pending on purpose, the first few named:
+    /// `⋯ web3: not started, max_fail 0 reached (web2 failed)`.
+    fn render_left(&self, out: &mut String, run_id: i64, palette: &Palette, state_flag: &str) {
+        const SHOWN: usize = 3;
+        let mark = palette.mark(StepState::Pending);
+        for (who, reason) in self.left.iter().take(SHOWN) {
+            out.push_str(&format!("  {mark} {}: {reason}\n", palette.bold(who)));
+        }
+        let more = self.left.len().saturating_sub(SHOWN);
+        if more > 0 {
+            out.push_str(&format!(
+                "  {mark} {more} more left pending: runbook status {run_id}{state_flag} --hosts\n"
+            ));
+        }
     }
 }

@@ -23,6 +23,9 @@ pub struct Family {
     pub serial: Option<usize>,
     /// Failed instances allowed before no further instance starts.
     pub max_fail: u32,
+    /// For an inner step of a rolling block: its host's batch (SPEC §15).
+    /// `serial` and `max_fail` above are then the block's to apply.
+    pub roll: Option<super::rolling::Roll>,
 }
 
 /// The instance id of a step on a host.
@@ -196,6 +199,8 @@ pub fn expand(
     if on_group.iter().all(Option::is_none) {
         return steps;
     }
+    // A rolling block's inner steps take its hosts in its order.
+    let rolls = super::rolling::settings(&steps, groups);
     // Where each written step's instances start, and their hosts.
     let mut first = Vec::with_capacity(steps.len());
     let mut hosts_of: Vec<Option<&Vec<String>>> = Vec::with_capacity(steps.len());
@@ -203,6 +208,10 @@ pub fn expand(
     for (i, _) in steps.iter().enumerate() {
         first.push(next);
         let hosts = on_group[i].as_ref().and_then(|g| groups.get(g));
+        let hosts = match &rolls[i] {
+            Some((ordered, _, _)) if hosts.is_some() => Some(ordered),
+            _ => hosts,
+        };
         next += hosts.map_or(1, Vec::len);
         hosts_of.push(hosts);
     }
@@ -228,7 +237,8 @@ pub fn expand(
                     .serial
                     .as_ref()
                     .and_then(|s| serial_limit(s, hosts.len()).ok());
-                for host in hosts {
+                let roll = rolls[i].as_ref();
+                for (k, host) in hosts.iter().enumerate() {
                     let mut instance = step.clone();
                     instance.index = out.len();
                     instance.id = instance_id(&step.spec.id, host);
@@ -240,6 +250,11 @@ pub fn expand(
                         size: hosts.len(),
                         serial,
                         max_fail: step.spec.max_fail.unwrap_or(0),
+                        roll: roll.map(|(_, serial, max_fail)| super::rolling::Roll {
+                            block: step.spec.block.clone().unwrap_or_default(),
+                            batch: k / serial,
+                            max_fail: *max_fail,
+                        }),
                     });
                     out.push(instance);
                 }

@@ -115,7 +115,7 @@ pub fn parse_text(path: &Path, text: String) -> Result<(RunbookFile, Source)> {
             None => break None,
         }
     };
-    let Some(file) = file else {
+    let Some(mut file) = file else {
         return Err(Error::Invalid {
             diagnostics: problems,
             source_text: text,
@@ -127,6 +127,8 @@ pub fn parse_text(path: &Path, text: String) -> Result<(RunbookFile, Source)> {
         step_starts: Vec::new(),
         problems,
     };
+    // A rolling block's inner steps follow it, as their `id:` lines do.
+    file.steps = super::rolling::flatten(std::mem::take(&mut file.steps));
     source.index_steps(file.steps.iter().map(|s| s.id.as_str()));
     Ok((file, source))
 }

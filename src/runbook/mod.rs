@@ -5,6 +5,7 @@ pub mod inventory;
 pub mod load;
 pub mod model;
 mod recover;
+pub mod rolling;
 pub mod template;
 pub mod validate;
 

@@ -345,6 +345,30 @@ pub struct StepSpec {
     pub upload: Option<UploadSpec>,
     /// An HTTP request with expectations.
     pub http: Option<HttpSpec>,
+    /// A rolling block (SPEC §15): on a group, the steps each host of a
+    /// batch goes through before the next batch starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepSpec>>,
+    /// A rolling block: the order its hosts are taken in.
+    pub order: Option<RollOrder>,
+    /// Set on loading, never written: the rolling block this step is one
+    /// of the inner steps of.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub block: Option<String>,
+}
+
+/// The order a rolling block takes its group's hosts in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollOrder {
+    /// The group's order: the inventory file's, or the one in `groups:`.
+    #[default]
+    Inventory,
+    /// The group's order, last host first.
+    Reverse,
+    /// Host names sorted.
+    Sorted,
 }
 
 /// The `upload` action.

@@ -197,6 +197,8 @@ pub fn validate_all(
         }
     }
     check_secret_commands(&mut v, &file);
+    v.diagnostics
+        .extend(super::rolling::check(&file.steps, &source, &hosts, &groups));
     for (name, secret) in &file.secrets {
         if let Some(check) = &secret.check {
             v.check_http(None, &check.http, &hosts, &groups);
@@ -289,7 +291,8 @@ pub fn validate_all(
             );
         }
         v.check_fleet_keys(index, spec, group.as_ref().map(|g| groups[g].len()));
-        on_group.push(group);
+        // A rolling block is one node; its inner steps are the instances.
+        on_group.push(group.filter(|_| !super::rolling::is_block(spec)));
         for secret in &spec.requires {
             if !file.secrets.contains_key(secret) {
                 v.push(
@@ -353,6 +356,7 @@ pub fn validate_all(
         });
     }
 
+    super::rolling::wire_needs(&mut steps);
     if v.diagnostics.is_empty() {
         if let Some(cycle) = find_cycle(&steps) {
             let names: Vec<&str> = cycle.iter().map(|&i| steps[i].spec.id.as_str()).collect();

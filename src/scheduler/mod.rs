@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod job;
+mod rollout;
 use job::{Job, JobSpool, Msg};
+use rollout::{Rollouts, Turn};
 
 use crate::error::Result;
 use crate::events::{Event, Reporter};
@@ -285,7 +287,7 @@ pub async fn run_pass(
 ) -> Result<RunState> {
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let mut pass = Pass::new(plan, store, run_id, rows, gate, reporter);
+    let mut pass = Pass::new(plan, store, run_id, rows, gate, reporter, &options.excluded);
     match pass.drive(options, &cancel, tx, &mut rx).await {
         Ok(stopping) => pass.finish(stopping),
         Err(e) => {
@@ -320,6 +322,8 @@ struct Pass<'a> {
     output: OutputBuffer,
     /// Running and failed instances per step on a group (`serial`, `max_fail`).
     families: BTreeMap<String, FamilyCount>,
+    /// Where each rolling block's rollout is (SPEC §15).
+    rollouts: Rollouts,
     /// Per remote `run` step that runs: its spool (host, folder).
     spools: Vec<Option<SpoolRow>>,
     /// This engine's part of spool folder names (see `exec::spool`).
@@ -347,8 +351,10 @@ impl<'a> Pass<'a> {
         rows: Vec<StepRow>,
         gate: &'a mut dyn Gate,
         reporter: &'a mut dyn Reporter,
+        excluded: &[bool],
     ) -> Self {
         let n = plan.steps.len();
+        let rollouts = Rollouts::new(plan, &rows, excluded);
         let waiting: Vec<usize> = (0..n)
             .map(|i| {
                 plan.steps[i]
@@ -377,6 +383,7 @@ impl<'a> Pass<'a> {
             running: 0,
             output: OutputBuffer::default(),
             families: BTreeMap::new(),
+            rollouts,
             spools: vec![None; n],
             engine_key: exec::spool::engine_key(),
             to_discard: Vec::new(),
@@ -472,6 +479,7 @@ impl<'a> Pass<'a> {
         // Steps start once their `running` rows are committed, together.
         let mut jobs = Vec::new();
         self.store.begin_batch()?;
+        self.stop_rollouts()?;
         while self.running < options.jobs {
             let Some(i) = self.ready.pop_front() else {
                 break;
@@ -480,7 +488,15 @@ impl<'a> Pass<'a> {
                 continue;
             }
             let step = &self.plan.steps[i];
-            if let Some(family) = &step.family {
+            match self.rollouts.turn(i) {
+                Turn::Go => {}
+                Turn::Wait => {
+                    deferred.push(i);
+                    continue;
+                }
+                Turn::Stopped => continue,
+            }
+            if let Some(family) = step.family.as_ref().filter(|f| f.roll.is_none()) {
                 let count = self.families.get(&family.step).copied().unwrap_or_default();
                 if count.failed > family.max_fail {
                     // Over the failure budget: it stays pending for a resume.

@@ -1,0 +1,315 @@
+//! Rolling blocks (SPEC §15, issue 22): a batch of hosts through the whole
+//! block before the next batch starts, on real sshd. The hosts are one
+//! sshd reached under several names, from an Ansible inventory whose order
+//! is not the names' sorted order; each inner step appends
+//! `HOST STEP start|end SECONDS` to a journal.
+
+mod support;
+use support::sshd::Sshd;
+use support::Test;
+
+/// One line of the journal.
+#[derive(Debug, Clone)]
+struct Entry {
+    host: String,
+    step: String,
+    start: bool,
+    at: f64,
+}
+
+fn journal(t: &Test) -> Vec<Entry> {
+    let mut out: Vec<Entry> = t
+        .lines("journal")
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Entry {
+                host: f[0].to_string(),
+                step: f[1].to_string(),
+                start: f[2] == "start",
+                at: f[3].parse().unwrap(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.at.partial_cmp(&b.at).unwrap());
+    out
+}
+
+/// Hosts in the order their first line appears, and each host's time span.
+fn spans(entries: &[Entry]) -> Vec<(String, f64, f64)> {
+    let mut out: Vec<(String, f64, f64)> = Vec::new();
+    for e in entries {
+        match out.iter_mut().find(|(h, _, _)| *h == e.host) {
+            Some(span) => {
+                span.1 = span.1.min(e.at);
+                span.2 = span.2.max(e.at);
+            }
+            None => out.push((e.host.clone(), e.at, e.at)),
+        }
+    }
+    out
+}
+
+/// An inventory of `names` (in this order) on one sshd, in group `web`.
+fn inventory(sshd: &Sshd, names: &[&str]) -> String {
+    let mut ini = String::from("[web]\n");
+    for n in names {
+        ini.push_str(&format!(
+            "{n} ansible_host=127.0.0.1 ansible_port={} ansible_user={} ansible_ssh_private_key_file={}\n",
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display()
+        ));
+    }
+    ini
+}
+
+/// A step that journals its start and end around `work`.
+fn step(t: &Test, id: &str, needs: &str, work: &str) -> String {
+    let j = t.p("journal");
+    format!(
+        "      - id: {id}\n{needs}        run: |\n          echo \"{{{{ step.host }}}} {id} start $(date +%s.%N)\" >> {j}\n          {work}\n          echo \"{{{{ step.host }}}} {id} end $(date +%s.%N)\" >> {j}\n"
+    )
+}
+
+/// A runbook with a rolling block `rollout` (drain → swap → check →
+/// finish) on `web` and `announce` after it; `check` fails on a host
+/// whose `broken-HOST` file exists.
+fn release(t: &Test, sshd: &Sshd, names: &[&str], block_keys: &str) -> String {
+    t.write("runbooks/hosts.ini", &inventory(sshd, names));
+    let broken = t.p("broken");
+    let steps = [
+        step(t, "drain", "", "sleep 0.2"),
+        step(t, "swap", "        needs: [drain]\n", "sleep 0.2"),
+        step(
+            t,
+            "check",
+            "        needs: [swap]\n",
+            &format!("test ! -e {broken}-{{{{ step.host }}}} || {{ echo unhealthy; exit 3; }}"),
+        ),
+        step(t, "finish", "        needs: [check]\n", "true"),
+    ]
+    .concat();
+    format!(
+        "inventory: {{ path: hosts.ini, known_hosts_file: {} }}\nsteps:\n  - id: rollout\n    on: web\n{block_keys}    steps:\n{steps}  - id: announce\n    needs: [rollout]\n    run: echo announced >> {}\n",
+        sshd.known_hosts().display(),
+        t.p("announced")
+    )
+}
+
+/// Each batch's hosts finished the whole block before the next batch's
+/// first step started; returns the hosts in the order they went.
+fn assert_batches(entries: &[Entry], batches: &[&[&str]]) {
+    let spans = spans(entries);
+    let order: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
+    let want: Vec<&str> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    let mut got_sorted_in_batches = Vec::new();
+    let mut at = 0;
+    for b in batches {
+        let mut part: Vec<&str> = order[at..at + b.len()].to_vec();
+        part.sort();
+        let mut expect = b.to_vec();
+        expect.sort();
+        assert_eq!(part, expect, "hosts went {order:?}, batches {batches:?}");
+        got_sorted_in_batches.extend(part);
+        at += b.len();
+    }
+    assert_eq!(order.len(), want.len(), "{order:?}");
+    for pair in batches.windows(2) {
+        let end = spans
+            .iter()
+            .filter(|s| pair[0].contains(&s.0.as_str()))
+            .map(|s| s.2)
+            .fold(f64::MIN, f64::max);
+        let start = spans
+            .iter()
+            .filter(|s| pair[1].contains(&s.0.as_str()))
+            .map(|s| s.1)
+            .fold(f64::MAX, f64::min);
+        assert!(
+            end < start,
+            "batch {:?} ended at {end} after batch {:?} started at {start}: {entries:#?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    // Every host went through the whole block.
+    for h in &want {
+        let steps: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.host == *h && e.start)
+            .map(|e| e.step.as_str())
+            .collect();
+        assert_eq!(steps, ["drain", "swap", "check", "finish"], "{h}");
+    }
+}
+
+#[test]
+fn batches_of_one_and_two_never_overlap_and_go_in_inventory_order() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let names = ["web-c", "web-a", "web-d", "web-b"];
+    for (keys, batches) in [
+        (
+            "    serial: 1\n",
+            vec![&["web-c"][..], &["web-a"], &["web-d"], &["web-b"]],
+        ),
+        (
+            "    serial: 2\n",
+            vec![&["web-c", "web-a"][..], &["web-d", "web-b"]],
+        ),
+        (
+            "    serial: \"50%\"\n    order: sorted\n",
+            vec![&["web-a", "web-b"][..], &["web-c", "web-d"]],
+        ),
+        (
+            "    serial: 3\n    order: reverse\n",
+            vec![&["web-b", "web-d", "web-a"][..], &["web-c"]],
+        ),
+    ] {
+        std::fs::remove_file(t.p("journal")).ok();
+        t.put_runbook("r", &release(&t, &sshd, &names, keys));
+        t.run(&["run", "r", "--fresh", "--jobs", "8"]).code(0);
+        assert_batches(&journal(&t), &batches);
+        assert_eq!(t.lines("announced").len(), 1, "announce ran once, after");
+        std::fs::remove_file(t.p("announced")).ok();
+    }
+}
+
+#[test]
+fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let names = ["h1", "h2", "h3"];
+    t.put_runbook("r", &release(&t, &sshd, &names, "    serial: 1\n"));
+    t.write("broken-h2", "");
+    let ran = t.run(&["run", "r", "--jobs", "8"]);
+    ran.code(1);
+    let entries = journal(&t);
+    assert!(
+        entries.iter().all(|e| e.host != "h3"),
+        "nothing starts on h3 after h2 failed: {entries:#?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.host == "h2" && e.step == "finish"),
+        "{entries:#?}"
+    );
+    // The summary names the host left, and status says why.
+    assert!(
+        ran.stdout.contains("h3") || ran.stderr.contains("h3"),
+        "{ran:?}"
+    );
+    let s = t.status(None);
+    assert_eq!(s.state_of("check@h2"), "failed");
+    assert_eq!(s.state_of("drain@h3"), "pending");
+    assert!(
+        s.reason_of("drain@h3")
+            .contains("not started, max_fail 0 reached (h2 failed)"),
+        "{}",
+        s.reason_of("drain@h3")
+    );
+    assert!(!std::path::Path::new(&t.p("announced")).exists());
+
+    // After the fix, h2's remaining steps run before any step on h3, and
+    // nothing on h1.
+    std::fs::remove_file(t.p("broken-h2")).unwrap();
+    std::fs::remove_file(t.p("journal")).unwrap();
+    t.run(&["resume", "r", "--jobs", "8"]).code(0);
+    let entries = journal(&t);
+    assert!(entries.iter().all(|e| e.host != "h1"), "{entries:#?}");
+    let h2: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.host == "h2" && e.start)
+        .map(|e| e.step.as_str())
+        .collect();
+    assert_eq!(h2, ["check", "finish"]);
+    let h2_end = entries
+        .iter()
+        .filter(|e| e.host == "h2")
+        .map(|e| e.at)
+        .fold(f64::MIN, f64::max);
+    let h3_start = entries
+        .iter()
+        .filter(|e| e.host == "h3")
+        .map(|e| e.at)
+        .fold(f64::MAX, f64::min);
+    assert!(h2_end < h3_start, "{entries:#?}");
+    assert_eq!(t.lines("announced").len(), 1);
+}
+
+#[test]
+fn max_fail_one_goes_past_one_failed_host_and_stops_at_the_second() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let names = ["h1", "h2", "h3", "h4", "h5"];
+    t.put_runbook(
+        "r",
+        &release(&t, &sshd, &names, "    serial: 1\n    max_fail: 1\n"),
+    );
+    t.write("broken-h2", "");
+    t.write("broken-h4", "");
+    t.run(&["run", "r", "--jobs", "8"]).code(1);
+    let hosts: Vec<String> = spans(&journal(&t)).into_iter().map(|s| s.0).collect();
+    assert_eq!(hosts, ["h1", "h2", "h3", "h4"]);
+    let s = t.status(None);
+    assert_eq!(s.state_of("finish@h3"), "succeeded");
+    assert_eq!(s.state_of("check@h4"), "failed");
+    assert_eq!(s.state_of("drain@h5"), "pending");
+    assert!(
+        s.reason_of("drain@h5")
+            .contains("max_fail 1 reached (h2, h4 failed)"),
+        "{}",
+        s.reason_of("drain@h5")
+    );
+}
+
+#[test]
+fn a_block_is_refused_where_it_cannot_mean_a_rollout() {
+    let t = Test::new();
+    let head = "hosts:\n  a: { address: 127.0.0.1 }\n  b: { address: 127.0.0.1 }\n  db: { address: 127.0.0.1 }\ngroups:\n  web: [a, b]\nsteps:\n  - id: pre\n";
+    for (body, message, at) in [
+        (
+            "  - id: rollout\n    on: db\n    steps:\n      - id: x\n        run: 'true'\n",
+            "rolling block `rollout` runs on `db`; a rolling block runs on a group",
+            "r.yaml:10:9",
+        ),
+        (
+            "  - id: rollout\n    on: web\n    steps:\n      - id: x\n        on: db\n        run: 'true'\n",
+            "step `x` inside rolling block `rollout` runs on `db`",
+            "r.yaml:13:13",
+        ),
+        (
+            "  - id: rollout\n    on: web\n    steps:\n      - id: x\n        needs: [pre]\n        run: 'true'\n",
+            "step `x` inside rolling block `rollout` needs `pre`, which is outside the block",
+            "r.yaml:13:17",
+        ),
+        (
+            "  - id: rollout\n    on: web\n    run: 'true'\n    steps:\n      - id: x\n        run: 'true'\n",
+            "rolling block `rollout` has `run`",
+            "r.yaml:11:5",
+        ),
+        (
+            "  - id: x\n    on: web\n    order: sorted\n    run: 'true'\n",
+            "step `x` has `order` but is not a rolling block",
+            "r.yaml:11:5",
+        ),
+        (
+            "  - id: rollout\n    on: web\n    steps:\n      - id: x\n        serial: 1\n        run: 'true'\n",
+            "step `x` inside rolling block `rollout` has `serial`",
+            "r.yaml:13:9",
+        ),
+        (
+            "  - id: rollout\n    on: web\n    order: random\n    steps:\n      - id: x\n        run: 'true'\n",
+            "order",
+            "r.yaml:11:12",
+        ),
+    ] {
+        t.put_runbook("r", &format!("{head}{body}"));
+        t.run(&["validate", "r"])
+            .code(2)
+            .stderr_has(message)
+            .stderr_has(at);
+        // Nothing runs either.
+        t.run(&["run", "r"]).code(2);
+    }
+}

@@ -76,11 +76,22 @@ fn step(t: &Test, id: &str, needs: &str, work: &str) -> String {
 /// finish) on `web` and `announce` after it; `check` fails on a host
 /// whose `broken-HOST` file exists.
 fn release(t: &Test, sshd: &Sshd, names: &[&str], block_keys: &str) -> String {
+    release_with(t, sshd, names, block_keys, "sleep 0.2")
+}
+
+/// [`release`] with `swap` doing `swap_work`.
+fn release_with(
+    t: &Test,
+    sshd: &Sshd,
+    names: &[&str],
+    block_keys: &str,
+    swap_work: &str,
+) -> String {
     t.write("runbooks/hosts.ini", &inventory(sshd, names));
     let broken = t.p("broken");
     let steps = [
         step(t, "drain", "", "sleep 0.2"),
-        step(t, "swap", "        needs: [drain]\n", "sleep 0.2"),
+        step(t, "swap", "        needs: [drain]\n", swap_work),
         step(
             t,
             "check",
@@ -311,5 +322,118 @@ fn a_block_is_refused_where_it_cannot_mean_a_rollout() {
             .stderr_has(at);
         // Nothing runs either.
         t.run(&["run", "r"]).code(2);
+    }
+}
+
+#[test]
+fn kill_9_mid_batch_then_resume_finishes_the_batch_before_the_next() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let names = ["h1", "h2", "h3", "h4"];
+    t.put_runbook(
+        "r",
+        &release_with(&t, &sshd, &names, "    serial: 2\n", "sleep 2"),
+    );
+    let child = t.spawn(&["run", "r", "--jobs", "8"]);
+    let swapping = || {
+        let lines = t.lines("journal");
+        ["h1", "h2"].iter().all(|h| {
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{h} swap start")))
+        })
+    };
+    assert!(support::wait_for(
+        std::time::Duration::from_secs(30),
+        swapping
+    ));
+    support::signal(&child, "KILL");
+    let _ = support::finish(child);
+    t.run(&["resume", "r", "--jobs", "8"]).code(0);
+    let entries = journal(&t);
+    let last_of_first = entries
+        .iter()
+        .filter(|e| e.host == "h1" || e.host == "h2")
+        .map(|e| e.at)
+        .fold(f64::MIN, f64::max);
+    let first_of_next = entries
+        .iter()
+        .filter(|e| e.host == "h3" || e.host == "h4")
+        .map(|e| e.at)
+        .fold(f64::MAX, f64::min);
+    assert!(
+        last_of_first < first_of_next,
+        "the killed batch finished before the next started: {entries:#?}"
+    );
+    for h in names {
+        let starts: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.host == h && e.start)
+            .map(|e| e.step.as_str())
+            .collect();
+        // The swap that ran through the kill was not started again.
+        assert_eq!(starts, ["drain", "swap", "check", "finish"], "{h}");
+    }
+    assert!(t.status(None).steps.iter().all(|s| s.state == "succeeded"));
+}
+
+#[test]
+fn via_step_host_and_the_group_name_go_through_each_instances_own_host() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let servers: Vec<support::http::HttpServer> = (1..=3)
+        .map(|k| support::http::HttpServer::start(move |_| (200, format!("server of h{k}"))))
+        .collect();
+    let mut ini = String::from("[web]\n");
+    for (k, server) in servers.iter().enumerate() {
+        ini.push_str(&format!(
+            "h{} ansible_host=127.0.0.1 ansible_port={} ansible_user={} ansible_ssh_private_key_file={} app_port={}\n",
+            k + 1,
+            sshd.port,
+            sshd.user,
+            sshd.client_key().display(),
+            server.port
+        ));
+    }
+    t.write("runbooks/hosts.ini", &ini);
+    let head = format!(
+        "inventory: {{ path: hosts.ini, known_hosts_file: {} }}\n",
+        sshd.known_hosts().display()
+    );
+    let url = "http://127.0.0.1:{{ host.vars.app_port }}/health";
+    t.put_runbook(
+        "r",
+        &format!(
+            "{head}steps:\n  - id: rollout\n    on: web\n    serial: 1\n    steps:\n      - id: check\n        http: {{ via: \"{{{{ step.host }}}}\", url: \"{url}\", expect: {{ body_contains: \"server of {{{{ step.host }}}}\" }} }}\n      - id: again\n        needs: [check]\n        http:\n          via: web\n          url: \"{url}\"\n          expect: {{ body_contains: \"server of {{{{ step.host }}}}\" }}\n"
+        ),
+    );
+    t.run(&["validate", "r"]).code(0);
+    t.run(&["run", "r"]).code(0);
+    for server in &servers {
+        assert_eq!(server.received().len(), 2, "each host's own server, twice");
+    }
+    for id in ["check@h2", "again@h2"] {
+        t.run(&["logs", "1", id]).code(0).stdout_has(&format!(
+            "GET http://127.0.0.1:{}/health via h2 → 200",
+            servers[1].port
+        ));
+    }
+    // Off a group, neither means anything: refused with its place.
+    for (via, message, at) in [
+        (
+            "web",
+            "`via: web` names a group, and this step does not run on it",
+            "r.yaml:4:13",
+        ),
+        ("\"{{ step.host }}\"", "renders empty here", "r.yaml:4:13"),
+    ] {
+        t.put_runbook(
+            "r",
+            &format!("{head}steps:\n  - id: probe\n    http: {{ via: {via}, url: \"http://127.0.0.1:9/\" }}\n"),
+        );
+        t.run(&["validate", "r"])
+            .code(2)
+            .stderr_has(message)
+            .stderr_has(at);
     }
 }

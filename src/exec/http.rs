@@ -137,12 +137,18 @@ pub async fn run(
     sink: &LineSink,
 ) -> Outcome {
     let started = Instant::now();
+    // Through a host's tunnel: said, so each instance's output names its host.
+    let via = http
+        .via
+        .as_deref()
+        .map(|h| format!(" via {h}"))
+        .unwrap_or_default();
     match send(client, http, url, timeout).await {
         Ok(response) => {
             let _ = sink.send((
                 Stream::Stdout,
                 format!(
-                    "{} {} → {} ({} ms)",
+                    "{} {}{via} → {} ({} ms)",
                     http.method,
                     http.url,
                     response.status,
@@ -162,7 +168,7 @@ pub async fn run(
         }
         Err(e) => Outcome::Failed {
             exit_code: None,
-            reason: format!("{} {}: {e}", http.method, http.url),
+            reason: format!("{} {}{via}: {e}", http.method, http.url),
         },
     }
 }

@@ -12,9 +12,11 @@ pub use crate::action::{RenderedAction, RenderedHttp};
 pub use source::collect_files;
 
 pub mod source;
+mod via;
 use crate::error::{Diagnostic, Error, Result};
 use crate::runbook::template::{placeholder, Context, TemplateError, Templater};
 use crate::runbook::{Action, Runbook, Step};
+use via::via_of;
 
 /// A step ready to be scheduled.
 #[derive(Debug, Clone)]
@@ -115,9 +117,13 @@ pub fn render_step(
             script: r("run", script)?,
         },
         Action::Checkpoint => RenderedAction::Checkpoint,
-        Action::Http(http) => RenderedAction::Http(
-            render_http(templater, &c, http).map_err(|e| ("http".to_string(), e))?,
-        ),
+        Action::Http(http) => {
+            let mut rendered =
+                render_http(templater, &c, http).map_err(|e| ("http".to_string(), e))?;
+            rendered.via = via_of(templater, &c, step, http.via.as_deref())
+                .map_err(|e| ("via".to_string(), e))?;
+            RenderedAction::Http(rendered)
+        }
         Action::Upload(upload) => {
             // The definition only: the source is read when the step starts
             // (source::load), so what an earlier step built is what ships.
@@ -421,6 +427,9 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
             }
         }
         if let Some(d) = url_diagnostic(runbook, step, &rendered) {
+            diagnostics.push(d);
+        }
+        if let Some(d) = via::diagnostic(runbook, step, &rendered) {
             diagnostics.push(d);
         }
         if let Some(d) = source_diagnostic(ctx, runbook, step, &rendered) {

@@ -201,7 +201,7 @@ pub fn validate_all(
         .extend(super::rolling::check(&file.steps, &source, &hosts, &groups));
     for (name, secret) in &file.secrets {
         if let Some(check) = &secret.check {
-            v.check_http(None, &check.http, &hosts, &groups);
+            v.check_http(None, &check.http, &hosts, &groups, None);
         }
         if !is_env_name(name) {
             v.push(
@@ -622,7 +622,7 @@ impl Validator<'_> {
             return Action::Upload(upload.clone());
         }
         if let Some(http) = &spec.http {
-            self.check_http(Some(index), http, hosts, groups);
+            self.check_http(Some(index), http, hosts, groups, spec.on.as_deref());
             return Action::Http(Box::new(http.clone()));
         }
         match &spec.run {
@@ -684,6 +684,7 @@ impl Validator<'_> {
         http: &HttpSpec,
         hosts: &IndexMap<String, HostSpec>,
         groups: &IndexMap<String, Vec<String>>,
+        on: Option<&str>,
     ) {
         let span = |key: &str| match step {
             Some(i) => self.source.step_key_span(i, key),
@@ -708,8 +709,23 @@ impl Validator<'_> {
             .hint("keep one of them");
             self.push(d);
         }
-        if let Some(via) = &http.via {
-            if !hosts.contains_key(via) {
+        // On a group, `{{ step.host }}` or the group's name is each
+        // instance's own host; a template is checked once rendered (plan).
+        let own = |via: &str| {
+            step.is_some()
+                && (super::template::is_template(via)
+                    || on == Some(via) && groups.contains_key(via) && !hosts.contains_key(via))
+        };
+        if let Some(via) = http.via.as_ref().filter(|v| !own(v)) {
+            if groups.contains_key(via) && !hosts.contains_key(via) {
+                let d = Diagnostic::new(
+                    &self.source.path,
+                    format!("`via: {via}` names a group, and this step does not run on it"),
+                )
+                .at(span("via"))
+                .hint(format!("on a step `on: {via}`, `via: {via}` (or `{{{{ step.host }}}}`) means each instance's own host; elsewhere name one host"));
+                self.push(d);
+            } else if !hosts.contains_key(via) {
                 let d = self.unknown_host(via, hosts, groups).at(span("via"));
                 self.push(d);
             } else if let Some(what) = self.refused.get(via) {

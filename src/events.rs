@@ -83,6 +83,10 @@ pub enum Event {
         run_id: i64,
         /// The run's state.
         state: RunState,
+        /// Steps this pass left pending (outside `--limit`, past a
+        /// `max_fail` budget, not reached before a stop), in plan order.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pending: Vec<String>,
     },
 }
 

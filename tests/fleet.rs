@@ -233,8 +233,12 @@ fn max_fail_2_stops_starting_instances_after_the_third_failure() {
         "  - id: deploy\n    on: web\n    serial: 1\n    max_fail: 2\n    run: \"echo {{{{ step.host }}}} >> {log}; [ -e {fixed} ]\"\n"
     );
     t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
-    t.run(&["run", "r", "--jobs", "8"]).code(1);
+    let ran = t.run(&["run", "r", "--jobs", "8"]);
+    ran.code(1);
     assert_eq!(t.lines("log").len(), 3);
+    // The summary counts every instance, and names the first pending ones.
+    ran.stdout_has("run 1 failed: 3 failed, 5 pending\n")
+        .stdout_has("not run: 5 pending (deploy@h4, deploy@h5, deploy@h6, 2 more)");
     let s = t.status(None);
     assert_eq!(s.state, "failed");
     let pending: Vec<_> = s.steps.iter().filter(|st| st.state == "pending").collect();
@@ -258,7 +262,10 @@ fn limit_runs_only_the_named_hosts() {
     let steps =
         format!("  - id: deploy\n    on: web\n    run: echo {{{{ step.host }}}} >> {log}\n");
     t.put_runbook("r", &runbook(&fleet, "  web: ['h*']\n", &steps));
-    t.run(&["run", "r", "--limit", "h1,h3*"]).code(0);
+    t.run(&["run", "r", "--limit", "h1,h3*"])
+        .code(0)
+        .stdout_has("2 succeeded, 2 pending")
+        .stdout_has("not run: 2 pending (deploy@h2, deploy@h4)");
     assert_eq!(log_lines(&t, "log"), vec!["h1", "h3"]);
     let s = t.status(None);
     assert_eq!(s.state_of("deploy@h2"), "pending");
@@ -366,6 +373,10 @@ fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
     // (Without a terminal each instance's result is a log line; the
     // summary after them is what must stay short.)
     let summary = &ran.stdout[ran.stdout.find("run 1 failed").unwrap()..];
+    assert!(
+        summary.contains("not run: 7 blocked (") && summary.contains(", 4 more)"),
+        "{summary}"
+    );
     assert!(summary.lines().count() <= 15, "{summary}");
     let s = t.status(None);
     assert_eq!(s.steps.len(), 201);

@@ -198,7 +198,7 @@ impl Reporter for LiveReporter {
                 }
                 self.update_footer();
             }
-            Event::RunFinished { run_id, state } => {
+            Event::RunFinished { run_id, state, .. } => {
                 for (_, bar) in self.bars.drain() {
                     bar.finish_and_clear();
                 }

@@ -147,7 +147,7 @@ impl Reporter for PlainReporter {
                     }
                 }
             }
-            Event::RunFinished { run_id, state } => {
+            Event::RunFinished { run_id, state, .. } => {
                 let text = self
                     .summary
                     .render(*run_id, *state, &self.palette, &self.state_flag);

@@ -18,9 +18,14 @@ pub struct Summary {
     failed: Vec<(String, String)>,
     held: Vec<(String, String)>,
     interrupted: Vec<String>,
+    blocked: Vec<String>,
     /// Steps left pending on purpose (a rollout stopped at `max_fail`),
     /// by host when they have one, with the reason.
     left: Vec<(String, String)>,
+    /// The steps of `left`, named there already.
+    left_steps: Vec<String>,
+    /// Every step the pass left pending (from `run_finished`).
+    pending: Vec<String>,
     already_done: usize,
 }
 
@@ -46,22 +51,26 @@ impl Summary {
                 host,
                 ..
             } => {
-                *self.counts.entry(state.as_str()).or_default() += 1;
                 let reason = reason.clone().unwrap_or_default();
+                if *state == StepState::Pending {
+                    // Counted from `run_finished`, which names them all.
+                    let who = host.clone().unwrap_or_else(|| step.clone());
+                    if !self.left.iter().any(|(w, r)| *w == who && *r == reason) {
+                        self.left.push((who, reason));
+                    }
+                    self.left_steps.push(step.clone());
+                    return;
+                }
+                *self.counts.entry(state.as_str()).or_default() += 1;
                 match state {
                     StepState::Failed => self.failed.push((step.clone(), reason)),
                     StepState::Held => self.held.push((step.clone(), reason)),
                     StepState::Interrupted => self.interrupted.push(step.clone()),
-                    StepState::Pending => {
-                        let who = host.clone().unwrap_or_else(|| step.clone());
-                        if !self.left.iter().any(|(w, r)| *w == who && *r == reason) {
-                            self.left.push((who, reason));
-                        }
-                    }
+                    StepState::Blocked => self.blocked.push(step.clone()),
                     _ => {}
                 }
             }
-            Event::RunFinished { .. } => {}
+            Event::RunFinished { pending, .. } => self.pending = pending.clone(),
         }
     }
 
@@ -74,49 +83,14 @@ impl Summary {
         palette: &Palette,
         state_flag: &str,
     ) -> String {
-        let mut out = String::new();
-        let mut counts: Vec<String> = self
-            .counts
-            .iter()
-            .map(|(s, n)| format!("{n} {s}"))
-            .collect();
-        if self.already_done > 0 {
-            counts.insert(0, format!("{} already done", self.already_done));
-        }
-        let counts = if counts.is_empty() {
-            "nothing to do".to_string()
-        } else {
-            counts.join(", ")
-        };
-        out.push_str(&format!(
-            "run {run_id} {}: {counts}\n",
-            palette.run_state(state)
-        ));
-        // Past a few instances of one step on a group, only a count.
-        const SHOWN: usize = 3;
-        let mut shown: BTreeMap<String, usize> = BTreeMap::new();
-        let mut more = |step: &str| {
-            let Some(family) = super::fleet::family_of(step) else {
-                return false;
-            };
-            let n = shown.entry(family.to_string()).or_default();
-            *n += 1;
-            *n > SHOWN
-        };
-        let mut hidden: Vec<(String, StepState, usize)> = Vec::new();
-        let mut hide = |step: &str, state: StepState| {
-            let family = super::fleet::family_of(step).unwrap_or(step).to_string();
-            match hidden
-                .iter_mut()
-                .find(|(f, s, _)| *f == family && *s == state)
-            {
-                Some((_, _, n)) => *n += 1,
-                None => hidden.push((family, state, 1)),
-            }
-        };
+        let mut out = format!(
+            "run {run_id} {}: {}\n",
+            palette.run_state(state),
+            self.counts()
+        );
+        let mut shown = Shown::default();
         for (step, reason) in &self.failed {
-            if more(step) {
-                hide(step, StepState::Failed);
+            if shown.over(step, StepState::Failed) {
                 continue;
             }
             out.push_str(&format!(
@@ -137,8 +111,7 @@ impl Summary {
             ));
         }
         for (step, reason) in &self.held {
-            if more(step) {
-                hide(step, StepState::Held);
+            if shown.over(step, StepState::Held) {
                 continue;
             }
             out.push_str(&format!(
@@ -147,7 +120,7 @@ impl Summary {
                 palette.bold(step)
             ));
         }
-        for (family, state, n) in &hidden {
+        for (family, state, n) in &shown.hidden {
             out.push_str(&format!(
                 "  {} {n} more instance{} of {} {state}: runbook status {run_id}{state_flag} --hosts\n",
                 palette.mark(*state),
@@ -163,20 +136,81 @@ impl Summary {
                 palette.bold(step)
             ));
         }
-        let next = match state {
-            RunState::Succeeded => None,
-            RunState::Failed => Some(format!("fix the cause above, then: runbook resume {run_id}{state_flag}")),
-            RunState::Held => Some(format!(
-                "a person must act: runbook handoff {run_id}{state_flag}   (says who and what); then: runbook resume {run_id}{state_flag}"
-            )),
-            RunState::Interrupted | RunState::Running => Some(format!("continue with: runbook resume {run_id}{state_flag}")),
-        };
-        if let Some(next) = next {
+        if let Some(line) = self.not_run(palette) {
+            out.push_str(&line);
+        }
+        if let Some(next) = next_command(run_id, state, state_flag) {
             out.push_str(&format!("next: {next}\n"));
         }
         out
     }
 
+    /// The header's counts: every instance is in one of them.
+    fn counts(&self) -> String {
+        let mut counts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        if self.already_done > 0 {
+            counts.insert(0, format!("{} already done", self.already_done));
+        }
+        if !self.pending.is_empty() {
+            counts.push(format!("{} pending", self.pending.len()));
+        }
+        if counts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            counts.join(", ")
+        }
+    }
+
+    /// One line naming the first few steps that did not run, blocked and
+    /// pending (held ones have lines of their own, with their reasons).
+    fn not_run(&self, palette: &Palette) -> Option<String> {
+        let named = |ids: &[String], state: StepState| {
+            if ids.is_empty() {
+                return None;
+            }
+            let mut names: Vec<&str> = ids.iter().take(NAMED).map(String::as_str).collect();
+            let more = ids.len().saturating_sub(NAMED);
+            let more = format!("{more} more");
+            if ids.len() > NAMED {
+                names.push(&more);
+            }
+            Some(format!("{} {state} ({})", ids.len(), names.join(", ")))
+        };
+        // Those a stopped rollout left have lines of their own.
+        let pending: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|p| !self.left_steps.contains(p))
+            .cloned()
+            .collect();
+        let parts: Vec<String> = [
+            named(&self.blocked, StepState::Blocked),
+            named(&pending, StepState::Pending),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let mark = if self.blocked.is_empty() {
+            StepState::Pending
+        } else {
+            StepState::Blocked
+        };
+        Some(format!(
+            "  {} not run: {}\n",
+            palette.mark(mark),
+            parts.join("; ")
+        ))
+    }
+}
+
+impl Summary {
     /// The hosts (or steps) left pending on purpose, the first few named:
     /// `⋯ web3: not started, max_fail 0 reached (web2 failed)`.
     fn render_left(&self, out: &mut String, run_id: i64, palette: &Palette, state_flag: &str) {
@@ -191,5 +225,55 @@ impl Summary {
                 "  {mark} {more} more left pending: runbook status {run_id}{state_flag} --hosts\n"
             ));
         }
+    }
+}
+
+/// Steps named per state in the "not run" line.
+const NAMED: usize = 3;
+
+/// Past a few instances of one step on a group, only a count.
+#[derive(Default)]
+struct Shown {
+    per_family: BTreeMap<String, usize>,
+    hidden: Vec<(String, StepState, usize)>,
+}
+
+impl Shown {
+    /// Whether `step` is past the few shown of its family (then counted).
+    fn over(&mut self, step: &str, state: StepState) -> bool {
+        const SHOWN: usize = 3;
+        let Some(family) = super::fleet::family_of(step) else {
+            return false;
+        };
+        let n = self.per_family.entry(family.to_string()).or_default();
+        *n += 1;
+        if *n <= SHOWN {
+            return false;
+        }
+        match self
+            .hidden
+            .iter_mut()
+            .find(|(f, s, _)| f == family && *s == state)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.hidden.push((family.to_string(), state, 1)),
+        }
+        true
+    }
+}
+
+/// The command to type next, for a run that ended in `state`.
+fn next_command(run_id: i64, state: RunState, state_flag: &str) -> Option<String> {
+    match state {
+        RunState::Succeeded => None,
+        RunState::Failed => Some(format!(
+            "fix the cause above, then: runbook resume {run_id}{state_flag}"
+        )),
+        RunState::Held => Some(format!(
+            "a person must act: runbook handoff {run_id}{state_flag}   (says who and what); then: runbook resume {run_id}{state_flag}"
+        )),
+        RunState::Interrupted | RunState::Running => Some(format!(
+            "continue with: runbook resume {run_id}{state_flag}"
+        )),
     }
 }

@@ -839,9 +839,16 @@ impl<'a> Pass<'a> {
             (pass, stored)
         };
         self.store.set_run_state(self.run_id, stored)?;
+        let pending = self
+            .rows
+            .iter()
+            .filter(|r| r.state == StepState::Pending)
+            .map(|r| r.id.clone())
+            .collect();
         self.reporter.event(&Event::RunFinished {
             run_id: self.run_id,
             state: stored,
+            pending,
         });
         Ok(pass)
     }

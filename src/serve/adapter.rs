@@ -160,9 +160,15 @@ impl Follower {
             .any(|e| matches!(e, Event::StepFinished { .. }));
         let ended = self.run_state != Some(state) || self.finished_at != run.finished_at || stepped;
         if ended && !first && state != RunState::Running {
+            let pending = steps
+                .iter()
+                .filter(|s| s.state == StepState::Pending)
+                .map(|s| s.id.clone())
+                .collect();
             events.push(Event::RunFinished {
                 run_id: run.id,
                 state,
+                pending,
             });
         }
         self.run_state = Some(state);

@@ -93,6 +93,8 @@ fn a_step_outlives_a_kill_9_of_the_engine_and_resume_reattaches_to_it() {
         .stdout_has(&format!("{:<17} build", "would reattach"))
         .stdout_has(&format!("{:<17} after", "would run"));
 
+    // Later still, so a duration counted from the reattach would be short.
+    std::thread::sleep(Duration::from_millis(1500));
     let ran = t.run(&["resume"]);
     ran.code(0).stdout_has("[after] after-ran");
     assert_eq!(
@@ -108,6 +110,20 @@ fn a_step_outlives_a_kill_9_of_the_engine_and_resume_reattaches_to_it() {
         s.reason_of("build").contains("reattached"),
         "{:?}",
         build.reason
+    );
+    // Its duration is the step's (it slept 3 s), not the reattach's.
+    let took = build.duration_ms.unwrap_or_default();
+    assert!(took >= 3000, "duration {took} ms");
+    assert_eq!(
+        build.attempt_history.len(),
+        1,
+        "{:?}",
+        build.attempt_history
+    );
+    assert!(
+        build.attempt_history[0].duration_ms >= 3000,
+        "{:?}",
+        build.attempt_history
     );
     let logs = t.run(&["logs", "1", "build"]);
     logs.code(0);

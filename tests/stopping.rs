@@ -146,3 +146,34 @@ fn an_upload_stopped_mid_transfer_leaves_each_file_old_or_new_and_no_temporary_f
         "temporary files left in {dest:?}"
     );
 }
+
+/// An attempt stopped by a signal keeps its record: `attempt_history` has
+/// it ("stopped by signal"), and the attempt a resume makes comes after it.
+#[test]
+fn a_signal_stopped_attempt_is_in_the_attempt_history() {
+    let t = Test::new();
+    let go = t.p("go");
+    t.put_runbook(
+        "r",
+        &format!("steps:\n  - id: slow\n    run: echo started; [ -e {go} ] || sleep 30\n"),
+    );
+    let (_, ran) = stop_while_running(&t, "slow", "INT");
+    ran.code(130);
+    let s = t.status(None);
+    let slow = s.step("slow");
+    assert_eq!(slow.state, "interrupted");
+    assert_eq!(slow.attempt_history.len(), 1, "{:?}", slow.attempt_history);
+    let first = &slow.attempt_history[0];
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.reason.as_deref(), Some("stopped by signal"));
+    assert!(first.duration_ms >= 300, "{first:?}");
+    std::fs::write(&go, "").unwrap();
+    t.run(&["resume"]).code(0);
+    let s = t.status(None);
+    let history = &s.step("slow").attempt_history;
+    let seen: Vec<(i64, Option<i64>)> = history.iter().map(|a| (a.attempt, a.exit_code)).collect();
+    assert_eq!(seen, vec![(1, None), (2, Some(0))], "{history:?}");
+    t.run(&["logs", "1", "slow", "--attempt", "1"])
+        .code(0)
+        .stdout_has("started");
+}

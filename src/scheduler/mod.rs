@@ -689,9 +689,17 @@ impl<'a> Pass<'a> {
                 self.flush_output()?;
                 let id = self.plan.steps[step].id.clone();
                 self.store.clear_output(self.run_id, &id, attempt)?;
+                // The step began when the earlier engine started it: its
+                // duration (and its attempt's) count from then, not from now.
                 let began = self.rows[step].started_at.clone();
-                self.attempt_start[step] =
-                    Some((began.unwrap_or_else(crate::store::now), Instant::now()));
+                let ago = began
+                    .as_deref()
+                    .and_then(|t| humantime::parse_rfc3339(t).ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default();
+                let then = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+                self.started_at[step] = Some(then);
+                self.attempt_start[step] = Some((began.unwrap_or_else(crate::store::now), then));
                 self.current_attempt[step] = attempt;
                 self.rows[step].attempts = attempt;
                 self.store.save_step(self.run_id, &self.rows[step])?;
@@ -761,9 +769,9 @@ impl<'a> Pass<'a> {
                 Some("stopped by signal".into()),
             ),
         };
-        if state != StepState::Interrupted {
-            self.record_attempt(step, exit_code, reason.clone())?;
-        }
+        // A signal-stopped attempt is kept too; one a resume reattaches to
+        // is written again under the same number when it ends.
+        self.record_attempt(step, exit_code, reason.clone())?;
         let row = &mut self.rows[step];
         let code = exit_code.map(i64::from);
         let spool = self.spools[step].take().filter(|_| !keep_spool);

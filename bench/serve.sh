@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Web view benchmark (issue 25, point 5), every figure beside its floor in
+# one run of the script:
+#  1. the run page of a run of 1,000 instances (100 hosts × 10 steps on one
+#     loopback sshd), and of a 1,000-step local fan-out, against a trivial
+#     axum server sending a static file of the same size;
+#  2. the CPU `runbook serve` spends while 50 run pages follow a running run
+#     (each page does what its script does: the event stream, and a refetch
+#     of the run's fragment on every state change), against 50 idle
+#     event-stream connections to the trivial server, over the same seconds.
+# Usage: bench/serve.sh   (BIN=path/to/runbook; N=100 hosts; PAGES=50;
+#                          WINDOW=20 seconds; TIMES=20 requests per row)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet --example serve_bench
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked --quiet
+  bin="$PWD/target/release/runbook"
+else
+  bin=$(realpath "$BIN")
+fi
+helper="$PWD/target/release/examples/serve_bench"
+N=${N:-100}
+PAGES=${PAGES:-50}
+WINDOW=${WINDOW:-20}
+TIMES=${TIMES:-20}
+work=$(mktemp -d /tmp/rbserve.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+source bench/sshd-lib.sh
+mkdir -p "$work/runbooks"
+cd "$work"
+
+# --- the runs ---------------------------------------------------------------
+{
+  echo "hosts:"
+  for i in $(seq 1 "$N"); do
+    echo "  h$i: { address: 127.0.0.1, port: $port, user: $user, identity_file: $work/client_key, known_hosts_file: $work/known_hosts }"
+  done
+  echo "groups:"
+  echo "  web: ['h*']"
+  echo "steps:"
+  for s in $(seq 0 9); do
+    echo "  - id: s$s"
+    echo "    on: web"
+    [ "$s" -gt 0 ] && echo "    needs: [s$((s - 1))]"
+    echo "    run: 'true'"
+  done
+} > runbooks/fleet.yaml
+{
+  echo "steps:"
+  echo "  - id: root"
+  echo "    run: 'true'"
+  for i in $(seq 1 998); do
+    echo "  - id: l$i"
+    echo "    needs: [root]"
+    echo "    run: 'true'"
+  done
+  echo "  - id: join"
+  echo "    needs: [$(seq -s, -f 'l%g' 1 998)]"
+  echo "    run: 'true'"
+} > runbooks/fan.yaml
+# The followed run: a chain of 1-second steps, each printing ten lines.
+{
+  echo "steps:"
+  for i in $(seq 1 120); do
+    echo "  - id: step$i"
+    [ "$i" -gt 1 ] && echo "    needs: [step$((i - 1))]"
+    echo "    run: 'for i in 1 2 3 4 5 6 7 8 9 10; do echo line \$i; sleep 0.1; done'"
+  done
+} > runbooks/busy.yaml
+
+t0=$(date +%s.%N)
+RUNBOOK_SSH_IDLE=5s "$bin" -q run fleet --jobs "$N" >/dev/null
+t1=$(date +%s.%N)
+printf 'run 1: %s hosts x 10 steps (%s instances) in %.1f s\n' "$N" "$((N * 10))" "$(echo "$t1 - $t0" | bc -l)"
+"$bin" -q run fan --jobs 4 >/dev/null
+echo "run 2: 1,000-step fan-out"
+
+# --- the servers ------------------------------------------------------------
+"$bin" serve --listen 127.0.0.1:0 > serve.out 2>serve.err &
+serve=$!
+pids+=("$serve")
+for _ in $(seq 100); do [ -s serve.out ] && break; sleep 0.05; done
+url=$(head -1 serve.out)
+base=${url%%/\?token=*}
+export RUNBOOK_TOKEN=${url##*token=}
+echo "serve: $base (pid $serve)"
+
+page_row() { # name path
+  curl -sf -H "Authorization: Bearer $RUNBOOK_TOKEN" "$base$2" > page.html
+  "$helper" floor page.html > floor.out &
+  local fl=$!
+  for _ in $(seq 100); do [ -s floor.out ] && break; sleep 0.05; done
+  local fbase
+  fbase=$(head -1 floor.out)
+  printf '%-34s %s\n' "$1" "$("$helper" time "$base$2" "$TIMES")"
+  printf '%-34s %s\n' "  floor: same bytes, static file" "$("$helper" time "$fbase/static" "$TIMES")"
+  kill "$fl"
+  wait "$fl" 2>/dev/null || true
+}
+echo
+echo "== one request at a time, $TIMES each (time to the last byte, loopback) =="
+page_row "run page, 1,000 instances" /runs/1
+page_row "  its live fragment" "/runs/1?fragment=1"
+page_row "  /api/runs/1" /api/runs/1
+page_row "  handoff page" /runs/1/handoff
+page_row "run page, 1,000-step fan-out" /runs/2
+page_row "  its live fragment" "/runs/2?fragment=1"
+
+# --- following a running run -----------------------------------------------
+cpu() { # pid: utime + stime in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+"$bin" -q run busy >/dev/null 2>&1 &
+engine=$!
+pids+=("$engine")
+for _ in $(seq 100); do
+  curl -sf -H "Authorization: Bearer $RUNBOOK_TOKEN" "$base/api/runs" | grep -q '"state":"running"' && break
+  sleep 0.1
+done
+: > empty.html
+"$helper" floor empty.html > floor.out &
+fl=$!
+pids+=("$fl")
+for _ in $(seq 100); do [ -s floor.out ] && break; sleep 0.05; done
+fbase=$(head -1 floor.out)
+window() { # label pages
+  local a b fa fb out fout
+  a=$(cpu "$serve"); fa=$(cpu "$fl")
+  out=$("$helper" pages "$base" 3 "$2" "$WINDOW" &
+        RUNBOOK_TOKEN='' "$helper" pages "$fbase" x "$2" "$WINDOW" >/dev/null 2>&1 &
+        wait)
+  b=$(cpu "$serve"); fb=$(cpu "$fl")
+  printf '%-34s serve %5.2f%% of a core   floor (idle streams) %5.2f%%   (%s)\n' "$1" \
+    "$(echo "($b - $a) * 100 / $hz / $WINDOW" | bc -l)" \
+    "$(echo "($fb - $fa) * 100 / $hz / $WINDOW" | bc -l)" "$out"
+}
+echo
+echo "== CPU over ${WINDOW} s while run 3 runs (a 1 s step after another, 10 lines each) =="
+window "no page open" 0
+window "1 page following" 1
+window "$PAGES pages following" "$PAGES"
+kill "$engine" 2>/dev/null || true
+wait "$engine" 2>/dev/null || true

@@ -25,9 +25,8 @@ PAGES=${PAGES:-50}
 WINDOW=${WINDOW:-20}
 TIMES=${TIMES:-20}
 work=$(mktemp -d /tmp/rbserve.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+cleanup() { # what this script started and still runs, by pid
+  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
   [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -85,27 +84,41 @@ echo "run 2: 1,000-step fan-out"
 # --- the servers ------------------------------------------------------------
 "$bin" serve --listen 127.0.0.1:0 > serve.out 2>serve.err &
 serve=$!
-pids+=("$serve")
-for _ in $(seq 100); do [ -s serve.out ] && break; sleep 0.05; done
+for _ in $(seq 400); do [ -s serve.out ] && break; sleep 0.05; done
 url=$(head -1 serve.out)
 base=${url%%/\?token=*}
 export RUNBOOK_TOKEN=${url##*token=}
 echo "serve: $base (pid $serve)"
 
+floor_up() { # file: starts the floor server on it; sets fl and fbase
+  "$helper" floor "$1" > floor.out &
+  fl=$!
+  for _ in $(seq 400); do [ -s floor.out ] && break; sleep 0.05; done
+  fbase=$(head -1 floor.out)
+  [ -n "$fbase" ] || { echo "the floor server did not start" >&2; exit 1; }
+}
+cpu() { # pid: utime + stime in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+timed() { # label pid url: wall times, and the server's CPU per request
+  local a b out
+  a=$(cpu "$2")
+  out=$("$helper" time "$3" "$TIMES")
+  b=$(cpu "$2")
+  printf '%-34s %s  server CPU %.1f ms per request\n' "$1" "$out" \
+    "$(echo "($b - $a) * 1000 / $hz / $TIMES" | bc -l)"
+}
 page_row() { # name path
   curl -sf -H "Authorization: Bearer $RUNBOOK_TOKEN" "$base$2" > page.html
-  "$helper" floor page.html > floor.out &
-  local fl=$!
-  for _ in $(seq 100); do [ -s floor.out ] && break; sleep 0.05; done
-  local fbase
-  fbase=$(head -1 floor.out)
-  printf '%-34s %s\n' "$1" "$("$helper" time "$base$2" "$TIMES")"
-  printf '%-34s %s\n' "  floor: same bytes, static file" "$("$helper" time "$fbase/static" "$TIMES")"
+  floor_up page.html
+  timed "$1" "$serve" "$base$2"
+  timed "  floor: same bytes, static file" "$fl" "$fbase/static"
   kill "$fl"
   wait "$fl" 2>/dev/null || true
 }
 echo
-echo "== one request at a time, $TIMES each (time to the last byte, loopback) =="
+echo "== one request at a time, $TIMES each (time to the last byte on loopback; CPU from /proc) =="
 page_row "run page, 1,000 instances" /runs/1
 page_row "  its live fragment" "/runs/1?fragment=1"
 page_row "  /api/runs/1" /api/runs/1
@@ -114,23 +127,14 @@ page_row "run page, 1,000-step fan-out" /runs/2
 page_row "  its live fragment" "/runs/2?fragment=1"
 
 # --- following a running run -----------------------------------------------
-cpu() { # pid: utime + stime in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat"
-}
-hz=$(getconf CLK_TCK)
 "$bin" -q run busy >/dev/null 2>&1 &
 engine=$!
-pids+=("$engine")
 for _ in $(seq 100); do
   curl -sf -H "Authorization: Bearer $RUNBOOK_TOKEN" "$base/api/runs" | grep -q '"state":"running"' && break
   sleep 0.1
 done
 : > empty.html
-"$helper" floor empty.html > floor.out &
-fl=$!
-pids+=("$fl")
-for _ in $(seq 100); do [ -s floor.out ] && break; sleep 0.05; done
-fbase=$(head -1 floor.out)
+floor_up empty.html
 window() { # label pages
   local a b fa fb out fout
   a=$(cpu "$serve"); fa=$(cpu "$fl")

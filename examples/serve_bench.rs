@@ -13,9 +13,10 @@
 //!                                 for S seconds, each doing what the page's script does
 //!                                 (src/serve/run.html): load the page, open the event
 //!                                 stream, refetch the run's fragment on every (re)connect
-//!                                 and every event but `step_output`, one fetch at a time
-//!                                 per page, a change while one is in flight coalesced
-//!                                 into one more. Prints what the pages received.
+//!                                 and 100 ms after an event but `step_output` (the events
+//!                                 within those 100 ms gathered into one fetch), one fetch
+//!                                 at a time per page, a change while one is in flight
+//!                                 gathered into one more. Prints what the pages received.
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,10 +40,10 @@ fn main() {
         match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             ["floor", file] => floor(file.into()).await,
             ["time", url, n] => time(url, n.parse()?).await,
-            ["pages", base, run, n, secs] => {
-                pages(base, run, n.parse()?, secs.parse()?).await
+            ["pages", base, run, n, secs] => pages(base, run, n.parse()?, secs.parse()?).await,
+            _ => {
+                Err("usage: serve_bench floor FILE | time URL N | pages BASE RUN N SECONDS".into())
             }
-            _ => Err("usage: serve_bench floor FILE | time URL N | pages BASE RUN N SECONDS".into()),
         }
     });
     if let Err(e) = result {
@@ -55,16 +56,17 @@ async fn floor(file: std::path::PathBuf) -> Res<()> {
     let file = Arc::new(file);
     let app = Router::new()
         .fallback(get(move || {
-                let file = file.clone();
-                async move {
-                    let body = tokio::fs::read(&*file).await.unwrap_or_default();
-                    ([("content-type", "text/html; charset=utf-8")], body)
-                }
-            }))
+            let file = file.clone();
+            async move {
+                let body = tokio::fs::read(&*file).await.unwrap_or_default();
+                ([("content-type", "text/html; charset=utf-8")], body)
+            }
+        }))
         .route(
             "/api/runs/{id}/events",
             get(|| async {
-                let never = futures_util::stream::pending::<Result<Event, std::convert::Infallible>>();
+                let never =
+                    futures_util::stream::pending::<Result<Event, std::convert::Infallible>>();
                 Sse::new(never).keep_alive(KeepAlive::default())
             }),
         );
@@ -148,14 +150,17 @@ async fn pages(base: &str, run: &str, n: usize, secs: u64) -> Res<()> {
 /// One open page: the fetches its script makes.
 async fn page(client: reqwest::Client, base: &str, run: &str, counts: Arc<Counts>) -> Res<()> {
     let full = client.get(format!("{base}/runs/{run}")).send().await?;
-    counts.bytes.fetch_add(full.bytes().await?.len() as u64, Ordering::Relaxed);
-    let wake = Arc::new(tokio::sync::Notify::new());
+    counts
+        .bytes
+        .fetch_add(full.bytes().await?.len() as u64, Ordering::Relaxed);
+    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
     let refresher = {
-        let (client, counts, wake) = (client.clone(), counts.clone(), wake.clone());
+        let (client, counts) = (client.clone(), counts.clone());
         let url = format!("{base}/runs/{run}?fragment=1");
         tokio::spawn(async move {
-            loop {
-                wake.notified().await;
+            while woken.recv().await.is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while woken.try_recv().is_ok() {}
                 if let Ok(r) = client.get(&url).send().await {
                     let len = r.bytes().await.map(|b| b.len()).unwrap_or(0);
                     counts.fragments.fetch_add(1, Ordering::Relaxed);
@@ -164,7 +169,13 @@ async fn page(client: reqwest::Client, base: &str, run: &str, counts: Arc<Counts
             }
         })
     };
-    let result = follow(&client, &format!("{base}/api/runs/{run}/events"), &counts, &wake).await;
+    let result = follow(
+        &client,
+        &format!("{base}/api/runs/{run}/events"),
+        &counts,
+        &wake,
+    )
+    .await;
     refresher.abort();
     result
 }
@@ -174,20 +185,22 @@ async fn follow(
     client: &reqwest::Client,
     url: &str,
     counts: &Counts,
-    wake: &tokio::sync::Notify,
+    wake: &tokio::sync::mpsc::Sender<()>,
 ) -> Res<()> {
     let mut stream = client.get(url).send().await?;
-    wake.notify_one();
+    let _ = wake.try_send(());
     let mut pending = String::new();
     while let Some(chunk) = stream.chunk().await? {
-        counts.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        counts
+            .bytes
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         pending.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
             if let Some(data) = line.strip_prefix("data:") {
                 counts.events.fetch_add(1, Ordering::Relaxed);
                 if !data.contains("\"event\":\"step_output\"") {
-                    wake.notify_one();
+                    let _ = wake.try_send(());
                 }
             }
         }

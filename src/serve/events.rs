@@ -1,10 +1,13 @@
 //! `GET /api/runs/{id}/events`: server-sent events with the shapes of
 //! SPEC §5, made from what changes in the store. One poller per followed
 //! run (a thread with its own connection), however many pages follow it;
-//! it stops when the last one leaves.
+//! it stops when the last one leaves. Each change the poller sees gives
+//! the run a new generation, by which `fragment` knows when a rendering of
+//! the run is still current.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,10 +25,33 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// The runs being followed, each with the channel its poller sends on.
 #[derive(Default)]
 pub struct Hub {
-    runs: Mutex<HashMap<i64, broadcast::Sender<Arc<str>>>>,
+    runs: Mutex<HashMap<i64, Followed>>,
+    /// Where generations come from: never one value twice, so a poller
+    /// started again does not revive a fragment of an earlier one.
+    next: AtomicU64,
+    /// The run pages' fragments, one rendering per generation.
+    pub fragments: super::fragment::Fragments,
+}
+
+/// One followed run.
+struct Followed {
+    tx: broadcast::Sender<Arc<str>>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Hub {
+    /// The generation of a followed run: it changes with every change its
+    /// poller sees. `None` when nobody follows the run.
+    pub fn generation(&self, run_id: i64) -> Option<u64> {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.get(&run_id)
+            .map(|f| f.generation.load(Ordering::SeqCst))
+    }
+
+    fn new_generation(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     /// A receiver of the run's events, starting its poller when none runs.
     fn subscribe(
         self: &Arc<Self>,
@@ -33,14 +59,21 @@ impl Hub {
         run_id: i64,
     ) -> crate::error::Result<broadcast::Receiver<Arc<str>>> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = runs.get(&run_id) {
-            return Ok(tx.subscribe());
+        if let Some(f) = runs.get(&run_id) {
+            return Ok(f.tx.subscribe());
         }
         let follower = adapter.follower(run_id)?;
         let (tx, rx) = broadcast::channel(4096);
-        runs.insert(run_id, tx.clone());
+        let generation = Arc::new(AtomicU64::new(self.new_generation()));
+        runs.insert(
+            run_id,
+            Followed {
+                tx: tx.clone(),
+                generation: generation.clone(),
+            },
+        );
         let hub = self.clone();
-        std::thread::spawn(move || hub.poll(follower, run_id, tx));
+        std::thread::spawn(move || hub.poll(follower, run_id, tx, generation));
         Ok(rx)
     }
 
@@ -50,6 +83,7 @@ impl Hub {
         mut follower: super::adapter::Follower,
         run_id: i64,
         tx: broadcast::Sender<Arc<str>>,
+        generation: Arc<AtomicU64>,
     ) {
         loop {
             std::thread::sleep(POLL);
@@ -57,11 +91,20 @@ impl Hub {
                 let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
                 if tx.receiver_count() == 0 {
                     runs.remove(&run_id);
+                    self.fragments.forget(run_id);
                     return;
                 }
             }
             match follower.poll() {
                 Ok(Some(events)) => {
+                    // Before the events go out: a page that asks for the
+                    // fragment on hearing one gets a new rendering.
+                    let output = |e: &crate::events::Event| {
+                        matches!(e, crate::events::Event::StepOutput { .. })
+                    };
+                    if !events.iter().all(output) {
+                        generation.store(self.new_generation(), Ordering::SeqCst);
+                    }
                     for e in events {
                         if let Ok(line) = serde_json::to_string(&e) {
                             let _ = tx.send(Arc::from(line));

@@ -1,12 +1,14 @@
 //! `runbook serve` (SPEC §12): the runs of the state file, live, in a
 //! browser. `routes` (pages and JSON API), `auth` (the token, other
-//! origins), `pages` (HTML), `graph` (the SVG), `events` (server-sent
+//! origins), `pages` (HTML), `fragment` (the live part of a run page,
+//! rendered once per change), `graph` (the SVG), `events` (server-sent
 //! events from polling the store), `adapter` (every read and write of the
 //! state, through the engine's own functions).
 
 mod adapter;
 mod auth;
 mod events;
+mod fragment;
 mod graph;
 mod pages;
 mod routes;

@@ -117,11 +117,31 @@ async fn run_page(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    if q.contains_key("fragment") {
+        return match fragment(&app, &id).await {
+            Ok(html) => Html(html).into_response(),
+            Err(r) => r,
+        };
+    }
     match run_view(&app, &id).await {
-        Ok(view) if q.contains_key("fragment") => Html(pages::run_body(&view)).into_response(),
         Ok(view) => Html(pages::run(&view)).into_response(),
         Err(r) => r,
     }
+}
+
+/// The part of the run page a change replaces: rendered once per change
+/// of a followed run, for every page that asks (`fragment`).
+async fn fragment(app: &App, id: &str) -> Result<axum::body::Bytes, Response> {
+    let run_id = id.parse::<i64>().ok();
+    let generation = || run_id.and_then(|r| app.hub.generation(r));
+    let render = || async {
+        let view = run_view(app, id).await?;
+        Ok(pages::run_body(&view))
+    };
+    app.hub
+        .fragments
+        .get(run_id.unwrap_or_default(), generation, render)
+        .await
 }
 
 async fn handoff_page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

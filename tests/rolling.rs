@@ -220,6 +220,35 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
         s.reason_of("drain@h3")
     );
     assert!(!std::path::Path::new(&t.p("announced")).exists());
+    // status: the block is one line with counts per state of its hosts,
+    // then each host with where its block is.
+    let table = t.run(&["status"]);
+    let line = |start: &str| {
+        table
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start} in {}", table.stdout))
+            .to_string()
+    };
+    assert!(line("rollout (rolling, 3 hosts)").contains("1 succeeded · 1 pending · 1 failed"));
+    assert!(line("h1 ").contains("succeeded"));
+    assert!(line("h2 ").contains("check: exited with code 3"));
+    assert!(line("h3 ").contains("not started, max_fail 0 reached (h2 failed)"));
+    assert!(!table.stdout.contains("drain@h"), "{}", table.stdout);
+    assert_eq!(s.step("drain@h3").block.as_deref(), Some("rollout"));
+    // graph: one box with the inner steps inside, left by one edge.
+    let graph = t.run(&["graph", "r"]);
+    graph
+        .code(0)
+        .stdout_has("subgraph \"cluster_rollout\"")
+        .stdout_has("label=\"rollout: rolling on web, 1 host at a time\"")
+        .stdout_has("\"finish\" -> \"announce\" [ltail=\"cluster_rollout\"];")
+        .stdout_lacks("-> \"rollout\"");
+    t.run(&["graph", "r", "--format", "mermaid"])
+        .code(0)
+        .stdout_has("subgraph s_rollout[")
+        .stdout_has("s_rollout --> s_announce");
 
     // After the fix, h2's remaining steps run before any step on h3, and
     // nothing on h1.

@@ -31,6 +31,9 @@ pub struct PlannedStep {
     pub host: Option<String>,
     /// For an instance of a step on a group: what its instances share.
     pub family: Option<crate::runbook::fleet::Family>,
+    /// The rolling block it is (the block's checkpoint) or is an instance
+    /// of an inner step of (SPEC §15).
+    pub block: Option<String>,
     /// Secrets it requires.
     pub requires: Vec<String>,
     /// Its definition rendered with secrets as placeholders.
@@ -442,6 +445,9 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         steps.push(PlannedStep {
             id: step.id.clone(),
             family: step.family.clone(),
+            block: step.spec.block.clone().or_else(|| {
+                crate::runbook::rolling::is_block(&step.spec).then(|| step.spec.id.clone())
+            }),
             needs: step.needs.clone(),
             dependents: Vec::new(),
             host: step.host.clone(),

@@ -22,6 +22,14 @@ pub enum Entry<'a> {
         /// Its instances.
         rows: Vec<&'a StepRow>,
     },
+    /// A rolling block (SPEC §15): its own row and its inner steps'
+    /// instances.
+    Block {
+        /// The block's row.
+        row: &'a StepRow,
+        /// The instances of its inner steps, in plan order.
+        rows: Vec<&'a StepRow>,
+    },
 }
 
 /// Gathers the instances of each step on a group (they are stored next
@@ -29,6 +37,21 @@ pub enum Entry<'a> {
 pub fn entries(steps: &[StepRow]) -> Vec<Entry<'_>> {
     let mut out: Vec<Entry> = Vec::new();
     for row in steps {
+        if let Some(block) = &row.block {
+            if *block == row.id {
+                out.push(Entry::Block {
+                    row,
+                    rows: Vec::new(),
+                });
+                continue;
+            }
+            if let Some(Entry::Block { row: b, rows }) = out.last_mut() {
+                if b.id == *block {
+                    rows.push(row);
+                    continue;
+                }
+            }
+        }
         match family_of(&row.id) {
             None => out.push(Entry::Single(row)),
             Some(step) => match out.last_mut() {

@@ -8,6 +8,7 @@ pub mod html;
 pub mod live;
 pub mod notify;
 pub mod plain;
+pub mod rolling;
 pub mod status;
 pub mod style;
 pub mod summary;

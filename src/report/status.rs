@@ -58,6 +58,10 @@ pub struct StepJson {
     pub unavailable: Vec<String>,
     /// Each attempt's own record, in order (SPEC §14).
     pub attempt_history: Vec<crate::store::AttemptRow>,
+    /// The rolling block this is, or is an instance of an inner step of
+    /// (SPEC §15); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
 }
 
 /// The JSON document; `unavailable` names the secrets whose command
@@ -103,8 +107,58 @@ pub fn to_json(
                     .cloned()
                     .collect(),
                 attempt_history: history.get(&s.id).cloned().unwrap_or_default(),
+                block: s.block.clone(),
             })
             .collect(),
+    }
+}
+
+/// A rolling block (SPEC §15): one line with counts per state of its
+/// hosts, then its hosts (past [`INSTANCES_SHOWN`], those not succeeded,
+/// unless `--hosts`), each with where its block is.
+fn block_rows(
+    table: &mut Table,
+    row: &StepRow,
+    rows: &[&StepRow],
+    palette: &super::style::Palette,
+    all_hosts: bool,
+) {
+    let hosts = super::rolling::hosts(rows);
+    let took: i64 = hosts.iter().filter_map(|h| h.duration_ms).sum();
+    table.add_row([
+        format!("{} (rolling, {} hosts)", row.id, hosts.len()),
+        super::rolling::counts(&hosts),
+        String::new(),
+        if took > 0 {
+            human_ms(took)
+        } else {
+            String::new()
+        },
+        String::new(),
+    ]);
+    let all = all_hosts || hosts.len() <= INSTANCES_SHOWN;
+    let listed: Vec<_> = hosts
+        .iter()
+        .filter(|h| all || h.state != StepState::Succeeded)
+        .collect();
+    let cut = if all { listed.len() } else { INSTANCES_SHOWN };
+    for h in listed.iter().take(cut) {
+        table.add_row([
+            format!("  {}", h.host),
+            palette.state(h.state),
+            String::new(),
+            h.duration_ms.map(human_ms).unwrap_or_default(),
+            h.reason.clone(),
+        ]);
+    }
+    if listed.len() > cut {
+        table.add_row([
+            format!("  … {} more", listed.len() - cut),
+            String::new(),
+            String::new(),
+            String::new(),
+            "`runbook status --hosts` lists every host".to_string(),
+        ]);
     }
 }
 
@@ -137,6 +191,9 @@ pub fn to_table(
         match entry {
             super::fleet::Entry::Single(s) => {
                 table.add_row(row_of(s, s.id.clone()));
+            }
+            super::fleet::Entry::Block { row, rows } => {
+                block_rows(&mut table, row, &rows, palette, all_hosts);
             }
             super::fleet::Entry::Family { step, rows } => {
                 let longest = rows.iter().filter_map(|r| r.duration_ms).max();

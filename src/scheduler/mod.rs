@@ -227,8 +227,10 @@ pub fn reconcile(
             missing: Vec::new(),
             rejected: Vec::new(),
             source_hash: None,
+            block: None,
         });
         row.position = i as i64;
+        row.block = step.block.clone();
         row.needs = needs;
         row.host = step.host.clone();
         if left_out(i) {

@@ -79,6 +79,9 @@ pub struct StepRow {
     /// For an upload: the hash of the source it shipped last (SPEC §14),
     /// compared with the source as it is when a later pass reaches it.
     pub source_hash: Option<String>,
+    /// For an instance of a rolling block's inner step, and for the block
+    /// itself: the block's id (SPEC §15).
+    pub block: Option<String>,
 }
 
 /// Where a remote step spools its output on its host (SPEC §8).
@@ -350,7 +353,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT id, position, state, attempts, started_at, finished_at, duration_ms, exit_code,
-                        reason, fingerprint, needs, host, missing, rejected, source_hash
+                        reason, fingerprint, needs, host, missing, rejected, source_hash, block
                  FROM steps WHERE run_id = ?1 ORDER BY position",
             )
             .at(&self.path)?;
@@ -372,6 +375,7 @@ impl Store {
                     missing: json_list(r.get::<_, String>(12)?),
                     rejected: json_list(r.get::<_, String>(13)?),
                     source_hash: r.get(14)?,
+                    block: r.get(15)?,
                 })
             })
             .at(&self.path)?
@@ -842,11 +846,11 @@ fn json_list(text: String) -> Vec<String> {
 fn upsert_step(conn: &Connection, run_id: i64, row: &StepRow) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO steps (run_id, id, position, state, attempts, started_at, finished_at, duration_ms,
-                            exit_code, reason, fingerprint, needs, host, missing, rejected, source_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                            exit_code, reason, fingerprint, needs, host, missing, rejected, source_hash, block)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (run_id, id) DO UPDATE SET position = ?3, state = ?4, attempts = ?5, started_at = ?6,
             finished_at = ?7, duration_ms = ?8, exit_code = ?9, reason = ?10, fingerprint = ?11,
-            needs = ?12, host = ?13, missing = ?14, rejected = ?15, source_hash = ?16",
+            needs = ?12, host = ?13, missing = ?14, rejected = ?15, source_hash = ?16, block = ?17",
     )?;
     stmt.execute(params![
         run_id,
@@ -865,6 +869,7 @@ fn upsert_step(conn: &Connection, run_id: i64, row: &StepRow) -> rusqlite::Resul
         serde_json::to_string(&row.missing).unwrap_or_default(),
         serde_json::to_string(&row.rejected).unwrap_or_default(),
         row.source_hash,
+        row.block,
     ])?;
     Ok(())
 }

@@ -108,6 +108,9 @@ const MIGRATIONS: &[&str] = &[
         duration_ms INTEGER NOT NULL,
         PRIMARY KEY (run_id, step_id, attempt)
     );",
+    // 7: the rolling block an instance of an inner step belongs to (SPEC
+    // §15), so status and the handoff show the block as one.
+    "ALTER TABLE steps ADD COLUMN block TEXT;",
 ];
 
 /// The schema version this program writes.

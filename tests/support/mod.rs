@@ -84,6 +84,9 @@ pub struct StepStatus {
     pub host: Option<String>,
     /// Each attempt's record (SPEC §14).
     pub attempt_history: Vec<AttemptRecord>,
+    /// The rolling block it is or belongs to (SPEC §15).
+    #[serde(default)]
+    pub block: Option<String>,
 }
 
 /// One attempt in `status --json`'s `attempt_history`.

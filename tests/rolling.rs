@@ -315,12 +315,12 @@ fn a_block_is_refused_where_it_cannot_mean_a_rollout() {
         ),
         (
             "  - id: rollout\n    on: web\n    steps:\n      - id: x\n        on: db\n        run: 'true'\n",
-            "step `x` inside rolling block `rollout` runs on `db`",
+            "step \"x\" (steps[1].steps[0]) inside rolling block `rollout` runs on `db`",
             "r.yaml:13:13",
         ),
         (
             "  - id: rollout\n    on: web\n    steps:\n      - id: x\n        needs: [pre]\n        run: 'true'\n",
-            "step `x` inside rolling block `rollout` needs `pre`, which is outside the block",
+            "step \"x\" (steps[1].steps[0]) inside rolling block `rollout` needs `pre`, which is outside the block",
             "r.yaml:13:17",
         ),
         (
@@ -330,12 +330,12 @@ fn a_block_is_refused_where_it_cannot_mean_a_rollout() {
         ),
         (
             "  - id: x\n    on: web\n    order: sorted\n    run: 'true'\n",
-            "step `x` has `order` but is not a rolling block",
+            "step \"x\" (steps[1]) has `order` but is not a rolling block",
             "r.yaml:11:5",
         ),
         (
             "  - id: rollout\n    on: web\n    steps:\n      - id: x\n        serial: 1\n        run: 'true'\n",
-            "step `x` inside rolling block `rollout` has `serial`",
+            "step \"x\" (steps[1].steps[0]) inside rolling block `rollout` has `serial`",
             "r.yaml:13:9",
         ),
         (

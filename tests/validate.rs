@@ -67,7 +67,7 @@ fn duplicate_ids() {
 fn needs_naming_no_step() {
     rejects(
         "steps:\n  - id: build\n    run: touch MARK\n  - id: deploy\n    needs: [biuld]\n    run: 'true'\n",
-        "step `deploy` needs `biuld`, but no step has that id",
+        "step \"deploy\" (steps[1]) needs `biuld`, but no step has that id",
         5,
     )
     .stderr_has("did you mean `build`?");
@@ -86,7 +86,7 @@ fn cycle_names_steps_in_order() {
 fn self_cycle() {
     rejects(
         "steps:\n  - id: a\n    needs: [a]\n    run: touch MARK\n",
-        "step `a` needs itself",
+        "step \"a\" (steps[0]) needs itself",
         3,
     );
 }
@@ -132,7 +132,7 @@ fn bad_default_duration() {
 fn two_actions() {
     rejects(
         "steps:\n  - id: a\n    run: touch MARK\n    http: { url: 'http://127.0.0.1:1/' }\n",
-        "step `a` has 2 actions (run, http)",
+        "step \"a\" (steps[0]) has 2 actions (run, http)",
         4,
     );
 }
@@ -159,7 +159,7 @@ fn undefined_template_name() {
 fn secret_used_without_requires() {
     rejects(
         "secrets:\n  TOKEN: { description: t, owner: Lukas }\nsteps:\n  - id: a\n    run: touch MARK\n  - id: b\n    run: echo {{ secrets.TOKEN }}\n",
-        "step `b`, `run`: uses secret `TOKEN` but does not list it in `requires`",
+        "step \"b\" (steps[1]), `run`: uses secret `TOKEN` but does not list it in `requires`",
         7,
     )
     // At the name itself, and said once (not again as an undefined name).
@@ -184,7 +184,7 @@ fn text_that_looks_like_a_secret_is_not_a_use() {
 fn undeclared_secret_in_a_template_at_its_line_and_column() {
     rejects(
         "secrets:\n  T: { description: t, owner: o }\nsteps:\n  - id: a\n    run: touch MARK\n  - id: b\n    requires: [T]\n    run: |\n      echo one\n      echo {{ secrets.T }} {{ secrets.NOPE | quote }}\n",
-        "step `b`, `run`: uses `secrets.NOPE`, which is not declared",
+        "step \"b\" (steps[1]), `run`: uses `secrets.NOPE`, which is not declared",
         10,
     )
     .stderr_has("bad.yaml:10:31:")
@@ -208,7 +208,9 @@ fn a_secret_used_in_an_uploaded_template_must_be_required() {
     );
     t.run(&["validate", "up"])
         .code(2)
-        .stderr_has("step `a`, `src`: uses secret `T` but does not list it in `requires`")
+        .stderr_has(
+            "step \"a\" (steps[0]), `src`: uses secret `T` but does not list it in `requires`",
+        )
         .stderr_has("up.yaml:5:");
     // Listed in `requires`, it validates; the plain file is rendered too but
     // uses nothing.
@@ -537,13 +539,16 @@ fn every_problem_is_reported_in_one_pass() {
         (13, "step \"check\" (steps[2].retries): invalid type"),
         (14, "unknown key `methd` in step \"check\" (steps[2].http)"),
         (15, "unknown key `approvl` in step \"check\" (steps[2])"),
-        (4, "bad duration `0s` for `timeout`: a timeout of zero"),
+        (
+            4,
+            "step \"build\" (steps[0]): bad duration `0s` for `timeout`: a timeout of zero",
+        ),
         (
             10,
-            "bad duration `-3s` for `retry_delay`: a duration cannot be negative",
+            "step \"deploy\" (steps[1]): bad duration `-3s` for `retry_delay`: a duration cannot be negative",
         ),
-        (7, "step `deploy` needs `biuld`, but no step has that id"),
-        (3, "`vars.nope` is undefined"),
+        (7, "step \"deploy\" (steps[1]) needs `biuld`, but no step has that id"),
+        (3, "step \"build\" (steps[0]), `run`: `vars.nope` is undefined"),
     ] {
         ran.stderr_has(text)
             .stderr_has(&format!("bad.yaml:{line}:"));
@@ -581,9 +586,45 @@ fn approval_and_title_are_templates() {
     t.run(&["handoff"]).stdout_has("Deploy 1.4.2");
     rejects(
         "steps:\n  - id: a\n    run: touch MARK\n    title: \"T {{ vars.nope }}\"\n    approval: \"Go {{ vars.nada }}?\"\n",
-        "step `a`, `title`: `vars.nope` is undefined",
+        "step \"a\" (steps[0]), `title`: `vars.nope` is undefined",
         4,
     )
-    .stderr_has("step `a`, `approval`: `vars.nada` is undefined")
+    .stderr_has("step \"a\" (steps[0]), `approval`: `vars.nada` is undefined")
     .stderr_has("bad.yaml:5:");
+}
+
+/// SPEC §14: every problem inside a step names the step as
+/// `step "ID" (steps[N])`, whichever check finds it; a cycle comes with the
+/// other problems; a problem in `hosts:` written after `steps:` names no step.
+#[test]
+fn every_problem_in_a_step_names_it_by_id_and_place() {
+    let yaml = "steps:
+  - id: x
+    run: touch MARK
+    retires: 1
+  - id: a
+    needs: [c]
+    on: wbe
+    run: 'true'
+  - id: c
+    needs: [a]
+    timeout: soon
+    run: ls {{ vars.dri }}
+hosts:
+  web: { address: 127.0.0.1, portt: 22 }
+";
+    let ran = rejects(yaml, "unknown key `retires` in step \"x\" (steps[0])", 4);
+    for (line, text) in [
+        (6, "step \"a\" (steps[1]): dependency cycle: a → c → a"),
+        (7, "step \"a\" (steps[1]): unknown host `wbe`"),
+        (
+            11,
+            "step \"c\" (steps[2]): bad duration `soon` for `timeout`",
+        ),
+        (12, "step \"c\" (steps[2]), `run`: `vars.dri` is undefined"),
+    ] {
+        ran.stderr_has(&format!("bad.yaml:{line}:"))
+            .stderr_has(text);
+    }
+    ran.stderr_has("bad.yaml:14:30: unknown key `portt` in hosts.web\n");
 }

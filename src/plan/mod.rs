@@ -511,7 +511,7 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
                 unique.push(d);
             }
         }
-        let diagnostics = unique;
+        let diagnostics = runbook.source.locate_steps(unique);
         return Err(Error::Invalid {
             diagnostics,
             source_text: runbook.source.text.clone(),

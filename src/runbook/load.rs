@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use super::model::RunbookFile;
 use crate::error::{Diagnostic, Error, Result};
 
+mod located;
+
 /// The text of a runbook file, kept for error locations.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -15,6 +17,8 @@ pub struct Source {
     pub text: String,
     /// Byte offset where each step's block starts, in step order.
     step_starts: Vec<usize>,
+    /// Each step's id and place as written (`steps[3]`), in step order.
+    step_places: Vec<(String, String)>,
     /// Problems found while parsing that were stepped over (an unknown key,
     /// a bad value) so that the rest could be checked too; validation
     /// reports them with its own.
@@ -93,6 +97,7 @@ pub fn parse_text(path: &Path, text: String) -> Result<(RunbookFile, Source)> {
         path: path.to_path_buf(),
         text: text.clone(),
         step_starts: Vec::new(),
+        step_places: Vec::new(),
         problems: Vec::new(),
     };
     let mut problems = Vec::new();
@@ -125,11 +130,13 @@ pub fn parse_text(path: &Path, text: String) -> Result<(RunbookFile, Source)> {
         path: path.to_path_buf(),
         text,
         step_starts: Vec::new(),
+        step_places: Vec::new(),
         problems,
     };
     // A rolling block's inner steps follow it, as their `id:` lines do.
     file.steps = super::rolling::flatten(std::mem::take(&mut file.steps));
     source.index_steps(file.steps.iter().map(|s| s.id.as_str()));
+    source.place_steps(&file.steps);
     Ok((file, source))
 }
 

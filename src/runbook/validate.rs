@@ -1,7 +1,7 @@
 //! Validation: turns the model as written into a [`Runbook`] whose ids, needs,
 //! hosts, secrets and durations are known to be good (SPEC §1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -357,7 +357,11 @@ pub fn validate_all(
     }
 
     super::rolling::wire_needs(&mut steps);
-    if v.diagnostics.is_empty() {
+    // Every problem at once: a cycle among the needs that resolved is one
+    // too (unless two steps share an id, so a need may not mean what the
+    // writer meant).
+    let distinct: HashSet<&str> = steps.iter().map(|s| s.spec.id.as_str()).collect();
+    if distinct.len() == steps.len() {
         if let Some(cycle) = find_cycle(&steps) {
             let names: Vec<&str> = cycle.iter().map(|&i| steps[i].spec.id.as_str()).collect();
             let drawn = names.join(" → ");
@@ -414,6 +418,7 @@ pub fn validate_all(
         notify: file.notify,
         source,
     };
+    let diagnostics = runbook.source.locate_steps(diagnostics);
     (runbook, diagnostics)
 }
 

@@ -237,6 +237,10 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
     assert!(line("h3 ").contains("not started, max_fail 0 reached (h2 failed)"));
     assert!(!table.stdout.contains("drain@h"), "{}", table.stdout);
     assert_eq!(s.step("drain@h3").block.as_deref(), Some("rollout"));
+    // The handoff names the host left, and when it goes.
+    t.run(&["handoff"]).code(0).stdout_has(
+        "`rollout on h3`: not started, max_fail 0 reached (h2 failed); it goes once the hosts before it are through",
+    );
     // graph: one box with the inner steps inside, left by one edge.
     let graph = t.run(&["graph", "r"]);
     graph
@@ -465,4 +469,40 @@ fn via_step_host_and_the_group_name_go_through_each_instances_own_host() {
             .stderr_has(message)
             .stderr_has(at);
     }
+}
+
+#[test]
+fn dry_run_shows_the_batches_in_order_and_limit_limits_the_hosts() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let names = ["h1", "h2", "h3"];
+    t.put_runbook("r", &release(&t, &sshd, &names, "    serial: 1\n"));
+    let dry = t.run(&["run", "r", "--dry-run"]);
+    dry.code(0);
+    let at = |text: &str| {
+        dry.stdout
+            .find(text)
+            .unwrap_or_else(|| panic!("no {text} in {}", dry.stdout))
+    };
+    assert!(at("rollout: batch 1 of 3: h1") < at("drain@h1"));
+    assert!(at("finish@h1") < at("rollout: batch 2 of 3: h2"));
+    assert!(at("rollout: batch 2 of 3: h2") < at("drain@h2"));
+    assert!(at("finish@h2") < at("rollout: batch 3 of 3: h3"));
+    assert!(at("finish@h3") < at("announce"));
+    assert!(t.lines("journal").is_empty(), "a dry run runs nothing");
+    // --limit: only those hosts, in the block's order, one at a time.
+    t.run(&["run", "r", "--limit", "h3,h2", "--jobs", "8"]);
+    let entries = journal(&t);
+    let hosts: Vec<String> = spans(&entries).into_iter().map(|s| s.0).collect();
+    assert_eq!(hosts, ["h2", "h3"]);
+    assert_batches(&entries, &[&["h2"], &["h3"]]);
+    let s = t.status(None);
+    assert_eq!(s.state_of("drain@h1"), "pending");
+    assert_eq!(s.state_of("announce"), "pending");
+    // Then the rest: h1 alone, and what needs the whole rollout.
+    std::fs::remove_file(t.p("journal")).unwrap();
+    t.run(&["resume", "r"]).code(0);
+    let hosts: Vec<String> = spans(&journal(&t)).into_iter().map(|s| s.0).collect();
+    assert_eq!(hosts, ["h1"]);
+    assert_eq!(t.lines("announced").len(), 1);
 }

@@ -113,18 +113,64 @@ fn stored(previous: Option<&RunRow>, store: Option<&Store>) -> Result<Stored> {
 fn start_order(plan: &plan::Plan) -> Vec<usize> {
     let n = plan.steps.len();
     let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.needs.len()).collect();
-    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    // A rolling block's later batch goes once the earlier ones are through.
+    let batch = |i: usize| {
+        plan.steps[i]
+            .family
+            .as_ref()
+            .and_then(|f| f.roll.as_ref())
+            .map_or(0, |r| r.batch)
+    };
+    let mut ready: BTreeSet<(usize, usize)> = (0..n)
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| (batch(i), i))
+        .collect();
     let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
+    while let Some((_, i)) = ready.pop_first() {
         order.push(i);
         for &d in &plan.steps[i].dependents {
             waiting[d] -= 1;
             if waiting[d] == 0 {
-                ready.insert(d);
+                ready.insert((batch(d), d));
             }
         }
     }
     order
+}
+
+/// The line that opens a batch of a rolling block, before its first
+/// instance in the walk: `rollout: batch 2 of 3: web2`.
+fn batch_line(plan: &plan::Plan, i: usize, seen: &mut Vec<(String, usize)>) -> Option<String> {
+    let roll = plan.steps[i].family.as_ref()?.roll.as_ref()?;
+    let key = (roll.block.clone(), roll.batch);
+    if seen.contains(&key) {
+        return None;
+    }
+    seen.push(key);
+    let of_block = |s: &&plan::PlannedStep| {
+        s.family
+            .as_ref()
+            .and_then(|f| f.roll.as_ref())
+            .filter(|r| r.block == roll.block)
+            .map(|r| r.batch)
+    };
+    let batches = plan.steps.iter().filter_map(|s| of_block(&s)).max()? + 1;
+    let mut hosts: Vec<&str> = Vec::new();
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| of_block(s) == Some(roll.batch))
+    {
+        if let Some(h) = s.host.as_deref().filter(|h| !hosts.contains(h)) {
+            hosts.push(h);
+        }
+    }
+    Some(format!(
+        "  {}: batch {} of {batches}: {}",
+        roll.block,
+        roll.batch + 1,
+        fleet::short_list(&hosts)
+    ))
 }
 
 /// The first lines: which run, in the state `status` shows, and the secrets.
@@ -205,7 +251,11 @@ impl Ctx {
             verdict: vec![Verdict::Done; plan.steps.len()],
             built: vec![false; plan.steps.len()],
         };
+        let mut batches_seen = Vec::new();
         for i in start_order(plan) {
+            if let Some(line) = batch_line(plan, i, &mut batches_seen) {
+                println!("{line}");
+            }
             let (v, why) = walk.judge(i, &mut gate).await;
             let detail = if v.runs() && !walk.built[i] {
                 walk.changes(i, &mut gate).await

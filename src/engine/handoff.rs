@@ -381,7 +381,10 @@ impl Ctx {
                     .filter(|s| s.state == StepState::Blocked)
                     .map(|s| StepLine::new(s.id.clone(), s.reason.clone().unwrap_or_default()))
                     .collect(),
-            ),
+            )
+            .into_iter()
+            .chain(not_started(steps))
+            .collect(),
             notes: collapse(notes),
             resume_command,
             counts: report::handoff::Counts {
@@ -398,6 +401,27 @@ impl Ctx {
             },
         })
     }
+}
+
+/// The hosts a rolling block has not started (SPEC §15), one line per
+/// reason: `rollout on web3: not started, max_fail 0 reached (web2 failed)`.
+fn not_started(steps: &[crate::store::StepRow]) -> Vec<report::handoff::StepLine> {
+    let mut out: Vec<report::handoff::StepLine> = Vec::new();
+    for (block, hosts) in report::rolling::not_started(steps) {
+        for h in hosts {
+            let text = format!("{}; it goes once the hosts before it are through", h.reason);
+            match out.iter_mut().find(|l| l.id == block && l.text == text) {
+                Some(line) => line.hosts.push(h.host),
+                None => out.push(report::handoff::StepLine {
+                    id: block.clone(),
+                    text,
+                    step: Some(block.clone()),
+                    hosts: vec![h.host],
+                }),
+            }
+        }
+    }
+    out
 }
 
 /// Failed instances of one step shown with their output; the rest by name.

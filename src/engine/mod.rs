@@ -454,7 +454,14 @@ impl Ctx {
         let mut reporter: Box<dyn Reporter> = if args.json {
             Box::new(JsonReporter)
         } else if std::io::stdout().is_terminal() && self.verbosity != Verbosity::Quiet {
-            Box::new(LiveReporter::new(self.verbosity, palette, &flag))
+            let blocks = loaded
+                .plan
+                .steps
+                .iter()
+                .filter(|s| s.family.is_some())
+                .filter_map(|s| Some((s.id.clone(), s.block.clone()?)))
+                .collect();
+            Box::new(LiveReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
         } else {
             Box::new(PlainReporter::new(self.verbosity, palette, &flag))
         };

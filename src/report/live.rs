@@ -29,6 +29,8 @@ pub struct LiveReporter {
     failed: usize,
     /// Per step on a group: its instances running now, and done so far.
     families: HashMap<String, (usize, usize)>,
+    /// Instance id → the rolling block it is in: one bar for the block.
+    blocks: HashMap<String, String>,
 }
 
 impl LiveReporter {
@@ -53,7 +55,23 @@ impl LiveReporter {
             held: 0,
             failed: 0,
             families: HashMap::new(),
+            blocks: HashMap::new(),
         }
+    }
+
+    /// The instances of rolling blocks' inner steps (instance id → block
+    /// id): each block is one line, counting its hosts' steps (SPEC §15).
+    pub fn with_blocks(mut self, blocks: HashMap<String, String>) -> Self {
+        self.blocks = blocks;
+        self
+    }
+
+    /// What a step's line is shared with: its block, or its step on a group.
+    fn shared(&self, step: &str) -> Option<String> {
+        self.blocks
+            .get(step)
+            .cloned()
+            .or_else(|| super::fleet::family_of(step).map(str::to_string))
     }
 
     fn update_footer(&self) {
@@ -95,7 +113,8 @@ impl Reporter for LiveReporter {
                 ..
             } => {
                 // The instances of a step on a group share one line.
-                let family = super::fleet::family_of(step);
+                let family = self.shared(step);
+                let family = family.as_deref();
                 let key = family.unwrap_or(step).to_string();
                 let bar = self.bars.entry(key).or_insert_with(|| {
                     let bar = self
@@ -142,7 +161,8 @@ impl Reporter for LiveReporter {
                 self.update_footer();
             }
             Event::StepOutput { step, line, .. } => {
-                let key = super::fleet::family_of(step).unwrap_or(step);
+                let key = self.shared(step);
+                let key = key.as_deref().unwrap_or(step);
                 if let Some(bar) = self.bars.get(key) {
                     bar.set_message(line.clone());
                 }
@@ -159,7 +179,8 @@ impl Reporter for LiveReporter {
                 ..
             } => {}
             Event::StepFinished { step, state, .. } => {
-                let family = super::fleet::family_of(step);
+                let family = self.shared(step);
+                let family = family.as_deref();
                 let still_running = family.is_some_and(|f| {
                     let counts = self.families.entry(f.to_string()).or_default();
                     if self.bars.contains_key(f) {

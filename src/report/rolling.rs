@@ -84,6 +84,31 @@ fn host_line(name: &str, rows: &[&StepRow]) -> HostLine {
     }
 }
 
+/// Per rolling block in `steps` (rows in plan order): its id and its
+/// hosts that have not started the block, with why (a rollout stopped at
+/// `max_fail`, or waiting for the batches before).
+pub fn not_started(steps: &[StepRow]) -> Vec<(String, Vec<HostLine>)> {
+    super::fleet::entries(steps)
+        .into_iter()
+        .filter_map(|e| match e {
+            super::fleet::Entry::Block { row, rows } => {
+                let left: Vec<HostLine> = hosts(&rows)
+                    .into_iter()
+                    .filter(|h| {
+                        h.state == StepState::Pending
+                            && rows
+                                .iter()
+                                .filter(|r| r.host.as_deref() == Some(&h.host))
+                                .all(|r| r.state == StepState::Pending)
+                    })
+                    .collect();
+                (!left.is_empty()).then(|| (row.id.clone(), left))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Counts per state of the hosts: `1 succeeded · 1 failed · 1 pending`.
 pub fn counts(hosts: &[HostLine]) -> String {
     const ORDER: [StepState; 8] = [

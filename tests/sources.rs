@@ -125,6 +125,12 @@ fn an_undefined_name_in_a_template_written_at_run_time_fails_the_step() {
     );
     t.run(&["run", "r"]).code(1).stdout_has("nope");
     assert!(!dest.path().join("out").exists(), "nothing is written");
+    // The file the failed run left is there now, so it is checked before
+    // the next pass; the help says where it comes from and what to do.
+    t.run(&["resume"])
+        .code(2)
+        .stderr_has("`vars.nope` is undefined")
+        .stderr_has("this copy is left from an earlier run: remove it");
 }
 
 #[test]

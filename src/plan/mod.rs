@@ -546,7 +546,16 @@ fn source_diagnostic(
             message,
             range: None,
         };
-        return Some(template_diagnostic(runbook, step, "src", &e));
+        let mut d = template_diagnostic(runbook, step, "src", &e);
+        if !step.needs.is_empty() {
+            // The file is checked as it is now; a step it needs may write
+            // it again before it is sent (a copy left by an earlier run).
+            let hint = d.hint.take().unwrap_or_default();
+            d.hint = Some(format!(
+                "{hint}; the file is checked as it is now: if a step this one needs writes it, this copy is left from an earlier run: remove it, and it is checked when the upload starts"
+            ));
+        }
+        return Some(d);
     }
     Some(
         Diagnostic::new(

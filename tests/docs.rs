@@ -208,9 +208,12 @@ fn substitute_host(yaml: &str, sshd: &Sshd) -> String {
     let mut out = String::new();
     let mut in_web = false;
     for line in yaml.lines() {
-        if line == "  web:" {
+        // `web`, and the guide's fleet `web1`..`web9`, all on the one sshd.
+        let name = line.trim().trim_end_matches(':');
+        let fleet = name.len() == 4 && name.starts_with("web") && name[3..].parse::<u8>().is_ok();
+        if line.starts_with("  w") && line.ends_with(':') && (name == "web" || fleet) {
             in_web = true;
-            out.push_str(&sshd.host_yaml("web"));
+            out.push_str(&sshd.host_yaml(name));
             continue;
         }
         if in_web && line.starts_with("    ") {
@@ -313,13 +316,12 @@ fn the_guide_runs_as_written() {
     assert!(commands >= 10, "the guide runs only {commands} commands");
     // The reference names every field the JSON outputs of these runs have.
     let reference = read("docs/reference.md");
-    let mut json = String::new();
-    for args in [
-        // Run 6 is held on the missing token (no --env-file).
-        &["run", "hello", "--fresh", "--json"][..],
-        &["status", "--json", "6"],
-        &["handoff", "--json", "6"],
-    ] {
+    // A fresh run of hello is held on the missing token (no --env-file).
+    let mut json = t.run(&["run", "hello", "--fresh", "--json"]).stdout;
+    let held: serde_json::Value =
+        serde_json::from_str(json.lines().next().unwrap_or_default()).expect("run_started");
+    let id = held["run_id"].to_string();
+    for args in [&["status", "--json", &id][..], &["handoff", "--json", &id]] {
         json.push_str(&t.run(args).stdout);
     }
     let mut fields = BTreeSet::new();

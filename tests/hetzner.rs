@@ -5,6 +5,9 @@
 mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
+use support::compose_env::{
+    check_env_read_as_compose_reads_it, check_sent_what_the_container_got, SEED_AS_COMPOSE_READS_IT,
+};
 use support::sandbox::{runbook_dir, Sandbox, SERVICES};
 use support::{finish, signal, wait_for, Test};
 
@@ -231,6 +234,7 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
     check_deployed_compose(&sb);
     check_compose_diff(&t, &sb);
     check_running_stack(&sb, run_start, &cached);
+    check_env_read_as_compose_reads_it(&sb);
     // The code sync mirrors the local checkout: a file gone locally is gone.
     assert!(!sb.deploy().join("mcp-proxy/legacy_gateway.py").exists());
     t.run(&["logs", "1", "sync-proxy"])
@@ -275,6 +279,14 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
         "sandbox-trello-token-2222"
     );
     assert_eq!(sb.env_of("mcp-sonarqube")["SONARQUBE_ORG"], "lukas-org");
+    for (key, service, var) in [
+        ("GITHUB_TOKEN", "mcp-github", "GITHUB_PERSONAL_ACCESS_TOKEN"),
+        ("TRELLO_API_TOKEN", "mcp-trello", "TRELLO_TOKEN"),
+        ("SONARQUBE_TOKEN", "mcp-sonarqube", "SONARQUBE_TOKEN"),
+        ("SONARQUBE_ORG", "mcp-sonarqube", "SONARQUBE_ORG"),
+    ] {
+        check_sent_what_the_container_got(&sb, key, service, var);
+    }
     assert_eq!(
         sb.env_of("mcp-proxy")["GITHUB_TOKEN"],
         "ghp_sandboxValidToken1111111111111111"
@@ -295,8 +307,8 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
     }
 }
 
-/// The deployed file passes `docker-compose config` and has every point of
-/// US-001, US-002, US-005 and US-007.
+/// The deployed file passes `docker compose config` (Compose v2, as on the
+/// server) and has every point of US-001, US-002, US-005 and US-007.
 fn check_deployed_compose(sb: &Sandbox) {
     let deploy = sb.deploy();
     assert!(
@@ -310,11 +322,11 @@ fn check_deployed_compose(sb: &Sandbox) {
         "the backup lacks the retired file"
     );
     assert!(deploy.join("backups/run-1/.env").exists());
-    let out = std::process::Command::new("docker-compose")
-        .args(["-f", "docker-compose.yml", "config"])
+    let out = std::process::Command::new("docker")
+        .args(["compose", "-f", "docker-compose.yml", "config"])
         .current_dir(&deploy)
         .output()
-        .expect("docker-compose");
+        .expect("docker compose");
     assert!(
         out.status.success(),
         "{}",
@@ -347,20 +359,14 @@ fn check_deployed_compose(sb: &Sandbox) {
         }
         text
     };
-    let env = std::fs::read_to_string(deploy.join(".env")).unwrap();
-    let webui_key = env
-        .lines()
-        .find_map(|l| l.strip_prefix("WEBUI_SECRET_KEY="))
-        .unwrap();
+    let webui_key = SEED_AS_COMPOSE_READS_IT[0].3;
     let proxy = section("mcp-proxy");
-    // docker-compose v1 prints a port with a host ip in the short form.
-    assert!(proxy.contains("- 127.0.0.1:8000:8000"), "{proxy}");
-    assert!(!proxy.contains("published: 8000"), "{proxy}");
+    // Compose v2 prints every port in the long form.
     assert!(
-        proxy.contains("API_GATEWAY_MODE: 'false'")
-            || proxy.contains("API_GATEWAY_MODE: \"false\""),
+        proxy.contains("host_ip: 127.0.0.1\n        target: 8000\n        published: \"8000\""),
         "{proxy}"
     );
+    assert!(proxy.contains("API_GATEWAY_MODE: \"false\""), "{proxy}");
     assert!(
         proxy.contains(&format!("WEBUI_SECRET_KEY: {webui_key}")),
         "{proxy}"
@@ -377,7 +383,8 @@ fn check_deployed_compose(sb: &Sandbox) {
         assert!(proxy.contains(&format!("{key}:")), "mcp-proxy lacks {key}");
     }
     let webui = section("open-webui");
-    assert!(webui.contains("published: 3100"), "{webui}");
+    assert!(webui.contains("published: \"3100\""), "{webui}");
+    assert!(!webui.contains("host_ip:"), "{webui}");
     assert!(webui.contains("\"auth_type\": \"session\""), "{webui}");
     assert!(
         webui.contains(&format!("WEBUI_SECRET_KEY: {webui_key}")),

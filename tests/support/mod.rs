@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub mod browser;
+pub mod compose_env;
 pub mod fleet;
 pub mod http;
 pub mod sandbox;

@@ -22,7 +22,7 @@ if [ -f "$root/env" ] && [ ! -d "$root/engine" ]; then
     # make `down --volumes` remove the volumes that file names.
     cd "$root/server/opt/mcp-stack" 2>/dev/null &&
       timeout 120 env -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PATH_SEPARATOR \
-        docker-compose -p "$COMPOSE_PROJECT_NAME" -f docker-compose.yml \
+        docker compose -p "$COMPOSE_PROJECT_NAME" -f docker-compose.yml \
         down --volumes --remove-orphans --rmi local --timeout 5 >"$root/run/down.log" 2>&1
     # What compose down left of the project (a volume still busy a moment
     # after its container went), by the project's label only.

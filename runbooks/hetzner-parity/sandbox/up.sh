@@ -49,7 +49,14 @@ need /usr/sbin/sshd "apt-get install openssh-server"
 need ssh-keygen "apt-get install openssh-client"
 need /usr/bin/python3 "apt-get install python3"
 need docker "apt-get install docker.io"
-need docker-compose "apt-get install docker-compose"
+# Compose v2, the `docker compose` of a current server (the Docker CLI
+# plugin; Debian 13's docker-compose package, which compose-v2.sh installs
+# on Debian 12), not Debian 12's Compose v1: the runbook's own default
+# `compose: docker compose`, with no --var compose= override.
+docker compose version >/dev/null 2>&1 || {
+  echo "sandbox: docker compose (Compose v2, the Docker CLI plugin) is missing: as root, $here/compose-v2.sh installs it (Debian 13's docker-compose package, also on Debian 12)" >&2
+  exit 1
+}
 is_root=""
 [ "$(id -u)" = 0 ] && is_root=1
 if [ -n "$is_root" ]; then
@@ -252,7 +259,7 @@ echo "[$listen]:$ssh_port $(cut -d' ' -f1,2 "$root/host_key.pub")" > "$root/know
 
 # What runs on the server before the parity work: both compose files up.
 t_seed=$(date +%s)
-(cd "$deploy" && docker-compose -f docker-compose.yml -f docker-compose.hetzner.yml up -d --build >"$root/run/seed-up.log" 2>&1) ||
+(cd "$deploy" && docker compose -f docker-compose.yml -f docker-compose.hetzner.yml up -d --build >"$root/run/seed-up.log" 2>&1) ||
   { tail -20 "$root/run/seed-up.log" >&2; echo "sandbox: the seed stack did not start; see $root/run/seed-up.log" >&2; exit 1; }
 echo "sandbox: the server's old stack is up in $(( $(date +%s) - t_seed ))s" >&2
 
@@ -271,8 +278,6 @@ known_hosts_file=$root/known_hosts
 deploy_dir=$deploy
 --var
 source_dir=$here/source
---var
-compose=docker-compose
 --var
 github_api=$upstream
 --var

@@ -3,6 +3,9 @@
 
     python3 tests/conformance/dotenv/regenerate.py [PATH-TO-docker-compose]
 
+Without an argument it asks `docker compose` (the Compose v2 plugin that
+runbooks/hetzner-parity/sandbox/compose-v2.sh installs).
+
 For each cases/NAME.env it asks Compose twice, with an empty environment:
 1. a service with `env_file: NAME.env`; `config --format json` lists every
    key Compose read and its value (what a container gets);
@@ -20,14 +23,14 @@ import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
-COMPOSE = sys.argv[1] if len(sys.argv) > 1 else "docker-compose"
+COMPOSE = sys.argv[1:2] or ["docker", "compose"]
 ENV = {"PATH": "/usr/bin:/bin"}
 
 
 def config(folder, args):
     """The `environment` of service s, or None when Compose refuses."""
     out = subprocess.run(
-        [COMPOSE, "-p", "c", *args, "config", "--format", "json"],
+        [*COMPOSE, "-p", "c", *args, "config", "--format", "json"],
         cwd=folder, env=ENV, capture_output=True, text=True,
     )
     if out.returncode != 0:
@@ -68,7 +71,7 @@ def ask(case):
 
 
 def main():
-    version = subprocess.run([COMPOSE, "version"], capture_output=True,
+    version = subprocess.run([*COMPOSE, "version"], capture_output=True,
                              text=True).stdout.strip()
     cases = {c.stem: ask(c) for c in sorted((HERE / "cases").glob("*.env"))}
     doc = {"checked_with": version, "cases": cases}

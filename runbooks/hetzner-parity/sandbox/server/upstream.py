@@ -3,6 +3,7 @@
 (/1/members/me, /1/members/me/boards), SonarCloud (/api/organizations/search,
 /api/projects/search). A token is accepted only when it is listed in the
 valid-tokens file; everything else fails like the real services do."""
+import hashlib
 import json
 import os
 import sys
@@ -38,6 +39,16 @@ TRELLO_MEMBER = {
 }
 
 
+def record(state, name, value):
+    """Tests: the SHA-256 of each value a token check (not an MCP container)
+    sent, appended to upstream/checked.sha256 as `NAME HEX`, to compare with
+    what Compose handed the containers (never the value itself)."""
+    if value is None:
+        return
+    with open(os.path.join(state, "checked.sha256"), "a") as f:
+        f.write(f"{name} {hashlib.sha256(value.encode()).hexdigest()}\n")
+
+
 class Handler(JsonHandler):
     valid_path = ""
 
@@ -57,6 +68,15 @@ class Handler(JsonHandler):
         # Tests: only the MCP server containers (their User-Agent) get the wrong bodies.
         if self.headers.get("User-Agent", "").startswith("sandbox-mcp-"):
             wrong = wrong or os.path.exists(os.path.join(state, "wrong-bodies-for-mcp"))
+        if not self.headers.get("User-Agent", "").startswith("sandbox-mcp-"):
+            if url.path == "/user":
+                record(state, "GITHUB_TOKEN", self.bearer())
+            elif url.path.startswith("/1/members/me"):
+                record(state, "TRELLO_API_KEY", q.get("key"))
+                record(state, "TRELLO_API_TOKEN", q.get("token"))
+            elif url.path.startswith("/api/"):
+                record(state, "SONARQUBE_TOKEN", self.bearer())
+                record(state, "SONARQUBE_ORG", q.get("organizations") or q.get("organization"))
         if wrong and url.path in ("/user", "/1/members/me", "/1/members/me/boards"):
             # Tests: a 200 that is not the API's answer (a captive portal, a
             # misrouted proxy); the checks must look at the body.

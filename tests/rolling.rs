@@ -279,6 +279,23 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
         .fold(f64::MAX, f64::min);
     assert!(h2_end < h3_start, "{entries:#?}");
     assert_eq!(t.lines("announced").len(), 1);
+    // logs of the block: each host's steps under its name, in order.
+    let logs = t.run(&["logs", "1", "rollout"]);
+    logs.code(0);
+    let at = |text: &str| {
+        logs.stdout
+            .find(text)
+            .unwrap_or_else(|| panic!("no {text} in {}", logs.stdout))
+    };
+    assert!(at("== h1 (drain@h1) ==") < at("== h1 (finish@h1) =="));
+    assert!(at("== h1 (finish@h1) ==") < at("== h2 (drain@h2) =="));
+    assert!(at("== h2 (finish@h2) ==") < at("== h3 (drain@h3) =="));
+    // reset of the block: the whole rollout, and what needs it.
+    t.run(&["reset", "1", "rollout"]).code(0);
+    let s = t.status(None);
+    for id in ["drain@h1", "finish@h3", "rollout", "announce"] {
+        assert_eq!(s.state_of(id), "pending", "{id}");
+    }
 }
 
 #[test]
@@ -505,4 +522,42 @@ fn dry_run_shows_the_batches_in_order_and_limit_limits_the_hosts() {
     let hosts: Vec<String> = spans(&journal(&t)).into_iter().map(|s| s.0).collect();
     assert_eq!(hosts, ["h1"]);
     assert_eq!(t.lines("announced").len(), 1);
+}
+
+#[test]
+fn a_held_host_holds_the_rollout_and_the_hosts_after_it_say_so() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    t.write("runbooks/hosts.ini", &inventory(&sshd, &["h1", "h2", "h3"]));
+    let steps = [
+        step(&t, "drain", "", "true"),
+        step(
+            &t,
+            "go",
+            "        needs: [drain]\n        approval: true\n",
+            "true",
+        ),
+    ]
+    .concat();
+    t.put_runbook(
+        "r",
+        &format!(
+            "inventory: {{ path: hosts.ini, known_hosts_file: {} }}\nsteps:\n  - id: rollout\n    on: web\n    serial: 1\n    steps:\n{steps}",
+            sshd.known_hosts().display()
+        ),
+    );
+    let ran = t.run(&["run", "r"]);
+    ran.code(3)
+        .stdout_has("h2: not started: waits for h1 to finish the block");
+    let s = t.status(None);
+    assert_eq!(s.state_of("go@h1"), "held");
+    assert_eq!(s.state_of("drain@h2"), "pending");
+    assert!(journal(&t).iter().all(|e| e.host == "h1"));
+    // Approved, h1 finishes and h2 goes, up to its own approval.
+    t.run(&["approve", "1", "go@h1"]).code(0);
+    t.run(&["resume", "r"])
+        .code(3)
+        .stdout_has("h3: not started: waits for h2 to finish the block");
+    let hosts: Vec<String> = spans(&journal(&t)).into_iter().map(|s| s.0).collect();
+    assert_eq!(hosts, ["h1", "h2"]);
 }

@@ -107,6 +107,8 @@ impl Ctx {
         store.lock_run(run.id, &me)?;
         let mut steps = store.steps(run.id)?;
         let mut reset = step_or_instances(&steps, step);
+        // A rolling block: the whole rollout, every host's instances.
+        reset.extend(block_instances(&steps, step));
         if reset.is_empty() {
             let _ = store.unlock_run(run.id, &me);
             return Err(unknown_step(&run, step, &steps));
@@ -187,6 +189,10 @@ impl Ctx {
         let store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
         let steps = store.steps(run.id)?;
+        let block = block_instances(&steps, step);
+        if !block.is_empty() {
+            return instance_lines(&store, run.id, &steps, &block, attempt);
+        }
         let Some(row) = steps.iter().find(|s| s.id == step) else {
             let instances = step_or_instances(&steps, step);
             if instances.is_empty() {
@@ -342,6 +348,24 @@ fn instance_lines(
         }
     }
     Ok(lines)
+}
+
+/// The instances of a rolling block's inner steps (SPEC §15), host by
+/// host in the block's order, each host's in step order; empty when `step`
+/// is no block.
+fn block_instances(steps: &[StepRow], step: &str) -> Vec<String> {
+    let mut inner: Vec<&StepRow> = steps
+        .iter()
+        .filter(|s| s.block.as_deref() == Some(step) && s.id != step)
+        .collect();
+    let mut hosts: Vec<&str> = Vec::new();
+    for s in &inner {
+        if let Some(h) = s.host.as_deref().filter(|h| !hosts.contains(h)) {
+            hosts.push(h);
+        }
+    }
+    inner.sort_by_key(|s| hosts.iter().position(|h| Some(*h) == s.host.as_deref()));
+    inner.into_iter().map(|s| s.id.clone()).collect()
 }
 
 fn step_or_instances(steps: &[StepRow], step: &str) -> Vec<String> {

@@ -828,7 +828,10 @@ impl<'a> Pass<'a> {
     /// state of what this pass could do: a pass that finished the hosts of
     /// its `--limit` succeeded, while the run, with other hosts' instances
     /// still pending, stays unfinished (interrupted) for a later pass.
-    fn finish(self, stopping: bool) -> Result<RunState> {
+    fn finish(mut self, stopping: bool) -> Result<RunState> {
+        if !stopping {
+            self.note_waiting()?;
+        }
         let (pass, stored) = if stopping {
             (RunState::Interrupted, RunState::Interrupted)
         } else {

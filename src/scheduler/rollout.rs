@@ -160,7 +160,19 @@ impl super::Pass<'_> {
     /// says on the hosts a block stopped at `max_fail` leaves why they did
     /// not start (they stay pending, for a resume).
     pub(super) fn stop_rollouts(&mut self) -> Result<()> {
-        for (i, reason) in self.rollouts.advance(&self.rows) {
+        let left = self.rollouts.advance(&self.rows);
+        self.leave(left)
+    }
+
+    /// At the end of a pass that was not stopped: the hosts of a block
+    /// that wait for an earlier batch still going (held) say so.
+    pub(super) fn note_waiting(&mut self) -> Result<()> {
+        let left = self.rollouts.waiting(&self.rows);
+        self.leave(left)
+    }
+
+    fn leave(&mut self, left: Vec<(usize, String)>) -> Result<()> {
+        for (i, reason) in left {
             let row = &mut self.rows[i];
             row.reason = Some(reason);
             self.store.save_step(self.run_id, row)?;
@@ -177,6 +189,38 @@ impl super::Pass<'_> {
             });
         }
         Ok(())
+    }
+}
+
+impl Rollouts {
+    /// The pending instances of hosts whose batch has not opened in a block
+    /// that has not stopped, with the batch they wait for.
+    pub(super) fn waiting(&self, rows: &[StepRow]) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for block in self.blocks.iter().filter(|b| !b.stopped) {
+            let open: Vec<&str> = block
+                .hosts
+                .iter()
+                .filter(|h| h.batch == block.open && !finished(h, rows))
+                .map(|h| h.name.as_str())
+                .collect();
+            if open.is_empty() {
+                continue;
+            }
+            let reason = format!(
+                "not started: waits for {} to finish the block",
+                open.join(", ")
+            );
+            for h in block.hosts.iter().filter(|h| h.batch > block.open) {
+                out.extend(
+                    h.steps
+                        .iter()
+                        .filter(|&&s| rows[s].state == StepState::Pending)
+                        .map(|&s| (s, reason.clone())),
+                );
+            }
+        }
+        out
     }
 }
 

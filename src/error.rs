@@ -67,7 +67,7 @@ impl Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The runbook is invalid; nothing ran.
-    #[error("{} problem(s) in the runbook", .diagnostics.len())]
+    #[error("{} in the runbook", match .diagnostics.len() { 1 => "1 problem".to_string(), n => format!("{n} problems") })]
     Invalid {
         /// The problems found, with the file's text for rendering.
         diagnostics: Vec<Diagnostic>,

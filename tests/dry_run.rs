@@ -241,3 +241,26 @@ fn past_a_held_step_the_dry_run_lists_what_follows_once_it_is_released() {
         .stdout_has(&format!("{:<17} go-ahead", "after release"));
     assert!(!t.state_file().exists(), "nothing was written");
 }
+
+/// The dry run lists steps in the order they would start: a step that needs
+/// nothing starts with the first ones, before a step that waits for a
+/// build, wherever each is written; the real run's start order agrees.
+#[test]
+fn the_dry_run_lists_a_step_that_needs_nothing_before_one_that_waits() {
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        "steps:\n  - id: build\n    run: sleep 0.3; echo build >> order\n  - id: ship\n    needs: [build]\n    run: echo ship >> order\n  - id: lone\n    run: echo lone >> order\n",
+    );
+    let dry = t.run(&["run", "r", "--dry-run"]);
+    dry.code(0);
+    let listed: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  would run"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(listed, ["build", "lone", "ship"], "{}", dry.stdout);
+    t.run(&["run", "r"]).code(0);
+    assert_eq!(t.lines("runbooks/order"), ["lone", "build", "ship"]);
+}

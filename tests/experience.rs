@@ -244,3 +244,22 @@ fn every_command_help_shows_an_example() {
         t.run(&[cmd, "--help"]).code(0).stdout_has("Example:");
     }
 }
+
+/// Words that are right (issue 20 point 9): one of a thing is singular.
+#[test]
+fn one_step_is_one_step() {
+    let t = Test::new();
+    t.put_runbook("one", "steps:\n  - id: a\n    run: 'true'\n");
+    t.run(&["validate", "one"])
+        .code(0)
+        .stdout_has("ok (1 step, 0 hosts, 0 secrets)");
+    t.run(&["run", "one"])
+        .code(0)
+        .stdout_has("run 1 of one: 1 step\n");
+    t.run(&["reset", "1", "a"])
+        .code(0)
+        .stdout_has("reset 1 step of run 1 to pending: a\n");
+    t.run(&["logs", "1", "a", "--attempt", "2"])
+        .code(2)
+        .stderr_has("has 1 attempt; pick --attempt 1..=1");
+}

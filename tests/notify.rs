@@ -233,7 +233,7 @@ fn a_webhook_that_never_answers_is_reported_and_the_exit_code_stays_3() {
     let took = start.elapsed();
     ran.code(3)
         .stderr_has("notification to http://127.0.0.1:")
-        .stderr_has("was not delivered after 4 attempt(s): no answer within 300ms");
+        .stderr_has("was not delivered after 4 attempts: no answer within 300ms");
     assert!(!ran.stderr.contains("hook-credential"), "{}", ran.stderr);
     // Four attempts of 0.3 s, and 0.5 + 1 + 2 s between them.
     assert!(took < Duration::from_secs(8), "took {took:?}");

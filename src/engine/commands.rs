@@ -89,8 +89,8 @@ impl Ctx {
     pub fn reset(&self, run_id: i64, step: &str) -> Result<i32> {
         let (run_id, reset) = self.reset_steps(run_id, step)?;
         println!(
-            "reset {} step(s) of run {run_id} to pending: {}",
-            reset.len(),
+            "reset {} of run {run_id} to pending: {}",
+            crate::report::count(reset.len(), "step"),
             reset.join(", ")
         );
         println!("continue with: runbook resume {run_id}");
@@ -203,8 +203,10 @@ impl Ctx {
         let attempt = attempt.unwrap_or(row.attempts);
         if attempt < 1 || attempt > row.attempts {
             return Err(Error::Usage(format!(
-                "step `{step}` of run {} has {} attempt(s); pick --attempt 1..={}",
-                run.id, row.attempts, row.attempts
+                "step `{step}` of run {} has {}; pick --attempt 1..={}",
+                run.id,
+                crate::report::count(row.attempts.max(0) as usize, "attempt"),
+                row.attempts
             )));
         }
         Ok(store
@@ -335,8 +337,8 @@ fn instance_lines(
             lines.push(format!("({id} has not started)"));
         } else if n < 1 || n > row.attempts {
             lines.push(format!(
-                "({id} has {} attempt(s); no attempt {n})",
-                row.attempts
+                "({id} has {}; no attempt {n})",
+                crate::report::count(row.attempts.max(0) as usize, "attempt")
             ));
         } else {
             lines.extend(

@@ -108,11 +108,15 @@ fn stored(previous: Option<&RunRow>, store: Option<&Store>) -> Result<Stored> {
     })
 }
 
-/// The order steps would start in: ready steps by their place in the
-/// runbook, as the scheduler takes them.
+/// The order steps would start in: those ready at the start first, by
+/// their place in the runbook, as the scheduler takes them; then those
+/// the first ones release, and so on (a step that needs nothing starts
+/// before one that waits for a build, wherever it is written).
 fn start_order(plan: &plan::Plan) -> Vec<usize> {
     let n = plan.steps.len();
     let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.needs.len()).collect();
+    // How many steps stand before it on its longest chain of needs.
+    let mut wave = vec![0usize; n];
     // A rolling block's later batch goes once the earlier ones are through.
     let batch = |i: usize| {
         plan.steps[i]
@@ -121,17 +125,18 @@ fn start_order(plan: &plan::Plan) -> Vec<usize> {
             .and_then(|f| f.roll.as_ref())
             .map_or(0, |r| r.batch)
     };
-    let mut ready: BTreeSet<(usize, usize)> = (0..n)
+    let mut ready: BTreeSet<(usize, usize, usize)> = (0..n)
         .filter(|&i| waiting[i] == 0)
-        .map(|i| (batch(i), i))
+        .map(|i| (batch(i), 0, i))
         .collect();
     let mut order = Vec::with_capacity(n);
-    while let Some((_, i)) = ready.pop_first() {
+    while let Some((_, _, i)) = ready.pop_first() {
         order.push(i);
         for &d in &plan.steps[i].dependents {
             waiting[d] -= 1;
+            wave[d] = wave[d].max(wave[i] + 1);
             if waiting[d] == 0 {
-                ready.insert((batch(d), d));
+                ready.insert((batch(d), wave[d], d));
             }
         }
     }

@@ -547,8 +547,8 @@ fn unknown_step(run: &RunRow, step: &str, steps: &[StepRow]) -> Error {
         .collect();
     if !instances.is_empty() {
         return Error::Usage(format!(
-            "`{step}` runs on {} hosts in run {}: name one instance, such as `{}` (`runbook status {} --hosts` lists them)",
-            instances.len(),
+            "`{step}` runs on {} in run {}: name one instance, such as `{}` (`runbook status {} --hosts` lists them)",
+            report::count(instances.len(), "host"),
             run.id,
             instances[0],
             run.id

@@ -211,7 +211,8 @@ impl Notifier {
                     "the run goes on"
                 };
                 eprintln!(
-                    "warning: the {state} notification to {target} was not delivered after {attempts} attempt(s): {e}; {then} (`runbook status {}` shows it)",
+                    "warning: the {state} notification to {target} was not delivered after {}: {e}; {then} (`runbook status {}` shows it)",
+                    crate::report::count(attempts as usize, "attempt"),
                     run.id
                 );
             }

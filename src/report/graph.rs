@@ -118,7 +118,7 @@ fn label_of(step: &crate::runbook::Step, titles: &HashMap<String, String>) -> St
         None => step.spec.id.clone(),
     };
     match &step.family {
-        Some(f) => text.push_str(&format!(" @{} ({} hosts)", f.group, f.size)),
+        Some(f) => text.push_str(&format!(" @{} ({})", f.group, super::count(f.size, "host"))),
         None => {
             if let Some(host) = &step.host {
                 text.push_str(&format!(" @{host}"));

@@ -37,12 +37,16 @@ pub fn summary(h: &Handoff, handoff_command: &str) -> String {
     }
     if !h.blocked.is_empty() {
         md.push_str(&format!(
-            "- {} step(s) blocked behind them; {} done\n",
-            h.counts.blocked, h.counts.done
+            "- {} blocked behind them; {} done\n",
+            super::count(h.counts.blocked, "step"),
+            h.counts.done
         ));
     }
     match h.state {
-        RunState::Succeeded => md.push_str(&format!("All {} step(s) done.\n", h.counts.done)),
+        RunState::Succeeded => md.push_str(&format!(
+            "All {} done.\n",
+            super::count(h.counts.done, "step")
+        )),
         _ => md.push_str(&format!(
             "Details: `{handoff_command}`. Then continue with: `{}`\n",
             h.resume_command
@@ -94,8 +98,11 @@ pub fn status_lines(rows: &[crate::store::NotificationRow]) -> String {
                 n.target, n.state, n.at
             )),
             Some(e) => out.push_str(&format!(
-                "NOT notified {} (run {}) at {}: {e} ({} attempt(s))\n",
-                n.target, n.state, n.at, n.attempts
+                "NOT notified {} (run {}) at {}: {e} ({})\n",
+                n.target,
+                n.state,
+                n.at,
+                super::count(n.attempts.max(0) as usize, "attempt")
             )),
         }
     }

@@ -126,7 +126,11 @@ fn block_rows(
     let hosts = super::rolling::hosts(rows);
     let took: i64 = hosts.iter().filter_map(|h| h.duration_ms).sum();
     table.add_row([
-        format!("{} (rolling, {} hosts)", row.id, hosts.len()),
+        format!(
+            "{} (rolling, {})",
+            row.id,
+            super::count(hosts.len(), "host")
+        ),
         super::rolling::counts(&hosts),
         String::new(),
         if took > 0 {
@@ -198,7 +202,7 @@ pub fn to_table(
             super::fleet::Entry::Family { step, rows } => {
                 let longest = rows.iter().filter_map(|r| r.duration_ms).max();
                 table.add_row([
-                    format!("{step} ({} hosts)", rows.len()),
+                    format!("{step} ({})", super::count(rows.len(), "host")),
                     super::fleet::counts(&rows),
                     String::new(),
                     longest.map(human_ms).unwrap_or_default(),

@@ -504,8 +504,13 @@ impl<'a> Pass<'a> {
                     // Over the failure budget: it stays pending for a resume.
                     let row = &mut self.rows[i];
                     row.reason = Some(format!(
-                        "not started: {} instances of `{}` failed (max_fail: {})",
-                        count.failed, family.step, family.max_fail
+                        "not started: {} of `{}` failed (max_fail: {})",
+                        match count.failed {
+                            1 => "1 instance".to_string(),
+                            n => format!("{n} instances"),
+                        },
+                        family.step,
+                        family.max_fail
                     ));
                     self.store.save_step(self.run_id, row)?;
                     continue;

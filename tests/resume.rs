@@ -156,7 +156,14 @@ fn reset_sends_a_step_and_its_dependents_back() {
         ("succeeded", "pending", "pending")
     );
     assert_ne!(s.state, "succeeded");
-    t.run(&["resume"]).code(0);
+    // The dry run and the run give the same reason.
+    t.run(&["resume", "--dry-run"])
+        .code(0)
+        .stdout_has("b  (reset (with `b`))");
+    t.run(&["resume"])
+        .code(0)
+        .stdout_has("▶ b (reset (with `b`))")
+        .stdout_has("▶ c (reset (with `b`))");
     assert_eq!((count(&t, "a"), count(&t, "b"), count(&t, "c")), (1, 2, 2));
     t.run(&["reset", "1", "nope"]).code(2);
 }

@@ -297,7 +297,9 @@ pub fn to_markdown(h: &Handoff) -> String {
     if !h.done.is_empty() {
         md.push_str("## Done\n\n");
         for d in &h.done {
-            md.push_str(&format!("- `{}` {}\n", d.label(), d.text));
+            let line = format!("- `{}` {}", d.label(), d.text);
+            md.push_str(line.trim_end());
+            md.push('\n');
         }
         md.push('\n');
     }

@@ -576,7 +576,11 @@ impl<'a> Pass<'a> {
             self.started_at[i] = Some(Instant::now());
             // Reruns caused by an edit are announced; plain retries of a
             // failed or blocked step are not (their reason is "was ...").
-            self.rerun_note[i] = row.reason.clone().filter(|r| r.ends_with("changed"));
+            // A reset is announced too, as the dry run says it.
+            self.rerun_note[i] = row
+                .reason
+                .clone()
+                .filter(|r| r.ends_with("changed") || r.starts_with("reset (with "));
             let spool = match (&rendered.action, &step.host) {
                 (crate::plan::RenderedAction::Run { .. }, Some(host)) => {
                     let spool =

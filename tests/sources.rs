@@ -123,7 +123,9 @@ fn an_undefined_name_in_a_template_written_at_run_time_fails_the_step() {
             dest.path().display()
         ),
     );
-    t.run(&["run", "r"]).code(1).stdout_has("nope");
+    t.run(&["run", "r"])
+        .code(1)
+        .stdout_has("t.j2:1:4: `vars.nope` is undefined");
     assert!(!dest.path().join("out").exists(), "nothing is written");
     // The file the failed run left is there now, so it is checked before
     // the next pass; the help says where it comes from and what to do.

@@ -71,7 +71,10 @@ fn render(
                 .map_err(|_| err(format!("template {} is not UTF-8", path.display())))?;
             templater
                 .render(text, c)
-                .map_err(|e| err(format!("in template {}: {}", path.display(), e.message)))?
+                .map_err(|e| {
+                    let at = line_col(text, e.range.as_ref());
+                    err(format!("in template {}{at}: {}", path.display(), e.message))
+                })?
                 .into_bytes()
         } else {
             bytes.clone()
@@ -203,6 +206,19 @@ pub fn legacy_fingerprint(rendered: &Rendered, source_hash: &str) -> Option<Stri
     );
     let bytes = serde_json::to_vec(&json).ok()?;
     Some(format!("{:x}", Sha256::digest(&bytes))[..16].to_string())
+}
+
+/// `:LINE:COL` of the failing expression in a template file, when known.
+fn line_col(text: &str, range: Option<&std::ops::Range<usize>>) -> String {
+    let Some(before) = range.and_then(|r| text.get(..r.start)) else {
+        return String::new();
+    };
+    let line = before.matches('\n').count() + 1;
+    let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!(":{line}:{col}")
 }
 
 #[cfg(test)]

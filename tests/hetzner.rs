@@ -267,7 +267,8 @@ fn first_run_holds_the_token_steps_and_lukas_tokens_finish_it() {
         }
     }
     let env = std::fs::read_to_string(sb.deploy().join(".env")).unwrap();
-    assert!(env.contains("GITHUB_TOKEN=ghp_sandboxValidToken1111111111111111"));
+    // apply-env.sh writes it double-quoted (Compose reads back the value).
+    assert!(env.contains("\nGITHUB_TOKEN=\"ghp_sandboxValidToken1111111111111111\"\n"));
     // The containers that needed the tokens were recreated with them; the
     // others (the database first) were left alone.
     assert_eq!(

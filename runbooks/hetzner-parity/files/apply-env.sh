@@ -1,8 +1,9 @@
 #!/bin/sh
 # Uploaded by the hetzner-parity runbook to <deploy_dir>/.runbook/apply-env.sh.
 # usage: apply-env.sh "SERVICE..." NAME...
-# Writes NAME=<value of the environment variable NAME> into .env for each NAME
-# (replacing an older line), then recreates the SERVICEs (and only them) with $COMPOSE.
+# Writes NAME="<value of the environment variable NAME>" into .env for each
+# NAME (replacing an older line; quoted so that Compose reads the same value),
+# then recreates the SERVICEs (and only them) with $COMPOSE.
 # Values arrive through the environment, never on a command line.
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,7 +22,10 @@ for name in "$@"; do
   case $name in *[!A-Za-z0-9_]*|'') echo "bad name $name" >&2; exit 2 ;; esac
   eval "value=\${$name}"
   grep -v "^$name=" .env.runbook-tmp > .env.runbook-tmp2 || true
-  printf '%s=%s\n' "$name" "$value" >> .env.runbook-tmp2
+  # Double-quoted, with \ " $ escaped and newlines as \n: Docker Compose
+  # reads back exactly the value (unquoted, a `$` would be interpolated and
+  # a ` #` would start a comment).
+  printf '%s="%s"\n' "$name" "$(printf '%s' "$value" | awk 'NR > 1 { printf "\\n" } { gsub(/[\\"$]/, "\\\\&"); printf "%s", $0 }')" >> .env.runbook-tmp2
   mv -f .env.runbook-tmp2 .env.runbook-tmp
   echo "$name set in .env"
 done

@@ -204,3 +204,25 @@ fn inventories_as_ansible_reads_them() {
         "the suite's size changed: update RELIABILITY.md"
     );
 }
+
+/// A `--env-file` that Compose refuses stops `run` before anything runs
+/// (exit 2, naming the file and line, never the value): its secrets never
+/// come silently from a later source (here the runbook's `env_files`).
+#[test]
+fn a_refused_env_file_argument_stops_the_run_naming_the_line() {
+    let t = support::Test::new().runbook(
+        "rb",
+        "env_files: [app.env]\nsecrets:\n  DB_PASS: {}\nsteps:\n  - id: use\n    requires: [DB_PASS]\n    run: touch used\n",
+    );
+    t.write("runbooks/app.env", "DB_PASS=from-env-files\n");
+    t.write("given.env", "OK=1\nDB_PASS=\"s3cret-value\n");
+    let ran = t.run(&["run", "runbooks/rb.yaml", "--env-file", &t.p("given.env")]);
+    ran.code(2).stderr_has("given.env:2:");
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(!all.contains("s3cret-value"), "{all}");
+    assert!(!t.path().join("runbooks/used").exists() && !t.path().join("used").exists());
+    // The same file once fixed is read, and the step runs.
+    t.write("given.env", "OK=1\nDB_PASS=\"s3cret-value\"\n");
+    t.run(&["run", "runbooks/rb.yaml", "--env-file", &t.p("given.env")])
+        .code(0);
+}

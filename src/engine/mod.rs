@@ -237,12 +237,7 @@ impl Ctx {
         vars.extend(args.vars.iter().cloned());
         let loaded = self.load(&path, &vars, previous.as_ref().map(|r| r.id).unwrap_or(0))?;
         for file in &args.env_files {
-            if !file.is_file() {
-                return Err(Error::Usage(format!(
-                    "--env-file {} does not exist",
-                    file.display()
-                )));
-            }
+            sources::check_env_file_arg(file)?;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

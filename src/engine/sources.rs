@@ -336,3 +336,32 @@ fn short_message(body: &str, redactor: &Redactor) -> String {
         text
     }
 }
+
+/// A `--env-file` must exist and be a file Docker Compose reads: one it
+/// refuses stops the command before anything runs (exit 2, naming the
+/// file and line, never a value), rather than its secrets coming silently
+/// from a later source.
+pub fn check_env_file_arg(file: &std::path::Path) -> Result<(), crate::error::Error> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(_) if !file.is_file() => {
+            return Err(crate::error::Error::Usage(format!(
+                "--env-file {} does not exist",
+                file.display()
+            )))
+        }
+        Err(e) => {
+            return Err(crate::error::Error::Usage(format!(
+                "--env-file {}: cannot read it: {e}",
+                file.display()
+            )))
+        }
+    };
+    crate::dotenv::parse_local(&text, &file.display().to_string())
+        .map(|_| ())
+        .map_err(|e| {
+            crate::error::Error::Usage(format!(
+                "--env-file {e}: fix that line, or give another file"
+            ))
+        })
+}

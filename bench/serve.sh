@@ -8,18 +8,23 @@
 #     (each page does what its script does: the event stream, and a refetch
 #     of the run's fragment on every state change), against 50 idle
 #     event-stream connections to the trivial server, over the same seconds.
-# Usage: bench/serve.sh   (BIN=path/to/runbook; N=100 hosts; PAGES=50;
+# Usage: bench/serve.sh   (BIN=path/to/runbook; HELPER=path/to/serve_bench;
+#                          N=100 hosts; PAGES=50;
 #                          WINDOW=20 seconds; TIMES=20 requests per row)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked --quiet --example serve_bench
+if [ -z "${HELPER:-}" ]; then
+  cargo build --release --locked --quiet --example serve_bench
+  helper="$PWD/target/release/examples/serve_bench"
+else
+  helper=$(realpath "$HELPER")
+fi
 if [ -z "${BIN:-}" ]; then
   cargo build --release --locked --quiet
   bin="$PWD/target/release/runbook"
 else
   bin=$(realpath "$BIN")
 fi
-helper="$PWD/target/release/examples/serve_bench"
 N=${N:-100}
 PAGES=${PAGES:-50}
 WINDOW=${WINDOW:-20}

@@ -105,30 +105,67 @@ impl Reporter for LiveReporter {
                     self.println(&line);
                 }
             }
-            Event::StepStarted {
-                step,
-                host,
-                attempt,
-                reason,
+            Event::StepStarted { .. } => self.step_started(event),
+            Event::StepOutput { step, line, .. } => self.step_output(step, line),
+            // What a stopped rollout leaves never ran: the summary names it.
+            Event::StepFinished {
+                state: StepState::Pending,
                 ..
-            } => {
-                // The instances of a step on a group share one line.
-                let family = self.shared(step);
-                let family = family.as_deref();
-                let key = family.unwrap_or(step).to_string();
-                let bar = self.bars.entry(key).or_insert_with(|| {
-                    let bar = self
-                        .multi
-                        .insert_before(&self.footer, ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner:.cyan} {prefix} {elapsed:>4} {wide_msg:.dim}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(100));
-                    bar
-                });
+            } => {}
+            Event::StepFinished { step, state, .. } => self.step_finished(event, step, *state),
+            Event::RunFinished { run_id, state, .. } => self.run_finished(*run_id, *state),
+        }
+    }
+}
+
+/// The bar of a step on a group: `deploy on 3 hosts (97 done)`.
+fn family_prefix(family: &str, running: usize, done: usize) -> String {
+    format!(
+        "{family} on {running} host{} ({done} done)",
+        if running == 1 { "" } else { "s" }
+    )
+}
+
+impl LiveReporter {
+    /// The bar of `key`, made when it is the first of its line.
+    fn bar(&mut self, key: String) -> &ProgressBar {
+        self.bars.entry(key).or_insert_with(|| {
+            let bar = self
+                .multi
+                .insert_before(&self.footer, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner:.cyan} {prefix} {elapsed:>4} {wide_msg:.dim}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        })
+    }
+
+    fn step_started(&mut self, event: &Event) {
+        let Event::StepStarted {
+            step,
+            host,
+            attempt,
+            reason,
+            ..
+        } = event
+        else {
+            return;
+        };
+        // The instances of a step on a group share one line.
+        let family = self.shared(step);
+        let prefix = match family.as_deref() {
+            Some(f) => {
+                let counts = self.families.entry(f.to_string()).or_default();
+                if *attempt == 1 {
+                    counts.0 += 1;
+                }
+                family_prefix(f, counts.0, counts.1)
+            }
+            None => {
                 let on = host
                     .as_deref()
                     .map(|h| format!(" on {h}"))
@@ -138,99 +175,98 @@ impl Reporter for LiveReporter {
                 } else {
                     String::new()
                 };
-                match family {
-                    Some(f) => {
-                        let counts = self.families.entry(f.to_string()).or_default();
-                        if *attempt == 1 {
-                            counts.0 += 1;
-                        }
-                        bar.set_prefix(format!(
-                            "{f} on {} host{} ({} done)",
-                            counts.0,
-                            if counts.0 == 1 { "" } else { "s" },
-                            counts.1
-                        ));
-                    }
-                    None => bar.set_prefix(format!("{step}{on}{again}")),
-                }
-                if reason.is_some() {
-                    if let Some(line) = super::plain::started_step_line(event) {
-                        self.println(&line);
-                    }
-                }
-                self.update_footer();
+                format!("{step}{on}{again}")
             }
-            Event::StepOutput { step, line, .. } => {
-                let key = self.shared(step);
-                let key = key.as_deref().unwrap_or(step);
-                if let Some(bar) = self.bars.get(key) {
-                    bar.set_message(line.clone());
-                }
-                if self.verbosity == Verbosity::Verbose {
-                    self.println(&format!(
-                        "{} {line}",
-                        self.palette.dim(&format!("[{step}]"))
-                    ));
-                }
-            }
-            // What a stopped rollout leaves never ran: the summary names it.
-            Event::StepFinished {
-                state: StepState::Pending,
-                ..
-            } => {}
-            Event::StepFinished { step, state, .. } => {
-                let family = self.shared(step);
-                let family = family.as_deref();
-                let still_running = family.is_some_and(|f| {
-                    let counts = self.families.entry(f.to_string()).or_default();
-                    if self.bars.contains_key(f) {
-                        counts.0 = counts.0.saturating_sub(1);
-                    }
-                    counts.1 += 1;
-                    if let Some(bar) = self.bars.get(f) {
-                        bar.set_prefix(format!(
-                            "{f} on {} host{} ({} done)",
-                            counts.0,
-                            if counts.0 == 1 { "" } else { "s" },
-                            counts.1
-                        ));
-                    }
-                    counts.0 > 0
-                });
-                if !still_running {
-                    if let Some(bar) = self.bars.remove(family.unwrap_or(step)) {
-                        bar.finish_and_clear();
-                        self.multi.remove(&bar);
-                    }
-                }
-                match state {
-                    StepState::Succeeded | StepState::Skipped => self.done += 1,
-                    StepState::Held => self.held += 1,
-                    StepState::Failed => self.failed += 1,
-                    _ => {}
-                }
-                // A hundred succeeded instances are the bar's count, not lines.
-                let quiet =
-                    family.is_some() && matches!(state, StepState::Succeeded | StepState::Skipped);
-                if !quiet {
-                    if let Some(line) = finished_line(&self.palette, event) {
-                        self.println(&line);
-                    }
-                }
-                self.update_footer();
-            }
-            Event::RunFinished { run_id, state, .. } => {
-                for (_, bar) in self.bars.drain() {
-                    bar.finish_and_clear();
-                }
-                self.footer.finish_and_clear();
-                let _ = self.multi.clear();
-                let text = self
-                    .summary
-                    .render(*run_id, *state, &self.palette, &self.state_flag);
-                // A closed stdout (`runbook run x | head`) must not stop the run.
-                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+        };
+        self.bar(family.unwrap_or_else(|| step.clone()))
+            .set_prefix(prefix);
+        if reason.is_some() {
+            if let Some(line) = super::plain::started_step_line(event) {
+                self.println(&line);
             }
         }
+        self.update_footer();
+    }
+
+    fn step_output(&mut self, step: &str, line: &str) {
+        let key = self.shared(step);
+        let key = key.as_deref().unwrap_or(step);
+        if let Some(bar) = self.bars.get(key) {
+            bar.set_message(line.to_string());
+        }
+        if self.verbosity == Verbosity::Verbose {
+            self.println(&format!(
+                "{} {line}",
+                self.palette.dim(&format!("[{step}]"))
+            ));
+        }
+    }
+
+    /// One instance of a shared line ended: whether others still run.
+    fn instance_finished(&mut self, family: &str) -> bool {
+        let counts = self.families.entry(family.to_string()).or_default();
+        if self.bars.contains_key(family) {
+            counts.0 = counts.0.saturating_sub(1);
+        }
+        counts.1 += 1;
+        if let Some(bar) = self.bars.get(family) {
+            bar.set_prefix(family_prefix(family, counts.0, counts.1));
+        }
+        counts.0 > 0
+    }
+
+    fn step_finished(&mut self, event: &Event, step: &str, state: StepState) {
+        let family = self.shared(step);
+        let still_running = match family.as_deref() {
+            Some(f) => self.instance_finished(f),
+            None => false,
+        };
+        if !still_running {
+            if let Some(bar) = self.bars.remove(family.as_deref().unwrap_or(step)) {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+            }
+        }
+        match state {
+            StepState::Succeeded | StepState::Skipped => self.done += 1,
+            StepState::Held => self.held += 1,
+            StepState::Failed => self.failed += 1,
+            _ => {}
+        }
+        // A hundred succeeded instances are the bar's count, not lines.
+        let quiet = family.is_some() && matches!(state, StepState::Succeeded | StepState::Skipped);
+        if !quiet {
+            if let Some(line) = finished_line(&self.palette, event) {
+                self.println(&line);
+            }
+        }
+        self.update_footer();
+    }
+
+    fn run_finished(&mut self, run_id: i64, state: crate::state::RunState) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+        }
+        self.footer.finish_and_clear();
+        let _ = self.multi.clear();
+        let text = self
+            .summary
+            .render(run_id, state, &self.palette, &self.state_flag);
+        // A closed stdout (`runbook run x | head`) must not stop the run.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::family_prefix;
+
+    #[test]
+    fn a_step_on_a_group_is_one_line_counting_its_hosts() {
+        assert_eq!(
+            family_prefix("deploy", 3, 97),
+            "deploy on 3 hosts (97 done)"
+        );
+        assert_eq!(family_prefix("deploy", 1, 0), "deploy on 1 host (0 done)");
     }
 }

@@ -494,6 +494,10 @@ fn dry_run_shows_the_batches_in_order_and_limit_limits_the_hosts() {
     let t = Test::new();
     let names = ["h1", "h2", "h3"];
     t.put_runbook("r", &release(&t, &sshd, &names, "    serial: 1\n"));
+    // The block counts apart from the steps as written.
+    t.run(&["validate", "r"])
+        .code(0)
+        .stdout_has("ok (5 steps (13 instances), 1 rolling block, 3 hosts, 0 secrets)");
     let dry = t.run(&["run", "r", "--dry-run"]);
     dry.code(0);
     let at = |text: &str| {

@@ -230,13 +230,25 @@ impl Ctx {
             .map(|s| s.source)
             .collect::<std::collections::BTreeSet<_>>()
             .len();
-        let instances = if written == r.steps.len() {
+        // A rolling block is a step as written, and no instance.
+        let blocks = r
+            .steps
+            .iter()
+            .filter(|s| crate::runbook::rolling::is_block(&s.spec))
+            .count();
+        let (written, all) = (written - blocks, r.steps.len() - blocks);
+        let instances = if written == all {
             String::new()
         } else {
-            format!(" ({})", report::count(r.steps.len(), "instance"))
+            format!(" ({})", report::count(all, "instance"))
+        };
+        let blocks = if blocks == 0 {
+            String::new()
+        } else {
+            format!(", {}", report::count(blocks, "rolling block"))
         };
         println!(
-            "{}: ok ({}{instances}, {}, {}){}",
+            "{}: ok ({}{instances}{blocks}, {}, {}){}",
             path.display(),
             report::count(written, "step"),
             report::count(r.hosts.len(), "host"),

@@ -15,8 +15,15 @@ use crate::report::Verbosity;
 #[derive(Debug, Parser)]
 #[command(name = "runbook", version, about, long_about = None)]
 pub struct Cli {
-    /// State database (default: state/runbook.db under the current directory).
-    #[arg(long, global = true, env = "RUNBOOK_STATE", value_name = "PATH")]
+    /// State: an SQLite file (default: state/runbook.db under the current
+    /// directory) or a postgres:// URL.
+    #[arg(
+        long,
+        global = true,
+        env = "RUNBOOK_STATE",
+        hide_env_values = true,
+        value_name = "PATH_OR_URL"
+    )]
     pub state: Option<PathBuf>,
     /// Print more: every attempt start.
     #[arg(short, long, global = true, conflicts_with = "quiet")]

@@ -98,6 +98,14 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The PostgreSQL state database could not be used (SPEC §11).
+    #[error("state database {at}: {message}")]
+    Db {
+        /// The state URL, without its password.
+        at: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// An I/O error with context.
     #[error("{context}: {source}")]
     Io {
@@ -115,7 +123,7 @@ impl Error {
         match self {
             Error::Invalid { .. } | Error::Usage(_) => exit::USAGE,
             Error::Locked { .. } => exit::LOCKED,
-            Error::Store { .. } | Error::Io { .. } => exit::FAILED,
+            Error::Store { .. } | Error::Db { .. } | Error::Io { .. } => exit::FAILED,
         }
     }
 

@@ -241,7 +241,10 @@ fn handoff_page_names_everything_a_person_needs() {
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(doc["owners"][0]["owner"], "Lukas");
     assert_eq!(doc["owners"][0]["secrets"][0]["name"], "RB_TEST_TOKEN");
-    assert_eq!(doc["resume_command"], "runbook resume 1");
+    assert_eq!(
+        doc["resume_command"],
+        format!("runbook resume 1{}", t.state_flag())
+    );
 }
 
 #[test]
@@ -355,10 +358,9 @@ fn secret_values_never_reach_disk_or_output() {
             assert!(!out.contains(needle), "{needle:?} in output:\n{out}");
         }
     }
-    let files = walk(&t.path().join("state"));
+    let files = t.state_bytes();
     assert!(!files.is_empty());
-    for entry in files {
-        let bytes = std::fs::read(&entry).unwrap();
+    for (entry, bytes) in files {
         for needle in &needles {
             assert!(
                 !contains(&bytes, needle.as_bytes()),

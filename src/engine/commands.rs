@@ -306,7 +306,7 @@ impl Ctx {
                 println!("  {name:<24} {}", rel.display());
             }
         }
-        if let Some(store) = Store::open_existing(&self.state)? {
+        if let Some(store) = Store::open_existing_at(&self.state)? {
             let runs = store.recent_runs(10)?;
             if !runs.is_empty() {
                 println!("recent runs:");

@@ -214,7 +214,7 @@ impl Ctx {
         previous: Option<&RunRow>,
         args: &RunOptions,
     ) -> Result<i32> {
-        let existing = Store::open_existing(&self.state)?;
+        let existing = Store::open_existing_at(&self.state)?;
         // `--fresh` has no previous run here: every step would run.
         let old = stored(previous, existing.as_ref())?;
         let plan = &loaded.plan;

@@ -40,7 +40,7 @@ use crate::runbook::template::{Context, Templater};
 use crate::runbook::{load, validate, Runbook};
 use crate::scheduler;
 use crate::state::{RunState, StepState};
-use crate::store::{ProcessId, RunRow, SecretRow, StepRow, Store};
+use crate::store::{Location, ProcessId, RunRow, SecretRow, StepRow, Store};
 
 /// Which run a command is about.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ impl Target {
 
 /// What every command needs: where the state lives, how loud to be.
 pub struct Ctx {
-    state: PathBuf,
+    state: Location,
     cwd: PathBuf,
     verbosity: Verbosity,
     color: ColorChoice,
@@ -122,12 +122,12 @@ impl Ctx {
     pub fn new(globals: &Globals) -> Result<Ctx> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::io("cannot read the current directory", e))?;
-        let state = globals
+        let given = globals
             .state
             .clone()
             .unwrap_or_else(|| PathBuf::from("state/runbook.db"));
         Ok(Ctx {
-            state: cwd.join(state),
+            state: Location::parse(given.as_os_str(), &cwd)?,
             cwd,
             verbosity: globals.verbosity,
             color: globals.color,
@@ -135,14 +135,14 @@ impl Ctx {
     }
 
     fn open_store(&self) -> Result<Store> {
-        Store::open(&self.state)
+        Store::open_at(&self.state)
     }
 
     fn existing_store(&self) -> Result<Store> {
-        Store::open_existing(&self.state)?.ok_or_else(|| {
+        Store::open_existing_at(&self.state)?.ok_or_else(|| {
             Error::Usage(format!(
-                "no state file at {}: nothing has run here yet (start with `runbook run NAME`)",
-                self.state.display()
+                "no state at {}: nothing has run here yet (start with `runbook run NAME`)",
+                self.state.shown()
             ))
         })
     }
@@ -194,7 +194,7 @@ impl Ctx {
         found.ok_or_else(|| match target {
             Target::RunId(id) => Error::Usage(format!(
                 "no run {id} in {}; `runbook list` shows the recent runs",
-                self.state.display()
+                self.state.shown()
             )),
             Target::Name(n) => Error::Usage(format!(
                 "runbook `{n}` has no runs yet; start one with `runbook run {n}`"
@@ -225,7 +225,7 @@ impl Ctx {
         let previous = match previous {
             Some(run) => Some(run),
             None if fresh => None,
-            None => Store::open_existing(&self.state)?
+            None => Store::open_existing_at(&self.state)?
                 .and_then(|s| s.latest_run(Some(&name_for_lookup)).ok().flatten())
                 .filter(|r| r.state.is_unfinished()),
         };
@@ -511,13 +511,13 @@ impl Ctx {
 
     /// The global options a printed command needs to find this state again.
     fn state_flag(&self) -> String {
-        let default = self.cwd.join("state/runbook.db");
+        let default = Location::File(self.cwd.join("state/runbook.db"));
         if self.state == default {
             String::new()
         } else {
             format!(
                 " --state {}",
-                crate::exec::ssh::sh_quote(&self.state.display().to_string())
+                crate::exec::ssh::sh_quote(&self.state.shown())
             )
         }
     }

@@ -63,8 +63,8 @@ pub struct RunSummary {
 }
 
 impl Ctx {
-    /// The state file this context reads.
-    pub fn state_path(&self) -> &Path {
+    /// Where the state this context reads lives.
+    pub fn state_path(&self) -> &crate::store::Location {
         &self.state
     }
 
@@ -136,7 +136,7 @@ impl Ctx {
 
     /// The latest `limit` runs, newest first; empty without a state file.
     pub fn run_summaries(&self, limit: i64) -> Result<Vec<RunSummary>> {
-        let Some(store) = Store::open_existing(&self.state)? else {
+        let Some(store) = Store::open_existing_at(&self.state)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();

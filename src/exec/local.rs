@@ -32,9 +32,23 @@ pub struct LocalCommand<'a> {
     pub timeout: Option<Duration>,
 }
 
+/// `RUNBOOK_STATE` and the `PG*` variables: never passed on to a step.
+pub fn is_engine_var(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name == b"RUNBOOK_STATE" || name.starts_with(b"PG")
+}
+
 /// Runs the command to completion, timeout or cancellation.
 pub async fn run(cmd: LocalCommand<'_>, cancel: &CancellationToken, sink: &LineSink) -> Outcome {
     let mut command = Command::new("sh");
+    // The state's URL and the PostgreSQL client's variables (PGPASSWORD
+    // above all) are the engine's, not the step's (SPEC §11); a step's
+    // own `env` may still set them.
+    for (name, _) in std::env::vars_os() {
+        if is_engine_var(&name) {
+            command.env_remove(&name);
+        }
+    }
     command
         .arg("-c")
         .arg(cmd.script)

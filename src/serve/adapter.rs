@@ -3,14 +3,13 @@
 //! run, a cheap poll of the store. Nothing else in `serve` touches it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use crate::engine::{Ctx, RunSummary, Target};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::report::handoff::HandoffFormat;
 use crate::state::{RunState, StepState};
-use crate::store::{StepRow, Store};
+use crate::store::{Location, StepRow, Store};
 
 /// The state `serve` shows, and the engine functions it calls.
 pub struct Adapter {
@@ -39,9 +38,9 @@ impl Adapter {
         Adapter { ctx }
     }
 
-    /// The state file.
-    pub fn state_path(&self) -> PathBuf {
-        self.ctx.state_path().to_path_buf()
+    /// Where the state lives.
+    pub fn state_path(&self) -> Location {
+        self.ctx.state_path().clone()
     }
 
     /// The latest runs, newest first.
@@ -51,7 +50,7 @@ impl Adapter {
 
     /// One run, or `None` when there is no such run.
     pub fn run(&self, id: i64) -> Result<Option<RunView>> {
-        let Some(store) = Store::open_existing(self.ctx.state_path())? else {
+        let Some(store) = Store::open_existing_at(self.ctx.state_path())? else {
             return Ok(None);
         };
         if store.run(id)?.is_none() {
@@ -118,7 +117,7 @@ impl Adapter {
 
 /// Polls one run and turns what changed into the events of SPEC §5.
 pub struct Follower {
-    path: PathBuf,
+    path: Location,
     run_id: i64,
     run_state: Option<RunState>,
     finished_at: Option<String>,
@@ -131,7 +130,7 @@ impl Follower {
     pub fn poll(&mut self) -> Result<Option<Vec<Event>>> {
         // A fresh connection each time: a long-lived one was seen to miss
         // a later engine's pass.
-        let store = Store::open_existing(&self.path)?
+        let store = Store::open_existing_at(&self.path)?
             .ok_or_else(|| Error::Usage("no state file".into()))?;
         let Some(run) = store.run(self.run_id)? else {
             return Ok(None);

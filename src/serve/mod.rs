@@ -102,7 +102,7 @@ pub fn serve(ctx: Ctx, opts: ServeOptions) -> Result<i32> {
         let _ = writeln!(
             out,
             "{first}\nserving the runs of {}; Ctrl-C stops",
-            app.adapter.state_path().display()
+            app.adapter.state_path().shown()
         );
         let _ = out.flush();
         drop(out);

@@ -81,7 +81,7 @@ pub(super) fn live_holder(conn: &Connection, run_id: i64) -> rusqlite::Result<Op
     }))
 }
 
-fn is_alive(pid: i64, host: &str, started: &str) -> bool {
+pub(super) fn is_alive(pid: i64, host: &str, started: &str) -> bool {
     if host != hostname() {
         // Another machine: we cannot see its processes, so trust the lock.
         return true;

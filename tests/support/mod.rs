@@ -12,15 +12,36 @@ pub mod browser;
 pub mod compose_env;
 pub mod fleet;
 pub mod http;
+pub mod postgres;
 pub mod sandbox;
 pub mod sshd;
 pub mod web;
 pub mod webhook;
 
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Whether the suites run with their state in PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("RUNBOOK_TEST_STATE").is_ok_and(|v| v == "postgres")
+}
+
 /// A scenario in its own temp folder.
 pub struct Test {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// The database on the shared server, when on PostgreSQL.
+    pg_db: Option<String>,
 }
 
 /// What a command did.
@@ -135,10 +156,48 @@ impl Test {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("runbooks")).expect("runbooks dir");
-        Test {
-            dir,
-            env: Vec::new(),
+        let mut env = Vec::new();
+        let mut pg_db = None;
+        if on_postgres() {
+            let pg = postgres::Postgres::shared();
+            let db = pg.new_database();
+            env.push(("RUNBOOK_STATE".to_string(), pg.url(&db)));
+            pg_db = Some(db);
         }
+        Test { dir, env, pg_db }
+    }
+
+    /// What a printed command adds to name this test's state: nothing for
+    /// the default file, ` --state 'URL'` (no password) on PostgreSQL.
+    pub fn state_flag(&self) -> String {
+        match &self.pg_db {
+            Some(db) => format!(
+                " --state '{}'",
+                postgres::Postgres::shared().url_without_password(db)
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Everything the state holds, as bytes to search: each file under
+    /// `state/`, or on PostgreSQL a `pg_dump` of the test's database.
+    pub fn state_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        match &self.pg_db {
+            Some(db) => vec![(
+                format!("database {db}"),
+                postgres::Postgres::shared().dump(db),
+            )],
+            None => walk_files(&self.path().join("state"))
+                .into_iter()
+                .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+                .collect(),
+        }
+    }
+
+    /// Whether this test's state is in PostgreSQL (the core suites run
+    /// again with `RUNBOOK_TEST_STATE=postgres`, on one shared server).
+    pub fn on_postgres(&self) -> bool {
+        self.env.iter().any(|(k, _)| k == "RUNBOOK_STATE")
     }
 
     /// Writes `runbooks/NAME.yaml`.

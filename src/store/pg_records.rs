@@ -1,0 +1,305 @@
+//! The PostgreSQL backend's records beside the run and its steps: captured
+//! output, spools, secrets' states, approvals, notifications.
+
+use super::pg::{Conn, Pg, Sql};
+use super::{
+    now, Approval, NotificationRow, Records, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
+};
+use crate::error::Result;
+use crate::state::SecretState;
+
+/// PostgreSQL text cannot hold a NUL byte; a captured line that had one
+/// keeps U+FFFD in its place.
+fn pg_text(line: &str) -> String {
+    line.replace('\0', "\u{FFFD}")
+}
+
+fn insert_lines(
+    c: &mut Conn,
+    run_id: i64,
+    lines: &[(String, i64, &'static str, String)],
+) -> Sql<()> {
+    for (step, attempt, stream, line) in lines {
+        c.exec(
+            "INSERT INTO output (run_id, step_id, attempt, seq, stream, line)
+             VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
+                                  WHERE run_id = $1 AND step_id = $2 AND attempt = $3), $4, $5)",
+            &[&run_id, step, attempt, stream, &pg_text(line)],
+        )?;
+    }
+    Ok(())
+}
+
+impl Records for Pg {
+    fn append_output(
+        &mut self,
+        run_id: i64,
+        lines: &[(String, i64, &'static str, String)],
+    ) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let lines = lines.to_vec();
+        let open = self.open_tx();
+        self.call(move |c| c.tx(open, |c| insert_lines(c, run_id, &lines)))
+    }
+
+    fn trim_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
+        let step = step.to_string();
+        self.call(move |c| {
+            c.exec(
+                "DELETE FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3
+                 AND seq <= (SELECT MAX(seq) FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3) - $4",
+                &[&run_id, &step, &attempt, &OUTPUT_LINES_KEPT],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn output(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: i64,
+        tail: Option<i64>,
+    ) -> Result<Vec<(String, String)>> {
+        let step = step.to_string();
+        self.call(move |c| {
+            let rows = c.query(
+                "SELECT stream, line FROM (SELECT seq, stream, line FROM output
+                  WHERE run_id = $1 AND step_id = $2 AND attempt = $3 ORDER BY seq DESC LIMIT $4) t
+                 ORDER BY seq",
+                &[&run_id, &step, &attempt, &tail],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn output_since(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, String, String)>> {
+        let step = step.to_string();
+        self.call(move |c| {
+            let rows = c.query(
+                "SELECT seq, stream, line FROM output
+                  WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND seq > $4 ORDER BY seq",
+                &[&run_id, &step, &attempt, &after],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        })
+    }
+
+    fn clear_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
+        let step = step.to_string();
+        self.call(move |c| {
+            c.exec(
+                "DELETE FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
+                &[&run_id, &step, &attempt],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn save_spool(&self, run_id: i64, step: &str, spool: &SpoolRow) -> Result<()> {
+        let (step, spool) = (step.to_string(), spool.clone());
+        self.call(move |c| {
+            c.exec(
+                "INSERT INTO spools (run_id, step_id, host, base) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET host = $3, base = $4",
+                &[&run_id, &step, &spool.host, &spool.base],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn spool(&self, run_id: i64, step: &str) -> Result<Option<SpoolRow>> {
+        let step = step.to_string();
+        self.call(move |c| {
+            Ok(c.opt(
+                "SELECT host, base FROM spools WHERE run_id = $1 AND step_id = $2",
+                &[&run_id, &step],
+            )?
+            .map(|r| SpoolRow {
+                host: r.get(0),
+                base: r.get(1),
+            }))
+        })
+    }
+
+    fn drop_spool(&self, run_id: i64, step: &str) -> Result<()> {
+        let step = step.to_string();
+        self.call(move |c| {
+            c.exec(
+                "DELETE FROM spools WHERE run_id = $1 AND step_id = $2",
+                &[&run_id, &step],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn drop_spools(&mut self, run_id: i64, steps: &[&str]) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+        self.call(move |c| {
+            c.exec(
+                "DELETE FROM spools WHERE run_id = $1 AND step_id = ANY($2)",
+                &[&run_id, &steps],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn save_secrets(
+        &mut self,
+        run_id: i64,
+        rows: &[SecretRow],
+        env_files: &[String],
+    ) -> Result<()> {
+        let rows = rows.to_vec();
+        let files = serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into());
+        let open = self.open_tx();
+        self.call(move |c| {
+            c.tx(open, |c| {
+                c.exec("DELETE FROM secrets WHERE run_id = $1", &[&run_id])?;
+                for r in &rows {
+                    c.exec(
+                        "INSERT INTO secrets (run_id, name, state, source, reason, checked_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            &run_id,
+                            &r.name,
+                            &r.state.as_str(),
+                            &r.source,
+                            &r.reason,
+                            &now(),
+                        ],
+                    )?;
+                }
+                c.exec(
+                    "UPDATE runs SET env_files = $2 WHERE id = $1",
+                    &[&run_id, &files],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    fn secrets(&self, run_id: i64) -> Result<(Vec<SecretRow>, Vec<String>)> {
+        self.call(move |c| {
+            let rows = c
+                .query(
+                    "SELECT name, state, source, reason FROM secrets WHERE run_id = $1 ORDER BY name",
+                    &[&run_id],
+                )?
+                .iter()
+                .map(|r| SecretRow {
+                    name: r.get(0),
+                    state: SecretState::parse(r.get::<_, &str>(1)),
+                    source: r.get(2),
+                    reason: r.get(3),
+                })
+                .collect();
+            let files: String = c
+                .opt("SELECT env_files FROM runs WHERE id = $1", &[&run_id])?
+                .map(|r| r.get(0))
+                .unwrap_or_else(|| "[]".into());
+            Ok((rows, serde_json::from_str(&files).unwrap_or_default()))
+        })
+    }
+
+    fn approve(&self, run_id: i64, step: &str, by: &str, note: Option<&str>) -> Result<()> {
+        let (step, by, note) = (step.to_string(), by.to_string(), note.map(str::to_string));
+        self.call(move |c| {
+            c.exec(
+                "INSERT INTO approvals (run_id, step_id, approved_by, approved_at, note)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET approved_by = $3, approved_at = $4, note = $5",
+                &[&run_id, &step, &by, &now(), &note],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn approval(&self, run_id: i64, step: &str) -> Result<Option<Approval>> {
+        let step = step.to_string();
+        self.call(move |c| {
+            Ok(c.opt(
+                "SELECT approved_by, approved_at, note FROM approvals WHERE run_id = $1 AND step_id = $2",
+                &[&run_id, &step],
+            )?
+            .map(|r| Approval {
+                by: r.get(0),
+                at: r.get(1),
+                note: r.get(2),
+            }))
+        })
+    }
+
+    fn save_notification(&self, run_id: i64, sent: &Sent, row: &NotificationRow) -> Result<()> {
+        let (sent, row) = (sent.clone(), row.clone());
+        self.call(move |c| {
+            c.exec(
+                "INSERT INTO notifications
+                   (run_id, seq, target, url_digest, message_digest, state, delivered, attempts, error, at)
+                 VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE run_id = $1),
+                         $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &run_id,
+                    &row.target,
+                    &sent.url_digest,
+                    &sent.message_digest,
+                    &row.state,
+                    &row.delivered,
+                    &row.attempts,
+                    &row.error,
+                    &row.at,
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn was_delivered(&self, run_id: i64, sent: &Sent) -> Result<bool> {
+        let sent = sent.clone();
+        self.call(move |c| {
+            let last = c.opt(
+                "SELECT message_digest FROM notifications
+                 WHERE run_id = $1 AND url_digest = $2 AND delivered ORDER BY seq DESC LIMIT 1",
+                &[&run_id, &sent.url_digest],
+            )?;
+            Ok(
+                last.map(|r| r.get::<_, String>(0)).as_deref()
+                    == Some(sent.message_digest.as_str()),
+            )
+        })
+    }
+
+    fn notifications(&self, run_id: i64) -> Result<Vec<NotificationRow>> {
+        self.call(move |c| {
+            Ok(c.query(
+                "SELECT target, state, delivered, attempts, error, at FROM notifications
+                 WHERE run_id = $1 ORDER BY seq",
+                &[&run_id],
+            )?
+            .iter()
+            .map(|r| NotificationRow {
+                target: r.get(0),
+                state: r.get(1),
+                delivered: r.get(2),
+                attempts: r.get(3),
+                error: r.get(4),
+                at: r.get(5),
+            })
+            .collect())
+        })
+    }
+}

@@ -1,0 +1,335 @@
+//! The SQLite backend's records beside the run and its steps: captured
+//! output, spools, secrets' states, approvals, notifications.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::sqlite::{AtPath, Sqlite};
+use super::{
+    now, Approval, NotificationRow, Records, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
+};
+use crate::error::Result;
+use crate::state::SecretState;
+
+impl Records for Sqlite {
+    /// Appends captured lines of one attempt.
+    fn append_output(
+        &mut self,
+        run_id: i64,
+        lines: &[(String, i64, &'static str, String)],
+    ) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let insert = |conn: &Connection| -> rusqlite::Result<()> {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO output (run_id, step_id, attempt, seq, stream, line)
+                 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
+                                      WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3), ?4, ?5)",
+            )?;
+            for (step, attempt, stream, line) in lines {
+                stmt.execute(params![run_id, step, attempt, stream, line])?;
+            }
+            Ok(())
+        };
+        if !self.conn.is_autocommit() {
+            // Inside a batch the lines join its transaction.
+            return insert(&self.conn).at(&path);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .at(&path)?;
+        insert(&tx).at(&path)?;
+        tx.commit().at(&path)
+    }
+
+    /// Drops all but the last [`OUTPUT_LINES_KEPT`] lines of an attempt.
+    fn trim_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3
+                 AND seq <= (SELECT MAX(seq) FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3) - ?4",
+                params![run_id, step, attempt, OUTPUT_LINES_KEPT],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Captured lines of one attempt as (stream, line); the last `tail` if given.
+    fn output(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: i64,
+        tail: Option<i64>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT stream, line FROM (SELECT seq, stream, line FROM output
+                  WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3 ORDER BY seq DESC LIMIT ?4)
+                 ORDER BY seq",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map(params![run_id, step, attempt, tail.unwrap_or(-1)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .at(&self.path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.path)?;
+        Ok(rows)
+    }
+
+    /// Captured lines of one attempt after line `after` (its `seq`), as
+    /// (seq, stream, line), oldest first: what a follower has not seen yet.
+    fn output_since(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, stream, line FROM output
+                  WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3 AND seq > ?4 ORDER BY seq",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map(params![run_id, step, attempt, after], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .at(&self.path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.path)?;
+        Ok(rows)
+    }
+
+    /// Drops every captured line of one attempt (its output is read again
+    /// whole from the host's spool when a resumed engine reattaches).
+    fn clear_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM output WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
+                params![run_id, step, attempt],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Records where a remote step spools on its host (before it starts
+    /// there); committed when this returns.
+    fn save_spool(&self, run_id: i64, step: &str, spool: &SpoolRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO spools (run_id, step_id, host, base) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, step, spool.host, spool.base],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Where a step of a run spools on its host, if it was started there and
+    /// its result is not yet committed.
+    fn spool(&self, run_id: i64, step: &str) -> Result<Option<SpoolRow>> {
+        self.conn
+            .query_row(
+                "SELECT host, base FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+                |r| {
+                    Ok(SpoolRow {
+                        host: r.get(0)?,
+                        base: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .at(&self.path)
+    }
+
+    /// Forgets a step's spool (its result is committed, or it was stopped).
+    fn drop_spool(&self, run_id: i64, step: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Forgets the spools of steps whose results are committed (a crash
+    /// between the two writes cannot happen, but an old file may hold
+    /// such rows); one transaction.
+    fn drop_spools(&mut self, run_id: i64, steps: &[&str]) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .at(&path)?;
+        for step in steps {
+            tx.execute(
+                "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+            )
+            .at(&path)?;
+        }
+        tx.commit().at(&path)
+    }
+
+    /// Replaces what is known about a run's secrets.
+    fn save_secrets(
+        &mut self,
+        run_id: i64,
+        rows: &[SecretRow],
+        env_files: &[String],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .at(&path)?;
+        tx.execute("DELETE FROM secrets WHERE run_id = ?1", [run_id])
+            .at(&path)?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO secrets (run_id, name, state, source, reason, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run_id, r.name, r.state.as_str(), r.source, r.reason, now()],
+            )
+            .at(&path)?;
+        }
+        tx.execute(
+            "UPDATE runs SET env_files = ?2 WHERE id = ?1",
+            params![
+                run_id,
+                serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into())
+            ],
+        )
+        .at(&path)?;
+        tx.commit().at(&path)
+    }
+
+    /// What the last pass learned about a run's secrets, and its --env-file paths.
+    fn secrets(&self, run_id: i64) -> Result<(Vec<SecretRow>, Vec<String>)> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, state, source, reason FROM secrets WHERE run_id = ?1 ORDER BY name",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(SecretRow {
+                    name: r.get(0)?,
+                    state: SecretState::parse(&r.get::<_, String>(1)?),
+                    source: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .at(&self.path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.path)?;
+        let files: String = self
+            .conn
+            .query_row("SELECT env_files FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .at(&self.path)?
+            .unwrap_or_else(|| "[]".into());
+        Ok((rows, serde_json::from_str(&files).unwrap_or_default()))
+    }
+
+    /// Records an approval.
+    fn approve(&self, run_id: i64, step: &str, by: &str, note: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO approvals (run_id, step_id, approved_by, approved_at, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, step, by, now(), note],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// The approval of a step, if given.
+    fn approval(&self, run_id: i64, step: &str) -> Result<Option<Approval>> {
+        self.conn
+            .query_row(
+                "SELECT approved_by, approved_at, note FROM approvals WHERE run_id = ?1 AND step_id = ?2",
+                params![run_id, step],
+                |r| Ok(Approval { by: r.get(0)?, at: r.get(1)?, note: r.get(2)? }),
+            )
+            .optional()
+            .at(&self.path)
+    }
+
+    /// Records a delivery (or its failure).
+    fn save_notification(&self, run_id: i64, sent: &Sent, row: &NotificationRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO notifications
+                   (run_id, seq, target, url_digest, message_digest, state, delivered, attempts, error, at)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications WHERE run_id = ?1),
+                         ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run_id,
+                    row.target,
+                    sent.url_digest,
+                    sent.message_digest,
+                    row.state,
+                    row.delivered,
+                    row.attempts,
+                    row.error,
+                    row.at
+                ],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    /// Whether this message already reached this URL for this run.
+    fn was_delivered(&self, run_id: i64, sent: &Sent) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT message_digest FROM notifications
+                 WHERE run_id = ?1 AND url_digest = ?2 AND delivered ORDER BY seq DESC LIMIT 1",
+                params![run_id, sent.url_digest],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|last| last.as_deref() == Some(sent.message_digest.as_str()))
+            .at(&self.path)
+    }
+
+    /// A run's deliveries, oldest first.
+    fn notifications(&self, run_id: i64) -> Result<Vec<NotificationRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT target, state, delivered, attempts, error, at FROM notifications
+                 WHERE run_id = ?1 ORDER BY seq",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(NotificationRow {
+                    target: r.get(0)?,
+                    state: r.get(1)?,
+                    delivered: r.get(2)?,
+                    attempts: r.get(3)?,
+                    error: r.get(4)?,
+                    at: r.get(5)?,
+                })
+            })
+            .at(&self.path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.path)?;
+        Ok(rows)
+    }
+}

@@ -79,6 +79,8 @@ fn a_closed_stdout_neither_stops_a_run_nor_panics_a_report() {
                 "'{bin}' {args} 2>err | head -n 1 >/dev/null; cat err"
             ))
             .current_dir(t.path())
+            .env_remove("RUNBOOK_STATE")
+            .envs(t.extra_env())
             .env("NO_COLOR", "1")
             .output()
             .unwrap();

@@ -274,6 +274,13 @@ impl Test {
             .expect("spawn binary")
     }
 
+    /// The environment the test's commands get beyond the caller's (the
+    /// state URL and password when on PostgreSQL), for a command that is
+    /// not the binary itself (a pipeline through `sh -c`).
+    pub fn extra_env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// `status --json` of a target (or the latest run).
     pub fn status(&self, target: Option<&str>) -> Status {
         let mut args = vec!["status", "--json"];

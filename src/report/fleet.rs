@@ -68,6 +68,12 @@ pub fn entries(steps: &[StepRow]) -> Vec<Entry<'_>> {
 
 /// Counts per state, in the order of the state machine: `18 succeeded · 2 failed`.
 pub fn counts(rows: &[&StepRow]) -> String {
+    state_counts(rows.iter().map(|r| r.state))
+}
+
+/// Counts of any states (rows, a rollout's hosts), in the order of the
+/// state machine: `1 succeeded · 1 failed · 1 pending`.
+pub fn state_counts(states: impl IntoIterator<Item = StepState>) -> String {
     const ORDER: [StepState; 8] = [
         StepState::Succeeded,
         StepState::Skipped,
@@ -78,10 +84,11 @@ pub fn counts(rows: &[&StepRow]) -> String {
         StepState::Failed,
         StepState::Interrupted,
     ];
+    let states: Vec<StepState> = states.into_iter().collect();
     ORDER
         .iter()
         .filter_map(|state| {
-            let n = rows.iter().filter(|r| r.state == *state).count();
+            let n = states.iter().filter(|s| *s == state).count();
             (n > 0).then(|| format!("{n} {state}"))
         })
         .collect::<Vec<_>>()

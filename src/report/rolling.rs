@@ -111,24 +111,7 @@ pub fn not_started(steps: &[StepRow]) -> Vec<(String, Vec<HostLine>)> {
 
 /// Counts per state of the hosts: `1 succeeded · 1 failed · 1 pending`.
 pub fn counts(hosts: &[HostLine]) -> String {
-    const ORDER: [StepState; 8] = [
-        StepState::Succeeded,
-        StepState::Skipped,
-        StepState::Running,
-        StepState::Pending,
-        StepState::Held,
-        StepState::Blocked,
-        StepState::Failed,
-        StepState::Interrupted,
-    ];
-    ORDER
-        .iter()
-        .filter_map(|state| {
-            let n = hosts.iter().filter(|h| h.state == *state).count();
-            (n > 0).then(|| format!("{n} {state}"))
-        })
-        .collect::<Vec<_>>()
-        .join(" · ")
+    super::fleet::state_counts(hosts.iter().map(|h| h.state))
 }
 
 #[cfg(test)]
@@ -137,22 +120,10 @@ mod tests {
 
     fn row(id: &str, state: StepState, reason: Option<&str>) -> StepRow {
         StepRow {
-            id: id.into(),
-            position: 0,
-            state,
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            exit_code: None,
             reason: reason.map(str::to_string),
-            fingerprint: None,
-            needs: Vec::new(),
             host: id.split_once('@').map(|(_, h)| h.to_string()),
-            missing: Vec::new(),
-            rejected: Vec::new(),
-            source_hash: None,
             block: Some("rollout".into()),
+            ..StepRow::new(id, 0, state)
         }
     }
 

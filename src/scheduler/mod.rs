@@ -211,24 +211,9 @@ pub fn reconcile(
             .iter()
             .map(|&n| plan.steps[n].id.clone())
             .collect();
-        let mut row = old.remove(&step.id).unwrap_or_else(|| StepRow {
-            id: step.id.clone(),
-            position: i as i64,
-            state: StepState::Pending,
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            exit_code: None,
-            reason: None,
-            fingerprint: None,
-            needs: Vec::new(),
-            host: None,
-            missing: Vec::new(),
-            rejected: Vec::new(),
-            source_hash: None,
-            block: None,
-        });
+        let mut row = old
+            .remove(&step.id)
+            .unwrap_or_else(|| StepRow::new(step.id.clone(), i as i64, StepState::Pending));
         row.position = i as i64;
         row.block = step.block.clone();
         row.needs = needs;

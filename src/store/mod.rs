@@ -317,6 +317,31 @@ pub struct StepRow {
     pub block: Option<String>,
 }
 
+impl StepRow {
+    /// A step at `position` in `state` that has not run: no attempt, no
+    /// times, no reason, nothing it needs or is missing yet.
+    pub fn new(id: impl Into<String>, position: i64, state: StepState) -> Self {
+        StepRow {
+            id: id.into(),
+            position,
+            state,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            exit_code: None,
+            reason: None,
+            fingerprint: None,
+            needs: Vec::new(),
+            host: None,
+            missing: Vec::new(),
+            rejected: Vec::new(),
+            source_hash: None,
+            block: None,
+        }
+    }
+}
+
 /// Where a remote step spools its output on its host (SPEC §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolRow {

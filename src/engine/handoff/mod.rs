@@ -131,24 +131,7 @@ mod tests {
 
     /// A step row in a state, nothing else set.
     pub fn row(id: &str, state: StepState) -> StepRow {
-        StepRow {
-            id: id.into(),
-            position: 0,
-            state,
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            exit_code: None,
-            reason: None,
-            fingerprint: None,
-            needs: Vec::new(),
-            host: None,
-            missing: Vec::new(),
-            rejected: Vec::new(),
-            source_hash: None,
-            block: None,
-        }
+        StepRow::new(id, 0, state)
     }
 
     /// Run 4's facts without its runbook.

@@ -105,28 +105,7 @@ fn placeholder_hash(
         .map_err(|e| e.message)
 }
 
-/// Files under `root` (or `root` itself), as (relative path, path), sorted.
-pub fn collect_files(
-    root: &Path,
-    path: &Path,
-    out: &mut Vec<(String, PathBuf)>,
-) -> std::io::Result<()> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_file() {
-        let rel = path
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().to_string())
-            .unwrap_or_default();
-        out.push((rel, path.to_path_buf()));
-        return Ok(());
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        collect_files(root, &entry.path(), out)?;
-    }
-    Ok(())
-}
+pub use crate::runbook::files::collect_files;
 
 /// The source of an upload step as it is now, with secrets as
 /// placeholders: its hash, or why it cannot be read. `None` for a step

@@ -1,37 +1,16 @@
 //! Fleets (SPEC §9): hosts and groups from the runbook and its inventory,
-//! and a step `on` a group expanded into one instance per host, named
-//! `STEP@HOST`, with its `needs` rewired per host.
+//! each group resolved to a list of hosts (expanding a step on a group is
+//! `expand.rs`'s).
 
 use indexmap::IndexMap;
 
 use super::inventory::{self, glob_match, is_glob};
-use super::load::Source;
 use super::model::{HostSpec, InventorySpec, Scalar, Serial};
-use super::validate::{nearest, Step};
+use super::source::Source;
+use super::suggest::nearest;
 use crate::error::Diagnostic;
 
-/// What a step instance shares with the other instances of its step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Family {
-    /// The step's id as written (`deploy` for `deploy@web1`).
-    pub step: String,
-    /// The group it runs on.
-    pub group: String,
-    /// How many hosts the group has.
-    pub size: usize,
-    /// At most this many instances run at once.
-    pub serial: Option<usize>,
-    /// Failed instances allowed before no further instance starts.
-    pub max_fail: u32,
-    /// For an inner step of a rolling block: its host's batch (SPEC §15).
-    /// `serial` and `max_fail` above are then the block's to apply.
-    pub roll: Option<super::rolling::Roll>,
-}
-
-/// The instance id of a step on a host.
-pub fn instance_id(step: &str, host: &str) -> String {
-    format!("{step}@{host}")
-}
+pub use super::book::Family;
 
 /// Hosts, groups, and the inventory hosts runbook cannot reach as their
 /// inventory says.
@@ -56,52 +35,19 @@ pub fn hosts_and_groups(
     source: &Source,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Fleet {
-    let mut all_hosts = hosts.clone();
-    let mut all_groups: IndexMap<String, Vec<String>> = IndexMap::new();
-    let mut refused = IndexMap::new();
+    let mut fleet = Fleet {
+        hosts: hosts.clone(),
+        groups: IndexMap::new(),
+        refused: IndexMap::new(),
+    };
     if let Some(spec) = inventory {
-        let dir = source.path.parent().unwrap_or(std::path::Path::new("."));
-        let path = dir.join(spec.path());
-        let read = inventory::read(&path, spec.path());
-        match read {
-            Ok(inv) => {
-                let (known_hosts, known_hosts_file) = match spec {
-                    InventorySpec::Path(_) => (Default::default(), None),
-                    InventorySpec::Full(o) => (o.known_hosts, o.known_hosts_file.clone()),
-                };
-                for (name, vars) in inv.hosts {
-                    if let Some(what) = vars.refused().filter(|_| !hosts.contains_key(&name)) {
-                        refused.insert(name.clone(), what);
-                    }
-                    all_hosts.entry(name.clone()).or_insert(HostSpec {
-                        address: vars.address.unwrap_or(name),
-                        user: vars.user,
-                        port: vars.port.map(Scalar::Str),
-                        identity_file: vars.identity_file,
-                        known_hosts,
-                        known_hosts_file: known_hosts_file.clone(),
-                        vars: vars.vars,
-                    });
-                }
-                for (name, members) in inv.groups {
-                    if !hosts.contains_key(&name) {
-                        all_groups.insert(name, members);
-                    }
-                }
-            }
-            Err(e) => diagnostics.push(
-                Diagnostic::new(
-                    &source.path,
-                    format!("inventory {}: {e}", path.display()),
-                )
-                .at(source.key_span("inventory"))
-                .hint("an Ansible inventory in INI or YAML form, relative to the runbook's folder"),
-            ),
+        if let Err(d) = fleet.add_inventory(spec, hosts, source) {
+            diagnostics.push(d);
         }
     }
     for (name, members) in groups {
         let at = source.nested_key_span("groups", name);
-        if name == "local" || all_hosts.contains_key(name) || name.contains('@') {
+        if name == "local" || fleet.hosts.contains_key(name) || name.contains('@') {
             diagnostics.push(
                 Diagnostic::new(
                     &source.path,
@@ -114,40 +60,9 @@ pub fn hosts_and_groups(
         }
         let mut resolved = Vec::new();
         for member in members {
-            let matched: Vec<String> = if is_glob(member) {
-                all_hosts
-                    .keys()
-                    .filter(|h| glob_match(member, h))
-                    .cloned()
-                    .collect()
-            } else if all_hosts.contains_key(member) {
-                vec![member.clone()]
-            } else if let Some(g) = all_groups.get(member) {
-                g.clone()
-            } else {
-                Vec::new()
-            };
+            let matched = fleet.members(member);
             if matched.is_empty() {
-                let names = all_hosts
-                    .keys()
-                    .chain(all_groups.keys())
-                    .map(String::as_str);
-                diagnostics.push(
-                    Diagnostic::new(
-                        &source.path,
-                        format!("group `{name}`: `{member}` names no host"),
-                    )
-                    .at(at)
-                    .maybe_hint(
-                        (!is_glob(member))
-                            .then(|| nearest(member, names))
-                            .flatten()
-                            .map(|n| format!("did you mean `{n}`?"))
-                            .or_else(|| {
-                                Some("list host names from `hosts:` or the inventory, or globs such as `web*`".into())
-                            }),
-                    ),
-                );
+                diagnostics.push(fleet.no_host(name, member, source).at(at));
             }
             for h in matched {
                 if !resolved.contains(&h) {
@@ -155,15 +70,98 @@ pub fn hosts_and_groups(
                 }
             }
         }
-        all_groups.insert(name.clone(), resolved);
+        fleet.groups.insert(name.clone(), resolved);
     }
-    if !all_groups.contains_key("all") && !all_hosts.contains_key("all") {
-        all_groups.insert("all".into(), all_hosts.keys().cloned().collect());
+    if !fleet.groups.contains_key("all") && !fleet.hosts.contains_key("all") {
+        let all = fleet.hosts.keys().cloned().collect();
+        fleet.groups.insert("all".into(), all);
     }
-    Fleet {
-        hosts: all_hosts,
-        groups: all_groups,
-        refused,
+    fleet
+}
+
+impl Fleet {
+    /// Adds the hosts and groups of the inventory `spec` names; the
+    /// runbook's own `hosts` win. `Err` when it cannot be read.
+    fn add_inventory(
+        &mut self,
+        spec: &InventorySpec,
+        hosts: &IndexMap<String, HostSpec>,
+        source: &Source,
+    ) -> Result<(), Diagnostic> {
+        let dir = source.path.parent().unwrap_or(std::path::Path::new("."));
+        let path = dir.join(spec.path());
+        let inv = inventory::read(&path, spec.path()).map_err(|e| {
+            Diagnostic::new(&source.path, format!("inventory {}: {e}", path.display()))
+                .at(source.key_span("inventory"))
+                .hint("an Ansible inventory in INI or YAML form, relative to the runbook's folder")
+        })?;
+        let (known_hosts, known_hosts_file) = match spec {
+            InventorySpec::Path(_) => (Default::default(), None),
+            InventorySpec::Full(o) => (o.known_hosts, o.known_hosts_file.clone()),
+        };
+        for (name, vars) in inv.hosts {
+            if let Some(what) = vars.refused().filter(|_| !hosts.contains_key(&name)) {
+                self.refused.insert(name.clone(), what);
+            }
+            self.hosts.entry(name.clone()).or_insert(HostSpec {
+                address: vars.address.unwrap_or(name),
+                user: vars.user,
+                port: vars.port.map(Scalar::Str),
+                identity_file: vars.identity_file,
+                known_hosts,
+                known_hosts_file: known_hosts_file.clone(),
+                vars: vars.vars,
+            });
+        }
+        for (name, members) in inv.groups {
+            if !hosts.contains_key(&name) {
+                self.groups.insert(name, members);
+            }
+        }
+        Ok(())
+    }
+
+    /// The hosts one group member names: a glob of host names, a host, or
+    /// a group resolved before it (the inventory's).
+    fn members(&self, member: &str) -> Vec<String> {
+        if is_glob(member) {
+            self.hosts
+                .keys()
+                .filter(|h| glob_match(member, h))
+                .cloned()
+                .collect()
+        } else if self.hosts.contains_key(member) {
+            vec![member.to_string()]
+        } else if let Some(g) = self.groups.get(member) {
+            g.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Group `group`'s member `member` names no host.
+    fn no_host(&self, group: &str, member: &str, source: &Source) -> Diagnostic {
+        let names = self
+            .hosts
+            .keys()
+            .chain(self.groups.keys())
+            .map(String::as_str);
+        Diagnostic::new(
+            &source.path,
+            format!("group `{group}`: `{member}` names no host"),
+        )
+        .maybe_hint(
+            (!is_glob(member))
+                .then(|| nearest(member, names))
+                .flatten()
+                .map(|n| format!("did you mean `{n}`?"))
+                .or_else(|| {
+                    Some(
+                        "list host names from `hosts:` or the inventory, or globs such as `web*`"
+                            .into(),
+                    )
+                }),
+        )
     }
 }
 
@@ -185,89 +183,6 @@ pub fn serial_limit(serial: &Serial, size: usize) -> Result<usize, String> {
             Ok(((size as f64 * pct / 100.0).ceil() as usize).max(1))
         }
     }
-}
-
-/// Expands each step whose `groups[i]` is set into one instance per host
-/// of that group; `needs` between two group steps that share a host are
-/// per host, any other need on a group step waits for all its instances.
-/// Indexes in the result are positions in the returned list.
-pub fn expand(
-    steps: Vec<Step>,
-    on_group: &[Option<String>],
-    groups: &IndexMap<String, Vec<String>>,
-) -> Vec<Step> {
-    if on_group.iter().all(Option::is_none) {
-        return steps;
-    }
-    // A rolling block's inner steps take its hosts in its order.
-    let rolls = super::rolling::settings(&steps, groups);
-    // Where each written step's instances start, and their hosts.
-    let mut first = Vec::with_capacity(steps.len());
-    let mut hosts_of: Vec<Option<&Vec<String>>> = Vec::with_capacity(steps.len());
-    let mut next = 0;
-    for (i, _) in steps.iter().enumerate() {
-        first.push(next);
-        let hosts = on_group[i].as_ref().and_then(|g| groups.get(g));
-        let hosts = match &rolls[i] {
-            Some((ordered, _, _)) if hosts.is_some() => Some(ordered),
-            _ => hosts,
-        };
-        next += hosts.map_or(1, Vec::len);
-        hosts_of.push(hosts);
-    }
-    let mut out = Vec::with_capacity(next);
-    for (i, step) in steps.into_iter().enumerate() {
-        let needs_for = |host: Option<&str>| -> Vec<usize> {
-            let mut needs = Vec::new();
-            for &n in &step.needs {
-                match hosts_of[n] {
-                    None => needs.push(first[n]),
-                    Some(nh) => match host.and_then(|h| nh.iter().position(|x| x == h)) {
-                        Some(k) => needs.push(first[n] + k),
-                        None => needs.extend(first[n]..first[n] + nh.len()),
-                    },
-                }
-            }
-            needs
-        };
-        match (hosts_of[i], &on_group[i]) {
-            (Some(hosts), Some(group)) => {
-                let serial = step
-                    .spec
-                    .serial
-                    .as_ref()
-                    .and_then(|s| serial_limit(s, hosts.len()).ok());
-                let roll = rolls[i].as_ref();
-                for (k, host) in hosts.iter().enumerate() {
-                    let mut instance = step.clone();
-                    instance.index = out.len();
-                    instance.id = instance_id(&step.spec.id, host);
-                    instance.needs = needs_for(Some(host));
-                    instance.host = Some(host.clone());
-                    instance.family = Some(Family {
-                        step: step.spec.id.clone(),
-                        group: group.clone(),
-                        size: hosts.len(),
-                        serial,
-                        max_fail: step.spec.max_fail.unwrap_or(0),
-                        roll: roll.map(|(_, serial, max_fail)| super::rolling::Roll {
-                            block: step.spec.block.clone().unwrap_or_default(),
-                            batch: k / serial,
-                            max_fail: *max_fail,
-                        }),
-                    });
-                    out.push(instance);
-                }
-            }
-            _ => {
-                let mut single = step.clone();
-                single.index = out.len();
-                single.needs = needs_for(None);
-                out.push(single);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

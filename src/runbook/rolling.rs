@@ -6,25 +6,16 @@
 //! [rollout]` waits for the whole rollout) and its inner steps follow it
 //! in the list, each marked with the block's id and on the block's group.
 //! Validation checks what only makes sense in or on a block; expansion
-//! ([`super::fleet::expand`]) gives each inner instance its host's batch.
+//! ([`super::expand::expand`]) gives each inner instance its host's batch.
 
 use indexmap::IndexMap;
 
-use super::load::Source;
+use super::book::Step;
 use super::model::{HostSpec, RollOrder, StepSpec};
-use super::validate::Step;
+use super::source::Source;
 use crate::error::Diagnostic;
 
-/// What an instance of an inner step shares with the rest of its block.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Roll {
-    /// The block's id.
-    pub block: String,
-    /// Its host's batch, 0 first, in the block's order.
-    pub batch: usize,
-    /// Hosts whose block may fail before no further batch starts.
-    pub max_fail: u32,
-}
+pub use super::book::Roll;
 
 /// Whether a step as written is a rolling block.
 pub fn is_block(spec: &StepSpec) -> bool {

@@ -5,124 +5,157 @@ use super::{check_name, HostVars, Raw};
 /// The INI dialect: `[group]`, `[group:vars]`, `[group:children]`, host
 /// lines with `key=value` variables, `#`/`;` comments, `web[01:10]` ranges.
 pub(super) fn parse_ini(text: &str) -> Result<Raw, String> {
-    enum Section {
-        Hosts(String),
-        Vars(String),
-        Children(String),
-    }
-    let mut raw = Raw::default();
-    let mut section = Section::Hosts("ungrouped".to_string());
-    // Groups given a `[g]` or `[g:children]` section, and the lines that
-    // name a group (`[g:vars]`, a child): Ansible refuses an undefined one.
-    let mut defined: std::collections::HashSet<String> =
-        ["all", "ungrouped"].map(String::from).into();
-    let mut used: Vec<(usize, &str, String)> = Vec::new();
+    let mut parser = Parser {
+        raw: Raw::default(),
+        section: Section::Hosts("ungrouped".to_string()),
+        defined: ["all", "ungrouped"].map(String::from).into(),
+        used: Vec::new(),
+    };
     for (n, line) in text.lines().enumerate() {
         let at = |m: String| format!("line {}: {m}", n + 1);
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        if let Some(head) = line.strip_prefix('[') {
-            // As Ansible: `[name]` or `[name:kind]`, then only a comment.
-            let (head, after) = head
-                .split_once(']')
-                .ok_or_else(|| at(format!("`{line}` opens a section but has no `]`")))?;
-            let after = after.trim();
-            if !after.is_empty() && !after.starts_with('#') {
-                return Err(at(format!(
-                    "`{line}`: only a `#` comment may follow a section header"
-                )));
-            }
-            let head = head.trim();
-            section = match head.split_once(':') {
-                None => Section::Hosts(head.to_string()),
-                Some((g, "vars")) => Section::Vars(g.to_string()),
-                Some((g, "children")) => Section::Children(g.to_string()),
-                Some((_, other)) => {
-                    return Err(at(format!(
-                        "unknown section kind `:{other}` (use `:vars` or `:children`)"
-                    )))
-                }
-            };
-            match &section {
-                Section::Hosts(g) | Section::Children(g) => {
-                    defined.insert(g.clone());
-                    raw.group(g)
-                }
-                Section::Vars(g) => used.push((n + 1, "vars", g.clone())),
-            }
-            check_name(head.split(':').next().unwrap_or(head)).map_err(at)?;
-            continue;
+        match line.strip_prefix('[') {
+            Some(head) => parser.header(n + 1, line, head).map_err(at)?,
+            None => parser.line(n + 1, line).map_err(at)?,
         }
-        match &section {
+    }
+    parser.finish()
+}
+
+/// The kind of section a line is in, and its group.
+enum Section {
+    Hosts(String),
+    Vars(String),
+    Children(String),
+}
+
+/// An INI inventory read so far.
+struct Parser {
+    raw: Raw,
+    section: Section,
+    /// Groups given a `[g]` or `[g:children]` section.
+    defined: std::collections::HashSet<String>,
+    /// The lines that name a group (`[g:vars]`, a child), as (line, kind,
+    /// group): Ansible refuses an undefined one.
+    used: Vec<(usize, &'static str, String)>,
+}
+
+impl Parser {
+    /// A section header, `[name]` or `[name:kind]`, then only a comment
+    /// (as Ansible reads it); `head` is what follows the `[`.
+    fn header(&mut self, n: usize, line: &str, head: &str) -> Result<(), String> {
+        let (head, after) = head
+            .split_once(']')
+            .ok_or_else(|| format!("`{line}` opens a section but has no `]`"))?;
+        let after = after.trim();
+        if !after.is_empty() && !after.starts_with('#') {
+            return Err(format!(
+                "`{line}`: only a `#` comment may follow a section header"
+            ));
+        }
+        let head = head.trim();
+        self.section = match head.split_once(':') {
+            None => Section::Hosts(head.to_string()),
+            Some((g, "vars")) => Section::Vars(g.to_string()),
+            Some((g, "children")) => Section::Children(g.to_string()),
+            Some((_, other)) => {
+                return Err(format!(
+                    "unknown section kind `:{other}` (use `:vars` or `:children`)"
+                ))
+            }
+        };
+        match &self.section {
+            Section::Hosts(g) | Section::Children(g) => {
+                self.defined.insert(g.clone());
+                self.raw.group(g)
+            }
+            Section::Vars(g) => self.used.push((n, "vars", g.clone())),
+        }
+        check_name(head.split(':').next().unwrap_or(head))
+    }
+
+    /// A line inside the current section.
+    fn line(&mut self, n: usize, line: &str) -> Result<(), String> {
+        match &self.section {
             Section::Hosts(group) => {
-                let words = shlex::split(line)
-                    .ok_or_else(|| at(format!("unbalanced quotes in {}", shown(line, line))))?;
-                let Some((host, rest)) = words.split_first() else {
-                    continue;
-                };
-                let mut vars = HostVars::default();
-                // `web1:2222`: Ansible's host:port form (an IPv6 address,
-                // with more colons, is left alone).
-                let host = match host.rsplit_once(':') {
-                    Some((name, port))
-                        if !name.contains(':')
-                            && !port.is_empty()
-                            && port.bytes().all(|b| b.is_ascii_digit()) =>
-                    {
-                        vars.set("ansible_port", port).map_err(at)?;
-                        name
-                    }
-                    _ => host.as_str(),
-                };
-                for word in rest {
-                    let (k, v) = word.split_once('=').ok_or_else(|| {
-                        at(format!(
-                            "{} is not a `key=value` host variable (quote a value with spaces)",
-                            shown(word, line)
-                        ))
-                    })?;
-                    vars.set(k, v).map_err(at)?;
-                }
-                for host in expand_range(host).map_err(at)? {
-                    check_name(&host).map_err(at)?;
-                    raw.add_host(group, &host, vars.clone());
-                }
+                let group = group.clone();
+                self.host_line(&group, line)
             }
             Section::Vars(group) => {
                 let (k, v) = line
                     .split_once('=')
-                    .ok_or_else(|| at(format!("{} is not `key=value`", shown(line, line))))?;
+                    .ok_or_else(|| format!("{} is not `key=value`", shown(line, line)))?;
                 // As Ansible: the whole rest of the line, a quoted value
                 // unquoted (`deploy user` stays two words).
                 let v = unquote(v.trim());
-                raw.vars
-                    .entry(group.clone())
-                    .or_default()
-                    .set(k.trim(), &v)
-                    .map_err(at)?;
+                let vars = self.raw.vars.entry(group.clone()).or_default();
+                vars.set(k.trim(), &v)
             }
             Section::Children(group) => {
-                check_name(line).map_err(at)?;
-                used.push((n + 1, "children", line.to_string()));
-                raw.group(line);
-                raw.children
-                    .entry(group.clone())
-                    .or_default()
-                    .push(line.to_string());
+                check_name(line)?;
+                let group = group.clone();
+                self.used.push((n, "children", line.to_string()));
+                self.raw.group(line);
+                let children = self.raw.children.entry(group).or_default();
+                children.push(line.to_string());
+                Ok(())
             }
         }
     }
-    for (line, kind, group) in used {
-        if !defined.contains(&group) {
-            return Err(match kind {
-                "vars" => format!("line {line}: `[{group}:vars]` is for a group that is never defined (Ansible refuses it too): add a `[{group}]` section"),
-                _ => format!("line {line}: child group `{group}` is never defined (Ansible refuses it too): add a `[{group}]` section"),
-            });
+
+    /// A host line: a name (or a range of names, or `name:port`) and its
+    /// `key=value` variables.
+    fn host_line(&mut self, group: &str, line: &str) -> Result<(), String> {
+        let words = shlex::split(line)
+            .ok_or_else(|| format!("unbalanced quotes in {}", shown(line, line)))?;
+        let Some((host, rest)) = words.split_first() else {
+            return Ok(());
+        };
+        let mut vars = HostVars::default();
+        // `web1:2222`: Ansible's host:port form (an IPv6 address, with more
+        // colons, is left alone).
+        let host = match host.rsplit_once(':') {
+            Some((name, port))
+                if !name.contains(':')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                vars.set("ansible_port", port)?;
+                name
+            }
+            _ => host.as_str(),
+        };
+        for word in rest {
+            let (k, v) = word.split_once('=').ok_or_else(|| {
+                format!(
+                    "{} is not a `key=value` host variable (quote a value with spaces)",
+                    shown(word, line)
+                )
+            })?;
+            vars.set(k, v)?;
         }
+        for host in expand_range(host)? {
+            check_name(&host)?;
+            self.raw.add_host(group, &host, vars.clone());
+        }
+        Ok(())
     }
-    Ok(raw)
+
+    /// The inventory, once every group a line names is known to be defined.
+    fn finish(self) -> Result<Raw, String> {
+        for (line, kind, group) in self.used {
+            if !self.defined.contains(&group) {
+                return Err(match kind {
+                    "vars" => format!("line {line}: `[{group}:vars]` is for a group that is never defined (Ansible refuses it too): add a `[{group}]` section"),
+                    _ => format!("line {line}: child group `{group}` is never defined (Ansible refuses it too): add a `[{group}]` section"),
+                });
+            }
+        }
+        Ok(self.raw)
+    }
 }
 
 /// A value as Ansible's `literal_eval` reads it: a quoted string or a

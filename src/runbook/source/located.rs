@@ -10,7 +10,7 @@ impl Source {
     /// Records each step's place as written, for [`Source::locate_steps`]:
     /// `steps[3]`, or `steps[2].steps[0]` for an inner step of a rolling
     /// block (`steps` is the flattened list, inner steps after their block).
-    pub(super) fn place_steps(&mut self, steps: &[StepSpec]) {
+    pub(in crate::runbook) fn place_steps(&mut self, steps: &[StepSpec]) {
         let mut places: Vec<(String, String)> = Vec::with_capacity(steps.len());
         let mut top = 0;
         let mut inner: Vec<(String, usize)> = Vec::new();

@@ -565,3 +565,72 @@ fn a_held_host_holds_the_rollout_and_the_hosts_after_it_say_so() {
     let hosts: Vec<String> = spans(&journal(&t)).into_iter().map(|s| s.0).collect();
     assert_eq!(hosts, ["h1", "h2"]);
 }
+
+/// Runs the binary on a terminal (a pty from script(1), util-linux), so
+/// the live view draws; what it drew, escapes and redraws included.
+fn on_terminal(t: &Test, args: &[&str]) -> String {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_runbook"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        .current_dir(t.path())
+        .env_remove("RUNBOOK_STATE")
+        .env("NO_COLOR", "1")
+        .env("SHELL", "/bin/sh")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in t.extra_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("script(1) runs (util-linux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_live_view_draws_a_block_as_one_line_naming_the_hosts_in_it() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let names = ["h1", "h3", "h2"];
+    t.put_runbook("r", &release(&t, &sshd, &names, "    serial: 1\n"));
+    t.write("broken-h3", "");
+    let drawn = on_terminal(&t, &["run", "r", "--jobs", "8"]);
+    let at = |text: &str| {
+        drawn
+            .find(text)
+            .unwrap_or_else(|| panic!("no {text:?} in {drawn:?}"))
+    };
+    // One line for the whole block, host after host in the block's order,
+    // whichever inner step each is at.
+    assert!(at("rollout on h1 (host 1 of 3)") < at("rollout on h3 (host 2 of 3)"));
+    assert!(at("rollout on h3 (host 2 of 3)") < at("check@h3  failed"));
+    assert!(!drawn.contains("rollout on h2"), "{drawn:?}");
+    // Never a line per instance, nor per inner step on the group.
+    for one in ["drain@h1 on h1", "check@h3 on h3", "drain on ", "swap on "] {
+        assert!(!drawn.contains(one), "{one:?} in {drawn:?}");
+    }
+    assert!(!drawn.contains("check@h1  succeeded"), "{drawn:?}");
+    // The summary after it names the host left.
+    assert!(at("run 1 failed") < at("h2: not started, max_fail 0 reached (h3 failed)"));
+
+    // Two at a time, the line names both; the block's end says every
+    // host is through.
+    std::fs::remove_file(t.p("broken-h3")).unwrap();
+    let names = ["h1", "h3", "h2", "h4"];
+    t.put_runbook("r", &release(&t, &sshd, &names, "    serial: 2\n"));
+    let drawn = on_terminal(&t, &["run", "r", "--fresh", "--jobs", "8"]);
+    assert!(
+        drawn.contains("rollout on h1, h3 (hosts 1–2 of 4)"),
+        "{drawn:?}"
+    );
+    assert!(
+        drawn.contains("rollout on h2, h4 (hosts 3–4 of 4)"),
+        "{drawn:?}"
+    );
+    assert!(
+        drawn.contains("rollout  succeeded  (4 hosts through the block)"),
+        "{drawn:?}"
+    );
+    assert!(drawn.contains("run 2 succeeded"), "{drawn:?}");
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::live_block::Blocks;
 use super::plain::finished_line;
 use super::style::Palette;
 use super::summary::Summary;
@@ -29,8 +30,8 @@ pub struct LiveReporter {
     failed: usize,
     /// Per step on a group: its instances running now, and done so far.
     families: HashMap<String, (usize, usize)>,
-    /// Instance id → the rolling block it is in: one bar for the block.
-    blocks: HashMap<String, String>,
+    /// The rolling blocks: one bar for each, naming its hosts.
+    blocks: Blocks,
 }
 
 impl LiveReporter {
@@ -55,23 +56,32 @@ impl LiveReporter {
             held: 0,
             failed: 0,
             families: HashMap::new(),
-            blocks: HashMap::new(),
+            blocks: Blocks::default(),
         }
     }
 
-    /// The instances of rolling blocks' inner steps (instance id → block
-    /// id): each block is one line, counting its hosts' steps (SPEC §15).
-    pub fn with_blocks(mut self, blocks: HashMap<String, String>) -> Self {
-        self.blocks = blocks;
+    /// The instances of rolling blocks' inner steps (instance id, block
+    /// id), in plan order: each block is one line naming the hosts in it
+    /// now (SPEC §15).
+    pub fn with_blocks(mut self, instances: Vec<(String, String)>) -> Self {
+        self.blocks = Blocks::new(instances);
         self
     }
 
     /// What a step's line is shared with: its block, or its step on a group.
     fn shared(&self, step: &str) -> Option<String> {
         self.blocks
-            .get(step)
-            .cloned()
-            .or_else(|| super::fleet::family_of(step).map(str::to_string))
+            .block_of(step)
+            .or_else(|| super::fleet::family_of(step))
+            .map(str::to_string)
+    }
+
+    /// Instances running on the line of `key`.
+    fn running_on(&self, key: &str) -> usize {
+        if self.blocks.is_block(key) {
+            return self.blocks.running(key);
+        }
+        self.families.get(key).map_or(1, |c| c.0)
     }
 
     fn update_footer(&self) {
@@ -79,11 +89,9 @@ impl LiveReporter {
             "{}/{} done · {} running · {} held · {} failed",
             self.done,
             self.total,
-            // A step on a group is one bar for all its running instances.
-            self.bars
-                .keys()
-                .map(|k| self.families.get(k).map_or(1, |c| c.0))
-                .sum::<usize>(),
+            // A step on a group, or a block, is one bar for all its
+            // running instances.
+            self.bars.keys().map(|k| self.running_on(k)).sum::<usize>(),
             self.held,
             self.failed
         ));
@@ -155,9 +163,14 @@ impl LiveReporter {
         else {
             return;
         };
-        // The instances of a step on a group share one line.
+        // The instances of a step on a group share one line, and those of
+        // a block theirs.
         let family = self.shared(step);
         let prefix = match family.as_deref() {
+            Some(b) if self.blocks.is_block(b) => {
+                self.blocks.started(b, step);
+                self.blocks.prefix(b)
+            }
             Some(f) => {
                 let counts = self.families.entry(f.to_string()).or_default();
                 if *attempt == 1 {
@@ -178,8 +191,13 @@ impl LiveReporter {
                 format!("{step}{on}{again}")
             }
         };
-        self.bar(family.unwrap_or_else(|| step.clone()))
-            .set_prefix(prefix);
+        let in_block = family.as_deref().is_some_and(|b| self.blocks.is_block(b));
+        let bar = self.bar(family.unwrap_or_else(|| step.clone()));
+        bar.set_prefix(prefix);
+        if in_block {
+            // Which inner step, until it prints.
+            bar.set_message(step.clone());
+        }
         if reason.is_some() {
             if let Some(line) = super::plain::started_step_line(event) {
                 self.println(&line);
@@ -192,7 +210,11 @@ impl LiveReporter {
         let key = self.shared(step);
         let key = key.as_deref().unwrap_or(step);
         if let Some(bar) = self.bars.get(key) {
-            bar.set_message(line.to_string());
+            if self.blocks.is_block(key) {
+                bar.set_message(format!("{step}: {line}"));
+            } else {
+                bar.set_message(line.to_string());
+            }
         }
         if self.verbosity == Verbosity::Verbose {
             self.println(&format!(
@@ -203,7 +225,14 @@ impl LiveReporter {
     }
 
     /// One instance of a shared line ended: whether others still run.
-    fn instance_finished(&mut self, family: &str) -> bool {
+    fn instance_finished(&mut self, family: &str, step: &str) -> bool {
+        if self.blocks.is_block(family) {
+            let left = self.blocks.finished(family, step);
+            if let Some(bar) = self.bars.get(family).filter(|_| left > 0) {
+                bar.set_prefix(self.blocks.prefix(family));
+            }
+            return left > 0;
+        }
         let counts = self.families.entry(family.to_string()).or_default();
         if self.bars.contains_key(family) {
             counts.0 = counts.0.saturating_sub(1);
@@ -218,7 +247,7 @@ impl LiveReporter {
     fn step_finished(&mut self, event: &Event, step: &str, state: StepState) {
         let family = self.shared(step);
         let still_running = match family.as_deref() {
-            Some(f) => self.instance_finished(f),
+            Some(f) => self.instance_finished(f, step),
             None => false,
         };
         if !still_running {
@@ -235,7 +264,14 @@ impl LiveReporter {
         }
         // A hundred succeeded instances are the bar's count, not lines.
         let quiet = family.is_some() && matches!(state, StepState::Succeeded | StepState::Skipped);
-        if !quiet {
+        if self.blocks.is_block(step) && state == StepState::Succeeded {
+            // The block's own end: every host through, not a step's time.
+            let hosts = super::count(self.blocks.host_count(step), "host");
+            self.println(&format!(
+                "{} {step}  {state}  ({hosts} through the block)",
+                self.palette.mark(state)
+            ));
+        } else if !quiet {
             if let Some(line) = finished_line(&self.palette, event) {
                 self.println(&line);
             }

@@ -6,6 +6,7 @@ pub mod graph;
 pub mod handoff;
 pub mod html;
 pub mod live;
+pub mod live_block;
 pub mod notify;
 pub mod plain;
 pub mod rolling;

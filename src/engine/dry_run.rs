@@ -11,8 +11,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::gate::EngineGate;
+use super::loaded::{executors, Loaded};
 use super::lookup::{needed_secrets, resolve_secrets, CheckCache};
-use super::{executors, fleet, Ctx, Loaded, RunOptions};
+use super::{fleet, Ctx, RunOptions};
 use crate::error::{exit, Result};
 use crate::exec::{self, Outcome};
 use crate::plan::{self, RenderedAction};

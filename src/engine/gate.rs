@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::loaded::Loaded;
 use super::lookup::SecretStates;
-use super::Loaded;
 use crate::plan::{self, Rendered};
 use crate::scheduler::{Gate, Hold, NotReady};
 use crate::secrets::Redactor;

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::loaded::Loaded;
 use super::sources;
-use super::Loaded;
 use crate::exec;
 use crate::scheduler::Hold;
 use crate::state::SecretState;

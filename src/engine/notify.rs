@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::loaded::Loaded;
 use super::wait::Signals;
-use super::{Ctx, Loaded};
+use super::Ctx;
 use crate::error::{Error, Result};
-use crate::report;
+use crate::report::{self, handoff::Handoff};
 use crate::runbook::model::{NotifyFormat, NotifyOn};
 use crate::secrets::Redactor;
 use crate::state::RunState;
@@ -128,15 +129,7 @@ impl Notifier {
         redactor: &Redactor,
         signals: &mut Signals,
     ) -> Result<Delivery> {
-        let wanted = |on: &[NotifyOn]| {
-            on.iter().any(|o| match o {
-                NotifyOn::Held => state == RunState::Held,
-                NotifyOn::Failed => state == RunState::Failed,
-                NotifyOn::Succeeded => state == RunState::Succeeded,
-                NotifyOn::Interrupted => state == RunState::Interrupted,
-            })
-        };
-        if !self.targets.iter().any(|t| wanted(&t.on)) {
+        if !self.targets.iter().any(|t| t.wants(state)) {
             return Ok(Delivery::Done);
         }
         let run = store.run(run.id)?.unwrap_or_else(|| run.clone());
@@ -153,77 +146,16 @@ impl Notifier {
         )?;
         let handoff_command = format!("runbook handoff {}{}", run.id, ctx.state_flag());
         let summary = report::notify::summary(&page, &handoff_command);
-        // A message that already reached a URL is not sent there again (a
-        // `--wait` loop that stays held, a resume that changed nothing).
-        let mut due = Vec::new();
-        for t in self.targets.iter().filter(|t| wanted(&t.on)) {
-            let sent = Sent {
-                url_digest: hex_digest(&t.url),
-                message_digest: hex_digest(&format!("{state}\n{summary}")),
-            };
-            if !store.was_delivered(run.id, &sent)? {
-                due.push((t, sent));
-            }
-        }
+        let due = self.due(store, run.id, state, &summary)?;
         // All at once: the total wait is the slowest target's, not their sum.
-        let sends: Vec<_> = due
+        let sends: Vec<Send> = due
             .iter()
-            .map(|(t, _)| {
-                let mut body = match t.format {
-                    NotifyFormat::Json => report::notify::json_body(&page, &summary),
-                    // Redacted before it is escaped, or a value with `&`,
-                    // `<` or `>` would no longer match.
-                    NotifyFormat::Slack => report::notify::slack_body(&redactor.redact(&summary)),
-                };
-                redact(&mut body, redactor);
-                let (http, url, timeout) = (self.http.clone(), t.url.clone(), self.timeout);
-                let tried = Arc::new(AtomicU32::new(0));
-                let counter = tried.clone();
-                let task =
-                    tokio::spawn(
-                        async move { deliver(&http, &url, body, timeout, &counter).await },
-                    );
-                (task, tried)
-            })
+            .map(|(t, _)| self.send(t, t.body(&page, &summary, redactor)))
             .collect();
         let mut stopped = false;
-        for ((t, sent), (mut send, tried)) in due.iter().zip(sends) {
-            let (attempts, error) = if stopped {
-                send.abort();
-                (tried.load(Ordering::SeqCst), Some(STOPPED.to_string()))
-            } else {
-                tokio::select! {
-                    done = &mut send => done.unwrap_or_else(|e| {
-                        (0, Some(format!("the delivery task failed: {e}")))
-                    }),
-                    _ = signals.received() => {
-                        stopped = true;
-                        send.abort();
-                        (tried.load(Ordering::SeqCst), Some(STOPPED.to_string()))
-                    }
-                }
-            };
-            let target = shown(&t.url);
-            if let Some(e) = &error {
-                let then = if stopped {
-                    "the next resume sends it again"
-                } else {
-                    "the run goes on"
-                };
-                eprintln!(
-                    "warning: the {state} notification to {target} was not delivered after {}: {e}; {then} (`runbook status {}` shows it)",
-                    crate::report::count(attempts as usize, "attempt"),
-                    run.id
-                );
-            }
-            let row = NotificationRow {
-                target,
-                state: state.to_string(),
-                delivered: error.is_none(),
-                attempts: attempts.into(),
-                error,
-                at: crate::store::now(),
-            };
+        for ((t, sent), send) in due.iter().zip(sends) {
+            let (attempts, error) = send.outcome(&mut stopped, signals).await;
+            let row = outcome_row(t, state, attempts, error, stopped, run.id);
             store.save_notification(run.id, sent, &row)?;
         }
         Ok(if stopped {
@@ -231,6 +163,121 @@ impl Notifier {
         } else {
             Delivery::Done
         })
+    }
+
+    /// The targets that want `state` and have not had this message yet (a
+    /// `--wait` loop that stays held, a resume that changed nothing: a
+    /// message that already reached a URL is not sent there again).
+    fn due(
+        &self,
+        store: &Store,
+        run_id: i64,
+        state: RunState,
+        summary: &str,
+    ) -> Result<Vec<(&Target, Sent)>> {
+        let mut due = Vec::new();
+        for t in self.targets.iter().filter(|t| t.wants(state)) {
+            let sent = Sent {
+                url_digest: hex_digest(&t.url),
+                message_digest: hex_digest(&format!("{state}\n{summary}")),
+            };
+            if !store.was_delivered(run_id, &sent)? {
+                due.push((t, sent));
+            }
+        }
+        Ok(due)
+    }
+
+    /// One delivery of `body` to `target`, started on its own task.
+    fn send(&self, target: &Target, body: serde_json::Value) -> Send {
+        let (http, url, timeout) = (self.http.clone(), target.url.clone(), self.timeout);
+        let tried = Arc::new(AtomicU32::new(0));
+        let counter = tried.clone();
+        let task = tokio::spawn(async move { deliver(&http, &url, body, timeout, &counter).await });
+        Send { task, tried }
+    }
+}
+
+impl Target {
+    /// Whether a pass that ended in `state` is one this target is told of.
+    fn wants(&self, state: RunState) -> bool {
+        self.on.iter().any(|o| match o {
+            NotifyOn::Held => state == RunState::Held,
+            NotifyOn::Failed => state == RunState::Failed,
+            NotifyOn::Succeeded => state == RunState::Succeeded,
+            NotifyOn::Interrupted => state == RunState::Interrupted,
+        })
+    }
+
+    /// The message in this target's format, every string redacted.
+    fn body(&self, page: &Handoff, summary: &str, redactor: &Redactor) -> serde_json::Value {
+        let mut body = match self.format {
+            NotifyFormat::Json => report::notify::json_body(page, summary),
+            // Redacted before it is escaped, or a value with `&`, `<` or
+            // `>` would no longer match.
+            NotifyFormat::Slack => report::notify::slack_body(&redactor.redact(summary)),
+        };
+        redact(&mut body, redactor);
+        body
+    }
+}
+
+/// A delivery under way: its task, and how many requests it has made.
+struct Send {
+    task: tokio::task::JoinHandle<(u32, Option<String>)>,
+    tried: Arc<AtomicU32>,
+}
+
+impl Send {
+    /// (attempts made, why it failed). Once a signal has come (`stopped`),
+    /// this and every later delivery is aborted where it is.
+    async fn outcome(mut self, stopped: &mut bool, signals: &mut Signals) -> (u32, Option<String>) {
+        if *stopped {
+            self.task.abort();
+            return (self.tried.load(Ordering::SeqCst), Some(STOPPED.to_string()));
+        }
+        tokio::select! {
+            done = &mut self.task => done.unwrap_or_else(|e| {
+                (0, Some(format!("the delivery task failed: {e}")))
+            }),
+            _ = signals.received() => {
+                *stopped = true;
+                self.task.abort();
+                (self.tried.load(Ordering::SeqCst), Some(STOPPED.to_string()))
+            }
+        }
+    }
+}
+
+/// What is stored of one delivery; one that failed is said on stderr.
+fn outcome_row(
+    t: &Target,
+    state: RunState,
+    attempts: u32,
+    error: Option<String>,
+    stopped: bool,
+    run_id: i64,
+) -> NotificationRow {
+    let target = shown(&t.url);
+    if let Some(e) = &error {
+        let then = if stopped {
+            "the next resume sends it again"
+        } else {
+            "the run goes on"
+        };
+        eprintln!(
+            "warning: the {state} notification to {target} was not delivered after {}: {e}; {then} (`runbook status {}` shows it)",
+            crate::report::count(attempts as usize, "attempt"),
+            run_id
+        );
+    }
+    NotificationRow {
+        target,
+        state: state.to_string(),
+        delivered: error.is_none(),
+        attempts: attempts.into(),
+        error,
+        at: crate::store::now(),
     }
 }
 

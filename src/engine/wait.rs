@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::gate::EngineGate;
+use super::loaded::Loaded;
 use super::lookup::{resolve_secrets, CheckCache, SecretStates};
-use super::Loaded;
 use crate::error::Result;
 use crate::exec;
 use crate::scheduler::{Gate, NotReady};

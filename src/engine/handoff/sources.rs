@@ -100,7 +100,7 @@ fn place(f: &Facts, name: &str, src: &Source) -> String {
 fn at(f: &Facts, host: &str) -> String {
     let hosts = f
         .loaded
-        .map(|l| crate::engine::host_targets(&l.runbook, &l.ctx))
+        .map(|l| crate::engine::loaded::host_targets(&l.runbook, &l.ctx))
         .unwrap_or_default();
     hosts
         .iter()

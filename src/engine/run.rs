@@ -1,0 +1,263 @@
+//! `run` and `resume`: which run and with which vars, the run's lock, then
+//! pass after pass: the notifications after each, and while the run is
+//! held with `--wait`, the wait until it can go on.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::loaded::{executors, Loaded};
+use super::lookup::{CheckCache, SecretStates};
+use super::notify::{self, Delivery, Notifier};
+use super::wait::{self, WaitEnd, WaitOptions};
+use super::{runbook_name, sources, Ctx, RunOptions, Target};
+use crate::error::{exit, Error, Result};
+use crate::exec;
+use crate::runbook::{load, validate};
+use crate::state::RunState;
+use crate::store::{ProcessId, RunRow, Store};
+
+/// A run this process holds the lock of: what its passes, their
+/// notifications and the waits between them share. One set of executors
+/// for every pass and look: a `--wait` loop reuses the hosts' SSH masters.
+pub(super) struct Session<'a> {
+    pub(super) ctx: &'a Ctx,
+    pub(super) store: &'a mut Store,
+    pub(super) run: &'a RunRow,
+    pub(super) args: &'a RunOptions,
+    pub(super) loaded: Loaded,
+    pub(super) execs: Arc<exec::Executors>,
+    /// When the command started: `--timeout` counts from here.
+    began: Instant,
+    pub(super) cache: CheckCache,
+    /// From here on SIGINT/SIGTERM no longer end the process: every await
+    /// (lookups, notifications, the wait) listens for them.
+    pub(super) signals: wait::Signals,
+}
+
+impl Ctx {
+    /// `run` (`resume` false) and `resume` (`resume` true: the target names
+    /// a run, by id or by its runbook's name, and its stored file is used).
+    pub fn run(&self, target: Target, fresh: bool, args: RunOptions, resume: bool) -> Result<i32> {
+        let starts_new = matches!(target, Target::Name(_)) && !resume;
+        let (path, previous) = match &target {
+            Target::Name(name) if !resume => (load::resolve(name, &self.cwd)?, None),
+            other => {
+                let store = self.existing_store()?;
+                let run = self.find_run(&store, other)?;
+                (PathBuf::from(&run.path), Some(run))
+            }
+        };
+        let name = checked_name(&path, &args.vars)?;
+        let previous = match previous {
+            Some(run) => Some(run),
+            None if fresh => None,
+            None => self.unfinished_run(&name)?,
+        };
+        let vars = merged_vars(previous.as_ref(), &args.vars);
+        let loaded = self.load(&path, &vars, previous.as_ref().map(|r| r.id).unwrap_or(0))?;
+        for file in &args.env_files {
+            sources::check_env_file_arg(file)?;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the async runtime", e))?;
+        if args.dry_run {
+            return runtime.block_on(self.dry_run(&loaded, previous.as_ref(), &args));
+        }
+        exec::ssh::idle_from_env().map_err(Error::Usage)?;
+        // Bad settings are refused before a run is recorded.
+        notify::timeout_from_env()?;
+        let mut store = self.open_store()?;
+        let me = ProcessId::current();
+        let (run, resumed) = if starts_new {
+            let path = path.to_string_lossy();
+            store.begin_run(&loaded.runbook.name, &path, &vars, fresh, &me)?
+        } else {
+            let run = previous.ok_or_else(|| Error::Usage("no run to resume".into()))?;
+            store.lock_run(run.id, &me)?;
+            store.set_run_state(run.id, RunState::Running)?;
+            (run, true)
+        };
+        let result = runtime.block_on(self.run_locked(
+            &mut store, &run, resumed, fresh, loaded, &args, &path, &vars,
+        ));
+        let _ = store.unlock_run(run.id, &me);
+        result
+    }
+
+    /// The runbook's latest run, when it is unfinished: a run without
+    /// `--fresh` goes on with it.
+    fn unfinished_run(&self, name: &str) -> Result<Option<RunRow>> {
+        Ok(Store::open_existing_at(&self.state)?
+            .and_then(|s| s.latest_run(Some(name)).ok().flatten())
+            .filter(|r| r.state.is_unfinished()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_locked(
+        &self,
+        store: &mut Store,
+        run: &RunRow,
+        resumed: bool,
+        fresh: bool,
+        loaded: Loaded,
+        args: &RunOptions,
+        path: &Path,
+        vars: &[(String, String)],
+    ) -> Result<i32> {
+        let began = Instant::now();
+        // Templates (in the runbook or in uploaded files) may name run.id:
+        // render again with the real one.
+        let loaded = if loaded.ctx.run_id == run.id {
+            loaded
+        } else {
+            self.load(path, vars, run.id)?
+        };
+        let execs = Arc::new(executors(&loaded)?);
+        let notifier = Notifier::new(&loaded, args.notify)?;
+        let mut session = Session {
+            ctx: self,
+            store,
+            run,
+            args,
+            loaded,
+            execs,
+            began,
+            cache: CheckCache::default(),
+            signals: wait::Signals::new(),
+        };
+        let result = session.passes(resumed, fresh && !resumed, &notifier).await;
+        if let Ok(execs) = Arc::try_unwrap(session.execs) {
+            execs.ssh.close().await;
+        }
+        result
+    }
+}
+
+/// The runbook's name, once its `--var` names are checked against it.
+fn checked_name(path: &Path, vars: &[(String, String)]) -> Result<String> {
+    let (file, source) = load::load(path)?;
+    validate::check_var_names(&file, &source, vars)?;
+    Ok(runbook_name(file.name.as_deref(), &source.path))
+}
+
+/// The vars a resumed run started with, with the ones given now over them.
+fn merged_vars(previous: Option<&RunRow>, given: &[(String, String)]) -> Vec<(String, String)> {
+    let mut vars = previous.map(|r| r.vars.clone()).unwrap_or_default();
+    vars.retain(|(k, _)| !given.iter().any(|(n, _)| n == k));
+    vars.extend(given.iter().cloned());
+    vars
+}
+
+impl Session<'_> {
+    /// Pass after pass until the run stops for good; its exit code.
+    async fn passes(
+        &mut self,
+        mut resumed: bool,
+        mut fresh: bool,
+        notifier: &Notifier,
+    ) -> Result<i32> {
+        loop {
+            let (state, secrets) = self.pass(resumed, fresh).await?;
+            if state == RunState::Interrupted {
+                // The signal that stopped the pass is not the one that
+                // stops its notifications.
+                self.signals.take().await;
+            }
+            if self.notify(notifier, state, &secrets).await == Delivery::Stopped {
+                return Ok(exit::INTERRUPTED);
+            }
+            let Some(options) = self.args.wait.filter(|_| state == RunState::Held) else {
+                return Ok(state.exit_code());
+            };
+            match self.wait(options, &secrets).await? {
+                WaitEnd::Ready => {
+                    resumed = true;
+                    fresh = false;
+                    self.store.set_run_state(self.run.id, RunState::Running)?;
+                }
+                WaitEnd::TimedOut => {
+                    self.say("stopped waiting: --timeout passed; the run is still held");
+                    return Ok(exit::HELD);
+                }
+                WaitEnd::Interrupted => {
+                    self.say("stopped waiting (signal); the run is still held");
+                    return Ok(exit::INTERRUPTED);
+                }
+            }
+        }
+    }
+
+    /// The notifications after a pass that ended in `state`. One that
+    /// cannot be sent or recorded is a warning: the run goes on.
+    async fn notify(
+        &mut self,
+        notifier: &Notifier,
+        state: RunState,
+        secrets: &SecretStates,
+    ) -> Delivery {
+        let redactor = secrets.redactor();
+        let (ctx, run, loaded) = (self.ctx, self.run, &self.loaded);
+        match notifier
+            .after_pass(
+                ctx,
+                self.store,
+                run,
+                state,
+                loaded,
+                &redactor,
+                &mut self.signals,
+            )
+            .await
+        {
+            Ok(delivery) => delivery,
+            Err(e) => {
+                eprintln!("warning: the notifications could not be sent or recorded: {e}");
+                Delivery::Done
+            }
+        }
+    }
+
+    /// A held run's wait (`--wait`) until it can go on, `--timeout` passes
+    /// or a signal comes.
+    async fn wait(&mut self, options: WaitOptions, secrets: &SecretStates) -> Result<WaitEnd> {
+        let waiter = wait::Waiter {
+            loaded: &self.loaded,
+            execs: &self.execs,
+            env_files: &self.args.env_files,
+            options,
+            deadline: options.timeout.map(|t| self.began + t),
+        };
+        let (json, run_id) = (self.args.json, self.run.id);
+        let mut say = |line: &str| say_line(json, run_id, line);
+        waiter
+            .until_ready(
+                self.store,
+                run_id,
+                secrets,
+                &mut self.cache,
+                &mut self.signals,
+                &mut say,
+            )
+            .await
+    }
+
+    fn say(&self, line: &str) {
+        say_line(self.args.json, self.run.id, line)
+    }
+}
+
+/// A line of the `--wait` loop: plain, or an NDJSON `wait` event.
+fn say_line(json: bool, run_id: i64, line: &str) {
+    use std::io::Write;
+    let text = if json {
+        serde_json::json!({"event": "wait", "run_id": run_id, "message": line}).to_string()
+    } else {
+        line.to_string()
+    };
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}

@@ -634,3 +634,88 @@ fn the_live_view_draws_a_block_as_one_line_naming_the_hosts_in_it() {
     );
     assert!(drawn.contains("run 2 succeeded"), "{drawn:?}");
 }
+
+/// The `<g class="node" …>` element of `step` in a run page's graph, up
+/// to its end.
+fn graph_node<'a>(page: &'a str, step: &str) -> &'a str {
+    let start = page
+        .find(&format!(r#"<g class="node" data-step="{step}""#))
+        .unwrap_or_else(|| panic!("no node {step} in {page}"));
+    let len = page[start..].find("</a>").expect("node ends");
+    &page[start..start + len]
+}
+
+#[tokio::test]
+async fn the_web_page_draws_a_block_as_one_node_with_its_inner_steps() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    t.put_runbook(
+        "r",
+        &release(&t, &sshd, &["h1", "h2", "h3"], "    serial: 1\n"),
+    );
+    t.write("broken-h2", "");
+    t.run(&["run", "r", "--jobs", "8"]).code(1);
+    let server = support::web::Server::start(&t);
+    let page = |server: &support::web::Server| {
+        let c = reqwest::Client::new();
+        let req = c.get(server.url("/runs/1")).bearer_auth(&server.token);
+        async move {
+            let r = req.send().await.expect("GET the run page");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("page")
+        }
+    };
+    let body = page(&server).await;
+    let node = graph_node(&body, "rollout");
+    assert!(
+        node.contains(r#"data-state="failed" data-block="rolling""#),
+        "{node}"
+    );
+    // Counts per state of its hosts, as status has them, then each inner
+    // step with its instances' counts.
+    assert!(
+        node.contains("rollout · rolling, 3 hosts: 1 succeeded · 1 pending · 1 failed"),
+        "{node}"
+    );
+    let inner: Vec<&str> = node
+        .split(r#"<g class="inner""#)
+        .skip(1)
+        .map(|g| {
+            g.split("<title>")
+                .nth(1)
+                .unwrap()
+                .split("</title>")
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        inner,
+        [
+            "drain: 2 succeeded · 1 pending",
+            "swap: 2 succeeded · 1 pending",
+            "check: 1 succeeded · 1 pending · 1 failed",
+            "finish: 1 succeeded · 1 pending · 1 blocked",
+        ]
+    );
+    // No node of its own for an inner step; one edge, block to announce.
+    for step in ["drain", "swap", "check", "finish"] {
+        assert!(
+            !body.contains(&format!(r#"<g class="node" data-step="{step}""#)),
+            "{step} drawn apart"
+        );
+    }
+    assert_eq!(body.matches("<path d=").count(), 1, "{body}");
+    assert!(graph_node(&body, "announce").contains(r#"data-state="blocked""#));
+
+    std::fs::remove_file(t.p("broken-h2")).unwrap();
+    t.run(&["resume", "r", "--jobs", "8"]).code(0);
+    let body = page(&server).await;
+    let node = graph_node(&body, "rollout");
+    assert!(node.contains(r#"data-state="succeeded""#), "{node}");
+    assert!(
+        node.contains("rollout · rolling, 3 hosts: 3 succeeded"),
+        "{node}"
+    );
+    assert!(node.contains("<title>check: 3 succeeded</title>"), "{node}");
+}

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::routes::{error, App};
+use super::app::{error, App};
 
 /// The cookie that carries the token.
 pub const COOKIE: &str = "runbook_token";

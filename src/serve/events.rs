@@ -1,127 +1,21 @@
 //! `GET /api/runs/{id}/events`: server-sent events with the shapes of
-//! SPEC §5, made from what changes in the store. One poller per followed
-//! run (a thread with its own connection), however many pages follow it;
-//! it stops when the last one leaves. Each change the poller sees gives
-//! the run a new generation, by which `fragment` knows when a rendering of
-//! the run is still current.
+//! SPEC §5, one `data:` line per event, from the run's poller in `hub`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
 
-use super::adapter::Adapter;
-use super::routes::{error, App};
-
-/// How often a followed run is looked at: well inside the second SPEC §12 allows.
-pub const POLL: Duration = Duration::from_millis(250);
-
-/// The runs being followed, each with the channel its poller sends on.
-#[derive(Default)]
-pub struct Hub {
-    runs: Mutex<HashMap<i64, Followed>>,
-    /// Where generations come from: never one value twice, so a poller
-    /// started again does not revive a fragment of an earlier one.
-    next: AtomicU64,
-    /// The run pages' fragments, one rendering per generation.
-    pub fragments: super::fragment::Fragments,
-}
-
-/// One followed run.
-struct Followed {
-    tx: broadcast::Sender<Arc<str>>,
-    generation: Arc<AtomicU64>,
-}
-
-impl Hub {
-    /// The generation of a followed run: it changes with every change its
-    /// poller sees. `None` when nobody follows the run.
-    pub fn generation(&self, run_id: i64) -> Option<u64> {
-        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.get(&run_id)
-            .map(|f| f.generation.load(Ordering::SeqCst))
-    }
-
-    fn new_generation(&self) -> u64 {
-        self.next.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// A receiver of the run's events, starting its poller when none runs.
-    fn subscribe(
-        self: &Arc<Self>,
-        adapter: &Arc<Adapter>,
-        run_id: i64,
-    ) -> crate::error::Result<broadcast::Receiver<Arc<str>>> {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = runs.get(&run_id) {
-            return Ok(f.tx.subscribe());
-        }
-        let follower = adapter.follower(run_id)?;
-        let (tx, rx) = broadcast::channel(4096);
-        let generation = Arc::new(AtomicU64::new(self.new_generation()));
-        runs.insert(
-            run_id,
-            Followed {
-                tx: tx.clone(),
-                generation: generation.clone(),
-            },
-        );
-        let hub = self.clone();
-        std::thread::spawn(move || hub.poll(follower, run_id, tx, generation));
-        Ok(rx)
-    }
-
-    /// The poller of one run.
-    fn poll(
-        &self,
-        mut follower: super::adapter::Follower,
-        run_id: i64,
-        tx: broadcast::Sender<Arc<str>>,
-        generation: Arc<AtomicU64>,
-    ) {
-        loop {
-            std::thread::sleep(POLL);
-            {
-                let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-                if tx.receiver_count() == 0 {
-                    runs.remove(&run_id);
-                    self.fragments.forget(run_id);
-                    return;
-                }
-            }
-            match follower.poll() {
-                Ok(Some(events)) => {
-                    // Before the events go out: a page that asks for the
-                    // fragment on hearing one gets a new rendering.
-                    let output = |e: &crate::events::Event| {
-                        matches!(e, crate::events::Event::StepOutput { .. })
-                    };
-                    if !events.iter().all(output) {
-                        generation.store(self.new_generation(), Ordering::SeqCst);
-                    }
-                    for e in events {
-                        if let Ok(line) = serde_json::to_string(&e) {
-                            let _ = tx.send(Arc::from(line));
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!("following run {run_id}: {e}"),
-            }
-        }
-    }
-}
+use super::app::{error, App};
 
 /// The handler: one `data:` line per event.
 pub async fn stream(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let Ok(run_id) = id.parse::<i64>() else {
-        return error(axum::http::StatusCode::NOT_FOUND, "no such run");
+        return error(StatusCode::NOT_FOUND, "no such run");
     };
     let adapter = app.adapter.clone();
     let known = tokio::task::spawn_blocking(move || adapter.run(run_id).map(|r| r.is_some()))
@@ -130,10 +24,7 @@ pub async fn stream(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
         .and_then(|r| r.ok())
         .unwrap_or(false);
     if !known {
-        return error(
-            axum::http::StatusCode::NOT_FOUND,
-            &format!("no run {run_id}"),
-        );
+        return error(StatusCode::NOT_FOUND, &format!("no run {run_id}"));
     }
     let rx = match subscribe(&app, run_id).await {
         Ok(rx) => rx,
@@ -160,16 +51,6 @@ async fn subscribe(app: &Arc<App>, run_id: i64) -> Result<broadcast::Receiver<Ar
     let adapter = app.adapter.clone();
     tokio::task::spawn_blocking(move || hub.subscribe(&adapter, run_id))
         .await
-        .map_err(|_| {
-            error(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot follow the run",
-            )
-        })?
-        .map_err(|e| {
-            error(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            )
-        })
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "cannot follow the run"))?
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
 }

@@ -1,15 +1,19 @@
 //! `runbook serve` (SPEC §12): the runs of the state file, live, in a
 //! browser. `routes` (pages and JSON API), `auth` (the token, other
-//! origins), `pages` (HTML), `fragment` (the live part of a run page,
-//! rendered once per change), `graph` (the SVG), `events` (server-sent
-//! events from polling the store), `adapter` (every read and write of the
-//! state, through the engine's own functions).
+//! origins), `app` (what every handler shares, and the JSON error),
+//! `pages` (HTML), `fragment` (the live part of a run page, rendered once
+//! per change), `graph` (the SVG), `events` (the server-sent events
+//! handler), `hub` (the followed runs, each polled from the store),
+//! `adapter` (every read and write of the state, through the engine's own
+//! functions).
 
 mod adapter;
+mod app;
 mod auth;
 mod events;
 mod fragment;
 mod graph;
+mod hub;
 mod pages;
 mod routes;
 
@@ -73,11 +77,11 @@ pub fn serve(ctx: Ctx, opts: ServeOptions) -> Result<i32> {
             true,
         ),
     };
-    let app = Arc::new(routes::App {
+    let app = Arc::new(app::App {
         adapter: Arc::new(adapter::Adapter::new(ctx)),
         token: token.clone(),
         default_by: default_by(),
-        hub: Arc::new(events::Hub::default()),
+        hub: Arc::new(hub::Hub::default()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,21 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::adapter::{Adapter, RunView};
-use super::events::Hub;
-use super::{auth, pages};
+use super::app::{error, App};
+use super::{auth, events, pages};
 use crate::error::Error;
-
-/// What every handler shares.
-pub struct App {
-    /// The state, through the engine.
-    pub adapter: Arc<Adapter>,
-    /// The access token.
-    pub token: String,
-    /// The name an approval without one is recorded under.
-    pub default_by: String,
-    /// The runs being followed.
-    pub hub: Arc<Hub>,
-}
 
 /// The router, every route behind the token guard.
 pub fn router(app: Arc<App>) -> Router {
@@ -35,7 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/runs/{id}/steps/{step}", get(output_page))
         .route("/api/runs", get(api_runs))
         .route("/api/runs/{id}", get(api_run))
-        .route("/api/runs/{id}/events", get(super::events::stream))
+        .route("/api/runs/{id}/events", get(events::stream))
         .route("/api/runs/{id}/steps/{step}/output", get(api_output))
         .route("/api/runs/{id}/steps/{step}/approve", post(api_approve))
         .route("/api/runs/{id}/steps/{step}/reset", post(api_reset))
@@ -45,11 +33,6 @@ pub fn router(app: Arc<App>) -> Router {
             auth::guard,
         ))
         .with_state(app)
-}
-
-/// A JSON error `{"error": "..."}` with its status.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// An engine error as the API answers it.

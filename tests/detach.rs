@@ -663,3 +663,52 @@ fn a_spool_out_of_inodes_fails_the_step_at_once_saying_why() {
         spool_failure(&sshd, "the spool folder", "No space left on device");
     }
 }
+
+/// The run folder under the host's spool whose step `a` spooled `token`.
+fn run_folder_with(token: &str) -> Option<PathBuf> {
+    let root = home().join(".runbook/spool");
+    std::fs::read_dir(root).ok()?.flatten().find_map(|e| {
+        let out = std::fs::read_to_string(e.path().join("a/1/out")).unwrap_or_default();
+        out.contains(token).then(|| e.path())
+    })
+}
+
+/// Issue 26 point 6: an engine killed after a remote step's result was
+/// committed (its folder not yet removed), then a run to the end: nothing
+/// of the first engine is left on the host, neither the step's output nor
+/// the folders it prepared for a step it never started, and no record of
+/// a folder to remove is left in the state.
+#[test]
+fn a_kill_9_after_a_commit_then_a_run_to_the_end_leaves_no_spool_of_the_first_run() {
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let token = format!("secret-{}-{}", std::process::id(), t.p("x").len());
+    let marker = t.p("marker");
+    let steps = format!(
+        "  - id: a\n    on: box\n    run: echo {token}\n  - id: b\n    needs: [a]\n    run: if [ -e {marker} ]; then exit 0; fi; touch {marker}; sleep 30\n  - id: c\n    on: box\n    needs: [b]\n    run: echo c-ran\n"
+    );
+    t.put_runbook("r", &runbook(&sshd, &steps));
+    let child = t.spawn(&["run", "r"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || Path::new(&marker).exists()),
+        "the local step did not start"
+    );
+    signal(&child, "KILL");
+    let _ = finish(child);
+    assert_eq!(t.status(None).state_of("a"), "succeeded");
+    // What the kill left: the committed output, and c's prepared folder.
+    let first = run_folder_with(&token).expect("a's output on the host after the kill");
+    assert!(first.join("c/1").is_dir(), "no prepared folder for c");
+
+    t.run(&["resume"]).code(0).stdout_has("[c] c-ran");
+    assert!(
+        !first.exists(),
+        "the first run's spool is still at {first:?}"
+    );
+    assert!(run_folder_with(&token).is_none());
+    let conn = rusqlite::Connection::open(t.state_file()).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM spool_discards", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "records of removed folders left in the state");
+}

@@ -118,6 +118,12 @@ impl Ctx {
             self.load(path, vars, run.id)?
         };
         let execs = Arc::new(executors(&loaded)?);
+        // Spool folders earlier engines of this runbook committed but may
+        // not have removed (killed first) go at the next connection.
+        let left = store.spool_discards(&run.runbook)?;
+        execs
+            .ssh
+            .remove_left(left.into_iter().map(|d| (d.host, d.base)));
         let notifier = Notifier::new(&loaded, args.notify)?;
         let mut session = Session {
             ctx: self,
@@ -133,8 +139,22 @@ impl Ctx {
         let result = session.passes(resumed, fresh && !resumed, &notifier).await;
         if let Ok(execs) = Arc::try_unwrap(session.execs) {
             execs.ssh.close().await;
+            forget_removed(session.store, &execs.ssh);
         }
         result
+    }
+}
+
+/// Forgets the records of the spool folders the hosts removed; one that
+/// cannot be forgotten now is removed again (harmlessly) next time.
+fn forget_removed(store: &mut Store, ssh: &exec::ssh::SshPool) {
+    let removed: Vec<crate::store::SpoolRow> = ssh
+        .removed()
+        .into_iter()
+        .map(|(host, base)| crate::store::SpoolRow { host, base })
+        .collect();
+    if let Err(e) = store.forget_discards(&removed) {
+        tracing::warn!(error = %e, "could not forget the removed spool folders");
     }
 }
 

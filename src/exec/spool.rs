@@ -28,7 +28,9 @@ pub const ROOT: &str = ".runbook/spool";
 /// file; under 1 KiB, SIZE says, they are read with the shell's own `read`,
 /// which saves a `cat` process per step, and above it with `cat`, as `read`
 /// takes a byte at a time):
-/// claims the attempt's folder (or exits if another start did), makes its
+/// claims the attempt's folder (or exits if another start did; a folder
+/// removed as empty by another engine's cleanup just before is made
+/// again), makes its
 /// output files, records its process group and the boot it runs in, runs
 /// the script with stdout and stderr into the spool, writes the exit
 /// status, rings. When the folder cannot be written (a full disk), it
@@ -38,7 +40,8 @@ const WRAPPER: &str = concat!(
     "while IFS= read -r _l || [ -n \"$_l\" ]; do _s=\"$_s$_l\n\"; done; else _s=$(cat); fi; ",
     "umask 077; set -C; _b=none; ",
     "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
-    "if ! { true >\"$_d/pgid\"; } 2>/dev/null; then [ -e \"$_d/pgid\" ] || [ -z \"$3\" ] || ",
+    "if ! { true >\"$_d/pgid\"; } 2>/dev/null && ! { [ ! -d \"$_d\" ] && mkdir -p \"$_d\" 2>/dev/null && ",
+    "{ true >\"$_d/pgid\"; } 2>/dev/null; }; then [ -e \"$_d/pgid\" ] || [ -z \"$3\" ] || ",
     "echo \"n $2 $({ true >\"$_d/pgid\"; } 2>&1)\" 1<>\"$3\"; exit 0; fi; set +C; ",
     "{ true >>\"$_d/out\" && true >>\"$_d/err\" && echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || ",
     "{ [ -z \"$3\" ] || echo \"n $2 $(echo x | cat 2>&1 >\"$_d/probe\"; rm -f \"$_d/probe\")\" 1<>\"$3\"; exit 0; }; ",
@@ -266,13 +269,26 @@ rm -rf "$b"; rmdir "${{b%/*}}" 2>/dev/null; true
     )
 }
 
-/// A command that removes, in the background, spool folders whose results
-/// are committed.
-pub fn discard_command(bases: &[String]) -> String {
+/// A command that removes spool folders whose results are committed: in
+/// the background (immune to the SIGTERM that ends a shell whose engine
+/// died, so a removal sent is a removal done) or, when the pool closes, in
+/// the foreground.
+pub fn discard_command(bases: &[String], background: bool) -> String {
     if bases.is_empty() {
         return String::new();
     }
-    let mut cmd = String::from("{ ");
+    if !background {
+        let mut cmd = String::new();
+        for b in bases {
+            let q = sh_quote(b);
+            cmd.push_str(&format!(
+                "rm -rf \"$HOME\"/{q}; _x=\"$HOME\"/{q}; rmdir \"${{_x%/*}}\" 2>/dev/null; "
+            ));
+        }
+        cmd.push_str("true\n");
+        return cmd;
+    }
+    let mut cmd = String::from("{ trap '' TERM HUP; ");
     for b in bases {
         let q = sh_quote(b);
         cmd.push_str(&format!(
@@ -280,6 +296,44 @@ pub fn discard_command(bases: &[String]) -> String {
         ));
     }
     cmd.push_str("} </dev/null >/dev/null 2>&1 3>&- 6>&- &\n");
+    cmd
+}
+
+/// Whether `base` (from the state) names a folder under the spool root and
+/// nothing else: relative, no `..`, no empty part. Folders made by
+/// [`base`] always are.
+pub fn is_spool_folder(base: &str) -> bool {
+    base.strip_prefix(ROOT)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|p| !p.is_empty() && p != "." && p != "..")
+        })
+}
+
+/// The command a new connection to a host runs before anything else
+/// there: removes the given spool folders (results an earlier engine
+/// committed, of steps since reset or replaced, that it may not have
+/// removed: it was killed first) and every empty folder at the spool's
+/// three levels (attempt, step, run: what a killed engine prepared and
+/// never used). A start about to use an empty folder it removes makes it
+/// again (see `WRAPPER` and `_rbd`).
+pub fn cleanup_command(bases: &[String]) -> String {
+    let mut cmd = String::from("cd || exit 0\n");
+    if !bases.is_empty() {
+        cmd.push_str("rm -rf --");
+        for b in bases {
+            cmd.push(' ');
+            cmd.push_str(&sh_quote(b));
+        }
+        cmd.push('\n');
+    }
+    // `find` (not a glob) so that no link is followed out of the spool.
+    cmd.push_str(&format!(
+        "find {ROOT} -mindepth 1 -maxdepth 3 -type d -empty -delete 2>/dev/null; true\n"
+    ));
     cmd
 }
 
@@ -461,7 +515,9 @@ mod tests {
             prelude(),
             probe_script("a'b/c", 2),
             stop_script("x", 2),
-            discard_command(&["a b".into()]),
+            discard_command(&["a b".into()], true),
+            discard_command(&["a b".into()], false),
+            cleanup_command(&[".runbook/spool/1-k/a b".into()]),
             prepare_command(&["a/b/1".into()]),
             unprepare_command(&["a/b/1".into()]),
             follow_command("n", "b", 1, (0, 0), Some(("echo 'hi'", "A=1"))),
@@ -533,6 +589,23 @@ mod tests {
         assert_eq!(s.take(b""), Vec::<String>::new());
         assert_eq!(s.rest().as_deref(), Some("thr"));
         assert_eq!(s.rest(), None);
+    }
+
+    #[test]
+    fn only_folders_under_the_spool_root_are_removed_at_connect() {
+        assert!(is_spool_folder(&base(3, "k", "a@web3")));
+        for bad in [
+            "",
+            ".runbook/spool",
+            ".runbook/spool/",
+            ".runbook/spool/../x",
+            ".runbook/spool/a//b",
+            "/.runbook/spool/a",
+            ".runbook/spoolx/a",
+            "x/.runbook/spool/a",
+        ] {
+            assert!(!is_spool_folder(bad), "{bad:?}");
+        }
     }
 
     #[test]

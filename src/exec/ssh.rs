@@ -138,6 +138,12 @@ struct Slot {
     /// Attempt folders of steps about to run: to make (with the next
     /// command), and made (the unused ones go when the pool closes).
     prepared: std::sync::Mutex<(Vec<String>, Vec<String>)>,
+    /// What a new connection removes before its first use: whether that is
+    /// still due for the current connection, and the spool folders earlier
+    /// engines left to remove (see `spool::cleanup_command`).
+    cleanup: Mutex<(bool, Vec<String>)>,
+    /// Spool folders removed on the host: their records can go.
+    removed: std::sync::Mutex<Vec<String>>,
 }
 
 /// The connections of one run.
@@ -238,6 +244,8 @@ impl SshPool {
                         forwards: Mutex::new(HashMap::new()),
                         discards: std::sync::Mutex::new(Vec::new()),
                         prepared: std::sync::Mutex::new((Vec::new(), Vec::new())),
+                        cleanup: Mutex::new((true, Vec::new())),
+                        removed: std::sync::Mutex::new(Vec::new()),
                     },
                 )
             })
@@ -267,6 +275,7 @@ impl SshPool {
         tracing::info!(host, "ssh master connection opened");
         *guard = Some(session.clone());
         slot.forwards.lock().await.clear();
+        slot.cleanup.lock().await.0 = true;
         Ok(session)
     }
 
@@ -329,17 +338,21 @@ impl SshPool {
                 .lock()
                 .map(|mut p| std::mem::take(&mut p.1))
                 .unwrap_or_default();
+            let discards = self.take_discards(host);
             let discard = format!(
                 "{}{}",
                 super::spool::unprepare_command(&made),
-                super::spool::discard_command(&self.take_discards(host))
+                super::spool::discard_command(&discards, false)
             );
             if !discard.is_empty() {
                 if let Some(shell) = slot.shells.lock().await.last_mut() {
                     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-                    let _ =
+                    let ran =
                         tokio::time::timeout(Duration::from_secs(5), shell.run(&discard, &[], &tx))
                             .await;
+                    if let Ok(ShellEnd::Exited(_)) = ran {
+                        self.removed_on(host, discards);
+                    }
                 }
             }
             for shell in slot.shells.lock().await.drain(..) {
@@ -475,7 +488,7 @@ impl SshPool {
             let before = format!(
                 "{}{}",
                 self.take_prepared(host),
-                super::spool::discard_command(&discards)
+                super::spool::discard_command(&discards, true)
             );
             let start = step.start;
             let ended = tokio::select! {
@@ -485,6 +498,8 @@ impl SshPool {
             };
             match ended {
                 Some(FollowEnd::Ended(end)) => {
+                    // The shell read the removals before it answered.
+                    self.removed_on(host, discards);
                     self.put_back(host, shell).await;
                     let folder = format!("~/{}/{}", step.base, step.attempt);
                     return self.ended(host, &folder, end, progress);
@@ -745,9 +760,76 @@ impl SshPool {
         }
     }
 
-    /// An idle shell on the host, or a new one.
+    /// Spool folders earlier engines left to remove on hosts (their
+    /// records in the state): each goes, with the empty attempt folders a
+    /// killed engine prepared, when this pool first uses a connection to
+    /// its host, before anything runs there. Folders that are not spool
+    /// folders are ignored.
+    pub fn remove_left(&self, left: impl IntoIterator<Item = (String, String)>) {
+        for (host, base) in left {
+            if !super::spool::is_spool_folder(&base) {
+                continue;
+            }
+            if let Ok(slot) = self.slot(host.as_str()) {
+                if let Ok(mut c) = slot.cleanup.try_lock() {
+                    c.1.push(base);
+                }
+            }
+        }
+    }
+
+    /// The spool folders removed on their hosts since the last call, as
+    /// (host, folder): their records can go.
+    pub fn removed(&self) -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        for (host, slot) in &self.slots {
+            if let Ok(mut r) = slot.removed.lock() {
+                all.extend(r.drain(..).map(|b| (host.clone(), b)));
+            }
+        }
+        all
+    }
+
+    fn removed_on(&self, host: &str, bases: Vec<String>) {
+        if let Ok(slot) = self.slot(host) {
+            if let Ok(mut r) = slot.removed.lock() {
+                r.extend(bases);
+            }
+        }
+    }
+
+    /// An idle shell on the host, or a new one; on a new connection, the
+    /// first one removes what earlier engines left (see `remove_left`)
+    /// before anyone uses it.
     async fn shell(&self, host: &str) -> Result<RemoteShell, SshError> {
         let slot = self.slot(host)?;
+        let mut shell = self.any_shell(host, slot).await?;
+        let mut cleanup = slot.cleanup.lock().await;
+        if cleanup.0 {
+            let command = super::spool::cleanup_command(&cleanup.1);
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            match shell.run(&command, &[], &tx).await {
+                ShellEnd::Exited(_) => {
+                    let bases = std::mem::take(&mut cleanup.1);
+                    self.removed_on(host, bases);
+                    cleanup.0 = false;
+                }
+                ShellEnd::Lost(e) => {
+                    let session = shell.session.clone();
+                    drop(shell);
+                    drop(cleanup);
+                    self.forget(host, &session).await;
+                    return Err(SshError(format!(
+                        "lost the SSH connection to {}: {e}",
+                        self.describe(host)
+                    )));
+                }
+            }
+        }
+        Ok(shell)
+    }
+
+    async fn any_shell(&self, host: &str, slot: &Slot) -> Result<RemoteShell, SshError> {
         if let Some(shell) = slot.shells.lock().await.pop() {
             return Ok(shell);
         }

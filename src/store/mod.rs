@@ -235,10 +235,19 @@ pub trait Records {
     /// Where a step of a run spools on its host, if it was started there and
     /// its result is not yet committed.
     fn spool(&self, run_id: i64, step: &str) -> Result<Option<SpoolRow>>;
-    /// Forgets a step's spool (its result is committed, or it was stopped).
+    /// Forgets a step's spool (its result is committed, or it was stopped)
+    /// and, in the same write, records its folder as one to remove on its
+    /// host ([`Records::spool_discards`]).
     fn drop_spool(&self, run_id: i64, step: &str) -> Result<()>;
-    /// Forgets the spools of steps whose results are committed; one transaction.
+    /// Forgets the spools of steps whose results are committed, recording
+    /// their folders to remove; one transaction.
     fn drop_spools(&mut self, run_id: i64, steps: &[&str]) -> Result<()>;
+    /// The spool folders still to remove on hosts, of runs of `runbook`
+    /// (a host is known by its name in the runbook), except any a step
+    /// spools in now.
+    fn spool_discards(&self, runbook: &str) -> Result<Vec<SpoolRow>>;
+    /// Forgets spool folders the hosts have removed.
+    fn forget_discards(&mut self, removed: &[SpoolRow]) -> Result<()>;
     /// Replaces what is known about a run's secrets.
     fn save_secrets(&mut self, run_id: i64, rows: &[SecretRow], env_files: &[String])
         -> Result<()>;

@@ -109,13 +109,27 @@ impl Records for Pg {
 
     fn save_spool(&self, run_id: i64, step: &str, spool: &SpoolRow) -> Result<()> {
         let (step, spool) = (step.to_string(), spool.clone());
+        let open = self.open_tx();
         self.call(move |c| {
-            c.exec(
-                "INSERT INTO spools (run_id, step_id, host, base) VALUES ($1, $2, $3, $4)
+            c.tx(open, |c| {
+                c.exec(
+                    "INSERT INTO spool_discards (run_id, host, base)
+                 SELECT run_id, host, base FROM spools
+                 WHERE run_id = $1 AND step_id = $2 AND (host <> $3 OR base <> $4)
+                 ON CONFLICT DO NOTHING",
+                    &[&run_id, &step, &spool.host, &spool.base],
+                )?;
+                c.exec(
+                    "DELETE FROM spool_discards WHERE host = $1 AND base = $2",
+                    &[&spool.host, &spool.base],
+                )?;
+                c.exec(
+                    "INSERT INTO spools (run_id, step_id, host, base) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (run_id, step_id) DO UPDATE SET host = $3, base = $4",
-                &[&run_id, &step, &spool.host, &spool.base],
-            )
-            .map(|_| ())
+                    &[&run_id, &step, &spool.host, &spool.base],
+                )
+                .map(|_| ())
+            })
         })
     }
 
@@ -136,8 +150,13 @@ impl Records for Pg {
     fn drop_spool(&self, run_id: i64, step: &str) -> Result<()> {
         let step = step.to_string();
         self.call(move |c| {
+            // One statement: the record of what to remove and the end of
+            // the spool record are one write.
             c.exec(
-                "DELETE FROM spools WHERE run_id = $1 AND step_id = $2",
+                "WITH gone AS (DELETE FROM spools WHERE run_id = $1 AND step_id = $2
+                               RETURNING run_id, host, base)
+                 INSERT INTO spool_discards (run_id, host, base)
+                 SELECT run_id, host, base FROM gone ON CONFLICT DO NOTHING",
                 &[&run_id, &step],
             )
             .map(|_| ())
@@ -151,8 +170,46 @@ impl Records for Pg {
         let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
         self.call(move |c| {
             c.exec(
-                "DELETE FROM spools WHERE run_id = $1 AND step_id = ANY($2)",
+                "WITH gone AS (DELETE FROM spools WHERE run_id = $1 AND step_id = ANY($2)
+                               RETURNING run_id, host, base)
+                 INSERT INTO spool_discards (run_id, host, base)
+                 SELECT run_id, host, base FROM gone ON CONFLICT DO NOTHING",
                 &[&run_id, &steps],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn spool_discards(&self, runbook: &str) -> Result<Vec<SpoolRow>> {
+        let runbook = runbook.to_string();
+        self.call(move |c| {
+            Ok(c.query(
+                "SELECT d.host, d.base FROM spool_discards d JOIN runs r ON r.id = d.run_id
+                 WHERE r.runbook = $1 AND NOT EXISTS
+                   (SELECT 1 FROM spools s WHERE s.host = d.host AND s.base = d.base)
+                 ORDER BY d.host, d.base",
+                &[&runbook],
+            )?
+            .iter()
+            .map(|r| SpoolRow {
+                host: r.get(0),
+                base: r.get(1),
+            })
+            .collect())
+        })
+    }
+
+    fn forget_discards(&mut self, removed: &[SpoolRow]) -> Result<()> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let hosts: Vec<String> = removed.iter().map(|d| d.host.clone()).collect();
+        let bases: Vec<String> = removed.iter().map(|d| d.base.clone()).collect();
+        self.call(move |c| {
+            c.exec(
+                "DELETE FROM spool_discards d USING unnest($1::text[], $2::text[]) AS g(host, base)
+                 WHERE d.host = g.host AND d.base = g.base",
+                &[&hosts, &bases],
             )
             .map(|_| ())
         })

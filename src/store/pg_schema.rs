@@ -105,6 +105,13 @@ const MIGRATIONS: &[&str] = &[
         duration_ms BIGINT NOT NULL,
         PRIMARY KEY (run_id, step_id, attempt)
     );",
+    // 2: SQLite's version 8: spool folders still to remove on hosts.
+    "CREATE TABLE runbook.spool_discards (
+        run_id BIGINT NOT NULL,
+        host TEXT NOT NULL,
+        base TEXT NOT NULL,
+        PRIMARY KEY (host, base)
+    );",
 ];
 
 /// The schema version this program writes.

@@ -111,6 +111,16 @@ const MIGRATIONS: &[&str] = &[
     // 7: the rolling block an instance of an inner step belongs to (SPEC
     // §15), so status and the handoff show the block as one.
     "ALTER TABLE steps ADD COLUMN block TEXT;",
+    // 8: spool folders on hosts whose results are committed (or whose step
+    // was reset or replaced), still to remove there: the next engine that
+    // connects to the host removes them, so no output outlives a kill -9
+    // of the engine that committed it.
+    "CREATE TABLE spool_discards (
+        run_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        base TEXT NOT NULL,
+        PRIMARY KEY (host, base)
+    );",
 ];
 
 /// The schema version this program writes.

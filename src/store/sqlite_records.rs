@@ -10,6 +10,12 @@ use super::{
 use crate::error::Result;
 use crate::state::SecretState;
 
+/// Records a step's spool folder as one to remove on its host.
+const DISCARD_SPOOL: &str = "INSERT OR IGNORE INTO spool_discards (run_id, host, base)
+     SELECT run_id, host, base FROM spools WHERE run_id = ?1 AND step_id = ?2";
+/// Forgets a step's spool record.
+const DROP_SPOOL: &str = "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2";
+
 impl Records for Sqlite {
     /// Appends captured lines of one attempt.
     fn append_output(
@@ -122,7 +128,23 @@ impl Records for Sqlite {
 
     /// Records where a remote step spools on its host (before it starts
     /// there); committed when this returns.
+    /// A folder it replaces (an earlier definition's, on another host) is
+    /// recorded to remove; the new one is no longer one to remove.
     fn save_spool(&self, run_id: i64, step: &str, spool: &SpoolRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO spool_discards (run_id, host, base)
+                 SELECT run_id, host, base FROM spools
+                 WHERE run_id = ?1 AND step_id = ?2 AND (host <> ?3 OR base <> ?4)",
+                params![run_id, step, spool.host, spool.base],
+            )
+            .at(&self.path)?;
+        self.conn
+            .execute(
+                "DELETE FROM spool_discards WHERE host = ?1 AND base = ?2",
+                params![spool.host, spool.base],
+            )
+            .at(&self.path)?;
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO spools (run_id, step_id, host, base) VALUES (?1, ?2, ?3, ?4)",
@@ -152,12 +174,14 @@ impl Records for Sqlite {
 
     /// Forgets a step's spool (its result is committed, or it was stopped).
     fn drop_spool(&self, run_id: i64, step: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2",
-                params![run_id, step],
-            )
-            .at(&self.path)?;
+        // The record of what to remove first: a crash between the two
+        // leaves both rows (removing a folder twice is harmless), never
+        // neither.
+        for sql in [DISCARD_SPOOL, DROP_SPOOL] {
+            self.conn
+                .execute(sql, params![run_id, step])
+                .at(&self.path)?;
+        }
         Ok(())
     }
 
@@ -174,9 +198,49 @@ impl Records for Sqlite {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .at(&path)?;
         for step in steps {
+            for sql in [DISCARD_SPOOL, DROP_SPOOL] {
+                tx.execute(sql, params![run_id, step]).at(&path)?;
+            }
+        }
+        tx.commit().at(&path)
+    }
+
+    fn spool_discards(&self, runbook: &str) -> Result<Vec<SpoolRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.host, d.base FROM spool_discards d JOIN runs r ON r.id = d.run_id
+                 WHERE r.runbook = ?1 AND NOT EXISTS
+                   (SELECT 1 FROM spools s WHERE s.host = d.host AND s.base = d.base)
+                 ORDER BY d.host, d.base",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map([runbook], |r| {
+                Ok(SpoolRow {
+                    host: r.get(0)?,
+                    base: r.get(1)?,
+                })
+            })
+            .at(&self.path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.path)?;
+        Ok(rows)
+    }
+
+    fn forget_discards(&mut self, removed: &[SpoolRow]) -> Result<()> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .at(&path)?;
+        for d in removed {
             tx.execute(
-                "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2",
-                params![run_id, step],
+                "DELETE FROM spool_discards WHERE host = ?1 AND base = ?2",
+                params![d.host, d.base],
             )
             .at(&path)?;
         }

@@ -210,6 +210,14 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
         ran.stdout.contains("h3") || ran.stderr.contains("h3"),
         "{ran:?}"
     );
+    // Counts count steps on hosts (instances), the same in every view; the
+    // block's own row is none of them: 4 inner steps on 3 hosts and
+    // announce are 13. The rollout stopped: 6 succeeded (h1's four, h2's
+    // drain and swap), h2's check failed, its finish and announce are
+    // blocked, h3's four are pending (not started).
+    ran.stdout_has("run 1 of r: 13 steps\n")
+        .stdout_has("run 1 failed: 2 blocked, 1 failed, 6 succeeded, 4 pending\n")
+        .stdout_has("not run: 2 blocked (finish@h2, announce)\n");
     let s = t.status(None);
     assert_eq!(s.state_of("check@h2"), "failed");
     assert_eq!(s.state_of("drain@h3"), "pending");
@@ -231,14 +239,25 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
             .unwrap_or_else(|| panic!("no line {start} in {}", table.stdout))
             .to_string()
     };
+    assert!(
+        table.stdout.contains(": failed (6/13 done;"),
+        "{}",
+        table.stdout
+    );
+    // The block's line counts its hosts, and says they are hosts.
     assert!(line("rollout (rolling, 3 hosts)").contains("1 succeeded · 1 pending · 1 failed"));
     assert!(line("h1 ").contains("succeeded"));
     assert!(line("h2 ").contains("check: exited with code 3"));
     assert!(line("h3 ").contains("not started, max_fail 0 reached (h2 failed)"));
     assert!(!table.stdout.contains("drain@h"), "{}", table.stdout);
     assert_eq!(s.step("drain@h3").block.as_deref(), Some("rollout"));
-    // The handoff names the host left, and when it goes.
-    t.run(&["handoff"]).code(0).stdout_has(
+    // The handoff names the host left, and when it goes; what it counts
+    // behind the failure are the blocked instances and h3's four.
+    t.run(&["handoff"])
+        .code(0)
+        .stdout_has("6 steps are done; 0 wait for a person, 1 failed, 6 are blocked behind them.")
+        .stdout_lacks("- `rollout`:")
+        .stdout_has(
         "`rollout on h3`: not started, max_fail 0 reached (h2 failed); it goes once the hosts before it are through",
     );
     // graph: one box with the inner steps inside, left by one edge.
@@ -632,7 +651,12 @@ fn the_live_view_draws_a_block_as_one_line_naming_the_hosts_in_it() {
         drawn.contains("rollout  succeeded  (4 hosts through the block)"),
         "{drawn:?}"
     );
-    assert!(drawn.contains("run 2 succeeded"), "{drawn:?}");
+    // The footer counts steps on hosts, as the summary does (4 inner
+    // steps on 4 hosts and announce), never the block's own row.
+    assert!(drawn.contains("run 2 of r: 17 steps"), "{drawn:?}");
+    assert!(drawn.contains("/17 done"), "{drawn:?}");
+    assert!(!drawn.contains("/18 done"), "{drawn:?}");
+    assert!(drawn.contains("run 2 succeeded: 17 succeeded"), "{drawn:?}");
 }
 
 /// The `<g class="node" …>` element of `step` in a run page's graph, up

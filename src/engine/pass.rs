@@ -14,6 +14,7 @@ use crate::events::Event;
 use crate::plan::{self, Plan};
 use crate::report::live::LiveReporter;
 use crate::report::plain::PlainReporter;
+use crate::report::rolling::is_checkpoint;
 use crate::report::{JsonReporter, Reporter, Verbosity};
 use crate::scheduler;
 use crate::state::RunState;
@@ -45,8 +46,12 @@ impl Session<'_> {
             run_id: self.run.id,
             runbook: self.loaded.runbook.name.clone(),
             resumed,
-            steps: rows.len(),
-            done: rows.iter().filter(|r| r.state.satisfies_needs()).count(),
+            // Instances; a rolling block's own row is no step of its own.
+            steps: rows.iter().filter(|r| !is_checkpoint(r)).count(),
+            done: rows
+                .iter()
+                .filter(|r| !is_checkpoint(r) && r.state.satisfies_needs())
+                .count(),
         });
         let mut gate = EngineGate {
             loaded: &self.loaded,
@@ -142,7 +147,8 @@ impl Ctx {
                 .collect();
             Box::new(LiveReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
         } else {
-            Box::new(PlainReporter::new(self.verbosity, palette, &flag))
+            let blocks = plan.steps.iter().filter_map(|s| s.block.clone()).collect();
+            Box::new(PlainReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
         }
     }
 }

@@ -64,6 +64,8 @@ impl LiveReporter {
     /// id), in plan order: each block is one line naming the hosts in it
     /// now (SPEC §15).
     pub fn with_blocks(mut self, instances: Vec<(String, String)>) -> Self {
+        let ids = instances.iter().map(|(_, b)| b.clone()).collect();
+        self.summary = std::mem::take(&mut self.summary).with_blocks(ids);
         self.blocks = Blocks::new(instances);
         self
     }
@@ -256,7 +258,9 @@ impl LiveReporter {
                 self.multi.remove(&bar);
             }
         }
+        // A block's own row is no step of its own: its hosts' are counted.
         match state {
+            _ if self.blocks.is_block(step) => {}
             StepState::Succeeded | StepState::Skipped => self.done += 1,
             StepState::Held => self.held += 1,
             StepState::Failed => self.failed += 1,

@@ -28,6 +28,13 @@ impl PlainReporter {
         }
     }
 
+    /// The run's rolling blocks (their ids, repeats allowed): the summary
+    /// counts their hosts' instances, not the blocks' own rows.
+    pub fn with_blocks(mut self, blocks: Vec<String>) -> Self {
+        self.summary = std::mem::take(&mut self.summary).with_blocks(blocks);
+        self
+    }
+
     fn print(&self, text: &str) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");

@@ -4,6 +4,13 @@
 use crate::state::StepState;
 use crate::store::StepRow;
 
+/// Whether a row is a rolling block's own (its checkpoint, done when every
+/// host is through): it runs nothing, so no count of steps counts it;
+/// where a block is shown, its hosts are counted, and said to be hosts.
+pub fn is_checkpoint(row: &StepRow) -> bool {
+    row.block.as_deref() == Some(row.id.as_str())
+}
+
 /// One host of a block, as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostLine {

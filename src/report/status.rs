@@ -166,6 +166,47 @@ fn block_rows(
     }
 }
 
+/// A step on a group: one line with its host count and counts per state,
+/// then its instances that have not succeeded (at most
+/// [`INSTANCES_SHOWN`], unless `--hosts`).
+fn family_rows(
+    table: &mut Table,
+    step: &str,
+    rows: &[&StepRow],
+    row_of: &dyn Fn(&StepRow, String) -> [String; 5],
+    all_hosts: bool,
+) {
+    let longest = rows.iter().filter_map(|r| r.duration_ms).max();
+    table.add_row([
+        format!("{step} ({})", super::count(rows.len(), "host")),
+        super::fleet::counts(rows),
+        String::new(),
+        longest.map(human_ms).unwrap_or_default(),
+        String::new(),
+    ]);
+    let listed: Vec<&&StepRow> = rows
+        .iter()
+        .filter(|r| all_hosts || r.state != StepState::Succeeded)
+        .collect();
+    let cut = if all_hosts {
+        listed.len()
+    } else {
+        INSTANCES_SHOWN
+    };
+    for s in listed.iter().take(cut) {
+        table.add_row(row_of(s, format!("  {}", s.id)));
+    }
+    if listed.len() > cut {
+        table.add_row([
+            format!("  … {} more", listed.len() - cut),
+            String::new(),
+            String::new(),
+            String::new(),
+            "`runbook status --hosts` lists every instance".to_string(),
+        ]);
+    }
+}
+
 /// Instances listed under a step on a group, at most, unless `--hosts`.
 const INSTANCES_SHOWN: usize = 10;
 
@@ -200,39 +241,16 @@ pub fn to_table(
                 block_rows(&mut table, row, &rows, palette, all_hosts);
             }
             super::fleet::Entry::Family { step, rows } => {
-                let longest = rows.iter().filter_map(|r| r.duration_ms).max();
-                table.add_row([
-                    format!("{step} ({})", super::count(rows.len(), "host")),
-                    super::fleet::counts(&rows),
-                    String::new(),
-                    longest.map(human_ms).unwrap_or_default(),
-                    String::new(),
-                ]);
-                let listed: Vec<&&StepRow> = rows
-                    .iter()
-                    .filter(|r| all_hosts || r.state != StepState::Succeeded)
-                    .collect();
-                let cut = if all_hosts {
-                    listed.len()
-                } else {
-                    INSTANCES_SHOWN
-                };
-                for s in listed.iter().take(cut) {
-                    table.add_row(row_of(s, format!("  {}", s.id)));
-                }
-                if listed.len() > cut {
-                    table.add_row([
-                        format!("  … {} more", listed.len() - cut),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        "`runbook status --hosts` lists every instance".to_string(),
-                    ]);
-                }
+                family_rows(&mut table, step, &rows, &row_of, all_hosts);
             }
         }
     }
-    let done = steps.iter().filter(|s| s.state.satisfies_needs()).count();
+    // Steps counted are instances; a block's own row is not one.
+    let counted: Vec<&StepRow> = steps
+        .iter()
+        .filter(|s| !super::rolling::is_checkpoint(s))
+        .collect();
+    let done = counted.iter().filter(|s| s.state.satisfies_needs()).count();
     let ended = run
         .finished_at
         .as_deref()
@@ -244,7 +262,7 @@ pub fn to_table(
         run.id,
         run.runbook,
         palette.run_state(state),
-        steps.len(),
+        counted.len(),
         run.started_at,
         lines.join("\n")
     )

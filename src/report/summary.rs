@@ -27,9 +27,20 @@ pub struct Summary {
     /// Every step the pass left pending (from `run_finished`).
     pending: Vec<String>,
     already_done: usize,
+    /// Rolling blocks' ids: a block's own row is no step of its own, so
+    /// no count counts it (its hosts' instances are counted).
+    blocks: Vec<String>,
 }
 
 impl Summary {
+    /// A summary of a run with these rolling blocks.
+    pub fn with_blocks(mut self, mut blocks: Vec<String>) -> Self {
+        blocks.sort();
+        blocks.dedup();
+        self.blocks = blocks;
+        self
+    }
+
     /// Takes one event into account.
     pub fn record(&mut self, event: &Event) {
         match event {
@@ -51,6 +62,9 @@ impl Summary {
                 host,
                 ..
             } => {
+                if self.blocks.contains(step) {
+                    return;
+                }
                 let reason = reason.clone().unwrap_or_default();
                 if *state == StepState::Pending {
                     // Counted from `run_finished`, which names them all.

@@ -850,6 +850,8 @@ impl<'a> Pass<'a> {
             .rows
             .iter()
             .filter(|r| r.state == StepState::Pending)
+            // A block's own row is no step of its own (its hosts are).
+            .filter(|r| r.block.as_deref() != Some(r.id.as_str()))
             .map(|r| r.id.clone())
             .collect();
         self.reporter.event(&Event::RunFinished {

@@ -141,13 +141,18 @@ impl Follower {
         let first = self.run_state.is_none();
         let mut events = Vec::new();
         if self.run_state != Some(state) && !first && state == RunState::Running {
-            let done = steps.iter().filter(|s| s.state.satisfies_needs()).count();
+            // Counted as the engine counts them: no block's own row.
+            let counted = || {
+                steps
+                    .iter()
+                    .filter(|s| !crate::report::rolling::is_checkpoint(s))
+            };
             events.push(Event::RunStarted {
                 run_id: run.id,
                 runbook: run.runbook.clone(),
                 resumed: true,
-                steps: steps.len(),
-                done,
+                steps: counted().count(),
+                done: counted().filter(|s| s.state.satisfies_needs()).count(),
             });
         }
         for s in &steps {

@@ -4,6 +4,7 @@
 
 use super::Facts;
 use crate::report::handoff::{Counts, StepLine};
+use crate::report::rolling::is_checkpoint;
 use crate::state::StepState;
 use crate::store::StepRow;
 
@@ -34,7 +35,7 @@ pub(super) fn blocked(steps: &[StepRow]) -> Vec<StepLine> {
     collapse(
         steps
             .iter()
-            .filter(|s| s.state == StepState::Blocked)
+            .filter(|s| s.state == StepState::Blocked && !is_checkpoint(s))
             .map(|s| StepLine::new(s.id.clone(), s.reason.clone().unwrap_or_default()))
             .collect(),
     )
@@ -64,14 +65,24 @@ fn not_started(steps: &[StepRow]) -> Vec<StepLine> {
     out
 }
 
-/// Steps per state, each instance counted once.
+/// Steps per state, each instance counted once (a rolling block's own row
+/// is none: its hosts' are); the instances of hosts a rolling block has
+/// not started are behind what stopped or holds it.
 pub(super) fn counts(steps: &[StepRow]) -> Counts {
-    let count = |p: &dyn Fn(&StepRow) -> bool| steps.iter().filter(|s| p(s)).count();
+    let count =
+        |p: &dyn Fn(&StepRow) -> bool| steps.iter().filter(|s| !is_checkpoint(s) && p(s)).count();
+    let not_started: usize = crate::report::rolling::not_started(steps)
+        .iter()
+        .flat_map(|(block, hosts)| hosts.iter().map(move |h| (block, &h.host)))
+        .map(|(block, host)| {
+            count(&|s| s.block.as_ref() == Some(block) && s.host.as_ref() == Some(host))
+        })
+        .sum();
     Counts {
         done: count(&|s| s.state.satisfies_needs()),
         waiting: count(&|s| s.state.is_waiting()),
         failed: count(&|s| s.state == StepState::Failed),
-        blocked: count(&|s| s.state == StepState::Blocked),
+        blocked: count(&|s| s.state == StepState::Blocked) + not_started,
     }
 }
 

@@ -12,7 +12,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// A human must act.
     pub const HELD: i32 = 3;
-    /// The run is locked by another live process.
+    /// The run is held by another live engine, or this engine lost its
+    /// lease (SPEC §11).
     pub const LOCKED: i32 = 4;
     /// Stopped by SIGINT/SIGTERM.
     pub const INTERRUPTED: i32 = 130;
@@ -77,17 +78,55 @@ pub enum Error {
     /// Bad command-line usage or a name that does not resolve.
     #[error("{0}")]
     Usage(String),
-    /// Another live process holds the run.
-    #[error("run {run_id} is locked by pid {pid} on {host} (since {since}); wait for it to finish or stop that process")]
+    /// Another live engine holds the run.
+    #[error("run {run_id} is locked by pid {pid} of {who}, last heard from {heard}; wait for it to finish or stop that process")]
     Locked {
         /// The locked run.
         run_id: i64,
         /// Holder's pid.
         pid: i64,
-        /// Holder's host name.
-        host: String,
-        /// When the lock was taken.
-        since: String,
+        /// Holder's `user@host`.
+        who: String,
+        /// When it was last heard from (`3s ago (2026-…Z)`).
+        heard: String,
+    },
+    /// The holder of the run's lease has not renewed it for a while: the
+    /// lease runs out in `left_ms` (SPEC §11).
+    #[error("run {run_id} is held by pid {pid} of {who}, silent for {silent}; its lease runs out in {left}, then `runbook resume {run_id}` takes the run over")]
+    Silent {
+        /// The run.
+        run_id: i64,
+        /// Holder's pid.
+        pid: i64,
+        /// Holder's `user@host`.
+        who: String,
+        /// How long it has been silent, as shown.
+        silent: String,
+        /// How long until its lease runs out, as shown.
+        left: String,
+        /// The same, in milliseconds.
+        left_ms: u64,
+    },
+    /// The holder waits (`--wait`) and was asked to step aside.
+    #[error("run {run_id} is held by pid {pid} of {who}, which waits (--wait); it was asked to step aside: try again in a moment")]
+    Asked {
+        /// The run.
+        run_id: i64,
+        /// Holder's pid.
+        pid: i64,
+        /// Holder's `user@host`.
+        who: String,
+    },
+    /// Another engine took the run over: this one wrote nothing more
+    /// (its lease's fencing token is no longer the run's).
+    #[error(
+        "run {run_id} was taken over by {by}; this engine lost its lease and wrote nothing more"
+    )]
+    LeaseLost {
+        /// The run.
+        run_id: i64,
+        /// The new holder (`user@host (pid N)`), or what is known.
+        by: String,
     },
     /// The state database could not be used.
     #[error("state database {path}: {source}")]
@@ -122,7 +161,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid { .. } | Error::Usage(_) => exit::USAGE,
-            Error::Locked { .. } => exit::LOCKED,
+            Error::Locked { .. }
+            | Error::Silent { .. }
+            | Error::Asked { .. }
+            | Error::LeaseLost { .. } => exit::LOCKED,
             Error::Store { .. } | Error::Db { .. } | Error::Io { .. } => exit::FAILED,
         }
     }

@@ -15,7 +15,7 @@ impl Ctx {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
             print!(
-                "{}{}",
+                "{}{}{}",
                 report::status::to_table(
                     &view.run,
                     view.state,
@@ -23,6 +23,7 @@ impl Ctx {
                     &self.palette(),
                     all_hosts
                 ),
+                report::status::holder_line(view.holder.as_ref()),
                 report::notify::status_lines(&view.notifications)
             );
         }
@@ -103,7 +104,7 @@ impl Ctx {
     pub fn reset_steps(&self, run_id: i64, step: &str) -> Result<(i64, Vec<String>)> {
         let mut store = self.existing_store()?;
         let run = self.find_run(&store, &Target::RunId(run_id))?;
-        let me = ProcessId::current();
+        let me = super::lease::me(false)?;
         store.lock_run(run.id, &me)?;
         let mut steps = store.steps(run.id)?;
         let mut reset = step_or_instances(&steps, step);

@@ -10,6 +10,7 @@ mod dry_run;
 mod fleet;
 mod gate;
 mod handoff;
+mod lease;
 mod loaded;
 mod lookup;
 mod notify;
@@ -36,7 +37,7 @@ use crate::report::style::{ColorChoice, Palette};
 use crate::report::Verbosity;
 use crate::runbook::{load, validate};
 use crate::state::{RunState, StepState};
-use crate::store::{Location, ProcessId, RunRow, SecretRow, StepRow, Store};
+use crate::store::{Location, RunRow, SecretRow, StepRow, Store};
 
 /// Which run a command is about.
 #[derive(Debug, Clone)]

@@ -63,6 +63,7 @@ impl Session<'_> {
             jobs: self.args.jobs as usize,
             execs: self.execs.clone(),
             excluded,
+            lease: self.store.keep_lease(self.run.id)?,
         };
         let plan = &self.loaded.plan;
         let state = scheduler::run_pass(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::lease;
 use super::loaded::{executors, Loaded};
 use super::lookup::{CheckCache, SecretStates};
 use super::notify::{self, Delivery, Notifier};
@@ -16,7 +17,7 @@ use crate::error::{exit, Error, Result};
 use crate::exec;
 use crate::runbook::{load, validate};
 use crate::state::RunState;
-use crate::store::{ProcessId, RunRow, Store};
+use crate::store::{RunRow, Store};
 
 /// A run this process holds the lock of: what its passes, their
 /// notifications and the waits between them share. One set of executors
@@ -71,17 +72,15 @@ impl Ctx {
         exec::ssh::idle_from_env().map_err(Error::Usage)?;
         // Bad settings are refused before a run is recorded.
         notify::timeout_from_env()?;
+        let me = lease::me(true)?;
         let mut store = self.open_store()?;
-        let me = ProcessId::current();
-        let (run, resumed) = if starts_new {
-            let path = path.to_string_lossy();
-            store.begin_run(&loaded.runbook.name, &path, &vars, fresh, &me)?
-        } else {
-            let run = previous.ok_or_else(|| Error::Usage("no run to resume".into()))?;
-            store.lock_run(run.id, &me)?;
-            store.set_run_state(run.id, RunState::Running)?;
-            (run, true)
-        };
+        let begin = starts_new.then(|| lease::Begin {
+            runbook: &loaded.runbook.name,
+            path: path.to_string_lossy().to_string(),
+            vars: &vars,
+            fresh,
+        });
+        let (run, resumed) = lease::take_run(&mut store, begin, previous.as_ref(), &me, args.json)?;
         let result = runtime.block_on(self.run_locked(
             &mut store, &run, resumed, fresh, loaded, &args, &path, &vars,
         ));
@@ -207,6 +206,13 @@ impl Session<'_> {
                 WaitEnd::Interrupted => {
                     self.say("stopped waiting (signal); the run is still held");
                     return Ok(exit::INTERRUPTED);
+                }
+                WaitEnd::SteppedAside(by) => {
+                    self.say(&format!(
+                        "stepped aside: {by} takes run {} over",
+                        self.run.id
+                    ));
+                    return Ok(exit::HELD);
                 }
             }
         }

@@ -19,6 +19,8 @@ pub struct StatusView {
     pub unavailable: Vec<String>,
     /// Each step's attempts, by step id (SPEC §14).
     pub attempt_history: std::collections::HashMap<String, Vec<crate::store::AttemptRow>>,
+    /// The live engine that holds it (SPEC §11), if any.
+    pub holder: Option<crate::store::LockHolder>,
 }
 
 impl StatusView {
@@ -32,6 +34,12 @@ impl StatusView {
             &self.attempt_history,
         );
         let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+        if let Some(map) = doc.as_object_mut() {
+            map.insert(
+                "holder".into(),
+                report::status::holder_json(self.holder.as_ref()),
+            );
+        }
         if let (false, Some(map)) = (self.notifications.is_empty(), doc.as_object_mut()) {
             map.insert(
                 "notifications".into(),
@@ -55,7 +63,7 @@ pub struct RunSummary {
     pub started_at: String,
     /// End of the last pass.
     pub finished_at: Option<String>,
-    /// The live engine that holds it, as `pid@host`.
+    /// The live engine that holds it, as `user@host (pid N)`.
     pub holder: Option<String>,
     /// Who must act: the owners of held secrets, and `approval of STEP`
     /// for each step that waits for an approval.
@@ -72,7 +80,8 @@ impl Ctx {
     pub fn status_view(&self, store: &Store, target: &Target) -> Result<StatusView> {
         let run = self.find_run(store, target)?;
         let mut steps = store.steps(run.id)?;
-        let alive = store.live_holder(run.id)?.is_some();
+        let holder = store.live_holder(run.id)?;
+        let alive = holder.is_some();
         let state = run.effective_state(&mut steps, alive);
         if !alive {
             // A remote step outlives its engine (SPEC §8): say where it is.
@@ -104,6 +113,7 @@ impl Ctx {
             notifications,
             unavailable,
             attempt_history,
+            holder,
         })
     }
 
@@ -155,7 +165,7 @@ impl Ctx {
                 state,
                 started_at: run.started_at.clone(),
                 finished_at: run.finished_at.clone(),
-                holder: holder.map(|h| format!("{}@{}", h.pid, h.host)),
+                holder: holder.map(|h| format!("{} (pid {})", h.who(), h.pid)),
                 waiting_on,
             });
         }

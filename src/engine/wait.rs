@@ -36,7 +36,7 @@ pub struct WaitOptions {
 }
 
 /// How a wait ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum WaitEnd {
     /// A held step can go: run a pass.
     Ready,
@@ -44,6 +44,17 @@ pub(super) enum WaitEnd {
     TimedOut,
     /// SIGINT or SIGTERM; the run stays held.
     Interrupted,
+    /// Another engine (`user@host (pid N)`) asked for the run: this one
+    /// steps aside (SPEC §11).
+    SteppedAside(String),
+}
+
+/// Completes when the lease's state changes (never without a lease).
+async fn news(lease: &Option<crate::store::LeaseWatch>) {
+    match lease {
+        Some(l) => l.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the last look saw of a secret: never its value, only a digest.
@@ -84,30 +95,71 @@ impl Waiter<'_> {
             .map(|r| (r.name.clone(), seen_of(r, last)))
             .collect();
         let mut approved: BTreeSet<String> = BTreeSet::new();
-        let mut interval = self.options.interval.unwrap_or(FIRST_INTERVAL);
+        let interval = self.options.interval.unwrap_or(FIRST_INTERVAL);
         // A pass that outlasted --timeout: no wait to announce.
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(WaitEnd::TimedOut);
         }
         say(&self.waiting_line(store, run_id, interval)?);
+        let lease = store.keep_lease(run_id)?;
+        if let Some(l) = &lease {
+            l.set_waiting(true);
+        }
+        let end = self
+            .wait_loop(
+                store,
+                run_id,
+                &lease,
+                &mut seen,
+                &mut approved,
+                cache,
+                signals,
+                say,
+            )
+            .await;
+        if let Some(l) = &lease {
+            l.set_waiting(false);
+        }
+        end
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn wait_loop(
+        &self,
+        store: &mut Store,
+        run_id: i64,
+        lease: &Option<crate::store::LeaseWatch>,
+        seen: &mut BTreeMap<String, Seen>,
+        approved: &mut BTreeSet<String>,
+        cache: &mut CheckCache,
+        signals: &mut Signals,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<WaitEnd> {
+        let mut interval = self.options.interval.unwrap_or(FIRST_INTERVAL);
+        let mut next_look = Instant::now() + interval;
         loop {
+            if let Some(by) = lease.as_ref().and_then(|l| l.wanted_by()) {
+                return Ok(WaitEnd::SteppedAside(by));
+            }
             let now = Instant::now();
             if self.deadline.is_some_and(|d| now >= d) {
                 return Ok(WaitEnd::TimedOut);
             }
+            let until_look = next_look.saturating_duration_since(now);
             let nap = match self.deadline {
-                Some(d) => interval.min(d - now),
-                None => interval,
+                Some(d) => until_look.min(d - now),
+                None => until_look,
             };
             tokio::select! {
                 _ = tokio::time::sleep(nap) => {}
                 _ = signals.received() => return Ok(WaitEnd::Interrupted),
+                _ = news(lease) => continue,
             }
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(WaitEnd::TimedOut);
             }
             // A look (SSH, a check that answers slowly) ends at the deadline too.
-            let look = self.look(store, run_id, cache, &mut seen, &mut approved, say);
+            let look = self.look(store, run_id, cache, seen, approved, say);
             let deadline = async {
                 match self.deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -123,6 +175,7 @@ impl Waiter<'_> {
                 return Ok(WaitEnd::Ready);
             }
             interval = next_interval(interval, self.options.interval, changed);
+            next_look = Instant::now() + interval;
         }
     }
 

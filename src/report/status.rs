@@ -267,3 +267,33 @@ pub fn to_table(
         lines.join("\n")
     )
 }
+
+/// `status --json`'s `holder` (SPEC §11): the live engine that holds the
+/// run, `null` when none.
+pub fn holder_json(holder: Option<&crate::store::LockHolder>) -> serde_json::Value {
+    match holder {
+        Some(h) => serde_json::json!({
+            "user": h.user,
+            "host": h.host,
+            "pid": h.pid,
+            "last_seen": h.last_seen,
+            "waiting": h.waiting,
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The line under `status`'s table naming the live engine that holds the
+/// run (nothing when none).
+pub fn holder_line(holder: Option<&crate::store::LockHolder>) -> String {
+    match holder {
+        Some(h) => format!(
+            "held by {} (pid {}{}), last heard from {}\n",
+            h.who(),
+            h.pid,
+            if h.waiting { ", waiting" } else { "" },
+            h.heard()
+        ),
+        None => String::new(),
+    }
+}

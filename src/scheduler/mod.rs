@@ -20,7 +20,7 @@ use crate::exec::{self, Outcome};
 use crate::plan::{Plan, Rendered};
 use crate::secrets::Redactor;
 use crate::state::{RunState, StepState};
-use crate::store::{now, SpoolRow, StepRow, Store};
+use crate::store::{now, LeaseWatch, SpoolRow, StepRow, Store};
 
 /// Why a step cannot start yet: a human must act.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +90,41 @@ pub struct Options {
     /// Per step: whether `--limit` leaves it out of this pass (it stays
     /// as it is). Empty means none is left out.
     pub excluded: Vec<bool>,
+    /// The engine's lease (PostgreSQL, SPEC §11): no step starts while it
+    /// cannot be renewed, and the pass stops (as on SIGTERM) once it has
+    /// run out or another engine took the run.
+    pub lease: Option<LeaseWatch>,
+}
+
+/// Completes when the lease's state changes (never without a lease).
+async fn lease_news(lease: &Option<LeaseWatch>) {
+    match lease {
+        Some(l) => l.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the lease lets a step start.
+fn lease_ok(lease: &Option<LeaseWatch>) -> bool {
+    lease.as_ref().is_none_or(|l| l.can_start() && !l.expired())
+}
+
+/// Cancels the pass once the lease has run out or was taken over, even
+/// while the scheduler waits on the database.
+fn fence_pass(
+    lease: &Option<LeaseWatch>,
+    cancel: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (lease, cancel) = (lease.clone()?, cancel.clone());
+    Some(tokio::spawn(async move {
+        loop {
+            if lease.expired() || lease.lost().is_some() {
+                cancel.cancel();
+                return;
+            }
+            lease.changed().await;
+        }
+    }))
 }
 
 /// Captured output is committed at least this often while steps run, so a
@@ -275,7 +310,12 @@ pub async fn run_pass(
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut pass = Pass::new(plan, store, run_id, rows, gate, reporter, &options.excluded);
-    match pass.drive(options, &cancel, tx, &mut rx).await {
+    let fence = fence_pass(&options.lease, &cancel);
+    let driven = pass.drive(options, &cancel, tx, &mut rx).await;
+    if let Some(f) = fence {
+        f.abort();
+    }
+    match driven {
         Ok(stopping) => pass.finish(stopping),
         Err(e) => {
             cancel.cancel();
@@ -393,17 +433,32 @@ impl<'a> Pass<'a> {
         let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
         let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
         loop {
-            if !stopping {
+            stopping |= cancel.is_cancelled();
+            let can_start = lease_ok(&options.lease);
+            if !stopping && can_start {
                 self.start_ready(options, &tx, cancel)?;
             }
             if self.running == 0 {
-                return Ok(stopping);
+                if stopping || can_start || self.ready.is_empty() {
+                    return Ok(stopping);
+                }
+                // The lease cannot be renewed: nothing starts until it can
+                // again, or it runs out.
+                tokio::select! {
+                    _ = lease_news(&options.lease) => {}
+                    _ = cancel.cancelled() => {}
+                    _ = received(&mut sigint) => { stopping = true; cancel.cancel(); }
+                    _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); }
+                }
+                continue;
             }
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
                 _ = self.output.due() => { self.flush_output()?; continue; }
                 _ = received(&mut sigint) => { stopping = true; cancel.cancel(); continue; }
                 _ = received(&mut sigterm) => { stopping = true; cancel.cancel(); continue; }
+                _ = cancel.cancelled(), if !stopping => { stopping = true; continue; }
+                _ = lease_news(&options.lease) => continue,
             };
             let Some(first) = msg else {
                 return Ok(stopping);

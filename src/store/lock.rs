@@ -1,6 +1,7 @@
 //! One live engine per run. A lock row names its holder by host, pid and the
 //! process start time, so a dead holder (or a reused pid) is recognised and
-//! its lock taken over.
+//! its lock taken over. (On PostgreSQL the run has a lease instead,
+//! `pg_lease.rs`; both name their holder with [`LockHolder`].)
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -13,29 +14,97 @@ pub struct ProcessId {
     pub host: String,
     /// Process start time (from /proc), to tell a reused pid apart.
     pub started: String,
+    /// The OS user.
+    pub user: String,
+    /// How long this engine's lease lasts without a renewal (SPEC §11's
+    /// `RUNBOOK_LEASE`; PostgreSQL only). It renews every third of it.
+    pub lease: std::time::Duration,
+    /// Whether this engine waits (`--wait`) and so steps aside when
+    /// another engine wants the run.
+    pub waiting: bool,
+    /// Whether it takes the run to run its steps (`run`/`resume`), and so
+    /// asks a waiting holder to step aside.
+    pub runs: bool,
 }
 
+/// The lease when `RUNBOOK_LEASE` is not set.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ProcessId {
-    /// The current process.
+    /// The current process, with the default lease.
     pub fn current() -> Self {
         let pid = std::process::id() as i64;
         ProcessId {
             pid,
             host: hostname(),
             started: start_time(pid).unwrap_or_default(),
+            user: user_of(pid).unwrap_or_else(|| "unknown".into()),
+            lease: DEFAULT_LEASE,
+            waiting: false,
+            runs: false,
         }
+    }
+
+    /// `user@host`, as messages name a holder.
+    pub fn who(&self) -> String {
+        format!("{}@{}", self.user, self.host)
     }
 }
 
-/// Who holds a lock.
+/// Who holds a lock or a lease.
 #[derive(Debug, Clone)]
 pub struct LockHolder {
     /// Holder pid.
     pub pid: i64,
     /// Holder host.
     pub host: String,
-    /// When the lock was taken.
-    pub acquired_at: String,
+    /// Holder's OS user.
+    pub user: String,
+    /// When the lock was taken (SQLite) or last renewed (PostgreSQL), RFC 3339.
+    pub last_seen: String,
+    /// How long ago it was last heard from (PostgreSQL, by the database's
+    /// clock); `None` for SQLite's lock.
+    pub silent: Option<std::time::Duration>,
+    /// Whether it waits (`--wait`) and would step aside.
+    pub waiting: bool,
+}
+
+impl LockHolder {
+    /// `user@host`.
+    pub fn who(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+
+    /// When it was last heard from, as messages say it.
+    pub fn heard(&self) -> String {
+        match self.silent {
+            Some(d) => format!("{} ago ({})", seconds(d), self.last_seen),
+            None => format!(
+                "now (its process is alive; it took the lock at {})",
+                self.last_seen
+            ),
+        }
+    }
+
+    /// The error of a run this holder holds.
+    pub fn locked(&self, run_id: i64) -> crate::error::Error {
+        crate::error::Error::Locked {
+            run_id,
+            pid: self.pid,
+            who: self.who(),
+            heard: self.heard(),
+        }
+    }
+}
+
+/// A duration as messages show it: whole seconds (`31s`), or
+/// milliseconds under one second.
+pub fn seconds(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
 }
 
 pub(super) enum LockError {
@@ -73,10 +142,13 @@ pub(super) fn live_holder(conn: &Connection, run_id: i64) -> rusqlite::Result<Op
         )
         .optional()?;
     Ok(row.and_then(|(pid, host, started, acquired_at)| {
-        is_alive(pid, &host, &started).then_some(LockHolder {
+        is_alive(pid, &host, &started).then(|| LockHolder {
             pid,
+            user: user_of(pid).unwrap_or_default(),
             host,
-            acquired_at,
+            last_seen: acquired_at,
+            silent: None,
+            waiting: false,
         })
     }))
 }
@@ -105,7 +177,23 @@ fn start_time(pid: i64) -> Option<String> {
     fields.get(19).map(|s| s.to_string())
 }
 
-fn hostname() -> String {
+/// The name of the user a local process runs as, from /proc.
+fn user_of(pid: i64) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid: u32 = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+pub(super) fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().to_string())
         .unwrap_or_else(|_| "unknown".to_string())

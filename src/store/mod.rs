@@ -3,9 +3,12 @@
 //! `synchronous=FULL`) or a PostgreSQL database shared by a team. Every
 //! command reads and writes through [`Store`] and cannot tell them apart.
 
+mod lease;
 mod lock;
 mod notifications;
 mod pg;
+mod pg_conn;
+mod pg_lease;
 mod pg_records;
 mod pg_runs;
 mod pg_schema;
@@ -17,7 +20,8 @@ mod sqlite_records;
 
 use std::path::{Path, PathBuf};
 
-pub use lock::{LockHolder, ProcessId};
+pub use lease::LeaseWatch;
+pub use lock::{seconds, LockHolder, ProcessId, DEFAULT_LEASE};
 pub use notifications::{NotificationRow, Sent};
 pub use pgurl::PgUrl;
 
@@ -162,6 +166,16 @@ pub trait Backend: Records + Send {
     fn unlock_run(&self, run_id: i64, me: &ProcessId) -> Result<()>;
     /// The live holder of a run's lock, if any.
     fn live_holder(&self, run_id: i64) -> Result<Option<LockHolder>>;
+    /// Whom the last `begin_run`/`lock_run` took the run over from (a
+    /// lease's holder that was silent or gone; PostgreSQL only).
+    fn took_over(&self) -> Option<LockHolder> {
+        None
+    }
+    /// Starts renewing this engine's lease of the run on a thread of its
+    /// own (PostgreSQL; SQLite's pid lock needs none); what it learns.
+    fn keep_lease(&self, _run_id: i64) -> Result<Option<LeaseWatch>> {
+        Ok(None)
+    }
     /// A run by id.
     fn run(&self, id: i64) -> Result<Option<RunRow>>;
     /// The latest run, of one runbook or of any.

@@ -4,93 +4,16 @@
 //! its work to that thread and waits in `block_in_place`, so the runtime's
 //! other tasks go on meanwhile.
 
-use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, Statement};
-
+use super::lease::LeaseWatch;
+use super::lock::{LockHolder, ProcessId};
+use super::pg_conn::{Conn, Fail, PgError, Sql};
 use super::pg_schema;
-use super::pgurl::{PgUrl, SslMode};
+use super::pgurl::PgUrl;
 use crate::error::{Error, Result};
 
-pub(super) type PgError = tokio_postgres::Error;
 type Job = Box<dyn FnOnce(&mut Conn) + Send>;
-
-/// The connection, owned by its thread.
-pub(super) struct Conn {
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    cache: HashMap<&'static str, Statement>,
-}
-
-/// What a job's SQL returns: a database error, or the run's own reason.
-pub(super) enum Fail {
-    /// From PostgreSQL.
-    Pg(PgError),
-    /// A user-facing error made inside the job (a lock held).
-    Runbook(Error),
-}
-
-impl From<PgError> for Fail {
-    fn from(e: PgError) -> Self {
-        Fail::Pg(e)
-    }
-}
-
-pub(super) type Sql<T> = std::result::Result<T, Fail>;
-
-impl Conn {
-    fn prep(&mut self, sql: &'static str) -> std::result::Result<Statement, PgError> {
-        if let Some(s) = self.cache.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.rt.block_on(self.client.prepare(sql))?;
-        self.cache.insert(sql, s.clone());
-        Ok(s)
-    }
-
-    /// Runs one statement; the number of rows it changed.
-    pub(super) fn exec(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<u64> {
-        let s = self.prep(sql)?;
-        Ok(self.rt.block_on(self.client.execute(&s, p))?)
-    }
-
-    /// Every row a query returns.
-    pub(super) fn query(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Vec<Row>> {
-        let s = self.prep(sql)?;
-        Ok(self.rt.block_on(self.client.query(&s, p))?)
-    }
-
-    /// The one row a query returns, if any.
-    pub(super) fn opt(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Option<Row>> {
-        let s = self.prep(sql)?;
-        Ok(self.rt.block_on(self.client.query_opt(&s, p))?)
-    }
-
-    /// Statements without parameters (BEGIN, COMMIT, migrations).
-    pub(super) fn batch(&mut self, sql: &str) -> Sql<()> {
-        Ok(self.rt.block_on(self.client.batch_execute(sql))?)
-    }
-
-    /// Runs `f` in one transaction unless one is open already.
-    pub(super) fn tx<T>(&mut self, open: bool, f: impl FnOnce(&mut Conn) -> Sql<T>) -> Sql<T> {
-        if open {
-            return f(self);
-        }
-        self.batch("BEGIN")?;
-        match f(self) {
-            Ok(v) => {
-                self.batch("COMMIT")?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-}
 
 /// The PostgreSQL state: a handle on the connection's thread.
 pub(super) struct Pg {
@@ -98,6 +21,20 @@ pub(super) struct Pg {
     pub(super) url: PgUrl,
     in_tx: std::sync::atomic::AtomicBool,
     schema: bool,
+    lease: Mutex<Leased>,
+}
+
+/// The lease this engine holds, if any (SPEC §11).
+#[derive(Default)]
+struct Leased {
+    /// The run and its fencing token.
+    held: Option<(i64, i64)>,
+    /// How long it lasts.
+    lease: std::time::Duration,
+    /// Whom the last take took the run over from.
+    from: Option<LockHolder>,
+    /// The renewing thread's view, once started.
+    watch: Option<LeaseWatch>,
 }
 
 impl Pg {
@@ -126,6 +63,7 @@ impl Pg {
             url: url.clone(),
             in_tx: false.into(),
             schema: false,
+            lease: Mutex::default(),
         };
         let version = pg.call(pg_schema::version)?;
         pg.schema = match version {
@@ -160,6 +98,34 @@ impl Pg {
     /// Runs `f` on the connection's thread and waits for it.
     pub(super) fn call<T: Send + 'static>(
         &self,
+        f: impl Fn(&mut Conn) -> Sql<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: super::pg_conn::Replay<T> = Arc::new(f);
+        self.jobs
+            .send(Box::new(move |c| {
+                let _ = tx.send(c.run(job));
+            }))
+            .map_err(|_| gone(&self.url))?;
+        match wait(|| rx.recv()) {
+            Ok(r) => r.map_err(|e| describe(&self.url, e)),
+            Err(_) => Err(gone(&self.url)),
+        }
+    }
+
+    /// Runs a write on the connection's thread: in one transaction that
+    /// first checks the lease (the fence), or in the open group commit.
+    pub(super) fn write<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Conn) -> Sql<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        self.call(move |c| c.tx(&f))
+    }
+
+    /// Runs `f` once on the connection's thread (a group commit's BEGIN,
+    /// COMMIT or ROLLBACK, which retry on their own).
+    pub(super) fn control<T: Send + 'static>(
+        &self,
         f: impl FnOnce(&mut Conn) -> Sql<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = mpsc::sync_channel(1);
@@ -174,6 +140,65 @@ impl Pg {
         }
     }
 
+    fn leased(&self) -> std::sync::MutexGuard<'_, Leased> {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes the lease just taken.
+    pub(super) fn holding(
+        &self,
+        run_id: i64,
+        token: i64,
+        me: &ProcessId,
+        from: Option<LockHolder>,
+    ) {
+        let mut l = self.leased();
+        if l.held != Some((run_id, token)) {
+            if let Some(w) = l.watch.take() {
+                w.stop();
+            }
+        }
+        l.held = Some((run_id, token));
+        l.lease = me.lease;
+        l.from = from;
+    }
+
+    /// Whom the last take took the run over from.
+    pub(super) fn taken_from(&self) -> Option<LockHolder> {
+        self.leased().from.clone()
+    }
+
+    /// Forgets the lease of `run_id` (stopping its renewal); its token.
+    pub(super) fn release_lease(&self, run_id: i64) -> Option<i64> {
+        let mut l = self.leased();
+        match l.held {
+            Some((run, token)) if run == run_id => {
+                if let Some(w) = l.watch.take() {
+                    w.stop();
+                }
+                l.held = None;
+                Some(token)
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts renewing the lease of `run_id` (once); its watch.
+    pub(super) fn renew_lease(&self, run_id: i64) -> Result<LeaseWatch> {
+        let mut l = self.leased();
+        let Some((run, token)) = l.held.filter(|(run, _)| *run == run_id) else {
+            return Err(Error::Usage(format!("run {run_id}'s lease is not held")));
+        };
+        if let Some(w) = &l.watch {
+            return Ok(w.clone());
+        }
+        let watch = LeaseWatch::new(run, l.lease);
+        super::pg_lease::keep(self.url.clone(), run, token, watch.clone())
+            .map_err(|e| Error::io("cannot start the lease's thread", e))?;
+        l.watch = Some(watch.clone());
+        Ok(watch)
+    }
+
     /// Whether a group commit is open.
     pub(super) fn open_tx(&self) -> bool {
         self.in_tx.load(std::sync::atomic::Ordering::SeqCst)
@@ -181,6 +206,14 @@ impl Pg {
 
     pub(super) fn set_tx(&self, open: bool) {
         self.in_tx.store(open, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(w) = self.leased().watch.take() {
+            w.stop();
+        }
     }
 }
 
@@ -202,66 +235,17 @@ fn serve(
     jobs: mpsc::Receiver<Job>,
     ready: mpsc::SyncSender<std::result::Result<(), PgError>>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(_) => return,
-    };
-    let client = match rt.block_on(open(&url, tls)) {
-        Ok((client, connection)) => {
-            rt.spawn(connection);
-            client
-        }
+    let mut conn = match Conn::open(&url, tls) {
+        Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
     let _ = ready.send(Ok(()));
-    let mut conn = Conn {
-        rt,
-        client,
-        cache: HashMap::new(),
-    };
     while let Ok(job) = jobs.recv() {
         job(&mut conn);
     }
-}
-
-type Connection = tokio_postgres::Connection<
-    tokio_postgres::Socket,
-    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
-        tokio_postgres::Socket,
-    >>::Stream,
->;
-
-async fn open(
-    url: &PgUrl,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
-) -> std::result::Result<(Client, Connection), PgError> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.user(&url.user)
-        .dbname(&url.dbname)
-        .port(url.port)
-        .connect_timeout(url.connect_timeout)
-        .application_name(&url.application_name)
-        .options("-c search_path=runbook")
-        .ssl_mode(match url.sslmode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            _ => tokio_postgres::config::SslMode::Require,
-        });
-    if url.host.starts_with('/') {
-        cfg.host_path(&url.host);
-    } else {
-        cfg.host(&url.host);
-    }
-    if let Some(pw) = &url.password {
-        cfg.password(pw.as_bytes());
-    }
-    cfg.connect(tls).await
 }
 
 fn gone(url: &PgUrl) -> Error {

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend's records beside the run and its steps: captured
 //! output, spools, secrets' states, approvals, notifications.
 
-use super::pg::{Conn, Pg, Sql};
+use super::pg::Pg;
+use super::pg_conn::{Conn, Sql};
 use super::{
     now, Approval, NotificationRow, Records, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
 };
@@ -40,13 +41,12 @@ impl Records for Pg {
             return Ok(());
         }
         let lines = lines.to_vec();
-        let open = self.open_tx();
-        self.call(move |c| c.tx(open, |c| insert_lines(c, run_id, &lines)))
+        self.write(move |c| insert_lines(c, run_id, &lines))
     }
 
     fn trim_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
         let step = step.to_string();
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "DELETE FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3
                  AND seq <= (SELECT MAX(seq) FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3) - $4",
@@ -98,7 +98,7 @@ impl Records for Pg {
 
     fn clear_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
         let step = step.to_string();
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "DELETE FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
                 &[&run_id, &step, &attempt],
@@ -109,9 +109,8 @@ impl Records for Pg {
 
     fn save_spool(&self, run_id: i64, step: &str, spool: &SpoolRow) -> Result<()> {
         let (step, spool) = (step.to_string(), spool.clone());
-        let open = self.open_tx();
-        self.call(move |c| {
-            c.tx(open, |c| {
+        self.write(move |c| {
+            c.tx(|c| {
                 c.exec(
                     "INSERT INTO spool_discards (run_id, host, base)
                  SELECT run_id, host, base FROM spools
@@ -149,7 +148,7 @@ impl Records for Pg {
 
     fn drop_spool(&self, run_id: i64, step: &str) -> Result<()> {
         let step = step.to_string();
-        self.call(move |c| {
+        self.write(move |c| {
             // One statement: the record of what to remove and the end of
             // the spool record are one write.
             c.exec(
@@ -168,7 +167,7 @@ impl Records for Pg {
             return Ok(());
         }
         let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "WITH gone AS (DELETE FROM spools WHERE run_id = $1 AND step_id = ANY($2)
                                RETURNING run_id, host, base)
@@ -205,7 +204,7 @@ impl Records for Pg {
         }
         let hosts: Vec<String> = removed.iter().map(|d| d.host.clone()).collect();
         let bases: Vec<String> = removed.iter().map(|d| d.base.clone()).collect();
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "DELETE FROM spool_discards d USING unnest($1::text[], $2::text[]) AS g(host, base)
                  WHERE d.host = g.host AND d.base = g.base",
@@ -223,9 +222,8 @@ impl Records for Pg {
     ) -> Result<()> {
         let rows = rows.to_vec();
         let files = serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into());
-        let open = self.open_tx();
-        self.call(move |c| {
-            c.tx(open, |c| {
+        self.write(move |c| {
+            c.tx(|c| {
                 c.exec("DELETE FROM secrets WHERE run_id = $1", &[&run_id])?;
                 for r in &rows {
                     c.exec(
@@ -275,7 +273,7 @@ impl Records for Pg {
 
     fn approve(&self, run_id: i64, step: &str, by: &str, note: Option<&str>) -> Result<()> {
         let (step, by, note) = (step.to_string(), by.to_string(), note.map(str::to_string));
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "INSERT INTO approvals (run_id, step_id, approved_by, approved_at, note)
                  VALUES ($1, $2, $3, $4, $5)
@@ -303,7 +301,7 @@ impl Records for Pg {
 
     fn save_notification(&self, run_id: i64, sent: &Sent, row: &NotificationRow) -> Result<()> {
         let (sent, row) = (sent.clone(), row.clone());
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "INSERT INTO notifications
                    (run_id, seq, target, url_digest, message_digest, state, delivered, attempts, error, at)

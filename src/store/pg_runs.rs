@@ -4,7 +4,9 @@
 use tokio_postgres::Row;
 
 use super::lock::{self, LockHolder, ProcessId};
-use super::pg::{Conn, Fail, Pg, Sql};
+use super::pg::Pg;
+use super::pg_conn::{Conn, Fail, Sql};
+use super::pg_lease::{self, Outcome};
 use super::{json_list, merge_vars, now, vars_json, AttemptRow, Backend, RunRow, StepRow};
 use crate::error::{Error, Result};
 use crate::state::{RunState, StepState};
@@ -46,41 +48,37 @@ fn latest_in(c: &mut Conn, runbook: Option<&str>) -> Sql<Option<RunRow>> {
     Ok(row.map(|r| run_from(&r)))
 }
 
-/// Takes the lock inside the caller's transaction, which has locked the
-/// `locks` table so two engines cannot both find it free.
-fn acquire(c: &mut Conn, run_id: i64, me: &ProcessId) -> Sql<()> {
-    if let Some(h) = holder_in(c, run_id)? {
-        if !(h.pid == me.pid && h.host == me.host) {
-            return Err(Fail::Runbook(Error::Locked {
-                run_id,
-                pid: h.pid,
-                host: h.host,
-                since: h.acquired_at,
-            }));
+/// Takes the run's lease inside the caller's transaction; a holder that
+/// renews, is silent or waits is the error this engine reports.
+/// The inner error leaves the transaction to commit (an ask to step aside
+/// is written).
+fn acquire(c: &mut Conn, run_id: i64, me: &ProcessId) -> Sql<Result<(i64, Option<LockHolder>)>> {
+    Ok(match pg_lease::acquire(c, run_id, me, me.runs)? {
+        Outcome::Took { token, from } => {
+            c.fence = Some((run_id, token));
+            let timeout = format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                me.lease.as_millis().max(1000)
+            );
+            c.session = vec![timeout.clone()];
+            c.batch(&timeout)?;
+            Ok((token, from))
         }
-    }
-    c.exec(
-        "INSERT INTO locks (run_id, pid, host, started, acquired_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (run_id) DO UPDATE SET pid = EXCLUDED.pid, host = EXCLUDED.host,
-            started = EXCLUDED.started, acquired_at = EXCLUDED.acquired_at",
-        &[&run_id, &me.pid, &me.host, &me.started, &now()],
-    )?;
-    Ok(())
-}
-
-fn holder_in(c: &mut Conn, run_id: i64) -> Sql<Option<LockHolder>> {
-    let row = c.opt(
-        "SELECT pid, host, started, acquired_at FROM locks WHERE run_id = $1",
-        &[&run_id],
-    )?;
-    Ok(row.and_then(|r| {
-        let (pid, host, started): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
-        lock::is_alive(pid, &host, &started).then(|| LockHolder {
-            pid,
-            host,
-            acquired_at: r.get(3),
-        })
-    }))
+        Outcome::Held(h) => Err(h.locked(run_id)),
+        Outcome::Silent(h, left) => Err(Error::Silent {
+            run_id,
+            pid: h.pid,
+            who: h.who(),
+            silent: lock::seconds(h.silent.unwrap_or_default()),
+            left: lock::seconds(left),
+            left_ms: left.as_millis() as u64,
+        }),
+        Outcome::Asked(h) => Err(Error::Asked {
+            run_id,
+            pid: h.pid,
+            who: h.who(),
+        }),
+    })
 }
 
 fn step_from(r: &Row) -> StepRow {
@@ -138,7 +136,9 @@ fn upsert_step(c: &mut Conn, run_id: i64, row: &StepRow) -> Sql<()> {
     Ok(())
 }
 
-const LOCK_LOCKS: &str = "LOCK TABLE locks IN SHARE ROW EXCLUSIVE MODE";
+/// Serialises `begin_run`, so two engines started together cannot both
+/// find no unfinished run and start one each ("runs" in ASCII).
+const BEGIN_LOCK: i64 = 0x72756e73;
 
 impl Backend for Pg {
     fn begin_run(
@@ -149,16 +149,15 @@ impl Backend for Pg {
         fresh: bool,
         me: &ProcessId,
     ) -> Result<(RunRow, bool)> {
-        let (runbook, path, vars, me) = (
+        let (runbook, path, vars, me2) = (
             runbook.to_string(),
             path.to_string(),
             vars.to_vec(),
             me.clone(),
         );
-        let open = self.open_tx();
-        self.call(move |c| {
-            c.tx(open, |c| {
-                c.batch(LOCK_LOCKS)?;
+        let took = self.call(move |c| {
+            c.tx(|c| {
+                c.exec("SELECT pg_advisory_xact_lock($1)", &[&BEGIN_LOCK])?;
                 let latest = if fresh {
                     None
                 } else {
@@ -172,10 +171,17 @@ impl Backend for Pg {
                              VALUES ($1, $2, 'running', $3, $4) RETURNING id",
                             &[&runbook, &path, &now(), &vars_json(&vars)],
                         )?;
-                        (row.map(|r| r.get::<_, i64>(0)).unwrap_or_default(), false)
+                        let id = match row {
+                            Some(r) => r.try_get::<_, i64>(0)?,
+                            None => 0,
+                        };
+                        (id, false)
                     }
                 };
-                acquire(c, run_id, &me)?;
+                let (token, from) = match acquire(c, run_id, &me2)? {
+                    Ok(took) => took,
+                    Err(e) => return Ok(Err(e)),
+                };
                 if let (true, Some(run)) = (resumed, &latest) {
                     let merged = merge_vars(&run.vars, &vars);
                     c.exec(
@@ -186,35 +192,41 @@ impl Backend for Pg {
                 let run = run_in(c, run_id)?.ok_or_else(|| {
                     Fail::Runbook(Error::Usage(format!("run {run_id} vanished")))
                 })?;
-                Ok((run, resumed))
+                Ok(Ok((run, resumed, token, from)))
             })
-        })
+        })??;
+        let (run, resumed, token, from) = took;
+        self.holding(run.id, token, me, from);
+        Ok((run, resumed))
     }
 
     fn lock_run(&mut self, run_id: i64, me: &ProcessId) -> Result<()> {
-        let me = me.clone();
-        let open = self.open_tx();
-        self.call(move |c| {
-            c.tx(open, |c| {
-                c.batch(LOCK_LOCKS)?;
-                acquire(c, run_id, &me)
-            })
-        })
+        let me2 = me.clone();
+        let (token, from) = self.call(move |c| c.tx(|c| acquire(c, run_id, &me2)))??;
+        self.holding(run_id, token, me, from);
+        Ok(())
     }
 
-    fn unlock_run(&self, run_id: i64, me: &ProcessId) -> Result<()> {
-        let me = me.clone();
+    fn unlock_run(&self, run_id: i64, _me: &ProcessId) -> Result<()> {
+        let Some(token) = self.release_lease(run_id) else {
+            return Ok(());
+        };
         self.call(move |c| {
-            c.exec(
-                "DELETE FROM locks WHERE run_id = $1 AND pid = $2 AND host = $3",
-                &[&run_id, &me.pid, &me.host],
-            )
-            .map(|_| ())
+            c.fence = None;
+            pg_lease::release(c, run_id, token)
         })
     }
 
     fn live_holder(&self, run_id: i64) -> Result<Option<LockHolder>> {
-        self.call(move |c| holder_in(c, run_id))
+        self.call(move |c| pg_lease::holder(c, run_id))
+    }
+
+    fn took_over(&self) -> Option<LockHolder> {
+        self.taken_from()
+    }
+
+    fn keep_lease(&self, run_id: i64) -> Result<Option<super::LeaseWatch>> {
+        self.renew_lease(run_id).map(Some)
     }
 
     fn run(&self, id: i64) -> Result<Option<RunRow>> {
@@ -240,7 +252,7 @@ impl Backend for Pg {
 
     fn set_run_state(&self, id: i64, state: RunState) -> Result<()> {
         let finished = (state != RunState::Running).then(now);
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "UPDATE runs SET state = $2, finished_at = $3 WHERE id = $1",
                 &[&id, &state.as_str(), &finished],
@@ -265,27 +277,24 @@ impl Backend for Pg {
 
     fn save_steps(&mut self, run_id: i64, rows: &[StepRow], keep_only: bool) -> Result<()> {
         let rows = rows.to_vec();
-        let open = self.open_tx();
-        self.call(move |c| {
-            c.tx(open, |c| {
-                if keep_only {
-                    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-                    c.exec(
-                        "DELETE FROM steps WHERE run_id = $1 AND NOT (id = ANY($2))",
-                        &[&run_id, &ids],
-                    )?;
-                }
-                for row in &rows {
-                    upsert_step(c, run_id, row)?;
-                }
-                Ok(())
-            })
+        self.write(move |c| {
+            if keep_only {
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                c.exec(
+                    "DELETE FROM steps WHERE run_id = $1 AND NOT (id = ANY($2))",
+                    &[&run_id, &ids],
+                )?;
+            }
+            for row in &rows {
+                upsert_step(c, run_id, row)?;
+            }
+            Ok(())
         })
     }
 
     fn begin_batch(&self) -> Result<()> {
         if !self.open_tx() {
-            self.call(|c| c.batch("BEGIN"))?;
+            self.control(|c| c.begin_batch())?;
             self.set_tx(true);
         }
         Ok(())
@@ -298,7 +307,7 @@ impl Backend for Pg {
     fn commit_batch(&self) -> Result<()> {
         if self.open_tx() {
             self.set_tx(false);
-            self.call(|c| c.batch("COMMIT"))?;
+            self.control(|c| c.commit_batch())?;
         }
         Ok(())
     }
@@ -306,18 +315,21 @@ impl Backend for Pg {
     fn rollback_batch(&self) {
         if self.open_tx() {
             self.set_tx(false);
-            let _ = self.call(|c| c.batch("ROLLBACK"));
+            let _ = self.control(|c| {
+                c.rollback_batch();
+                Ok(())
+            });
         }
     }
 
     fn save_step(&self, run_id: i64, row: &StepRow) -> Result<()> {
         let row = row.clone();
-        self.call(move |c| upsert_step(c, run_id, &row))
+        self.write(move |c| upsert_step(c, run_id, &row))
     }
 
     fn save_attempt(&self, run_id: i64, step: &str, a: &AttemptRow) -> Result<()> {
         let (step, a) = (step.to_string(), a.clone());
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "INSERT INTO attempt_history
                  (run_id, step_id, attempt, exit_code, reason, started_at, duration_ms)

@@ -4,7 +4,7 @@
 //! nothing outside the schema is touched. A schema newer than this program
 //! is refused by the caller, naming both versions.
 
-use super::pg::{Conn, Sql};
+use super::pg_conn::{Conn, Sql};
 
 /// The advisory lock key that serialises migrations ("runbook" in ASCII).
 const MIGRATION_LOCK: i64 = 0x72756e626f6f6b;
@@ -112,6 +112,23 @@ const MIGRATIONS: &[&str] = &[
         base TEXT NOT NULL,
         PRIMARY KEY (host, base)
     );",
+    // 3: a lease per run with a fencing token (SPEC §11), in place of the
+    // pid lock; `renewed_at` by the database's clock, so machines whose
+    // clocks differ agree on how long a holder has been silent.
+    "CREATE TABLE runbook.leases (
+        run_id BIGINT PRIMARY KEY,
+        token BIGINT NOT NULL,
+        holder_user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        started TEXT NOT NULL,
+        renewed_at TIMESTAMPTZ NOT NULL,
+        lease_ms BIGINT NOT NULL,
+        waiting BOOLEAN NOT NULL DEFAULT false,
+        wanted_by TEXT,
+        released BOOLEAN NOT NULL DEFAULT false
+    );
+    DROP TABLE runbook.locks;",
 ];
 
 /// The schema version this program writes.
@@ -138,7 +155,7 @@ pub(super) fn version(c: &mut Conn) -> Sql<Option<i64>> {
 
 /// Creates the schema or brings it up to [`VERSION`].
 pub(super) fn migrate(c: &mut Conn) -> Sql<()> {
-    c.tx(false, |c| {
+    c.tx(|c| {
         c.exec("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         c.batch(
             "CREATE SCHEMA IF NOT EXISTS runbook;

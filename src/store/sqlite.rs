@@ -121,12 +121,7 @@ impl Backend for Sqlite {
             }
         };
         lock::acquire(&tx, run_id, me).map_err(|e| match e {
-            lock::LockError::Held(h) => Error::Locked {
-                run_id,
-                pid: h.pid,
-                host: h.host,
-                since: h.acquired_at,
-            },
+            lock::LockError::Held(h) => h.locked(run_id),
             lock::LockError::Sqlite(e) => store_err(&path_buf, e),
         })?;
         if resumed {
@@ -152,12 +147,7 @@ impl Backend for Sqlite {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .at(&path)?;
         lock::acquire(&tx, run_id, me).map_err(|e| match e {
-            lock::LockError::Held(h) => Error::Locked {
-                run_id,
-                pid: h.pid,
-                host: h.host,
-                since: h.acquired_at,
-            },
+            lock::LockError::Held(h) => h.locked(run_id),
             lock::LockError::Sqlite(e) => store_err(&path, e),
         })?;
         tx.commit().at(&path)

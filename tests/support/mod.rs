@@ -12,6 +12,7 @@ pub mod browser;
 pub mod compose_env;
 pub mod fleet;
 pub mod http;
+pub mod machine;
 pub mod postgres;
 pub mod sandbox;
 pub mod sshd;
@@ -68,6 +69,19 @@ pub struct Status {
     /// Deliveries of the runbook's notifications (absent when none).
     #[serde(default)]
     pub notifications: Vec<Notification>,
+    /// The live engine that holds the run (SPEC §11), null when none.
+    pub holder: Option<Holder>,
+}
+
+/// `status --json`'s `holder`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holder {
+    pub user: String,
+    pub host: String,
+    pub pid: i64,
+    pub last_seen: String,
+    pub waiting: bool,
 }
 
 /// One delivery in `status --json`.

@@ -1,0 +1,342 @@
+//! The PostgreSQL connection as its thread owns it (SPEC §11): statements
+//! prepared once, transactions, the lease's fence checked at the start of
+//! every transaction, and a lost connection opened again within
+//! `RUNBOOK_DB_RETRY` with the open group commit's writes replayed, so no
+//! commit is lost. Imports nothing else of the PostgreSQL backend.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, Statement};
+
+use super::pgurl::{PgUrl, SslMode};
+use crate::error::Error;
+
+pub(super) type PgError = tokio_postgres::Error;
+
+/// What a job's SQL returns: a database error, or the run's own reason.
+pub(super) enum Fail {
+    /// From PostgreSQL.
+    Pg(PgError),
+    /// A user-facing error made inside the job (a lock held, a lease lost).
+    Runbook(Error),
+}
+
+impl From<PgError> for Fail {
+    fn from(e: PgError) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+pub(super) type Sql<T> = std::result::Result<T, Fail>;
+
+/// A job that can run again after a reconnect.
+pub(super) type Replay<T> = Arc<dyn Fn(&mut Conn) -> Sql<T> + Send + Sync>;
+
+/// The connection, owned by its thread.
+pub(super) struct Conn {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    cache: HashMap<&'static str, Statement>,
+    url: PgUrl,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// The run and fencing token of the lease this engine holds: every
+    /// transaction first checks the run's lease still has this token.
+    pub(super) fence: Option<(i64, i64)>,
+    /// Session settings made again after each reconnect.
+    pub(super) session: Vec<String>,
+    /// Whether a group commit is open, and its jobs so far (replayed on
+    /// a new connection when this one is lost before the commit).
+    in_batch: bool,
+    /// Whether a transaction of [`Conn::tx`] is open (one inside it joins it).
+    in_tx: bool,
+    log: Vec<Replay<()>>,
+    /// How long a lost connection is tried again (`RUNBOOK_DB_RETRY`).
+    pub(super) retry: Duration,
+}
+
+impl Conn {
+    /// Connects.
+    pub(super) fn open(
+        url: &PgUrl,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+    ) -> std::result::Result<Conn, PgError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime builds");
+        let client = connect(&rt, url, tls.clone())?;
+        Ok(Conn {
+            rt,
+            client,
+            cache: HashMap::new(),
+            url: url.clone(),
+            tls,
+            fence: None,
+            session: Vec::new(),
+            in_batch: false,
+            in_tx: false,
+            log: Vec::new(),
+            retry: retry_from_env(),
+        })
+    }
+
+    fn prep(&mut self, sql: &'static str) -> std::result::Result<Statement, PgError> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.rt.block_on(self.client.prepare(sql))?;
+        self.cache.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    pub(super) fn exec(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<u64> {
+        let s = self.prep(sql)?;
+        Ok(self.rt.block_on(self.client.execute(&s, p))?)
+    }
+
+    /// Every row a query returns.
+    pub(super) fn query(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Vec<Row>> {
+        let s = self.prep(sql)?;
+        Ok(self.rt.block_on(self.client.query(&s, p))?)
+    }
+
+    /// The one row a query returns, if any.
+    pub(super) fn opt(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Option<Row>> {
+        let s = self.prep(sql)?;
+        Ok(self.rt.block_on(self.client.query_opt(&s, p))?)
+    }
+
+    /// Statements without parameters (BEGIN, COMMIT, migrations).
+    pub(super) fn batch(&mut self, sql: &str) -> Sql<()> {
+        Ok(self.rt.block_on(self.client.batch_execute(sql))?)
+    }
+
+    /// BEGIN, then the fence: a write of an engine that lost its lease
+    /// fails here, before it writes anything. The lease row stays locked
+    /// (`FOR KEY SHARE`) until the transaction ends, so a take-over waits
+    /// for it and every later transaction sees the new token.
+    fn begin(&mut self) -> Sql<()> {
+        self.batch("BEGIN")?;
+        if let Some((run_id, token)) = self.fence {
+            let held = self.opt(
+                "SELECT 1 FROM leases WHERE run_id = $1 AND token = $2 AND NOT released FOR KEY SHARE",
+                &[&run_id, &token],
+            )?;
+            if held.is_none() {
+                let by = self.holder_named(run_id);
+                let _ = self.batch("ROLLBACK");
+                return Err(Fail::Runbook(Error::LeaseLost { run_id, by }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Who holds a run's lease now, for the message of one that lost it.
+    pub(super) fn holder_named(&mut self, run_id: i64) -> String {
+        let row = self.opt(
+            "SELECT holder_user, host, pid, released FROM leases WHERE run_id = $1",
+            &[&run_id],
+        );
+        let named = |r: &Row| -> std::result::Result<String, PgError> {
+            let (user, host, pid, released): (String, String, i64, bool) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            Ok(if released {
+                format!("{user}@{host} (pid {pid}, since finished)")
+            } else {
+                format!("{user}@{host} (pid {pid})")
+            })
+        };
+        match row {
+            Ok(Some(r)) => named(&r).unwrap_or_else(|_| "another engine".into()),
+            _ => "another engine".into(),
+        }
+    }
+
+    /// Runs `f` in one transaction unless a group commit is open (then it
+    /// is part of that one).
+    pub(super) fn tx<T>(&mut self, f: impl FnOnce(&mut Conn) -> Sql<T>) -> Sql<T> {
+        if self.in_batch || self.in_tx {
+            return f(self);
+        }
+        self.begin()?;
+        self.in_tx = true;
+        let done = f(self);
+        self.in_tx = false;
+        match done {
+            Ok(v) => {
+                self.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a group commit.
+    pub(super) fn begin_batch(&mut self) -> Sql<()> {
+        if !self.in_batch {
+            let deadline = Instant::now() + self.retry;
+            while let Err(e) = self.begin() {
+                match e {
+                    Fail::Pg(e) if transient(&e) && self.reconnect(deadline) => {}
+                    e => return Err(e),
+                }
+            }
+            self.in_batch = true;
+            self.log.clear();
+        }
+        Ok(())
+    }
+
+    /// Commits the group commit; a connection lost on the way is opened
+    /// again and the batch's writes made again before the commit.
+    pub(super) fn commit_batch(&mut self) -> Sql<()> {
+        if !self.in_batch {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.retry;
+        let mut result = self.batch("COMMIT");
+        while let Err(Fail::Pg(e)) = &result {
+            if !transient(e) || !self.reconnect(deadline) {
+                break;
+            }
+            result = self.replay().and_then(|()| self.batch("COMMIT"));
+        }
+        self.in_batch = false;
+        self.log.clear();
+        result
+    }
+
+    /// Drops the group commit's writes.
+    pub(super) fn rollback_batch(&mut self) {
+        if self.in_batch {
+            let _ = self.batch("ROLLBACK");
+            self.in_batch = false;
+            self.log.clear();
+        }
+    }
+
+    /// Runs a job; when the connection is lost meanwhile, connects again
+    /// (backing off, within `retry`), replays the open group commit and
+    /// runs the job again. The job is remembered while a batch is open.
+    pub(super) fn run<T: 'static>(&mut self, job: Replay<T>) -> Sql<T> {
+        let deadline = Instant::now() + self.retry;
+        loop {
+            match job(self) {
+                Err(Fail::Pg(e)) if transient(&e) && self.reconnect(deadline) => {
+                    self.replay()?;
+                }
+                Ok(v) => {
+                    if self.in_batch {
+                        let again = job.clone();
+                        self.log.push(Arc::new(move |c| again(c).map(|_| ())));
+                    }
+                    return Ok(v);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// After a reconnect inside a group commit: BEGIN and the batch's
+    /// jobs so far, again.
+    fn replay(&mut self) -> Sql<()> {
+        if !self.in_batch {
+            return Ok(());
+        }
+        self.begin()?;
+        for job in self.log.clone() {
+            job(self)?;
+        }
+        Ok(())
+    }
+
+    /// Connects again until it works or `deadline` passes; whether it did.
+    fn reconnect(&mut self, deadline: Instant) -> bool {
+        let began = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        eprintln!(
+            "warning: lost the connection to the state database at {}; connecting again (for up to {}s, RUNBOOK_DB_RETRY)",
+            self.url.place(),
+            self.retry.as_secs()
+        );
+        loop {
+            if let Ok(client) = connect(&self.rt, &self.url, self.tls.clone()) {
+                self.client = client;
+                self.cache.clear();
+                let session = self.session.clone();
+                if session.iter().all(|s| self.batch(s).is_ok()) {
+                    eprintln!(
+                        "connected to the state database again after {:.1}s",
+                        began.elapsed().as_secs_f64()
+                    );
+                    return true;
+                }
+            }
+            if Instant::now() + pause > deadline {
+                return false;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Whether an error is the connection's (closed, reset, the server
+/// shutting down or starting up), worth connecting again for.
+pub(super) fn transient(e: &PgError) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
+/// `RUNBOOK_DB_RETRY`, default 60s (a bad value is refused by the engine
+/// before it opens the state; here it falls back to the default).
+pub(super) fn retry_from_env() -> Duration {
+    std::env::var("RUNBOOK_DB_RETRY")
+        .ok()
+        .and_then(|t| humantime::parse_duration(t.trim()).ok())
+        .unwrap_or(Duration::from_secs(60))
+}
+
+fn connect(
+    rt: &tokio::runtime::Runtime,
+    url: &PgUrl,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> std::result::Result<Client, PgError> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user(&url.user)
+        .dbname(&url.dbname)
+        .port(url.port)
+        .connect_timeout(url.connect_timeout)
+        .application_name(&url.application_name)
+        .options("-c search_path=runbook")
+        .ssl_mode(match url.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+    if url.host.starts_with('/') {
+        cfg.host_path(&url.host);
+    } else {
+        cfg.host(&url.host);
+    }
+    if let Some(pw) = &url.password {
+        cfg.password(pw.as_bytes());
+    }
+    let (client, connection) = rt.block_on(cfg.connect(tls))?;
+    rt.spawn(connection);
+    Ok(client)
+}

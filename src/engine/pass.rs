@@ -137,18 +137,18 @@ impl Ctx {
     fn reporter(&self, plan: &Plan, json: bool) -> Box<dyn Reporter> {
         let palette = self.palette();
         let flag = self.state_flag();
+        // The instances of rolling blocks' inner steps, with their block.
+        let blocks: Vec<(String, String)> = plan
+            .steps
+            .iter()
+            .filter(|s| s.family.is_some())
+            .filter_map(|s| Some((s.id.clone(), s.block.clone()?)))
+            .collect();
         if json {
             Box::new(JsonReporter)
         } else if std::io::stdout().is_terminal() && self.verbosity != Verbosity::Quiet {
-            let blocks = plan
-                .steps
-                .iter()
-                .filter(|s| s.family.is_some())
-                .filter_map(|s| Some((s.id.clone(), s.block.clone()?)))
-                .collect();
             Box::new(LiveReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
         } else {
-            let blocks = plan.steps.iter().filter_map(|s| s.block.clone()).collect();
             Box::new(PlainReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
         }
     }

@@ -268,13 +268,8 @@ impl LiveReporter {
         }
         // A hundred succeeded instances are the bar's count, not lines.
         let quiet = family.is_some() && matches!(state, StepState::Succeeded | StepState::Skipped);
-        if self.blocks.is_block(step) && state == StepState::Succeeded {
-            // The block's own end: every host through, not a step's time.
-            let hosts = super::count(self.blocks.host_count(step), "host");
-            self.println(&format!(
-                "{} {step}  {state}  ({hosts} through the block)",
-                self.palette.mark(state)
-            ));
+        if let Some(line) = self.blocks.finished_line(&self.palette, event) {
+            self.println(&line);
         } else if !quiet {
             if let Some(line) = finished_line(&self.palette, event) {
                 self.println(&line);

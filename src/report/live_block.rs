@@ -1,9 +1,13 @@
-//! The live view of a rolling block (SPEC §15): the whole block is one
-//! line naming the hosts going through it now and where they are in the
-//! block's order, `rollout on web2 (host 2 of 3)`, whichever inner step
-//! each host is at.
+//! A rolling block as a run goes (SPEC §15): in the live view the whole
+//! block is one line naming the hosts going through it now and where they
+//! are in the block's order, `rollout on web2 (host 2 of 3)`, whichever
+//! inner step each host is at; its end, in the live view and the plain
+//! lines, says how many hosts went through it.
 
 use std::collections::HashMap;
+
+use crate::events::Event;
+use crate::state::StepState;
 
 /// The rolling blocks of a run and which of their instances run now.
 #[derive(Debug, Default)]
@@ -52,6 +56,27 @@ impl Blocks {
     /// Hosts of a block.
     pub fn host_count(&self, block: &str) -> usize {
         self.hosts.get(block).map_or(0, Vec::len)
+    }
+
+    /// The line of a block that every host went through:
+    /// `✓ rollout  succeeded  (3 hosts through the block)`, not its own
+    /// row's few milliseconds; `None` for any other end.
+    pub fn finished_line(&self, palette: &super::style::Palette, event: &Event) -> Option<String> {
+        let Event::StepFinished {
+            step,
+            state: state @ StepState::Succeeded,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        let hosts = super::count(self.host_count(step), "host");
+        self.is_block(step).then(|| {
+            format!(
+                "{} {step}  {state}  ({hosts} through the block)",
+                palette.mark(*state)
+            )
+        })
     }
 
     /// An instance of `block` started.

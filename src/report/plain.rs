@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use super::live_block::Blocks;
 use super::style::Palette;
 use super::summary::Summary;
 use super::{human_ms, Reporter, Verbosity};
@@ -15,6 +16,7 @@ pub struct PlainReporter {
     palette: Palette,
     summary: Summary,
     state_flag: String,
+    blocks: Blocks,
 }
 
 impl PlainReporter {
@@ -25,13 +27,17 @@ impl PlainReporter {
             palette,
             summary: Summary::default(),
             state_flag: state_flag.to_string(),
+            blocks: Blocks::default(),
         }
     }
 
-    /// The run's rolling blocks (their ids, repeats allowed): the summary
-    /// counts their hosts' instances, not the blocks' own rows.
-    pub fn with_blocks(mut self, blocks: Vec<String>) -> Self {
-        self.summary = std::mem::take(&mut self.summary).with_blocks(blocks);
+    /// The instances of rolling blocks' inner steps (instance id, block
+    /// id), in plan order: the summary counts them, not the blocks' own
+    /// rows, and a block's end says how many hosts went through it.
+    pub fn with_blocks(mut self, instances: Vec<(String, String)>) -> Self {
+        let ids = instances.iter().map(|(_, b)| b.clone()).collect();
+        self.summary = std::mem::take(&mut self.summary).with_blocks(ids);
+        self.blocks = Blocks::new(instances);
         self
     }
 
@@ -149,7 +155,9 @@ impl Reporter for PlainReporter {
             Event::StepFinished { state, .. } => {
                 // What a stopped rollout leaves is named in the summary.
                 if !quiet && *state != StepState::Pending {
-                    if let Some(line) = finished_line(&self.palette, event) {
+                    if let Some(line) = self.blocks.finished_line(&self.palette, event) {
+                        self.print(&line);
+                    } else if let Some(line) = finished_line(&self.palette, event) {
                         self.print(&line);
                     }
                 }

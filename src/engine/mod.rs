@@ -17,6 +17,7 @@ mod notify;
 mod pass;
 mod run;
 mod secret_commands;
+mod signals;
 mod sources;
 mod views;
 mod wait;

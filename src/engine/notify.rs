@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::loaded::Loaded;
-use super::wait::Signals;
+use super::signals::Signals;
 use super::Ctx;
 use crate::error::{Error, Result};
 use crate::report::{self, handoff::Handoff};

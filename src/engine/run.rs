@@ -11,6 +11,7 @@ use super::lease;
 use super::loaded::{executors, Loaded};
 use super::lookup::{CheckCache, SecretStates};
 use super::notify::{self, Delivery, Notifier};
+use super::signals::Signals;
 use super::wait::{self, WaitEnd, WaitOptions};
 use super::{runbook_name, sources, Ctx, RunOptions, Target};
 use crate::error::{exit, Error, Result};
@@ -34,7 +35,7 @@ pub(super) struct Session<'a> {
     pub(super) cache: CheckCache,
     /// From here on SIGINT/SIGTERM no longer end the process: every await
     /// (lookups, notifications, the wait) listens for them.
-    pub(super) signals: wait::Signals,
+    pub(super) signals: Signals,
 }
 
 impl Ctx {
@@ -133,7 +134,7 @@ impl Ctx {
             execs,
             began,
             cache: CheckCache::default(),
-            signals: wait::Signals::new(),
+            signals: Signals::new(),
         };
         let result = session.passes(resumed, fresh && !resumed, &notifier).await;
         if let Ok(execs) = Arc::try_unwrap(session.execs) {

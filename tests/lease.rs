@@ -127,3 +127,131 @@ fn after_kill_9_another_machine_waits_out_the_lease_and_takes_over() {
     );
     assert!(t.status(None).holder.is_none());
 }
+
+/// The rows an engine writes, to compare before and after.
+fn rows(pg: &Postgres, db: &str) -> String {
+    pg.sql(
+        db,
+        "SELECT (SELECT string_agg(id || ':' || state || ':' || attempts || ':' || COALESCE(finished_at, ''), ',' ORDER BY id) FROM runbook.steps)
+         || '|' || (SELECT count(*) FROM runbook.output)
+         || '|' || (SELECT count(*) FROM runbook.attempt_history)
+         || '|' || (SELECT string_agg(state || COALESCE(finished_at, ''), ',') FROM runbook.runs)
+         || '|' || (SELECT string_agg(token || ':' || host || ':' || released, ',') FROM runbook.leases)",
+    )
+}
+
+#[test]
+fn a_frozen_holder_is_taken_over_and_when_it_wakes_writes_nothing_and_exits_4() {
+    let (t, pg, db) = on_pg();
+    t.put_runbook(
+        "job",
+        &format!(
+            "steps:\n  - id: a\n    run: echo a >> {log}; sleep 2; echo done\n  - id: b\n    needs: [a]\n    run: echo b >> {log}\n",
+            log = t.p("log")
+        ),
+    );
+    let first = machine::spawn(&t, "laptop", &["run", "job"]);
+    assert!(wait_for(Duration::from_secs(20), || t.lines("log").len() == 1));
+    signal(&first, "STOP");
+    // Frozen past its lease (its step goes on and ends meanwhile).
+    std::thread::sleep(Duration::from_millis(3300));
+    let second = machine::run(&t, "desk", &["resume", "job"]);
+    second.code(0).stdout_has("took over run 1 from ");
+    assert_eq!(t.lines("log"), ["a", "a", "b"]);
+    let before = rows(pg, &db);
+    signal(&first, "CONT");
+    let woke = finish(first);
+    assert_eq!(woke.code, 4, "{woke:?}");
+    assert!(
+        woke.stderr.contains("was taken over by root@desk (pid "),
+        "{woke:?}"
+    );
+    assert!(woke.stderr.contains("wrote nothing more"), "{woke:?}");
+    assert_eq!(rows(pg, &db), before, "the woken engine wrote");
+    assert_eq!(t.lines("log"), ["a", "a", "b"], "the woken engine ran b");
+    assert_eq!(t.status(None).state, "succeeded");
+}
+
+#[test]
+fn an_engine_in_wait_steps_aside_for_another_machine() {
+    let (t, _pg, _db) = on_pg();
+    t.put_runbook(
+        "held",
+        &format!(
+            "secrets:\n  TOKEN:\n    description: a token\nsteps:\n  - id: a\n    requires: [TOKEN]\n    run: echo a >> {log}\n",
+            log = t.p("log")
+        ),
+    );
+    let waiting = machine::spawn(
+        &t,
+        "laptop",
+        &["run", "held", "--wait", "--interval", "30s"],
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let r = t.run(&["status", "--json"]);
+            r.code == 0 && r.stdout.contains("\"waiting\": true")
+        }),
+        "the waiting engine's lease says it waits"
+    );
+    let mut cmd = t.command(&["resume", "held"]);
+    cmd.env("TOKEN", "value");
+    let began = Instant::now();
+    let taker = support::Ran::from(machine::on("desk", &cmd).output().unwrap());
+    taker.code(0);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        taker
+            .stderr
+            .contains("which waits (--wait): asked it to step aside"),
+        "{taker:?}"
+    );
+    let aside = finish(waiting);
+    assert_eq!(aside.code, 3, "{aside:?}");
+    assert!(
+        aside.stdout.contains("stepped aside: root@desk (pid ")
+            && aside.stdout.contains("takes run 1 over"),
+        "{aside:?}"
+    );
+    assert_eq!(t.lines("log"), ["a"]);
+}
+
+#[test]
+fn twenty_racing_resumes_one_winner_each_and_the_step_runs_once_per_round() {
+    let (t, _pg, _db) = on_pg();
+    t.put_runbook(
+        "race",
+        &format!(
+            "steps:\n  - id: a\n    run: echo a >> {log}; sleep 0.5\n",
+            log = t.p("log")
+        ),
+    );
+    t.run(&["run", "race"]).code(0);
+    let mut refused = 0;
+    for round in 1..=20 {
+        t.run(&["reset", "1", "a"]).code(0);
+        let one = machine::spawn(&t, "laptop", &["resume", "race"]);
+        let two = machine::spawn(&t, "desk", &["resume", "race"]);
+        let (one, two) = (finish(one), finish(two));
+        let ran = [&one, &two]
+            .iter()
+            .filter(|r| r.stdout.contains("▶ a"))
+            .count();
+        assert_eq!(ran, 1, "round {round}: {one:?} {two:?}");
+        for r in [&one, &two] {
+            assert!(r.code == 0 || r.code == 4, "round {round}: {r:?}");
+            if r.code == 4 {
+                assert!(r.stderr.contains("is locked by pid"), "{r:?}");
+                refused += 1;
+            }
+        }
+        assert_eq!(t.lines("log").len(), round + 1, "round {round}");
+    }
+    eprintln!(
+        "{refused} of 20 rounds: the loser was refused (exit 4); else it came after the winner"
+    );
+}

@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// Send no notification (the runbook's `notify:` entries) for this command.
     #[arg(long)]
     pub no_notify: bool,
+    /// The runbook file to use, instead of the one the run recorded (its
+    /// path relative to the folder it was started in): a run handed over
+    /// from another machine whose checkout is laid out otherwise.
+    #[arg(long, value_name = "PATH")]
+    pub runbook: Option<PathBuf>,
 }
 
 /// The commands.
@@ -147,6 +152,9 @@ pub enum Command {
         /// A note stored with the approval.
         #[arg(long)]
         note: Option<String>,
+        /// Who approves (default: user@host of this machine).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
     },
     /// Send a step and everything that depends on it back to pending.
     #[command(after_help = "Example:\n  runbook reset 7 rebuild && runbook resume 7")]
@@ -302,6 +310,7 @@ impl From<RunArgs> for engine::RunOptions {
                 timeout: a.timeout,
             }),
             notify: !a.no_notify,
+            runbook: a.runbook,
         }
     }
 }
@@ -356,7 +365,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             ctx.handoff(engine::Target::parse(target), output, format)
         }
-        Command::Approve { run_id, step, note } => ctx.approve(run_id, &step, note.as_deref()),
+        Command::Approve {
+            run_id,
+            step,
+            note,
+            by,
+        } => ctx.approve(run_id, &step, note.as_deref(), by.as_deref()),
         Command::Reset { run_id, step } => ctx.reset(run_id, &step),
         Command::Logs {
             run_id,

@@ -86,7 +86,7 @@ fn a_run_fails_and_resumes_on_postgres_as_on_sqlite() {
     assert_eq!(schemas, "runbook");
     assert_eq!(
         pg.sql(&db, "SELECT version FROM runbook.schema_version"),
-        "3"
+        "4"
     );
 }
 
@@ -216,7 +216,7 @@ fn a_newer_schema_is_refused_naming_both_versions() {
     t.run(&["status"])
         .code(1)
         .stderr_has("version 99")
-        .stderr_has("(3)");
+        .stderr_has("(4)");
 }
 
 #[test]

@@ -26,18 +26,28 @@ impl Ctx {
                 report::status::holder_line(view.holder.as_ref()),
                 report::notify::status_lines(&view.notifications)
             );
+            for (step, a) in &view.approvals {
+                println!("approved: {step} by {} at {}", a.by, a.at);
+            }
         }
         Ok(exit::OK)
     }
 
     /// `approve`.
-    pub fn approve(&self, run_id: i64, step: &str, note: Option<&str>) -> Result<i32> {
-        println!("{}", self.approve_as(run_id, step, note, None)?);
+    pub fn approve(
+        &self,
+        run_id: i64,
+        step: &str,
+        note: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<i32> {
+        println!("{}", self.approve_as(run_id, step, note, by)?);
         Ok(exit::OK)
     }
 
     /// Records the approval of a step (or of each instance of a step on a
-    /// group) by `by`, or by the OS user; returns the line `approve` prints.
+    /// group) by `by`, or by `user@host` of this process; returns the line
+    /// `approve` prints.
     /// `runbook approve` and `runbook serve` both come here.
     pub fn approve_as(
         &self,
@@ -55,7 +65,8 @@ impl Ctx {
         }
         let written = report::fleet::family_of(step).unwrap_or(step);
         // An approval only means something for a step that asks for one.
-        if let Ok((file, _)) = load::load(Path::new(&run.path)) {
+        let path = handover::runbook_file(&self.cwd, &run, None);
+        if let Ok((file, _)) = path.and_then(|p| load::load(&p)) {
             let asks = file
                 .steps
                 .iter()
@@ -69,9 +80,14 @@ impl Ctx {
                 )));
             }
         }
-        let user = match by {
+        let user = match by.map(str::trim) {
+            Some("") => {
+                return Err(Error::Usage(
+                    "--by needs a name (who approves, e.g. --by lukas)".into(),
+                ))
+            }
             Some(name) => name.to_string(),
-            None => os_user(),
+            None => user_at_host(),
         };
         for target in &targets {
             store.approve(run.id, target, &user, note)?;
@@ -151,7 +167,8 @@ impl Ctx {
         if spools.is_empty() {
             return Ok(());
         }
-        let loaded = self.load(Path::new(&run.path), &run.vars, run.id)?;
+        let path = handover::runbook_file(&self.cwd, run, None)?;
+        let loaded = self.load(&path, &run.vars, run.id)?;
         let execs = executors(&loaded)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -392,6 +409,15 @@ fn step_or_instances(steps: &[StepRow], step: &str) -> Vec<String> {
         .filter(|s| report::fleet::family_of(&s.id) == Some(step))
         .map(|s| s.id.clone())
         .collect()
+}
+
+/// `user@host` of this process: who an approval is recorded under.
+pub fn user_at_host() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{}@{host}", os_user())
 }
 
 /// The OS user running this process.

@@ -10,6 +10,7 @@ mod dry_run;
 mod fleet;
 mod gate;
 mod handoff;
+mod handover;
 mod lease;
 mod loaded;
 mod lookup;
@@ -22,7 +23,7 @@ mod sources;
 mod views;
 mod wait;
 
-pub use commands::os_user;
+pub use commands::{os_user, user_at_host};
 use loaded::{executors, Loaded};
 pub use views::{RunSummary, StatusView};
 pub use wait::WaitOptions;
@@ -105,6 +106,9 @@ pub struct RunOptions {
     pub wait: Option<WaitOptions>,
     /// Send the runbook's notifications (`--no-notify` turns them off).
     pub notify: bool,
+    /// `--runbook PATH`: the runbook file, instead of the one the run
+    /// recorded (SPEC §11).
+    pub runbook: Option<PathBuf>,
 }
 
 impl Ctx {

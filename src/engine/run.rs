@@ -43,14 +43,7 @@ impl Ctx {
     /// a run, by id or by its runbook's name, and its stored file is used).
     pub fn run(&self, target: Target, fresh: bool, args: RunOptions, resume: bool) -> Result<i32> {
         let starts_new = matches!(target, Target::Name(_)) && !resume;
-        let (path, previous) = match &target {
-            Target::Name(name) if !resume => (load::resolve(name, &self.cwd)?, None),
-            other => {
-                let store = self.existing_store()?;
-                let run = self.find_run(&store, other)?;
-                (PathBuf::from(&run.path), Some(run))
-            }
-        };
+        let (path, previous) = self.runbook_of(&target, resume, &args)?;
         let name = checked_name(&path, &args.vars)?;
         let previous = match previous {
             Some(run) => Some(run),
@@ -82,11 +75,36 @@ impl Ctx {
             fresh,
         });
         let (run, resumed) = lease::take_run(&mut store, begin, previous.as_ref(), &me, args.json)?;
+        if let Err(e) = super::handover::record_file(&store, run.id, &self.cwd, &path) {
+            let _ = store.unlock_run(run.id, &me);
+            return Err(e);
+        }
         let result = runtime.block_on(self.run_locked(
             &mut store, &run, resumed, fresh, loaded, &args, &path, &vars,
         ));
         let _ = store.unlock_run(run.id, &me);
         result
+    }
+
+    /// The runbook file a `run`/`resume` loads, and the run it goes on
+    /// with when it names one: `--runbook PATH`, NAME's file, or the file
+    /// the run recorded as found in this checkout (SPEC §11).
+    fn runbook_of(
+        &self,
+        target: &Target,
+        resume: bool,
+        args: &RunOptions,
+    ) -> Result<(PathBuf, Option<RunRow>)> {
+        match (target, &args.runbook) {
+            (Target::Name(_), Some(given)) if !resume => Ok((self.cwd.join(given), None)),
+            (Target::Name(name), None) if !resume => Ok((load::resolve(name, &self.cwd)?, None)),
+            (other, given) => {
+                let store = self.existing_store()?;
+                let run = self.find_run(&store, other)?;
+                let path = super::handover::runbook_file(&self.cwd, &run, given.as_deref())?;
+                Ok((path, Some(run)))
+            }
+        }
     }
 
     /// The runbook's latest run, when it is unfinished: a run without
@@ -151,7 +169,11 @@ fn forget_removed(store: &mut Store, ssh: &exec::ssh::SshPool) {
     let removed: Vec<crate::store::SpoolRow> = ssh
         .removed()
         .into_iter()
-        .map(|(host, base)| crate::store::SpoolRow { host, base })
+        .map(|(host, base)| crate::store::SpoolRow {
+            host,
+            base,
+            login: None,
+        })
         .collect();
     if let Err(e) = store.forget_discards(&removed) {
         tracing::warn!(error = %e, "could not forget the removed spool folders");

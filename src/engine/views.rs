@@ -21,6 +21,8 @@ pub struct StatusView {
     pub attempt_history: std::collections::HashMap<String, Vec<crate::store::AttemptRow>>,
     /// The live engine that holds it (SPEC §11), if any.
     pub holder: Option<crate::store::LockHolder>,
+    /// The approvals given, by step id (SPEC §11: who and when).
+    pub approvals: Vec<(String, crate::store::Approval)>,
 }
 
 impl StatusView {
@@ -39,6 +41,15 @@ impl StatusView {
                 "holder".into(),
                 report::status::holder_json(self.holder.as_ref()),
             );
+        }
+        let steps = doc.get_mut("steps").and_then(|s| s.as_array_mut());
+        for step in steps.into_iter().flatten() {
+            let id = step.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+            let given = self.approvals.iter().find(|(s, _)| s == id);
+            if let (Some((_, a)), Some(map)) = (given, step.as_object_mut()) {
+                map.insert("approved_by".into(), a.by.clone().into());
+                map.insert("approved_at".into(), a.at.clone().into());
+            }
         }
         if let (false, Some(map)) = (self.notifications.is_empty(), doc.as_object_mut()) {
             map.insert(
@@ -106,6 +117,7 @@ impl Ctx {
             .map(|r| r.name)
             .collect();
         let attempt_history = store.attempt_history(run.id)?;
+        let approvals = store.approvals(run.id)?;
         Ok(StatusView {
             run,
             state,
@@ -114,6 +126,7 @@ impl Ctx {
             unavailable,
             attempt_history,
             holder,
+            approvals,
         })
     }
 
@@ -131,7 +144,9 @@ impl Ctx {
         let alive = store.live_holder(run.id)?.is_some();
         let state = run.effective_state(&mut steps, alive);
         let (secret_rows, env_files) = store.secrets(run.id)?;
-        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
+        let loaded = super::handover::runbook_file(&self.cwd, &run, None)
+            .and_then(|p| self.load(&p, &run.vars, run.id))
+            .ok();
         let page = self.build_handoff(
             &store,
             &run,
@@ -183,7 +198,9 @@ impl Ctx {
         let Ok((secret_rows, env_files)) = store.secrets(run.id) else {
             return Vec::new();
         };
-        let loaded = self.load(Path::new(&run.path), &run.vars, run.id).ok();
+        let loaded = super::handover::runbook_file(&self.cwd, run, None)
+            .and_then(|p| self.load(&p, &run.vars, run.id))
+            .ok();
         let Ok(page) = self.build_handoff(
             store,
             run,

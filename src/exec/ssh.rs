@@ -144,6 +144,8 @@ struct Slot {
     cleanup: Mutex<(bool, Vec<String>)>,
     /// Spool folders removed on the host: their records can go.
     removed: std::sync::Mutex<Vec<String>>,
+    /// The login user as ssh's configuration gives it, once asked.
+    login: std::sync::Mutex<Option<Option<String>>>,
 }
 
 /// The connections of one run.
@@ -223,6 +225,27 @@ fn remove_stale_control_dirs(dir: &std::path::Path) {
     }
 }
 
+/// The `user` ssh would log in to the target as (`ssh -G`, which reads
+/// the configuration and connects nowhere).
+fn ssh_config_user(t: &HostTarget) -> Option<String> {
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-G");
+    if let Some(port) = t.port {
+        cmd.arg("-p").arg(port.to_string());
+    }
+    let out = cmd
+        .arg("--")
+        .arg(&t.address)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("user ").map(|u| u.trim().to_string()))
+        .filter(|u| !u.is_empty())
+}
+
 /// A failure to reach or use a host.
 #[derive(Debug, Clone)]
 pub struct SshError(pub String);
@@ -246,6 +269,7 @@ impl SshPool {
                         prepared: std::sync::Mutex::new((Vec::new(), Vec::new())),
                         cleanup: Mutex::new((true, Vec::new())),
                         removed: std::sync::Mutex::new(Vec::new()),
+                        login: std::sync::Mutex::new(None),
                     },
                 )
             })
@@ -255,6 +279,22 @@ impl SshPool {
             control_dir: control_dir(),
             idle,
         })
+    }
+
+    /// The user this engine logs in to `host` as: the host's `user`, else
+    /// what ssh's configuration makes of it (`ssh -G`: a `User` line in
+    /// ~/.ssh/config, or the local user). A remote step's spool is in that
+    /// user's home (SPEC §8, §11). `None` when it cannot be told.
+    pub fn login_user(&self, host: &str) -> Option<String> {
+        let slot = self.slot(host).ok()?;
+        if let Some(user) = &slot.target.user {
+            return Some(user.clone());
+        }
+        let mut cache = slot.login.lock().ok()?;
+        if cache.is_none() {
+            *cache = Some(ssh_config_user(&slot.target));
+        }
+        cache.clone().flatten()
     }
 
     fn slot(&self, host: &str) -> Result<&Slot, SshError> {

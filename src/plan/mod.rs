@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 pub use crate::action::{RenderedAction, RenderedHttp};
 pub use source::collect_files;
 
+mod fingerprint;
 pub mod source;
 mod via;
 use crate::error::{Diagnostic, Error, Result};
 use crate::runbook::template::{placeholder, Context, TemplateError, Templater};
 use crate::runbook::{Action, Runbook, Step};
+use fingerprint::{fingerprint, legacy_fingerprint};
 use via::via_of;
 
 /// A step ready to be scheduled.
@@ -38,8 +39,13 @@ pub struct PlannedStep {
     pub requires: Vec<String>,
     /// Its definition rendered with secrets as placeholders.
     pub rendered: Rendered,
-    /// Hash of `rendered`: a change means the step must run again.
+    /// Hash of what `rendered` does, the same on every machine (SPEC §11):
+    /// a change means the step must run again.
     pub fingerprint: String,
+    /// The hash this step had before fingerprints left out how this
+    /// machine reaches its host (the upload's absolute source, the login
+    /// user): a stored one is taken for [`PlannedStep::fingerprint`].
+    pub legacy_fingerprint: String,
 }
 
 /// A step's definition with every template rendered.
@@ -61,6 +67,10 @@ pub struct Rendered {
     pub action: RenderedAction,
     /// The host as addressed, so a moved host reruns its steps.
     pub host: Option<String>,
+    /// The host as the fingerprint names it, the same from any machine:
+    /// its name, address and port (not the login user).
+    #[serde(skip)]
+    pub place: Option<String>,
 }
 
 /// The whole plan.
@@ -159,17 +169,17 @@ pub fn render_step(
             }
         }
     };
-    let host = step.host.as_ref().and_then(|h| {
+    let addressed = step.host.as_ref().and_then(|h| {
         let r = render_host(templater, &c, &runbook.hosts[h]).ok()?;
         // A host that gives no port has none in its fingerprint (ssh's
         // configuration decides it); one that gives a port keeps the form.
-        Some(format!(
-            "{}@{}{}",
-            r.user.unwrap_or_default(),
-            r.address,
-            r.port.map(|p| format!(":{p}")).unwrap_or_default()
+        let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
+        Some((
+            format!("{}@{}{port}", r.user.unwrap_or_default(), r.address),
+            format!("{h} {}{port}", r.address),
         ))
     });
+    let (host, place) = addressed.unzip();
     Ok(Rendered {
         when,
         unless,
@@ -179,6 +189,7 @@ pub fn render_step(
         retry_delay: step.retry_delay,
         action,
         host,
+        place,
     })
 }
 
@@ -441,7 +452,8 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
         for &need in &step.needs {
             graph.add_edge(nodes[need], nodes[step.index], ());
         }
-        let fingerprint = fingerprint(&rendered);
+        let fingerprint = fingerprint(&rendered, &runbook.dir);
+        let legacy_fingerprint = legacy_fingerprint(&rendered);
         steps.push(PlannedStep {
             id: step.id.clone(),
             family: step.family.clone(),
@@ -454,6 +466,7 @@ pub fn build(runbook: &Runbook, ctx: &Context, templater: &Templater) -> Result<
             requires: step.spec.requires.clone(),
             rendered,
             fingerprint,
+            legacy_fingerprint,
         });
     }
     let all_secrets: BTreeMap<String, String> = runbook
@@ -744,9 +757,4 @@ fn template_files(
         .into_iter()
         .filter_map(|(_, path)| std::fs::read_to_string(path).ok())
         .collect()
-}
-
-fn fingerprint(rendered: &Rendered) -> String {
-    let json = serde_json::to_vec(rendered).unwrap_or_default();
-    format!("{:x}", Sha256::digest(&json))[..16].to_string()
 }

@@ -253,6 +253,7 @@ mod tests {
                 source_hash: None,
             },
             host: Some("deploy@10.0.0.1:22".into()),
+            place: None,
         };
         let old = OldRendered {
             when: true,

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod job;
+mod reattach;
 mod rollout;
-use job::{Job, JobSpool, Msg};
+use job::{Job, Msg};
 use rollout::{Rollouts, Turn};
 
 use crate::error::Result;
@@ -251,6 +252,11 @@ pub fn reconcile(
             .unwrap_or_else(|| StepRow::new(step.id.clone(), i as i64, StepState::Pending));
         row.position = i as i64;
         row.block = step.block.clone();
+        if row.fingerprint.as_deref() == Some(step.legacy_fingerprint.as_str()) {
+            // Recorded before fingerprints were the same on every machine
+            // (SPEC §11): the same definition, under its new hash.
+            row.fingerprint = Some(step.fingerprint.clone());
+        }
         row.needs = needs;
         row.host = step.host.clone();
         if left_out(i) {
@@ -621,18 +627,11 @@ impl<'a> Pass<'a> {
                 .reason
                 .clone()
                 .filter(|r| r.ends_with("changed") || r.starts_with("reset (with "));
-            let spool = match (&rendered.action, &step.host) {
-                (crate::plan::RenderedAction::Run { .. }, Some(host)) => {
-                    let spool =
-                        spool_for(self.store, self.run_id, &self.engine_key, step, row, host)?;
-                    self.spools[i] = Some(SpoolRow {
-                        host: host.clone(),
-                        base: spool.base.clone(),
-                    });
-                    Some(spool)
-                }
-                _ => None,
+            let spool = match self.spool_of(i, &rendered, options)? {
+                reattach::Spooled::Here(spool) => spool,
+                reattach::Spooled::OtherLogin => continue,
             };
+            let (step, row) = (&self.plan.steps[i], &mut self.rows[i]);
             if spool.as_ref().is_some_and(|s| s.reattach) {
                 self.rerun_note[i] = None;
             } else {
@@ -645,14 +644,9 @@ impl<'a> Pass<'a> {
                 // What this attempt ships, read as it started (SPEC §14).
                 row.source_hash = source_hash.clone();
             }
-            let record = spool
-                .as_ref()
-                .filter(|s| !s.reattach)
-                .zip(step.host.as_ref())
-                .map(|(s, host)| SpoolRow {
-                    host: host.clone(),
-                    base: s.base.clone(),
-                });
+            let record = self.spools[i]
+                .clone()
+                .filter(|_| spool.as_ref().is_some_and(|s| !s.reattach));
             let run_id = self.run_id;
             self.store.atomically(|store| {
                 if let Some(record) = &record {
@@ -957,49 +951,6 @@ impl OutputBuffer {
         self.since = None;
         Ok(())
     }
-}
-
-/// The spool of a remote `run` step about to run: the one an earlier
-/// engine recorded (reattach to it) when the step still has the same
-/// definition and host, else a new one (the caller records it with the
-/// step's start, before the job runs).
-fn spool_for(
-    store: &Store,
-    run_id: i64,
-    engine_key: &str,
-    step: &crate::plan::PlannedStep,
-    row: &StepRow,
-    host: &str,
-) -> Result<JobSpool> {
-    let recorded = store.spool(run_id, &step.id)?;
-    let elapsed = row
-        .started_at
-        .as_deref()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
-        .and_then(|t| t.elapsed().ok())
-        .unwrap_or_default();
-    let same = row.fingerprint.as_deref() == Some(step.fingerprint.as_str());
-    let (stale, reattach) = match recorded {
-        Some(old) if old.host == host && same => {
-            return Ok(JobSpool {
-                base: old.base,
-                reattach: true,
-                elapsed,
-                stale: None,
-            })
-        }
-        other => (other, false),
-    };
-    let spool = SpoolRow {
-        host: host.to_string(),
-        base: exec::spool::base(run_id, engine_key, &step.id),
-    };
-    Ok(JobSpool {
-        base: spool.base,
-        reattach,
-        elapsed,
-        stale,
-    })
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {

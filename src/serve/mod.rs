@@ -50,11 +50,7 @@ fn read_token(path: &std::path::Path) -> Result<String> {
 
 /// The name an approval from the web is recorded under when the page gives none.
 fn default_by() -> String {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{}@{host} (web)", crate::engine::os_user())
+    format!("{} (web)", crate::engine::user_at_host())
 }
 
 /// `runbook serve`: serves until SIGINT/SIGTERM.

@@ -215,6 +215,16 @@ pub trait Backend: Records + Send {
 /// What is kept beside the steps: output, spools, secrets' states,
 /// approvals, notifications.
 pub trait Records {
+    /// Records the runbook file a run was started or resumed from: its
+    /// path here, relative to the folder runbook was started in (when
+    /// under it), and its content hash (SPEC §11).
+    fn set_run_file(
+        &self,
+        run_id: i64,
+        path: &str,
+        rel_path: Option<&str>,
+        file_hash: &str,
+    ) -> Result<()>;
     /// Appends captured lines of one attempt.
     fn append_output(
         &mut self,
@@ -271,6 +281,8 @@ pub trait Records {
     fn approve(&self, run_id: i64, step: &str, by: &str, note: Option<&str>) -> Result<()>;
     /// The approval of a step, if given.
     fn approval(&self, run_id: i64, step: &str) -> Result<Option<Approval>>;
+    /// Every approval of a run, by step id.
+    fn approvals(&self, run_id: i64) -> Result<Vec<(String, Approval)>>;
     /// Records a delivery (or its failure).
     fn save_notification(&self, run_id: i64, sent: &Sent, row: &NotificationRow) -> Result<()>;
     /// Whether this message already reached this URL for this run.
@@ -299,6 +311,14 @@ pub struct RunRow {
     pub finished_at: Option<String>,
     /// `--var` overrides given when the run started or resumed.
     pub vars: Vec<(String, String)>,
+    /// The runbook file relative to the folder runbook was started in, so
+    /// another machine's checkout finds it (SPEC §11); `None` in older runs
+    /// or when the file was outside that folder.
+    pub rel_path: Option<String>,
+    /// SHA-256 of the runbook file as it was last run.
+    pub file_hash: Option<String>,
+    /// Where `state copy` moved the run: it is not resumed here.
+    pub moved_to: Option<String>,
 }
 
 /// One step of a run.
@@ -373,12 +393,15 @@ pub struct SpoolRow {
     /// The step's spool folder, relative to the login user's home; each
     /// attempt spools in a numbered folder under it.
     pub base: String,
+    /// The user the engine logged in as when the spool was made (its
+    /// home holds it); `None` in older runs.
+    pub login: Option<String>,
 }
 
 /// An approval given with `runbook approve`.
 #[derive(Debug, Clone)]
 pub struct Approval {
-    /// The OS user who approved.
+    /// Who approved: `user@host` of the process, or `--by NAME`.
     pub by: String,
     /// When.
     pub at: String,

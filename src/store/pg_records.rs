@@ -32,6 +32,27 @@ fn insert_lines(
 }
 
 impl Records for Pg {
+    fn set_run_file(
+        &self,
+        run_id: i64,
+        path: &str,
+        rel_path: Option<&str>,
+        file_hash: &str,
+    ) -> Result<()> {
+        let (path, rel, hash) = (
+            path.to_string(),
+            rel_path.map(str::to_string),
+            file_hash.to_string(),
+        );
+        self.call(move |c| {
+            c.exec(
+                "UPDATE runs SET path = $2, rel_path = $3, file_hash = $4 WHERE id = $1",
+                &[&run_id, &path, &rel, &hash],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn append_output(
         &mut self,
         run_id: i64,
@@ -123,9 +144,9 @@ impl Records for Pg {
                     &[&spool.host, &spool.base],
                 )?;
                 c.exec(
-                    "INSERT INTO spools (run_id, step_id, host, base) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (run_id, step_id) DO UPDATE SET host = $3, base = $4",
-                    &[&run_id, &step, &spool.host, &spool.base],
+                    "INSERT INTO spools (run_id, step_id, host, base, login) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET host = $3, base = $4, login = $5",
+                    &[&run_id, &step, &spool.host, &spool.base, &spool.login],
                 )
                 .map(|_| ())
             })
@@ -136,12 +157,13 @@ impl Records for Pg {
         let step = step.to_string();
         self.call(move |c| {
             Ok(c.opt(
-                "SELECT host, base FROM spools WHERE run_id = $1 AND step_id = $2",
+                "SELECT host, base, login FROM spools WHERE run_id = $1 AND step_id = $2",
                 &[&run_id, &step],
             )?
             .map(|r| SpoolRow {
                 host: r.get(0),
                 base: r.get(1),
+                login: r.get(2),
             }))
         })
     }
@@ -193,6 +215,7 @@ impl Records for Pg {
             .map(|r| SpoolRow {
                 host: r.get(0),
                 base: r.get(1),
+                login: None,
             })
             .collect())
         })
@@ -296,6 +319,27 @@ impl Records for Pg {
                 at: r.get(1),
                 note: r.get(2),
             }))
+        })
+    }
+
+    fn approvals(&self, run_id: i64) -> Result<Vec<(String, Approval)>> {
+        self.call(move |c| {
+            Ok(c.query(
+                "SELECT step_id, approved_by, approved_at, note FROM approvals WHERE run_id = $1 ORDER BY step_id",
+                &[&run_id],
+            )?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Approval {
+                        by: r.get(1),
+                        at: r.get(2),
+                        note: r.get(3),
+                    },
+                )
+            })
+            .collect())
         })
     }
 

@@ -13,7 +13,7 @@ use crate::state::{RunState, StepState};
 
 macro_rules! run_select {
     () => {
-        "SELECT id, runbook, path, state, started_at, finished_at, vars FROM runs"
+        "SELECT id, runbook, path, state, started_at, finished_at, vars, rel_path, file_hash, moved_to FROM runs"
     };
 }
 
@@ -26,6 +26,9 @@ fn run_from(r: &Row) -> RunRow {
         started_at: r.get(4),
         finished_at: r.get(5),
         vars: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
+        rel_path: r.get(7),
+        file_hash: r.get(8),
+        moved_to: r.get(9),
     }
 }
 

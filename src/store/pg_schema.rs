@@ -129,6 +129,11 @@ const MIGRATIONS: &[&str] = &[
         released BOOLEAN NOT NULL DEFAULT false
     );
     DROP TABLE runbook.locks;",
+    // 4: SQLite's 9, a run handed over (SPEC §11).
+    "ALTER TABLE runbook.runs ADD COLUMN rel_path TEXT;
+    ALTER TABLE runbook.runs ADD COLUMN file_hash TEXT;
+    ALTER TABLE runbook.runs ADD COLUMN moved_to TEXT;
+    ALTER TABLE runbook.spools ADD COLUMN login TEXT;",
 ];
 
 /// The schema version this program writes.

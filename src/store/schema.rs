@@ -121,6 +121,13 @@ const MIGRATIONS: &[&str] = &[
         base TEXT NOT NULL,
         PRIMARY KEY (host, base)
     );",
+    // 9: a run handed over (SPEC §11): its runbook relative to the folder
+    // runbook was started in and the file's hash, where it was moved to by
+    // `state copy`, and the user a remote step's spool belongs to.
+    "ALTER TABLE runs ADD COLUMN rel_path TEXT;
+    ALTER TABLE runs ADD COLUMN file_hash TEXT;
+    ALTER TABLE runs ADD COLUMN moved_to TEXT;
+    ALTER TABLE spools ADD COLUMN login TEXT;",
 ];
 
 /// The schema version this program writes.

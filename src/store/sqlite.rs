@@ -368,7 +368,8 @@ impl Backend for Sqlite {
     }
 }
 
-const RUN_SELECT: &str = "SELECT id, runbook, path, state, started_at, finished_at, vars FROM runs";
+const RUN_SELECT: &str =
+    "SELECT id, runbook, path, state, started_at, finished_at, vars, rel_path, file_hash, moved_to FROM runs";
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -379,6 +380,9 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         started_at: r.get(4)?,
         finished_at: r.get(5)?,
         vars: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        rel_path: r.get(7)?,
+        file_hash: r.get(8)?,
+        moved_to: r.get(9)?,
     })
 }
 

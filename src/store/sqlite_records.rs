@@ -17,6 +17,22 @@ const DISCARD_SPOOL: &str = "INSERT OR IGNORE INTO spool_discards (run_id, host,
 const DROP_SPOOL: &str = "DELETE FROM spools WHERE run_id = ?1 AND step_id = ?2";
 
 impl Records for Sqlite {
+    fn set_run_file(
+        &self,
+        run_id: i64,
+        path: &str,
+        rel_path: Option<&str>,
+        file_hash: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET path = ?2, rel_path = ?3, file_hash = ?4 WHERE id = ?1",
+                params![run_id, path, rel_path, file_hash],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
     /// Appends captured lines of one attempt.
     fn append_output(
         &mut self,
@@ -147,8 +163,8 @@ impl Records for Sqlite {
             .at(&self.path)?;
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO spools (run_id, step_id, host, base) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, step, spool.host, spool.base],
+                "INSERT OR REPLACE INTO spools (run_id, step_id, host, base, login) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, step, spool.host, spool.base, spool.login],
             )
             .at(&self.path)?;
         Ok(())
@@ -159,12 +175,13 @@ impl Records for Sqlite {
     fn spool(&self, run_id: i64, step: &str) -> Result<Option<SpoolRow>> {
         self.conn
             .query_row(
-                "SELECT host, base FROM spools WHERE run_id = ?1 AND step_id = ?2",
+                "SELECT host, base, login FROM spools WHERE run_id = ?1 AND step_id = ?2",
                 params![run_id, step],
                 |r| {
                     Ok(SpoolRow {
                         host: r.get(0)?,
                         base: r.get(1)?,
+                        login: r.get(2)?,
                     })
                 },
             )
@@ -220,6 +237,7 @@ impl Records for Sqlite {
                 Ok(SpoolRow {
                     host: r.get(0)?,
                     base: r.get(1)?,
+                    login: None,
                 })
             })
             .at(&self.path)?
@@ -331,6 +349,28 @@ impl Records for Sqlite {
             )
             .optional()
             .at(&self.path)
+    }
+
+    fn approvals(&self, run_id: i64) -> Result<Vec<(String, Approval)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT step_id, approved_by, approved_at, note FROM approvals WHERE run_id = ?1 ORDER BY step_id",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    Approval {
+                        by: r.get(1)?,
+                        at: r.get(2)?,
+                        note: r.get(3)?,
+                    },
+                ))
+            })
+            .at(&self.path)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)
     }
 
     /// Records a delivery (or its failure).

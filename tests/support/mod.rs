@@ -123,6 +123,11 @@ pub struct StepStatus {
     /// The rolling block it is or belongs to (SPEC §15).
     #[serde(default)]
     pub block: Option<String>,
+    /// Who approved it and when (SPEC §11); absent when not approved.
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    #[serde(default)]
+    pub approved_at: Option<String>,
 }
 
 /// One attempt in `status --json`'s `attempt_history`.

@@ -29,6 +29,23 @@ pub(super) fn done(f: &Facts) -> Vec<StepLine> {
     )
 }
 
+/// Says who approved each done step that was approved, and when (SPEC §11).
+pub(super) fn with_approvals(
+    mut lines: Vec<StepLine>,
+    approvals: &[(String, crate::store::Approval)],
+) -> Vec<StepLine> {
+    for line in &mut lines {
+        if let Some((_, a)) = approvals.iter().find(|(step, _)| *step == line.id) {
+            let said = format!("approved by {} at {}", a.by, a.at);
+            line.text = match line.text.is_empty() {
+                true => said,
+                false => format!("{}; {said}", line.text),
+            };
+        }
+    }
+    lines
+}
+
 /// The steps blocked behind held or failed ones, with why, then the
 /// hosts rolling blocks have not started.
 pub(super) fn blocked(steps: &[StepRow]) -> Vec<StepLine> {

@@ -86,7 +86,7 @@ impl Ctx {
             state,
             started_at: run.started_at.clone(),
             finished_at: run.finished_at.clone(),
-            done: done::done(&f),
+            done: done::with_approvals(done::done(&f), &store.approvals(run.id)?),
             owners: held::owners(&f, secret_rows, &sources),
             approvals: instructions::approvals(&f, approved),
             failed: failed::failed(&f, tail)?,

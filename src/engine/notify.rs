@@ -375,3 +375,41 @@ fn hex_digest(text: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(on: Vec<NotifyOn>) -> Target {
+        Target {
+            url: "https://hooks.example/services/T0/B0/secret-path".into(),
+            on,
+            format: NotifyFormat::Json,
+        }
+    }
+
+    #[test]
+    fn a_target_wants_only_the_states_it_names() {
+        let t = target(vec![NotifyOn::Held, NotifyOn::Failed]);
+        assert!(t.wants(RunState::Held) && t.wants(RunState::Failed));
+        assert!(!t.wants(RunState::Succeeded) && !t.wants(RunState::Interrupted));
+        assert!(!target(Vec::new()).wants(RunState::Held));
+    }
+
+    #[test]
+    fn a_delivery_row_names_the_origin_never_the_path() {
+        let t = target(vec![NotifyOn::Failed]);
+        let sent = outcome_row(&t, RunState::Failed, 1, None, false, 7);
+        assert_eq!(sent.target, "https://hooks.example");
+        assert!(sent.delivered && sent.error.is_none() && sent.attempts == 1);
+        let lost = outcome_row(
+            &t,
+            RunState::Failed,
+            4,
+            Some("the webhook answered 500".into()),
+            false,
+            7,
+        );
+        assert!(!lost.delivered && lost.attempts == 4 && lost.state == "failed");
+    }
+}

@@ -50,7 +50,8 @@ impl Ctx {
             None if fresh => None,
             None => self.unfinished_run(&name)?,
         };
-        let vars = merged_vars(previous.as_ref(), &args.vars);
+        let before = previous.as_ref().map_or(&[][..], |r| &r.vars[..]);
+        let vars = merged_vars(before, &args.vars);
         let loaded = self.load(&path, &vars, previous.as_ref().map(|r| r.id).unwrap_or(0))?;
         for file in &args.env_files {
             sources::check_env_file_arg(file)?;
@@ -188,8 +189,8 @@ fn checked_name(path: &Path, vars: &[(String, String)]) -> Result<String> {
 }
 
 /// The vars a resumed run started with, with the ones given now over them.
-fn merged_vars(previous: Option<&RunRow>, given: &[(String, String)]) -> Vec<(String, String)> {
-    let mut vars = previous.map(|r| r.vars.clone()).unwrap_or_default();
+fn merged_vars(before: &[(String, String)], given: &[(String, String)]) -> Vec<(String, String)> {
+    let mut vars = before.to_vec();
     vars.retain(|(k, _)| !given.iter().any(|(n, _)| n == k));
     vars.extend(given.iter().cloned());
     vars
@@ -309,4 +310,26 @@ fn say_line(json: bool, run_id: i64, line: &str) {
         line.to_string()
     };
     let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_var_given_now_replaces_the_runs_and_the_rest_are_kept_in_order() {
+        let before = pairs(&[("size", "s"), ("host", "a"), ("tag", "1")]);
+        let given = pairs(&[("host", "b"), ("new", "x")]);
+        assert_eq!(
+            merged_vars(&before, &given),
+            pairs(&[("size", "s"), ("tag", "1"), ("host", "b"), ("new", "x")])
+        );
+        assert_eq!(merged_vars(&[], &given), given);
+    }
 }

@@ -55,6 +55,8 @@ pub(super) struct Conn {
     log: Vec<Replay<()>>,
     /// How long a lost connection is tried again (`RUNBOOK_DB_RETRY`).
     pub(super) retry: Duration,
+    /// Whether it gave up reaching the database.
+    down: bool,
 }
 
 impl Conn {
@@ -80,6 +82,7 @@ impl Conn {
             in_tx: false,
             log: Vec::new(),
             retry: retry_from_env(),
+            down: false,
         })
     }
 
@@ -183,10 +186,7 @@ impl Conn {
         if !self.in_batch {
             let deadline = Instant::now() + self.retry;
             while let Err(e) = self.begin() {
-                match e {
-                    Fail::Pg(e) if transient(&e) && self.reconnect(deadline) => {}
-                    e => return Err(e),
-                }
+                self.recover(e, deadline)?;
             }
             self.in_batch = true;
             self.log.clear();
@@ -202,8 +202,9 @@ impl Conn {
         }
         let deadline = Instant::now() + self.retry;
         let mut result = self.batch("COMMIT");
-        while let Err(Fail::Pg(e)) = &result {
-            if !transient(e) || !self.reconnect(deadline) {
+        while let Err(e) = result {
+            if let Err(e) = self.recover(e, deadline) {
+                result = Err(e);
                 break;
             }
             result = self.replay().and_then(|()| self.batch("COMMIT"));
@@ -229,9 +230,6 @@ impl Conn {
         let deadline = Instant::now() + self.retry;
         loop {
             match job(self) {
-                Err(Fail::Pg(e)) if transient(&e) && self.reconnect(deadline) => {
-                    self.replay()?;
-                }
                 Ok(v) => {
                     if self.in_batch {
                         let again = job.clone();
@@ -239,8 +237,31 @@ impl Conn {
                     }
                     return Ok(v);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.recover(e, deadline)?;
+                    self.replay()?;
+                }
             }
+        }
+    }
+
+    /// After an error: the connection's, and connected again (`Ok`), or
+    /// the error to give up with: the database's own, or that it could
+    /// not be reached again before `deadline`.
+    fn recover(&mut self, e: Fail, deadline: Instant) -> Sql<()> {
+        match e {
+            Fail::Pg(e) if transient(&e) => match self.reconnect(deadline) {
+                true => Ok(()),
+                false => Err(Fail::Runbook(Error::Db {
+                    at: self.url.shown.clone(),
+                    message: format!(
+                        "lost the connection to {} and could not connect again within {} (RUNBOOK_DB_RETRY): the run stopped here; `runbook resume` goes on once the database is back",
+                        self.url.place(),
+                        humantime::format_duration(self.retry)
+                    ),
+                })),
+            },
+            e => Err(e),
         }
     }
 
@@ -258,20 +279,27 @@ impl Conn {
     }
 
     /// Connects again until it works or `deadline` passes; whether it did.
+    /// Once it gave up, each later call tries once (the command is
+    /// stopping: its last writes should not each wait the bound again).
     fn reconnect(&mut self, deadline: Instant) -> bool {
         let began = Instant::now();
+        let deadline = if self.down { began } else { deadline };
         let mut pause = Duration::from_millis(100);
-        eprintln!(
-            "warning: lost the connection to the state database at {}; connecting again (for up to {}s, RUNBOOK_DB_RETRY)",
-            self.url.place(),
-            self.retry.as_secs()
-        );
+        if !self.down {
+            eprintln!(
+                "warning: lost the connection to the state database at {}; connecting again (for up to {}, RUNBOOK_DB_RETRY); no step starts meanwhile",
+                self.url.place(),
+                humantime::format_duration(self.retry)
+            );
+        }
         loop {
             if let Ok(client) = connect(&self.rt, &self.url, self.tls.clone()) {
                 self.client = client;
                 self.cache.clear();
+                self.in_tx = false;
                 let session = self.session.clone();
                 if session.iter().all(|s| self.batch(s).is_ok()) {
+                    self.down = false;
                     eprintln!(
                         "connected to the state database again after {:.1}s",
                         began.elapsed().as_secs_f64()
@@ -280,6 +308,7 @@ impl Conn {
                 }
             }
             if Instant::now() + pause > deadline {
+                self.down = true;
                 return false;
             }
             std::thread::sleep(pause);

@@ -689,10 +689,12 @@ fn a_kill_9_after_a_commit_then_a_run_to_the_end_leaves_no_spool_of_the_first_ru
     );
     t.put_runbook("r", &runbook(&sshd, &steps));
     let child = t.spawn(&["run", "r"]);
-    assert!(
-        wait_for(Duration::from_secs(20), || Path::new(&marker).exists()),
-        "the local step did not start"
-    );
+    let started = wait_for(Duration::from_secs(60), || Path::new(&marker).exists());
+    if !started {
+        signal(&child, "KILL");
+        let ran = finish(child);
+        panic!("the local step did not start: {ran:?}");
+    }
     signal(&child, "KILL");
     let _ = finish(child);
     assert_eq!(t.status(None).state_of("a"), "succeeded");

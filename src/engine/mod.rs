@@ -183,7 +183,7 @@ impl Ctx {
         } else {
             format!(
                 " --state {}",
-                crate::exec::ssh::sh_quote(&self.state.shown())
+                crate::exec::quote::sh_quote(&self.state.shown())
             )
         }
     }

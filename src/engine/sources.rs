@@ -160,7 +160,7 @@ async fn read_source(
         Source::Remote { host, path } => {
             let command = format!(
                 "if [ -f {p} ]; then cat {p}; else exit 3; fi",
-                p = crate::exec::ssh::sh_quote(path)
+                p = crate::exec::quote::sh_quote(path)
             );
             match execs.ssh.output(host, &command, None).await {
                 Ok((0, bytes, _)) => match crate::dotenv::parse(

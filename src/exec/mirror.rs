@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::ssh::{sh_quote, SshPool};
+use super::quote::sh_quote;
+use super::ssh::SshPool;
 use super::{LineSink, Stream};
 pub use crate::action::unsafe_root;
 

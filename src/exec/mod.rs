@@ -1,10 +1,14 @@
 //! Executors: one per action. They know nothing of the DAG or the store;
 //! they run one attempt and report lines and an outcome.
 
+pub mod connection;
+pub mod forward;
+pub mod host;
 pub mod http;
 pub mod local;
 pub mod mirror;
 pub mod preview;
+pub mod quote;
 pub mod shell;
 pub mod spool;
 pub mod ssh;

@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use super::mirror::{self, Keep};
-use super::ssh::{sh_quote, SshPool};
+use super::quote::sh_quote;
+use super::ssh::SshPool;
 use super::upload::{hash_script, parse_hashes, run_script, sha, FileToWrite, Sync};
 
 /// One file an upload would write.

@@ -8,11 +8,14 @@
 //! whole process group on the host (SIGTERM, then SIGKILL): its follower,
 //! ticker and any `unless` check or command it ran. `run` steps are not in
 //! it: they start detached, in sessions of their own, and go on (SPEC §8;
-//! see `spool.rs` and [`RemoteShell::follow`]). A goodbye ends only the
-//! shell.
+//! see `spool/`, which sends its commands and reads its answers through
+//! [`RemoteShell::send`], [`RemoteShell::read_line`] and
+//! [`RemoteShell::read_exact`]). A goodbye ends only the shell. This room
+//! knows nothing of spools or of the pool.
 //!
 //! Short commands (`unless` checks, the engine's own probes) run attached,
-//! through [`RemoteShell::run`]: each runs in a forked group (its environment and `cd` do not leak),
+//! through [`RemoteShell::run`]: each runs in a forked group (its
+//! environment and `cd` do not leak),
 //! with stdin from /dev/null. Its stdout and its stderr each go through a
 //! pipe of their own to a tagger that prefixes each line (\035 stdout, \037
 //! stderr) and writes it to the channel. After the step's main process
@@ -28,12 +31,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openssh::{ChildStderr, ChildStdin, ChildStdout, Session};
+use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::ssh::sh_quote;
+use super::connection::KILL_GRACE_SECS;
+use super::quote::{exports, sh_quote};
 use super::{LineSink, Stream};
 
-const MARK: char = '\u{1e}';
+/// The byte before every marker line the host's shell code writes.
+pub const MARK: char = '\u{1e}';
 const OUT: char = '\u{1d}';
 const ERR: char = '\u{1f}';
 
@@ -61,6 +67,8 @@ const PRELUDE: &str = concat!(
 pub struct RemoteShell {
     /// The master connection it runs over.
     pub session: Arc<Session>,
+    /// Which of its host's connections that is (they are counted).
+    pub connection: u64,
     child: openssh::Child<Arc<Session>>,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -69,16 +77,8 @@ pub struct RemoteShell {
     pub pgid: String,
     /// The line that ends the shell without killing its process group.
     bye: String,
-    /// Whether the functions for detached steps are defined in it.
-    detach_ready: bool,
-}
-
-/// How following a detached step in a shell ended.
-pub enum FollowEnd {
-    /// The follower on the host said so.
-    Ended(super::spool::End),
-    /// The connection (or the shell) went away; the step goes on.
-    Lost(String),
+    /// Set by the spool once its functions are defined in this shell.
+    pub detach_ready: bool,
 }
 
 /// How a step in a shell ended.
@@ -89,19 +89,58 @@ pub enum ShellEnd {
     Lost(String),
 }
 
-/// `export` lines for a step's environment.
-fn exports(env: &[(String, String)]) -> String {
-    let mut exports = String::new();
-    for (k, v) in env {
-        // Names are validated as [A-Za-z_][A-Za-z0-9_]*; values are quoted.
-        exports.push_str(&format!("{k}={}; export {k}\n", sh_quote(v)));
+/// One line of an attached command's channel (its trailing newline gone),
+/// as the taggers wrote it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tagged<'a> {
+    /// A line the command wrote on this stream.
+    Line(Stream, &'a str),
+    /// The end marker of a stream, after the text of a last line that had
+    /// no newline (empty when there was none); stdout's carries the exit
+    /// code, `None` when it cannot be read.
+    End {
+        /// Which stream ended.
+        stream: Stream,
+        /// Text before the marker on the same line.
+        before: &'a str,
+        /// The exit code (stdout's marker only).
+        code: Option<i32>,
+    },
+    /// A line with no tag: the shell itself complained (it could not fork).
+    Untagged(&'a str),
+}
+
+/// Reads one line of an attached command's channel for the command whose
+/// nonce is `nonce` (markers of any other nonce are plain text).
+pub fn parse_tagged<'a>(line: &'a str, nonce: &str) -> Tagged<'a> {
+    let (stream, text) = if let Some(text) = line.strip_prefix(OUT) {
+        (Stream::Stdout, text)
+    } else if let Some(text) = line.strip_prefix(ERR) {
+        (Stream::Stderr, text)
+    } else {
+        return Tagged::Untagged(line);
+    };
+    let marker = match stream {
+        Stream::Stdout => format!("{MARK}O{nonce} "),
+        Stream::Stderr => format!("{MARK}E{nonce}"),
+    };
+    match text.find(&marker) {
+        None => Tagged::Line(stream, text),
+        Some(at) => Tagged::End {
+            stream,
+            before: &text[..at],
+            code: match stream {
+                Stream::Stdout => text[at + marker.len()..].trim().parse().ok(),
+                Stream::Stderr => None,
+            },
+        },
     }
-    exports
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
 
-fn nonce() -> String {
+/// A token no other command of this engine uses, for its markers.
+pub fn nonce() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -111,12 +150,27 @@ fn nonce() -> String {
     format!("{h:x}")[..16].to_string()
 }
 
-use sha2::Digest;
+/// The first line a shell is sent: it learns its process group, says it
+/// on stderr, and becomes the forwarder and the inner shell (see the
+/// module notes). One line: the outer shell reads all of it before it runs
+/// any of it, so the forwarder's `read` gets every later byte. `kill -SIG
+/// -PGID` (no `--`) is the form dash's builtin accepts too.
+fn hello(bye: &str) -> String {
+    format!(
+        "pg=$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null); set -- $pg; pg=$1; \
+         printf '\\036PGID %s\\n' \"$pg\" >&2; exec 2>&1; \
+         {{ while IFS= read -r l || [ -n \"$l\" ]; do [ \"$l\" = {bye} ] && exit 0; printf '%s\\n' \"$l\"; done; \
+         case $pg in ''|*[!0-9]*) exit 1;; esac; trap '' TERM; kill -TERM -$pg; sleep {grace}; kill -KILL -$pg; }} | sh -s 3>&1; exit\n",
+        bye = sh_quote(bye),
+        grace = KILL_GRACE_SECS,
+    )
+}
 
 impl RemoteShell {
-    /// Starts `sh -s` over the session, learns its process group, and sets
-    /// up the forwarder and the inner shell (see the module notes).
-    pub async fn start(session: Arc<Session>) -> Result<RemoteShell, String> {
+    /// Starts `sh -s` over the session (the host's connection number
+    /// `connection`), learns its process group, and sets up the forwarder
+    /// and the inner shell (see the module notes).
+    pub async fn start(session: Arc<Session>, connection: u64) -> Result<RemoteShell, String> {
         let mut cmd = Session::to_raw_command(session.clone(), "sh -s");
         cmd.stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
@@ -131,6 +185,7 @@ impl RemoteShell {
         };
         let mut shell = RemoteShell {
             session,
+            connection,
             child,
             stdin,
             stdout: BufReader::new(stdout),
@@ -139,23 +194,8 @@ impl RemoteShell {
             bye: format!("{MARK}BYE{}", nonce()),
             detach_ready: false,
         };
-        // One line: the outer shell reads all of it before it runs any of
-        // it, so the forwarder's `read` gets every later byte. `kill -SIG
-        // -PGID` (no `--`) is the form dash's builtin accepts too.
-        let hello = format!(
-            "pg=$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || ps -o pgid= -p $$ 2>/dev/null); set -- $pg; pg=$1; \
-             printf '\\036PGID %s\\n' \"$pg\" >&2; exec 2>&1; \
-             {{ while IFS= read -r l || [ -n \"$l\" ]; do [ \"$l\" = {bye} ] && exit 0; printf '%s\\n' \"$l\"; done; \
-             case $pg in ''|*[!0-9]*) exit 1;; esac; trap '' TERM; kill -TERM -$pg; sleep {grace}; kill -KILL -$pg; }} | sh -s 3>&1; exit\n",
-            bye = sh_quote(&shell.bye),
-            grace = super::ssh::KILL_GRACE_SECS,
-        );
-        shell
-            .stdin
-            .write_all(hello.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        shell.stdin.flush().await.map_err(|e| e.to_string())?;
+        let hello = hello(&shell.bye);
+        shell.send(&hello).await.map_err(|e| e.to_string())?;
         let mut line = String::new();
         shell
             .stderr
@@ -168,13 +208,26 @@ impl RemoteShell {
         }
         // Only now: sent with the first line, the outer shell could have
         // read it too.
-        shell
-            .stdin
-            .write_all(PRELUDE.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        shell.stdin.flush().await.map_err(|e| e.to_string())?;
+        shell.send(PRELUDE).await.map_err(|e| e.to_string())?;
         Ok(shell)
+    }
+
+    /// Sends text to the inner shell, as it is.
+    pub async fn send(&mut self, text: &str) -> std::io::Result<()> {
+        self.stdin.write_all(text.as_bytes()).await?;
+        self.stdin.flush().await
+    }
+
+    /// Reads one line of the shell's stdout into `buf` (cleared first),
+    /// newline included; 0 at the end of the channel.
+    pub async fn read_line(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        buf.clear();
+        self.stdout.read_until(b'\n', buf).await
+    }
+
+    /// Reads exactly `buf.len()` bytes of the shell's stdout.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        self.stdout.read_exact(buf).await.map(|_| ())
     }
 
     /// Runs one script to its end, forwarding its lines. Cancel-safe only
@@ -191,22 +244,13 @@ impl RemoteShell {
             sh_quote(script),
             sh_quote(&exports(env))
         );
-        if let Err(e) = async {
-            self.stdin.write_all(block.as_bytes()).await?;
-            self.stdin.flush().await
-        }
-        .await
-        {
+        if let Err(e) = self.send(&block).await {
             return ShellEnd::Lost(e.to_string());
         }
-        let out_end = format!("{MARK}O{nonce} ");
-        let err_end = format!("{MARK}E{nonce}");
-        let mut code = None;
-        let mut err_done = false;
+        let (mut code, mut err_done) = (None, false);
         let mut buf = Vec::new();
         loop {
-            buf.clear();
-            match self.stdout.read_until(b'\n', &mut buf).await {
+            match self.read_line(&mut buf).await {
                 Ok(0) => {
                     return ShellEnd::Lost("the connection closed before the step ended".into())
                 }
@@ -215,130 +259,32 @@ impl RemoteShell {
             }
             let line = String::from_utf8_lossy(&buf);
             let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(text) = line.strip_prefix(OUT) {
-                match text.find(&out_end) {
-                    Some(at) => {
-                        if at > 0 {
-                            let _ = sink.send((Stream::Stdout, text[..at].to_string()));
-                        }
-                        match text[at + out_end.len()..].trim().parse() {
-                            Ok(c) => code = Some(c),
-                            Err(_) => {
-                                return ShellEnd::Lost("no exit code from the remote shell".into())
-                            }
-                        }
+            match parse_tagged(line, &nonce) {
+                Tagged::Line(stream, text) => {
+                    let _ = sink.send((stream, text.to_string()));
+                }
+                Tagged::Untagged(text) => {
+                    let _ = sink.send((Stream::Stderr, text.to_string()));
+                }
+                Tagged::End {
+                    stream,
+                    before,
+                    code: exit,
+                } => {
+                    if !before.is_empty() {
+                        let _ = sink.send((stream, before.to_string()));
                     }
-                    None => {
-                        let _ = sink.send((Stream::Stdout, text.to_string()));
+                    match (stream, exit) {
+                        (Stream::Stdout, Some(c)) => code = Some(c),
+                        (Stream::Stdout, None) => {
+                            return ShellEnd::Lost("no exit code from the remote shell".into())
+                        }
+                        (Stream::Stderr, _) => err_done = true,
                     }
                 }
-            } else if let Some(text) = line.strip_prefix(ERR) {
-                match text.find(&err_end) {
-                    Some(at) => {
-                        if at > 0 {
-                            let _ = sink.send((Stream::Stderr, text[..at].to_string()));
-                        }
-                        err_done = true;
-                    }
-                    None => {
-                        let _ = sink.send((Stream::Stderr, text.to_string()));
-                    }
-                }
-            } else {
-                // Untagged: the shell itself complained (e.g. it could not fork).
-                let _ = sink.send((Stream::Stderr, line.to_string()));
             }
             if let (Some(code), true) = (code, err_done) {
                 return ShellEnd::Exited(code);
-            }
-        }
-    }
-
-    /// Starts a detached step in attempt folder `base/attempt` unless it was
-    /// started there already (`start` None: only follows it), and follows
-    /// its spool from `progress` to its end, sending its lines to `sink`.
-    /// `before` is sent first (spool folders to remove). Cancel-safe in the
-    /// sense of `run`: a dropped future leaves the shell unusable, and the
-    /// step runs on.
-    pub async fn follow(
-        &mut self,
-        before: &str,
-        base: &str,
-        attempt: i64,
-        start: Option<(&str, &[(String, String)])>,
-        progress: &mut super::spool::Progress,
-        sink: &LineSink,
-    ) -> FollowEnd {
-        use super::spool::{self, Said};
-        let nonce = nonce();
-        let mut block = String::new();
-        if !self.detach_ready {
-            block.push_str(&spool::prelude());
-        }
-        block.push_str(before);
-        let exports = start.map(|(_, env)| exports(env)).unwrap_or_default();
-        block.push_str(&spool::follow_command(
-            &nonce,
-            base,
-            attempt,
-            (progress.out.offset, progress.err.offset),
-            start.map(|(script, _)| (script, exports.as_str())),
-        ));
-        if let Err(e) = async {
-            self.stdin.write_all(block.as_bytes()).await?;
-            self.stdin.flush().await
-        }
-        .await
-        {
-            return FollowEnd::Lost(e.to_string());
-        }
-        self.detach_ready = true;
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match self.stdout.read_until(b'\n', &mut buf).await {
-                Ok(0) => return FollowEnd::Lost("the connection closed".into()),
-                Ok(_) => {}
-                Err(e) => return FollowEnd::Lost(e.to_string()),
-            }
-            let line = String::from_utf8_lossy(&buf);
-            let line = line.trim_end_matches(['\n', '\r']);
-            let said = line
-                .strip_prefix(MARK)
-                .and_then(|l| spool::parse(l, &nonce));
-            match said {
-                Some(Said::Group { pgid, started }) => {
-                    progress.pgid = Some(pgid);
-                    progress.started.get_or_insert(started);
-                }
-                Some(Said::Chunk { stream, len }) => {
-                    let mut chunk = vec![0; len];
-                    if let Err(e) = self.stdout.read_exact(&mut chunk).await {
-                        return FollowEnd::Lost(e.to_string());
-                    }
-                    let state = match stream {
-                        Stream::Stdout => &mut progress.out,
-                        Stream::Stderr => &mut progress.err,
-                    };
-                    for text in state.take(&chunk) {
-                        let _ = sink.send((stream, text));
-                    }
-                }
-                Some(Said::End(end)) => {
-                    for (stream, state) in [
-                        (Stream::Stdout, &mut progress.out),
-                        (Stream::Stderr, &mut progress.err),
-                    ] {
-                        if let Some(text) = state.rest() {
-                            let _ = sink.send((stream, text));
-                        }
-                    }
-                    return FollowEnd::Ended(end);
-                }
-                // The shell itself complained (e.g. a full disk on the host).
-                None => {
-                    let _ = sink.send((Stream::Stderr, line.to_string()));
-                }
             }
         }
     }
@@ -347,9 +293,84 @@ impl RemoteShell {
     /// started in the background running.
     pub async fn close(mut self) {
         let bye = format!("{}\n", self.bye);
-        let _ = self.stdin.write_all(bye.as_bytes()).await;
-        let _ = self.stdin.flush().await;
+        let _ = self.send(&bye).await;
         let _ =
             tokio::time::timeout(std::time::Duration::from_millis(500), self.child.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_lines_parse_by_stream_and_nonce() {
+        let out = |t: &str| format!("{OUT}{t}");
+        let err = |t: &str| format!("{ERR}{t}");
+        assert_eq!(
+            parse_tagged(&out("hello"), "n1"),
+            Tagged::Line(Stream::Stdout, "hello")
+        );
+        assert_eq!(
+            parse_tagged(&err("oops"), "n1"),
+            Tagged::Line(Stream::Stderr, "oops")
+        );
+        // The end of stdout, with the exit code; after a last line with no
+        // newline.
+        assert_eq!(
+            parse_tagged(&out(&format!("{MARK}On1 3")), "n1"),
+            Tagged::End {
+                stream: Stream::Stdout,
+                before: "",
+                code: Some(3)
+            }
+        );
+        assert_eq!(
+            parse_tagged(&out(&format!("tail{MARK}On1 0")), "n1"),
+            Tagged::End {
+                stream: Stream::Stdout,
+                before: "tail",
+                code: Some(0)
+            }
+        );
+        assert_eq!(
+            parse_tagged(&out(&format!("{MARK}On1 x")), "n1"),
+            Tagged::End {
+                stream: Stream::Stdout,
+                before: "",
+                code: None
+            }
+        );
+        assert_eq!(
+            parse_tagged(&err(&format!("e{MARK}En1")), "n1"),
+            Tagged::End {
+                stream: Stream::Stderr,
+                before: "e",
+                code: None
+            }
+        );
+        // Another command's marker (a step that printed one) is text.
+        let forged = out(&format!("{MARK}On2 0"));
+        assert_eq!(
+            parse_tagged(&forged, "n1"),
+            Tagged::Line(Stream::Stdout, &forged[OUT.len_utf8()..])
+        );
+        assert_eq!(
+            parse_tagged("sh: cannot fork", "n1"),
+            Tagged::Untagged("sh: cannot fork")
+        );
+    }
+
+    #[test]
+    fn the_shell_code_parses() {
+        for script in [PRELUDE.to_string(), hello("x'y")] {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{script}\n{out:?}");
+        }
     }
 }

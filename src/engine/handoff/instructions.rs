@@ -9,7 +9,10 @@ use crate::state::StepState;
 pub(super) fn resume_command(f: &Facts, env_files: &[String]) -> String {
     let mut command = format!("runbook resume {}{}", f.run_id, f.flag);
     for file in env_files {
-        command.push_str(&format!(" --env-file {}", crate::exec::ssh::sh_quote(file)));
+        command.push_str(&format!(
+            " --env-file {}",
+            crate::exec::quote::sh_quote(file)
+        ));
     }
     command
 }

@@ -1,0 +1,162 @@
+//! The spool's housekeeping on one host: folders to remove once their
+//! results are committed, attempt folders to make ahead, and what a new
+//! connection removes before anything runs there (folders earlier engines
+//! left, empty prepared folders).
+
+use tokio::sync::Mutex;
+
+use super::script;
+use crate::exec::connection::SshError;
+use crate::exec::host::Host;
+use crate::exec::shell::{RemoteShell, ShellEnd};
+
+/// One host's spool housekeeping.
+#[derive(Default)]
+pub struct Chores {
+    /// Spool folders whose results are committed, removed with the next
+    /// detached step's command sent to the host (or when the pool closes).
+    discards: std::sync::Mutex<Vec<String>>,
+    /// Attempt folders of steps about to run: to make (with the next
+    /// detached step's command), and made (the unused ones go when the pool
+    /// closes).
+    prepared: std::sync::Mutex<(Vec<String>, Vec<String>)>,
+    /// The connection whose cleanup ran (0: none yet), and the spool
+    /// folders earlier engines left to remove.
+    cleanup: Mutex<(u64, Vec<String>)>,
+    /// Spool folders removed on the host: their records can go.
+    removed: std::sync::Mutex<Vec<String>>,
+}
+
+impl Chores {
+    /// A shell of the host; the first one on a new connection removes what
+    /// earlier engines left (see [`script::cleanup_command`]) before anyone
+    /// uses it.
+    pub async fn shell(&self, host: &Host) -> Result<RemoteShell, SshError> {
+        let mut shell = host.shell().await?;
+        let mut cleanup = self.cleanup.lock().await;
+        if shell.connection <= cleanup.0 {
+            return Ok(shell);
+        }
+        let command = script::cleanup_command(&cleanup.1);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        match shell.run(&command, &[], &tx).await {
+            ShellEnd::Exited(_) => {
+                let bases = std::mem::take(&mut cleanup.1);
+                self.removed_now(bases);
+                cleanup.0 = shell.connection;
+                Ok(shell)
+            }
+            ShellEnd::Lost(e) => {
+                drop(cleanup);
+                let message = format!("lost the SSH connection to {}: {e}", host.describe());
+                host.settle(shell, &ShellEnd::Lost(e)).await;
+                Err(SshError(message))
+            }
+        }
+    }
+
+    /// Notes a spool folder an earlier engine left to remove (its record in
+    /// the state); folders that are not spool folders are ignored.
+    pub fn remove_left(&self, base: String) {
+        if !script::is_spool_folder(&base) {
+            return;
+        }
+        if let Ok(mut c) = self.cleanup.try_lock() {
+            c.1.push(base);
+        }
+    }
+
+    /// Notes that a step's result is committed: its spool folder goes with
+    /// the next detached step's command (or when the pool closes).
+    pub fn discard(&self, base: &str) {
+        if let Ok(mut list) = self.discards.lock() {
+            list.push(base.to_string());
+        }
+    }
+
+    /// Notes the attempt folders of steps about to run: they are made in
+    /// the background with the next detached step's command.
+    pub fn prepare(&self, dirs: Vec<String>) {
+        if let Ok(mut p) = self.prepared.lock() {
+            p.0.extend(dirs);
+        }
+    }
+
+    /// What goes before the next detached step's command: the folders to
+    /// make ahead, and the removals (with the folders they remove, to put
+    /// back with [`Chores::requeue`] if they may not have run).
+    pub fn before(&self) -> (String, Vec<String>) {
+        let discards = self
+            .discards
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        let prepare = match self.prepared.lock() {
+            Ok(mut p) => {
+                let dirs = std::mem::take(&mut p.0);
+                let cmd = script::prepare_command(&dirs);
+                p.1.extend(dirs);
+                cmd
+            }
+            Err(_) => String::new(),
+        };
+        let cmd = format!("{prepare}{}", script::discard_command(&discards, true));
+        (cmd, discards)
+    }
+
+    /// Puts back removals that may not have run (they are idempotent).
+    pub fn requeue(&self, bases: Vec<String>) {
+        if let Ok(mut list) = self.discards.lock() {
+            list.extend(bases);
+        }
+    }
+
+    /// Notes folders removed on the host.
+    pub fn removed_now(&self, bases: Vec<String>) {
+        if let Ok(mut r) = self.removed.lock() {
+            r.extend(bases);
+        }
+    }
+
+    /// The folders removed since the last call.
+    pub fn removed(&self) -> Vec<String> {
+        self.removed
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+
+    /// At the end of the run, through an idle shell: removes the prepared
+    /// folders no step used and the folders still to remove.
+    pub async fn close(&self, host: &Host) {
+        let made = self
+            .prepared
+            .lock()
+            .map(|mut p| std::mem::take(&mut p.1))
+            .unwrap_or_default();
+        let discards = self
+            .discards
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        let command = format!(
+            "{}{}",
+            script::unprepare_command(&made),
+            script::discard_command(&discards, false)
+        );
+        if command.is_empty() {
+            return;
+        }
+        let Some(mut shell) = host.idle_shell().await else {
+            return;
+        };
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let limit = std::time::Duration::from_secs(5);
+        if let Ok(end) = tokio::time::timeout(limit, shell.run(&command, &[], &tx)).await {
+            if let ShellEnd::Exited(_) = end {
+                self.removed_now(discards);
+            }
+            host.settle(shell, &end).await;
+        }
+    }
+}

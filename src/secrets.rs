@@ -29,10 +29,30 @@ pub struct Redactor {
     broken: bool,
 }
 
+/// Values every redactor of this process redacts besides its secrets: the
+/// state database's password (SPEC §11).
+static ALWAYS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes every redactor made from now on in this process redact `value`
+/// as `[REDACTED:NAME]` (the state database's password).
+pub fn redact_always(name: &str, value: &str) {
+    let mut always = ALWAYS.lock().unwrap_or_else(|p| p.into_inner());
+    if !always.iter().any(|(_, v)| v == value) {
+        always.push((name.to_string(), value.to_string()));
+    }
+}
+
 impl Redactor {
-    /// A redactor for the given name → value pairs.
+    /// A redactor for the given name → value pairs (and the values of
+    /// [`redact_always`]).
     pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let secrets: Vec<(&str, &str)> = secrets.into_iter().collect();
+        let always = ALWAYS.lock().map(|a| a.clone()).unwrap_or_default();
+        let mut all: Vec<(&str, &str)> = Vec::new();
+        for (n, v) in secrets {
+            all.push((n, v));
+        }
+        all.extend(always.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let secrets = all;
         // Whole values first: where a value equals another's line, the
         // whole value's name is the one shown.
         let whole = secrets

@@ -244,3 +244,31 @@ fn a_read_only_role_reads_and_cannot_write() {
     w.code(1).stderr_has("reader");
     assert_eq!(t.lines("log").iter().filter(|l| *l == "c").count(), 0);
 }
+
+#[test]
+fn a_step_that_prints_the_password_has_it_redacted_in_output_logs_and_the_database() {
+    let (t, pg, db) = on_pg();
+    t.write("pw.txt", &format!("the password is {PASSWORD}\n"));
+    t.put_runbook(
+        "leak",
+        &format!("steps:\n  - id: leak\n    run: cat {}\n", t.p("pw.txt")),
+    );
+    let ran = t.run(&["run", "leak"]);
+    ran.code(0);
+    let logs = t.run(&["logs", "1", "leak"]);
+    logs.code(0)
+        .stdout_has("the password is [REDACTED:STATE_PASSWORD]");
+    let json = t.run(&["run", "leak", "--fresh", "--json"]);
+    let dump = String::from_utf8_lossy(&pg.dump(&db)).to_string();
+    for (what, text) in [
+        ("run", ran.stdout + &ran.stderr),
+        ("logs", logs.stdout.clone()),
+        ("--json", json.stdout + &json.stderr),
+        ("the database", dump),
+    ] {
+        assert!(
+            !text.contains(PASSWORD),
+            "{what} holds the password: {text}"
+        );
+    }
+}

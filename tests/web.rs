@@ -465,3 +465,48 @@ fn a_non_loopback_listen_needs_a_token_file() {
         "the token is not printed: {first}"
     );
 }
+
+#[tokio::test]
+async fn following_a_run_on_postgres_keeps_one_connection() {
+    let pg = support::postgres::Postgres::shared();
+    let db = pg.new_database();
+    let t = Test::new().env("RUNBOOK_STATE", &pg.url(&db));
+    let yaml = format!(
+        "steps:\n  - id: wait\n    run: while [ ! -f {go} ]; do sleep 0.05; done\n",
+        go = t.p("go")
+    );
+    t.put_runbook("slow", &yaml);
+    let engine = t.spawn(&["run", "slow"]);
+    assert!(support::wait_for(Duration::from_secs(10), || t
+        .run(&["status", "--json"])
+        .stdout
+        .contains("\"running\"")));
+    let s = Server::start(&t);
+    let sessions = || {
+        pg.sql(
+            "postgres",
+            &format!("SELECT sessions FROM pg_stat_database WHERE datname = '{db}'"),
+        )
+        .parse::<u64>()
+        .unwrap()
+    };
+    let mut events = client()
+        .get(s.url("/api/runs/1/events"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("events");
+    let before = sessions();
+    // Twelve polls (250 ms each) of a run that does not change.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < until {
+        let _ = tokio::time::timeout(Duration::from_millis(200), events.chunk()).await;
+    }
+    let opened = sessions() - before;
+    t.write("go", "");
+    support::finish(engine).code(0);
+    assert!(
+        opened <= 1,
+        "{opened} connections opened while following for 3s"
+    );
+}

@@ -120,8 +120,13 @@ impl Ctx {
             .state
             .clone()
             .unwrap_or_else(|| PathBuf::from("state/runbook.db"));
+        let state = Location::parse(given.as_os_str(), &cwd)?;
+        if let Some(pw) = state.password() {
+            // A step that prints it (cat ~/.pgpass) is redacted like a secret.
+            crate::secrets::redact_always("STATE_PASSWORD", pw);
+        }
         Ok(Ctx {
-            state: Location::parse(given.as_os_str(), &cwd)?,
+            state,
             cwd,
             verbosity: globals.verbosity,
             color: globals.color,

@@ -108,6 +108,7 @@ impl Adapter {
             finished_at: None,
             steps: HashMap::new(),
             seen: HashMap::new(),
+            kept: None,
         };
         // From the run's current state on: what is there now is not news.
         let _ = f.poll()?;
@@ -123,15 +124,30 @@ pub struct Follower {
     finished_at: Option<String>,
     steps: HashMap<String, (StepState, i64)>,
     seen: HashMap<(String, i64), i64>,
+    /// On PostgreSQL, one connection for every poll (each poll's reads see
+    /// what is committed; a lost connection is opened again by the store).
+    kept: Option<Store>,
 }
 
 impl Follower {
     /// What changed since the last poll, as events; `None` when the run is gone.
     pub fn poll(&mut self) -> Result<Option<Vec<Event>>> {
-        // A fresh connection each time: a long-lived one was seen to miss
-        // a later engine's pass.
-        let store = Store::open_existing_at(&self.path)?
-            .ok_or_else(|| Error::Usage("no state file".into()))?;
+        // An SQLite file is opened afresh each time: a long-lived
+        // connection was seen to miss a later engine's pass. A database
+        // connection is kept: opening one per poll is a login each time.
+        let store = match self.kept.take() {
+            Some(kept) => kept,
+            None => Store::open_existing_at(&self.path)?
+                .ok_or_else(|| Error::Usage("no state file".into()))?,
+        };
+        let polled = self.poll_with(&store);
+        if matches!(self.path, Location::Postgres(_)) {
+            self.kept = Some(store);
+        }
+        polled
+    }
+
+    fn poll_with(&mut self, store: &Store) -> Result<Option<Vec<Event>>> {
         let Some(run) = store.run(self.run_id)? else {
             return Ok(None);
         };
@@ -156,7 +172,7 @@ impl Follower {
             });
         }
         for s in &steps {
-            self.step_events(&store, s, first, &mut events)?;
+            self.step_events(store, s, first, &mut events)?;
         }
         // A pass that began and ended between two polls still ends.
         let stepped = events

@@ -210,6 +210,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Work on the state itself: `state copy` moves runs to another state.
+    #[command(subcommand)]
+    State(StateCommand),
     /// List the runbooks found and the recent runs.
     #[command(after_help = "Example:\n  runbook list")]
     List,
@@ -224,6 +227,27 @@ pub enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: Shell,
+    },
+}
+
+/// `runbook state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy runs to another state (SQLite file or postgres:// URL) and mark
+    /// them moved here, so each is resumed in one place only.
+    #[command(
+        after_help = "Example:\n  runbook state copy 7 --to 'postgres://runbook@db.internal/ops?sslmode=verify-full'\n  runbook --state 'postgres://runbook@db.internal/ops' state copy --all --to state/runbook.db"
+    )]
+    Copy {
+        /// Run ids or runbook names (each one's latest run).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        runs: Vec<String>,
+        /// Every run of the state not moved already.
+        #[arg(long)]
+        all: bool,
+        /// The state to copy them to: a path (SQLite) or a postgres:// URL.
+        #[arg(long, value_name = "PATH_OR_URL")]
+        to: String,
     },
 }
 
@@ -380,6 +404,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate { name, vars } => ctx.validate(&name, &vars),
         Command::Graph { name, format, run } => ctx.graph(&name, format, run),
         Command::List => ctx.list(),
+        Command::State(StateCommand::Copy { runs, all, to }) => ctx.state_copy(&runs, all, &to),
         Command::Serve { listen, token_file } => {
             crate::serve::serve(ctx, crate::serve::ServeOptions { listen, token_file })
         }

@@ -128,6 +128,16 @@ pub enum Error {
         /// The new holder (`user@host (pid N)`), or what is known.
         by: String,
     },
+    /// The run was moved to another state by `state copy` (SPEC §11).
+    #[error("run {run_id} was moved to {to} (runbook state copy): resume it there with `runbook resume {run_id} --state '{to}'`{new}")]
+    Moved {
+        /// The run.
+        run_id: i64,
+        /// Where it went (no password).
+        to: String,
+        /// How to start a new run here instead, when that applies.
+        new: String,
+    },
     /// The state database could not be used.
     #[error("state database {path}: {source}")]
     Store {
@@ -164,7 +174,8 @@ impl Error {
             Error::Locked { .. }
             | Error::Silent { .. }
             | Error::Asked { .. }
-            | Error::LeaseLost { .. } => exit::LOCKED,
+            | Error::LeaseLost { .. }
+            | Error::Moved { .. } => exit::LOCKED,
             Error::Store { .. } | Error::Db { .. } | Error::Io { .. } => exit::FAILED,
         }
     }

@@ -26,6 +26,12 @@ impl Ctx {
                 report::status::holder_line(view.holder.as_ref()),
                 report::notify::status_lines(&view.notifications)
             );
+            if let Some(to) = &view.run.moved_to {
+                println!(
+                    "moved to {to} (runbook state copy): resume it there with --state {}",
+                    crate::exec::quote::sh_quote(to)
+                );
+            }
             for (step, a) in &view.approvals {
                 println!("approved: {step} by {} at {}", a.by, a.at);
             }

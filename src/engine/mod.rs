@@ -20,6 +20,7 @@ mod run;
 mod secret_commands;
 mod signals;
 mod sources;
+mod state_copy;
 mod views;
 mod wait;
 

@@ -102,6 +102,7 @@ impl Ctx {
             (other, given) => {
                 let store = self.existing_store()?;
                 let run = self.find_run(&store, other)?;
+                refuse_moved(&run, "")?;
                 let path = super::handover::runbook_file(&self.cwd, &run, given.as_deref())?;
                 Ok((path, Some(run)))
             }
@@ -109,11 +110,15 @@ impl Ctx {
     }
 
     /// The runbook's latest run, when it is unfinished: a run without
-    /// `--fresh` goes on with it.
+    /// `--fresh` goes on with it (refused when it was moved elsewhere).
     fn unfinished_run(&self, name: &str) -> Result<Option<RunRow>> {
-        Ok(Store::open_existing_at(&self.state)?
+        let run = Store::open_existing_at(&self.state)?
             .and_then(|s| s.latest_run(Some(name)).ok().flatten())
-            .filter(|r| r.state.is_unfinished()))
+            .filter(|r| r.state.is_unfinished());
+        if let Some(run) = &run {
+            refuse_moved(run, "; `runbook run --fresh` starts a new run here")?;
+        }
+        Ok(run)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -178,6 +183,18 @@ fn forget_removed(store: &mut Store, ssh: &exec::ssh::SshPool) {
         .collect();
     if let Err(e) = store.forget_discards(&removed) {
         tracing::warn!(error = %e, "could not forget the removed spool folders");
+    }
+}
+
+/// A run `state copy` moved is resumed where it went, never here (exit 4).
+fn refuse_moved(run: &RunRow, new: &str) -> Result<()> {
+    match &run.moved_to {
+        Some(to) => Err(Error::Moved {
+            run_id: run.id,
+            to: to.clone(),
+            new: new.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 

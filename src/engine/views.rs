@@ -42,6 +42,9 @@ impl StatusView {
                 report::status::holder_json(self.holder.as_ref()),
             );
         }
+        if let (Some(to), Some(map)) = (&self.run.moved_to, doc.as_object_mut()) {
+            map.insert("moved_to".into(), to.clone().into());
+        }
         let steps = doc.get_mut("steps").and_then(|s| s.as_array_mut());
         for step in steps.into_iter().flatten() {
             let id = step.get("id").and_then(|i| i.as_str()).unwrap_or_default();

@@ -3,6 +3,7 @@
 //! `synchronous=FULL`) or a PostgreSQL database shared by a team. Every
 //! command reads and writes through [`Store`] and cannot tell them apart.
 
+mod copy;
 mod lease;
 mod lock;
 mod notifications;
@@ -20,6 +21,7 @@ mod sqlite_records;
 
 use std::path::{Path, PathBuf};
 
+pub use copy::copy_run;
 pub use lease::LeaseWatch;
 pub use lock::{seconds, LockHolder, ProcessId, DEFAULT_LEASE};
 pub use notifications::{NotificationRow, Sent};
@@ -283,6 +285,17 @@ pub trait Records {
     fn approval(&self, run_id: i64, step: &str) -> Result<Option<Approval>>;
     /// Every approval of a run, by step id.
     fn approvals(&self, run_id: i64) -> Result<Vec<(String, Approval)>>;
+    /// Records an approval as it was given (`state copy`: who and when kept).
+    fn save_approval(&self, run_id: i64, step: &str, a: &Approval) -> Result<()>;
+    /// A run copied from another state (`state copy`, SPEC §11): its row
+    /// under `run.id` when that id is free here, else under a new one;
+    /// returns the id it got.
+    fn insert_run_copy(&self, run: &RunRow) -> Result<i64>;
+    /// Whether this state holds a copy of `run` (its id, runbook and start).
+    fn has_copy(&self, run: &RunRow) -> Result<bool>;
+    /// Marks a run moved to another state (shown without a password):
+    /// it is not resumed here any more.
+    fn mark_moved(&self, run_id: i64, to: &str) -> Result<()>;
     /// Records a delivery (or its failure).
     fn save_notification(&self, run_id: i64, sent: &Sent, row: &NotificationRow) -> Result<()>;
     /// Whether this message already reached this URL for this run.

@@ -4,7 +4,7 @@
 use super::pg::Pg;
 use super::pg_conn::{Conn, Sql};
 use super::{
-    now, Approval, NotificationRow, Records, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
+    now, Approval, NotificationRow, Records, RunRow, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
 };
 use crate::error::Result;
 use crate::state::SecretState;
@@ -44,7 +44,7 @@ impl Records for Pg {
             rel_path.map(str::to_string),
             file_hash.to_string(),
         );
-        self.call(move |c| {
+        self.write(move |c| {
             c.exec(
                 "UPDATE runs SET path = $2, rel_path = $3, file_hash = $4 WHERE id = $1",
                 &[&run_id, &path, &rel, &hash],
@@ -340,6 +340,82 @@ impl Records for Pg {
                 )
             })
             .collect())
+        })
+    }
+
+    fn save_approval(&self, run_id: i64, step: &str, a: &Approval) -> Result<()> {
+        let (step, a) = (step.to_string(), a.clone());
+        self.write(move |c| {
+            c.exec(
+                "INSERT INTO approvals (run_id, step_id, approved_by, approved_at, note)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET approved_by = $3, approved_at = $4, note = $5",
+                &[&run_id, &step, &a.by, &a.at, &a.note],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn insert_run_copy(&self, run: &RunRow) -> Result<i64> {
+        let run = run.clone();
+        self.write(move |c| {
+            let taken = c
+                .opt("SELECT 1 FROM runs WHERE id = $1", &[&run.id])?
+                .is_some();
+            let vars = serde_json::to_string(&run.vars).unwrap_or_else(|_| "[]".into());
+            let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &run.runbook,
+                &run.path,
+                &run.state.as_str(),
+                &run.started_at,
+                &run.finished_at,
+                &vars,
+                &run.rel_path,
+                &run.file_hash,
+            ];
+            if taken {
+                let row = c.opt(
+                    "INSERT INTO runs (runbook, path, state, started_at, finished_at, vars, rel_path, file_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    &fields,
+                )?;
+                return Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or_default());
+            }
+            let mut with_id: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&run.id];
+            with_id.extend(fields);
+            c.exec(
+                "INSERT INTO runs (id, runbook, path, state, started_at, finished_at, vars, rel_path, file_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &with_id,
+            )?;
+            // The id was given: the next new run's comes after it.
+            c.exec(
+                "SELECT setval(pg_get_serial_sequence('runbook.runs', 'id'), (SELECT MAX(id) FROM runs))",
+                &[],
+            )?;
+            Ok(run.id)
+        })
+    }
+
+    fn has_copy(&self, run: &RunRow) -> Result<bool> {
+        let run = run.clone();
+        self.call(move |c| {
+            Ok(c.opt(
+                "SELECT 1 FROM runs WHERE id = $1 AND runbook = $2 AND started_at = $3",
+                &[&run.id, &run.runbook, &run.started_at],
+            )?
+            .is_some())
+        })
+    }
+
+    fn mark_moved(&self, run_id: i64, to: &str) -> Result<()> {
+        let to = to.to_string();
+        self.write(move |c| {
+            c.exec(
+                "UPDATE runs SET moved_to = $2 WHERE id = $1",
+                &[&run_id, &to],
+            )
+            .map(|_| ())
         })
     }
 

@@ -245,35 +245,7 @@ impl Backend for Sqlite {
     /// Writes the given steps (a whole pass's start-up changes) in one transaction.
     fn save_steps(&mut self, run_id: i64, rows: &[StepRow], keep_only: bool) -> Result<()> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .at(&path)?;
-        if keep_only {
-            let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-            let existing: Vec<String> = {
-                let mut stmt = tx
-                    .prepare("SELECT id FROM steps WHERE run_id = ?1")
-                    .at(&path)?;
-                let ids = stmt
-                    .query_map([run_id], |r| r.get(0))
-                    .at(&path)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .at(&path)?;
-                ids
-            };
-            for gone in existing.iter().filter(|e| !ids.contains(&e.as_str())) {
-                tx.execute(
-                    "DELETE FROM steps WHERE run_id = ?1 AND id = ?2",
-                    params![run_id, gone],
-                )
-                .at(&path)?;
-            }
-        }
-        for row in rows {
-            upsert_step(&tx, run_id, row).at(&path)?;
-        }
-        tx.commit().at(&path)
+        in_tx(&self.conn, |tx| save_steps_in(tx, run_id, rows, keep_only)).at(&path)
     }
 
     /// Opens a group commit: the writes until [`Store::commit_batch`] are
@@ -366,6 +338,56 @@ impl Backend for Sqlite {
         }
         Ok(out)
     }
+}
+
+/// Runs `f` in a transaction of its own (immediate), or inside the group
+/// commit already open (whose caller commits or rolls back all of it).
+pub(super) fn in_tx<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let own = conn.is_autocommit();
+    if own {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+    }
+    let done = f(conn);
+    if own {
+        match &done {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+    done
+}
+
+fn save_steps_in(
+    tx: &Connection,
+    run_id: i64,
+    rows: &[StepRow],
+    keep_only: bool,
+) -> rusqlite::Result<()> {
+    if keep_only {
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let existing: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM steps WHERE run_id = ?1")?;
+            let ids = stmt
+                .query_map([run_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            ids
+        };
+        for gone in existing.iter().filter(|e| !ids.contains(&e.as_str())) {
+            tx.execute(
+                "DELETE FROM steps WHERE run_id = ?1 AND id = ?2",
+                params![run_id, gone],
+            )?;
+        }
+    }
+    for row in rows {
+        upsert_step(tx, run_id, row)?;
+    }
+    Ok(())
 }
 
 const RUN_SELECT: &str =

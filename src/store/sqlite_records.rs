@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sqlite::{AtPath, Sqlite};
 use super::{
-    now, Approval, NotificationRow, Records, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
+    now, Approval, NotificationRow, Records, RunRow, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
 };
 use crate::error::Result;
 use crate::state::SecretState;
@@ -273,28 +273,24 @@ impl Records for Sqlite {
         env_files: &[String],
     ) -> Result<()> {
         let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .at(&path)?;
-        tx.execute("DELETE FROM secrets WHERE run_id = ?1", [run_id])
-            .at(&path)?;
-        for r in rows {
+        super::sqlite::in_tx(&self.conn, |tx| {
+            tx.execute("DELETE FROM secrets WHERE run_id = ?1", [run_id])?;
+            for r in rows {
+                tx.execute(
+                    "INSERT INTO secrets (run_id, name, state, source, reason, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![run_id, r.name, r.state.as_str(), r.source, r.reason, now()],
+                )?;
+            }
             tx.execute(
-                "INSERT INTO secrets (run_id, name, state, source, reason, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run_id, r.name, r.state.as_str(), r.source, r.reason, now()],
-            )
-            .at(&path)?;
-        }
-        tx.execute(
-            "UPDATE runs SET env_files = ?2 WHERE id = ?1",
-            params![
-                run_id,
-                serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into())
-            ],
-        )
-        .at(&path)?;
-        tx.commit().at(&path)
+                "UPDATE runs SET env_files = ?2 WHERE id = ?1",
+                params![
+                    run_id,
+                    serde_json::to_string(env_files).unwrap_or_else(|_| "[]".into())
+                ],
+            )?;
+            Ok(())
+        })
+        .at(&path)
     }
 
     /// What the last pass learned about a run's secrets, and its --env-file paths.
@@ -371,6 +367,67 @@ impl Records for Sqlite {
             })
             .at(&self.path)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)
+    }
+
+    fn save_approval(&self, run_id: i64, step: &str, a: &Approval) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO approvals (run_id, step_id, approved_by, approved_at, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, step, a.by, a.at, a.note],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
+    fn insert_run_copy(&self, run: &RunRow) -> Result<i64> {
+        let taken = self
+            .conn
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [run.id], |_| Ok(()))
+            .optional()
+            .at(&self.path)?
+            .is_some();
+        let id = (!taken).then_some(run.id);
+        self.conn
+            .execute(
+                "INSERT INTO runs (id, runbook, path, state, started_at, finished_at, vars, rel_path, file_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    run.runbook,
+                    run.path,
+                    run.state.as_str(),
+                    run.started_at,
+                    run.finished_at,
+                    serde_json::to_string(&run.vars).unwrap_or_else(|_| "[]".into()),
+                    run.rel_path,
+                    run.file_hash
+                ],
+            )
+            .at(&self.path)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn has_copy(&self, run: &RunRow) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM runs WHERE id = ?1 AND runbook = ?2 AND started_at = ?3",
+                params![run.id, run.runbook, run.started_at],
+                |_| Ok(()),
+            )
+            .optional()
+            .at(&self.path)?
+            .is_some())
+    }
+
+    fn mark_moved(&self, run_id: i64, to: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET moved_to = ?2 WHERE id = ?1",
+                params![run_id, to],
+            )
+            .at(&self.path)?;
+        Ok(())
     }
 
     /// Records a delivery (or its failure).

@@ -71,6 +71,9 @@ pub struct Status {
     pub notifications: Vec<Notification>,
     /// The live engine that holds the run (SPEC §11), null when none.
     pub holder: Option<Holder>,
+    /// Where `state copy` moved the run (absent when it was not).
+    #[serde(default)]
+    pub moved_to: Option<String>,
 }
 
 /// `status --json`'s `holder`.

@@ -37,7 +37,7 @@ impl Chores {
         if shell.connection <= cleanup.0 {
             return Ok(shell);
         }
-        let command = script::cleanup_command(&cleanup.1);
+        let command = script::cleanup_command(&cleanup.1, &self.own_run_folders());
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         match shell.run(&command, &[], &tx).await {
             ShellEnd::Exited(_) => {
@@ -53,6 +53,23 @@ impl Chores {
                 Err(SshError(message))
             }
         }
+    }
+
+    /// The run folders of this engine's prepared attempt folders.
+    fn own_run_folders(&self) -> Vec<String> {
+        let mut runs: Vec<String> = match self.prepared.lock() {
+            Ok(p) => {
+                p.0.iter()
+                    .chain(&p.1)
+                    .filter_map(|d| script::run_folder(d))
+                    .map(str::to_string)
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        runs.sort();
+        runs.dedup();
+        runs
     }
 
     /// Notes a spool folder an earlier engine left to remove (its record in

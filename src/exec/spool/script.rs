@@ -121,7 +121,7 @@ _rbd() {
   if [ ! -s "$_rbdir/pgid" ] && [ -n "$6" ]; then
     if [ ! -d "$_rbdir" ]; then
       umask 077
-      if ! mkdir -p "$_rbdir" 2>/dev/null; then
+      if ! mkdir -p "$_rbdir" 2>/dev/null && ! mkdir -p "$_rbdir" 2>/dev/null; then
         _rbnm=$(mkdir -p "$_rbdir" 2>&1); umask "$_rbu"; true >"$_rbtf"
         printf '\036X%s nospool make %s\n' "$1" "$_rbnm"; return
       fi
@@ -306,7 +306,7 @@ pub fn is_spool_folder(base: &str) -> bool {
 /// three levels (attempt, step, run: what a killed engine prepared and
 /// never used). A start about to use an empty folder it removes makes it
 /// again (see `WRAPPER` and `_rbd`).
-pub fn cleanup_command(bases: &[String]) -> String {
+pub fn cleanup_command(bases: &[String], keep: &[String]) -> String {
     let mut cmd = String::from("cd || exit 0\n");
     if !bases.is_empty() {
         cmd.push_str("rm -rf --");
@@ -316,11 +316,25 @@ pub fn cleanup_command(bases: &[String]) -> String {
         }
         cmd.push('\n');
     }
-    // `find` (not a glob) so that no link is followed out of the spool.
+    // `find` (not a glob) so that no link is followed out of the spool;
+    // this engine's own run folders (`keep`) are left alone: its steps on
+    // another host with the same home may be making theirs right now.
     cmd.push_str(&format!(
-        "find {ROOT} -mindepth 1 -maxdepth 3 -type d -empty -delete 2>/dev/null; true\n"
+        "find {ROOT} -mindepth 1 -maxdepth 3 -type d -empty"
     ));
+    for k in keep {
+        let q = sh_quote(k);
+        cmd.push_str(&format!(" ! -path {q} ! -path {q}/\\*"));
+    }
+    cmd.push_str(" -delete 2>/dev/null; true\n");
     cmd
+}
+
+/// The run folder (`ROOT/<run>-<key>`) a spool folder is in.
+pub fn run_folder(folder: &str) -> Option<&str> {
+    let rest = folder.strip_prefix(ROOT)?.strip_prefix('/')?;
+    let run = rest.split('/').next().filter(|r| !r.is_empty())?;
+    Some(&folder[..ROOT.len() + 1 + run.len()])
 }
 
 /// A command that makes, in the background, the attempt folders of steps
@@ -372,7 +386,10 @@ mod tests {
             stop_script("x", 2),
             discard_command(&["a b".into()], true),
             discard_command(&["a b".into()], false),
-            cleanup_command(&[".runbook/spool/1-k/a b".into()]),
+            cleanup_command(
+                &[".runbook/spool/1-k/a b".into()],
+                &[".runbook/spool/2-k".into()],
+            ),
             prepare_command(&["a/b/1".into()]),
             unprepare_command(&["a/b/1".into()]),
             follow_command("n", "b", 1, (0, 0), Some(("echo 'hi'", "A=1"))),
@@ -450,6 +467,46 @@ mod tests {
         ] {
             assert!(!is_spool_folder(bad), "{bad:?}");
         }
+    }
+
+    /// What a new connection removes: the given folders and empty ones,
+    /// never this engine's run folders, never through a link.
+    #[test]
+    fn the_cleanup_at_connect_removes_left_and_empty_folders_only() {
+        let home = tempfile::tempdir().unwrap();
+        let root = home.path().join(ROOT);
+        for d in [
+            "1-old/a/1",
+            "1-old/b/1",
+            "1-old/c/1",
+            "2-mine/d/1",
+            "3-full/e/1",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("1-old/a/1/out"), "secret\n").unwrap();
+        std::fs::write(root.join("3-full/e/1/out"), "running\n").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("empty")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("4-link")).unwrap();
+        let cmd = cleanup_command(
+            &[format!("{ROOT}/1-old/a")],
+            &[run_folder(&format!("{ROOT}/2-mine/d/1"))
+                .unwrap()
+                .to_string()],
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(!root.join("1-old").exists());
+        assert!(root.join("2-mine/d/1").is_dir());
+        assert!(root.join("3-full/e/1/out").exists());
+        assert!(outside.path().join("empty").is_dir());
+        assert_eq!(run_folder("x/1-k/a"), None);
     }
 
     #[test]

@@ -16,8 +16,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `runbook serve --listen 127.0.0.1:0` in the test's folder.
+    /// Starts `runbook serve --listen 127.0.0.1:0` in the test's folder,
+    /// on the state the test's runs used: its SQLite file, or with
+    /// `RUNBOOK_TEST_STATE=postgres` its PostgreSQL database (and then no
+    /// file was written).
     pub fn start(t: &Test) -> Server {
+        assert_eq!(t.on_postgres(), super::on_postgres());
+        assert_eq!(
+            t.state_file().exists(),
+            !t.on_postgres(),
+            "the runs' state is not where the test asked for it"
+        );
         let mut child = t.spawn(&["serve", "--listen", "127.0.0.1:0"]);
         let stdout = child.stdout.take().expect("stdout");
         let mut first = String::new();

@@ -272,3 +272,19 @@ fn a_step_that_prints_the_password_has_it_redacted_in_output_logs_and_the_databa
         );
     }
 }
+
+#[test]
+fn a_table_changed_by_hand_is_an_error_not_a_panic() {
+    let (t, pg, db) = on_pg();
+    t.put_runbook("p", "steps:\n  - id: a\n    run: 'true'\n");
+    t.run(&["run", "p"]).code(0);
+    pg.sql(
+        &db,
+        "ALTER TABLE runbook.steps ALTER COLUMN attempts TYPE text USING attempts::text",
+    );
+    let r = t.run(&["status"]);
+    r.code(1)
+        .stderr_has("not as runbook made it")
+        .stderr_has("changed by hand");
+    assert!(!r.stderr.contains("panicked"), "{r:?}");
+}

@@ -288,7 +288,11 @@ pub(super) fn describe(url: &PgUrl, e: Fail) -> Error {
             let detail = std::error::Error::source(&e)
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
-            if detail.contains("password missing") {
+            if e.to_string().starts_with("error deserializing column") {
+                format!(
+                    "a table of schema runbook is not as runbook made it ({e}{detail}): was it changed by hand? Nothing was written"
+                )
+            } else if detail.contains("password missing") {
                 format!(
                     "the server at {} asks for a password and none was given: put it in the URL, PGPASSWORD or ~/.pgpass (mode 0600)",
                     url.place()

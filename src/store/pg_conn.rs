@@ -323,7 +323,10 @@ pub(super) fn transient(e: &PgError) -> bool {
     match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
-            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+            // 25P03/57P05: the server closed the session after it sat idle
+            // (in a transaction) too long: a frozen engine's, woken up.
+            code.starts_with("08")
+                || matches!(code, "57P01" | "57P02" | "57P03" | "25P03" | "57P05")
         }
         None => {
             e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())

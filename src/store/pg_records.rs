@@ -92,7 +92,9 @@ impl Records for Pg {
                  ORDER BY seq",
                 &[&run_id, &step, &attempt, &tail],
             )?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
         })
     }
 
@@ -110,10 +112,9 @@ impl Records for Pg {
                   WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND seq > $4 ORDER BY seq",
                 &[&run_id, &step, &attempt, &after],
             )?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect())
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
         })
     }
 
@@ -156,15 +157,18 @@ impl Records for Pg {
     fn spool(&self, run_id: i64, step: &str) -> Result<Option<SpoolRow>> {
         let step = step.to_string();
         self.call(move |c| {
-            Ok(c.opt(
+            c.opt(
                 "SELECT host, base, login FROM spools WHERE run_id = $1 AND step_id = $2",
                 &[&run_id, &step],
             )?
-            .map(|r| SpoolRow {
-                host: r.get(0),
-                base: r.get(1),
-                login: r.get(2),
-            }))
+            .map(|r| -> Sql<SpoolRow> {
+                Ok(SpoolRow {
+                    host: r.try_get(0)?,
+                    base: r.try_get(1)?,
+                    login: r.try_get(2)?,
+                })
+            })
+            .transpose()
         })
     }
 
@@ -204,7 +208,7 @@ impl Records for Pg {
     fn spool_discards(&self, runbook: &str) -> Result<Vec<SpoolRow>> {
         let runbook = runbook.to_string();
         self.call(move |c| {
-            Ok(c.query(
+            c.query(
                 "SELECT d.host, d.base FROM spool_discards d JOIN runs r ON r.id = d.run_id
                  WHERE r.runbook = $1 AND NOT EXISTS
                    (SELECT 1 FROM spools s WHERE s.host = d.host AND s.base = d.base)
@@ -212,12 +216,14 @@ impl Records for Pg {
                 &[&runbook],
             )?
             .iter()
-            .map(|r| SpoolRow {
-                host: r.get(0),
-                base: r.get(1),
-                login: None,
+            .map(|r| -> Sql<SpoolRow> {
+                Ok(SpoolRow {
+                    host: r.try_get(0)?,
+                    base: r.try_get(1)?,
+                    login: None,
+                })
             })
-            .collect())
+            .collect::<Sql<Vec<_>>>()
         })
     }
 
@@ -279,16 +285,19 @@ impl Records for Pg {
                     &[&run_id],
                 )?
                 .iter()
-                .map(|r| SecretRow {
-                    name: r.get(0),
-                    state: SecretState::parse(r.get::<_, &str>(1)),
-                    source: r.get(2),
-                    reason: r.get(3),
+                .map(|r| -> Sql<SecretRow> {
+                    Ok(SecretRow {
+                        name: r.try_get(0)?,
+                        state: SecretState::parse(r.try_get::<_, &str>(1)?),
+                        source: r.try_get(2)?,
+                        reason: r.try_get(3)?,
+                    })
                 })
-                .collect();
+                .collect::<Sql<Vec<_>>>()?;
             let files: String = c
                 .opt("SELECT env_files FROM runs WHERE id = $1", &[&run_id])?
-                .map(|r| r.get(0))
+                .map(|r| r.try_get(0))
+                .transpose()?
                 .unwrap_or_else(|| "[]".into());
             Ok((rows, serde_json::from_str(&files).unwrap_or_default()))
         })
@@ -310,36 +319,39 @@ impl Records for Pg {
     fn approval(&self, run_id: i64, step: &str) -> Result<Option<Approval>> {
         let step = step.to_string();
         self.call(move |c| {
-            Ok(c.opt(
+            c.opt(
                 "SELECT approved_by, approved_at, note FROM approvals WHERE run_id = $1 AND step_id = $2",
                 &[&run_id, &step],
             )?
-            .map(|r| Approval {
-                by: r.get(0),
-                at: r.get(1),
-                note: r.get(2),
-            }))
+            .map(|r| -> Sql<Approval> {
+                Ok(Approval {
+                    by: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    note: r.try_get(2)?,
+                })
+            })
+            .transpose()
         })
     }
 
     fn approvals(&self, run_id: i64) -> Result<Vec<(String, Approval)>> {
         self.call(move |c| {
-            Ok(c.query(
+            c.query(
                 "SELECT step_id, approved_by, approved_at, note FROM approvals WHERE run_id = $1 ORDER BY step_id",
                 &[&run_id],
             )?
             .iter()
-            .map(|r| {
-                (
-                    r.get(0),
+            .map(|r| -> Sql<(String, Approval)> {
+                Ok((
+                    r.try_get(0)?,
                     Approval {
-                        by: r.get(1),
-                        at: r.get(2),
-                        note: r.get(3),
+                        by: r.try_get(1)?,
+                        at: r.try_get(2)?,
+                        note: r.try_get(3)?,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect::<Sql<Vec<_>>>()
         })
     }
 
@@ -451,30 +463,33 @@ impl Records for Pg {
                  WHERE run_id = $1 AND url_digest = $2 AND delivered ORDER BY seq DESC LIMIT 1",
                 &[&run_id, &sent.url_digest],
             )?;
-            Ok(
-                last.map(|r| r.get::<_, String>(0)).as_deref()
-                    == Some(sent.message_digest.as_str()),
-            )
+            Ok(last
+                .map(|r| r.try_get::<_, String>(0))
+                .transpose()?
+                .as_deref()
+                == Some(sent.message_digest.as_str()))
         })
     }
 
     fn notifications(&self, run_id: i64) -> Result<Vec<NotificationRow>> {
         self.call(move |c| {
-            Ok(c.query(
+            c.query(
                 "SELECT target, state, delivered, attempts, error, at FROM notifications
                  WHERE run_id = $1 ORDER BY seq",
                 &[&run_id],
             )?
             .iter()
-            .map(|r| NotificationRow {
-                target: r.get(0),
-                state: r.get(1),
-                delivered: r.get(2),
-                attempts: r.get(3),
-                error: r.get(4),
-                at: r.get(5),
+            .map(|r| -> Sql<NotificationRow> {
+                Ok(NotificationRow {
+                    target: r.try_get(0)?,
+                    state: r.try_get(1)?,
+                    delivered: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                    error: r.try_get(4)?,
+                    at: r.try_get(5)?,
+                })
             })
-            .collect())
+            .collect::<Sql<Vec<_>>>()
         })
     }
 }

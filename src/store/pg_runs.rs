@@ -17,24 +17,25 @@ macro_rules! run_select {
     };
 }
 
-fn run_from(r: &Row) -> RunRow {
-    RunRow {
-        id: r.get(0),
-        runbook: r.get(1),
-        path: r.get(2),
-        state: RunState::parse(r.get::<_, &str>(3)).unwrap_or(RunState::Interrupted),
-        started_at: r.get(4),
-        finished_at: r.get(5),
-        vars: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
-        rel_path: r.get(7),
-        file_hash: r.get(8),
-        moved_to: r.get(9),
-    }
+fn run_from(r: &Row) -> Sql<RunRow> {
+    Ok(RunRow {
+        id: r.try_get(0)?,
+        runbook: r.try_get(1)?,
+        path: r.try_get(2)?,
+        state: RunState::parse(r.try_get::<_, &str>(3)?).unwrap_or(RunState::Interrupted),
+        started_at: r.try_get(4)?,
+        finished_at: r.try_get(5)?,
+        vars: serde_json::from_str(r.try_get::<_, &str>(6)?).unwrap_or_default(),
+        rel_path: r.try_get(7)?,
+        file_hash: r.try_get(8)?,
+        moved_to: r.try_get(9)?,
+    })
 }
 
 fn run_in(c: &mut Conn, id: i64) -> Sql<Option<RunRow>> {
-    Ok(c.opt(concat!(run_select!(), " WHERE id = $1"), &[&id])?
-        .map(|r| run_from(&r)))
+    c.opt(concat!(run_select!(), " WHERE id = $1"), &[&id])?
+        .map(|r| run_from(&r))
+        .transpose()
 }
 
 fn latest_in(c: &mut Conn, runbook: Option<&str>) -> Sql<Option<RunRow>> {
@@ -48,7 +49,7 @@ fn latest_in(c: &mut Conn, runbook: Option<&str>) -> Sql<Option<RunRow>> {
         )?,
         None => c.opt(concat!(run_select!(), " ORDER BY id DESC LIMIT 1"), &[])?,
     };
-    Ok(row.map(|r| run_from(&r)))
+    row.map(|r| run_from(&r)).transpose()
 }
 
 /// Takes the run's lease inside the caller's transaction; a holder that
@@ -84,25 +85,25 @@ fn acquire(c: &mut Conn, run_id: i64, me: &ProcessId) -> Sql<Result<(i64, Option
     })
 }
 
-fn step_from(r: &Row) -> StepRow {
-    StepRow {
-        id: r.get(0),
-        position: r.get(1),
-        state: StepState::parse(r.get::<_, &str>(2)).unwrap_or(StepState::Pending),
-        attempts: r.get(3),
-        started_at: r.get(4),
-        finished_at: r.get(5),
-        duration_ms: r.get(6),
-        exit_code: r.get(7),
-        reason: r.get(8),
-        fingerprint: r.get(9),
-        needs: json_list(r.get(10)),
-        host: r.get(11),
-        missing: json_list(r.get(12)),
-        rejected: json_list(r.get(13)),
-        source_hash: r.get(14),
-        block: r.get(15),
-    }
+fn step_from(r: &Row) -> Sql<StepRow> {
+    Ok(StepRow {
+        id: r.try_get(0)?,
+        position: r.try_get(1)?,
+        state: StepState::parse(r.try_get::<_, &str>(2)?).unwrap_or(StepState::Pending),
+        attempts: r.try_get(3)?,
+        started_at: r.try_get(4)?,
+        finished_at: r.try_get(5)?,
+        duration_ms: r.try_get(6)?,
+        exit_code: r.try_get(7)?,
+        reason: r.try_get(8)?,
+        fingerprint: r.try_get(9)?,
+        needs: json_list(r.try_get(10)?),
+        host: r.try_get(11)?,
+        missing: json_list(r.try_get(12)?),
+        rejected: json_list(r.try_get(13)?),
+        source_hash: r.try_get(14)?,
+        block: r.try_get(15)?,
+    })
 }
 
 fn upsert_step(c: &mut Conn, run_id: i64, row: &StepRow) -> Sql<()> {
@@ -243,13 +244,13 @@ impl Backend for Pg {
 
     fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>> {
         self.call(move |c| {
-            Ok(c.query(
+            c.query(
                 concat!(run_select!(), " ORDER BY id DESC LIMIT $1"),
                 &[&limit],
             )?
             .iter()
             .map(run_from)
-            .collect())
+            .collect()
         })
     }
 
@@ -266,7 +267,7 @@ impl Backend for Pg {
 
     fn steps(&self, run_id: i64) -> Result<Vec<StepRow>> {
         self.call(move |c| {
-            Ok(c.query(
+            c.query(
                 "SELECT id, position, state, attempts, started_at, finished_at, duration_ms, exit_code,
                         reason, fingerprint, needs, host, missing, rejected, source_hash, block
                  FROM steps WHERE run_id = $1 ORDER BY position, id",
@@ -274,7 +275,7 @@ impl Backend for Pg {
             )?
             .iter()
             .map(step_from)
-            .collect())
+            .collect()
         })
     }
 
@@ -365,12 +366,12 @@ impl Backend for Pg {
             )?;
             let mut out: std::collections::HashMap<String, Vec<AttemptRow>> = Default::default();
             for r in rows {
-                out.entry(r.get(0)).or_default().push(AttemptRow {
-                    attempt: r.get(1),
-                    exit_code: r.get(2),
-                    reason: r.get(3),
-                    started_at: r.get(4),
-                    duration_ms: r.get(5),
+                out.entry(r.try_get(0)?).or_default().push(AttemptRow {
+                    attempt: r.try_get(1)?,
+                    exit_code: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    started_at: r.try_get(4)?,
+                    duration_ms: r.try_get(5)?,
                 });
             }
             Ok(out)

@@ -146,7 +146,8 @@ pub(super) fn version(c: &mut Conn) -> Sql<Option<i64>> {
             "SELECT to_regclass('runbook.schema_version') IS NOT NULL",
             &[],
         )?
-        .map(|r| r.get::<_, bool>(0))
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?
         .unwrap_or(false);
     if !exists {
         return Ok(None);
@@ -155,7 +156,11 @@ pub(super) fn version(c: &mut Conn) -> Sql<Option<i64>> {
         "SELECT version FROM runbook.schema_version ORDER BY version DESC LIMIT 1",
         &[],
     )?;
-    Ok(Some(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0)))
+    Ok(Some(
+        row.map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .unwrap_or(0),
+    ))
 }
 
 /// Creates the schema or brings it up to [`VERSION`].

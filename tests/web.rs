@@ -426,6 +426,48 @@ async fn events_follow_a_running_step_and_reset_waits_for_the_engine() {
     assert_eq!(t.status(Some("1")).state_of("after"), "pending");
 }
 
+/// A step that starts and ends between two polls (250 ms) still comes as
+/// `step_started`, its lines as `step_output`, then `step_finished`.
+#[tokio::test]
+async fn events_keep_a_step_shorter_than_a_poll() {
+    let t = held_run();
+    let s = Server::start(&t);
+    let c = client();
+    let mut events = c
+        .get(s.url("/api/runs/1/events"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("events");
+    t.run(&["approve", "1", "gate"]).code(0);
+    t.run(&["resume", "1"]).code(0);
+    let mut got = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.contains("run_finished") && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_secs(1), events.chunk()).await
+        {
+            got.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    let ship: Vec<serde_json::Value> = got
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str(l).expect("one JSON event per data line"))
+        .filter(|d: &serde_json::Value| d["step"] == "ship")
+        .collect();
+    let kinds: Vec<&str> = ship.iter().filter_map(|d| d["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["step_started", "step_output", "step_finished"],
+        "events of ship: {got}"
+    );
+    assert_eq!(ship[0]["state"], "running");
+    assert_eq!(ship[0]["attempt"], 1);
+    assert_eq!(ship[1]["line"], "shipped");
+    assert_eq!(ship[2]["state"], "succeeded");
+}
+
 #[test]
 fn a_non_loopback_listen_needs_a_token_file() {
     let t = Test::new();

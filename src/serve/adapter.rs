@@ -205,17 +205,29 @@ impl Follower {
     ) -> Result<()> {
         let before = self.steps.insert(s.id.clone(), (s.state, s.attempts));
         let changed = before != Some((s.state, s.attempts));
-        if changed && !first && s.state == StepState::Running {
+        // An attempt that began and ended between two polls still starts,
+        // and its lines are still sent, as `run --json` sends them.
+        let unseen = !first
+            && matches!(
+                s.state,
+                StepState::Succeeded | StepState::Failed | StepState::Interrupted
+            )
+            && s.attempts > before.map_or(0, |b| b.1);
+        if changed && !first && (s.state == StepState::Running || unseen) {
             events.push(Event::StepStarted {
                 run_id: self.run_id,
                 step: s.id.clone(),
                 attempt: s.attempts,
                 host: s.host.clone(),
-                state: s.state,
-                reason: s.reason.clone(),
+                state: StepState::Running,
+                // A finished step's reason says how it ended, not why it ran.
+                reason: if unseen { None } else { s.reason.clone() },
             });
         }
-        if s.state == StepState::Running || before.map(|b| b.0) == Some(StepState::Running) {
+        if s.state == StepState::Running
+            || unseen
+            || before.map(|b| b.0) == Some(StepState::Running)
+        {
             let key = (s.id.clone(), s.attempts);
             let after = self.seen.get(&key).copied().unwrap_or(0);
             let lines = store.output_since(self.run_id, &s.id, s.attempts, after)?;

@@ -173,3 +173,39 @@ fn a_database_gone_for_good_stops_the_run_exit_1_and_resume_goes_on_later() {
         ran.stderr.trim()
     );
 }
+
+#[test]
+fn an_engine_whose_lease_ran_out_stops_its_steps_and_goes_on_when_nobody_took_over() {
+    let mut pg = Postgres::start();
+    let db = pg.new_database();
+    let t = Test::new()
+        .env("RUNBOOK_STATE", &pg.url(&db))
+        .env("RUNBOOK_LEASE", "2s")
+        .env("RUNBOOK_DB_RETRY", "30s");
+    t.put_runbook(
+        "long",
+        &format!(
+            "steps:\n  - id: a\n    run: echo a >> {log}\n  - id: b\n    needs: [a]\n    run: echo b-start >> {log}; sleep 6; echo b-done >> {log}\n  - id: c\n    needs: [b]\n    run: echo c >> {log}\n",
+            log = t.p("log")
+        ),
+    );
+    let engine = t.spawn(&["run", "long"]);
+    assert!(wait_for(Duration::from_secs(20), || t.lines("log").len() == 2));
+    pg.stop();
+    // Past the lease by the engine's clock: its local step is stopped.
+    std::thread::sleep(Duration::from_millis(3500));
+    pg.boot(false);
+    let ran = finish(engine);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr.contains("nobody took run 1 over: going on"),
+        "{ran:?}"
+    );
+    assert_eq!(
+        t.lines("log"),
+        ["a", "b-start", "b-start", "b-done", "c"],
+        "b stopped when the lease ran out, then run again"
+    );
+    assert_eq!(t.status(None).state, "succeeded");
+    eprintln!("lease ran out: {}", ran.stderr.trim());
+}

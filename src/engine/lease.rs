@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::state::RunState;
-use crate::store::{seconds, ProcessId, RunRow, Store, DEFAULT_LEASE};
+use crate::store::{seconds, LeaseWatch, ProcessId, RunRow, Store, DEFAULT_LEASE};
 
 /// A new run (or the latest unfinished one of a runbook) to begin.
 pub(super) struct Begin<'a> {
@@ -146,4 +146,36 @@ fn say_first(json: bool, line: &str) {
         line.to_string()
     };
     let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// After a pass stopped because the lease ran out (the database away):
+/// waits until the lease is renewed again (nobody took the run: go on) or
+/// is found taken (exit 4, this engine writes nothing more).
+pub(super) async fn regain(lease: &LeaseWatch) -> Result<()> {
+    let give_up = Instant::now() + lease.lease() * 2 + Duration::from_secs(5);
+    loop {
+        if let Some(by) = lease.lost() {
+            return Err(Error::LeaseLost {
+                run_id: lease.run_id(),
+                by,
+            });
+        }
+        if lease.can_start() && !lease.expired() {
+            return Ok(());
+        }
+        if Instant::now() > give_up {
+            return Err(Error::Db {
+                at: "the state database".into(),
+                message: format!(
+                    "run {}'s lease ran out and could not be renewed since; `runbook resume {}` goes on",
+                    lease.run_id(),
+                    lease.run_id()
+                ),
+            });
+        }
+        tokio::select! {
+            _ = lease.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
 }

@@ -223,6 +223,18 @@ impl Session<'_> {
     ) -> Result<i32> {
         loop {
             let (state, secrets) = self.pass(resumed, fresh).await?;
+            let lease = self.store.keep_lease(self.run.id)?;
+            if let Some(l) = lease.filter(|l| state == RunState::Interrupted && l.take_ran_out()) {
+                // Stopped because the lease ran out: back if nobody took over.
+                lease::regain(&l).await?;
+                eprintln!(
+                    "the database answers again and nobody took run {} over: going on",
+                    self.run.id
+                );
+                (resumed, fresh) = (true, false);
+                self.store.set_run_state(self.run.id, RunState::Running)?;
+                continue;
+            }
             if state == RunState::Interrupted {
                 // The signal that stopped the pass is not the one that
                 // stops its notifications.

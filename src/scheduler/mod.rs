@@ -119,7 +119,12 @@ fn fence_pass(
     let (lease, cancel) = (lease.clone()?, cancel.clone());
     Some(tokio::spawn(async move {
         loop {
-            if lease.expired() || lease.lost().is_some() {
+            if lease.lost().is_some() {
+                cancel.cancel();
+                return;
+            }
+            if lease.expired() {
+                lease.mark_ran_out();
                 cancel.cancel();
                 return;
             }

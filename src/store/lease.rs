@@ -30,6 +30,7 @@ struct State {
     stop: bool,
     poke: bool,
     failing: bool,
+    ran_out: bool,
 }
 
 impl LeaseWatch {
@@ -109,6 +110,16 @@ impl LeaseWatch {
         s.waiting = waiting;
         s.poke = true;
         self.shared.wake.notify_all();
+    }
+
+    /// Notes that a pass was stopped because the lease ran out.
+    pub fn mark_ran_out(&self) {
+        self.state().ran_out = true;
+    }
+
+    /// Whether a pass was stopped because the lease ran out (and forgets it).
+    pub fn take_ran_out(&self) -> bool {
+        std::mem::take(&mut self.state().ran_out)
     }
 
     /// Stops the renewing thread (the lease is then released).

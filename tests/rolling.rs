@@ -734,6 +734,10 @@ async fn the_web_page_draws_a_block_as_one_node_with_its_inner_steps() {
     }
     assert_eq!(body.matches("<path d=").count(), 1, "{body}");
     assert!(graph_node(&body, "announce").contains(r#"data-state="blocked""#));
+    // In the table, the block's own row names its hosts, not `local`.
+    let row = &body[body.find(r#"<tr id="s-rollout""#).expect("rollout row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains(">rolling, 3 hosts</td>"), "{row}");
 
     std::fs::remove_file(t.p("broken-h2")).unwrap();
     t.run(&["resume", "r", "--jobs", "8"]).code(0);

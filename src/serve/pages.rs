@@ -77,6 +77,24 @@ pub fn runs(runs: &[RunSummary]) -> String {
     render("runs.html", context! { title => "runs", rows })
 }
 
+/// Where a row ran: its host; a rolling block's own row runs on none and
+/// names its hosts, `rolling, 3 hosts`.
+fn host_of(view: &RunView, row: &crate::store::StepRow) -> Option<String> {
+    if !crate::report::rolling::is_checkpoint(row) {
+        return row.host.clone();
+    }
+    let hosts: std::collections::BTreeSet<&str> = view
+        .steps
+        .iter()
+        .filter(|r| r.block == row.block && r.id != row.id)
+        .filter_map(|r| r.host.as_deref())
+        .collect();
+    Some(format!(
+        "rolling, {}",
+        crate::report::count(hosts.len(), "host")
+    ))
+}
+
 fn run_ctx(view: &RunView) -> minijinja::Value {
     let run_id = view.doc["run_id"].as_i64().unwrap_or_default();
     let has = |id: &str| view.steps.iter().any(|s| s.id == id);
@@ -102,7 +120,7 @@ fn run_ctx(view: &RunView) -> minijinja::Value {
                 colour => graph::colour(s.state),
                 reason => s.reason,
                 attempts => s.attempts,
-                host => s.host,
+                host => host_of(view, s),
                 duration => s.duration_ms.or_else(|| {
                     (s.state == StepState::Running).then(|| s.started_at.as_deref().and_then(|t| between(t, None))).flatten()
                 }).map(human_ms),

@@ -299,7 +299,11 @@ fn jwt_hs256(claims: Value, key: String) -> Result<String, minijinja::Error> {
 }
 
 fn describe(err: minijinja::Error, text: &str) -> TemplateError {
-    let range = err.range().filter(|r| r.end <= text.len());
+    let mut range = err.range().filter(|r| r.end <= text.len());
+    if err.kind() == minijinja::ErrorKind::UndefinedError {
+        // minijinja's span of `a.b.c` may start after `a`: name it whole.
+        range = range.map(|r| whole_path_start(text, r.start)..r.end);
+    }
     let snippet = range
         .clone()
         .and_then(|r| text.get(r))
@@ -316,13 +320,44 @@ fn describe(err: minijinja::Error, text: &str) -> TemplateError {
                 .detail()
                 .map(str::to_string)
                 .unwrap_or_else(|| err.kind().to_string());
+            let hint = if detail.contains("end of comment") {
+                // `${#VAR}` in a shell script: `{#` opens a Jinja comment.
+                " (`{#` starts a template comment: write shell text such as `${#VAR}` as `{% raw %}${#VAR}{% endraw %}`)"
+            } else {
+                ""
+            };
             match &snippet {
-                Some(s) => format!("template error in `{s}`: {detail}"),
-                None => format!("template error: {detail}"),
+                Some(s) => format!("template error in `{s}`: {detail}{hint}"),
+                None => format!("template error: {detail}{hint}"),
             }
         }
     };
     TemplateError { message, range }
+}
+
+/// Where the name path (`host.vars.x`, `vars.m["k"].y`) that ends in the
+/// field at `start` begins: back over names, dots and `[...]` lookups.
+fn whole_path_start(text: &str, start: usize) -> usize {
+    let bytes = text.as_bytes();
+    if !matches!(bytes.get(start), Some(b'.' | b'[')) {
+        return start;
+    }
+    let mut i = start;
+    while i > 0 {
+        match bytes[i - 1] {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => i -= 1,
+            b']' => match text[..i - 1].rfind('[') {
+                Some(open) => i = open,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    if text.is_char_boundary(i) {
+        i
+    } else {
+        start
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +376,41 @@ mod tests {
             .render("{{ vars.nope }}", &ctx())
             .unwrap_err();
         assert!(err.message.contains("vars.nope"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_undefined_field_is_named_whole() {
+        let mut vars = indexmap::IndexMap::new();
+        vars.insert("m".to_string(), serde_json::json!({ "x": 1 }));
+        let c = Context::new(&vars, Value::from(()), 7).for_step("a", &BTreeMap::new());
+        let text = "echo {{ vars.m.nope }} {{ (vars.m).gone }}";
+        let err = Templater::new().render(text, &c).unwrap_err();
+        assert_eq!(err.message, "`vars.m.nope` is undefined");
+        assert_eq!(err.range.map(|r| &text[r]), Some("vars.m.nope"));
+        let text = "{{ vars.m[\"k\"].y }}";
+        let err = Templater::new().render(text, &c).unwrap_err();
+        assert!(
+            !err.message.contains("`.") && !err.message.contains("`["),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_shell_length_says_how_to_keep_it() {
+        let err = Templater::new()
+            .render("echo ${#TOKEN}", &ctx())
+            .unwrap_err();
+        assert!(
+            err.message.contains("{% raw %}${#VAR}{% endraw %}"),
+            "{}",
+            err.message
+        );
+        let ok = "echo {% raw %}${#TOKEN}{% endraw %}";
+        assert_eq!(
+            Templater::new().render(ok, &ctx()).unwrap(),
+            "echo ${#TOKEN}"
+        );
     }
 
     #[test]

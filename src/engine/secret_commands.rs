@@ -99,10 +99,7 @@ async fn run(command: &str, timeout: Duration, dir: &Path) -> Output {
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
+    let last = telling_line(&stderr)
         .map(|l| format!(": {l}"))
         .unwrap_or_default();
     if !out.status.success() {
@@ -124,9 +121,35 @@ async fn run(command: &str, timeout: Duration, dir: &Path) -> Output {
     Ok(text)
 }
 
+/// The stderr line that says what went wrong: the last one with `error:`
+/// (age prints `age: error: ...` and then a line asking for bug reports;
+/// pass `Error: ...`), else the last line that is not blank.
+fn telling_line(stderr: &str) -> Option<&str> {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .filter(|l| l.to_ascii_lowercase().contains("error:"))
+        .last()
+        .or_else(|| lines().last())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_naming_the_error_is_the_one_shown() {
+        // age 1.x, on a file that is not there.
+        let age = "age: error: failed to open input file \"s.age\": open s.age: no such file or directory\nage: report unexpected or unhelpful errors at https://filippo.io/age/report\n";
+        assert_eq!(
+            telling_line(age),
+            Some("age: error: failed to open input file \"s.age\": open s.age: no such file or directory")
+        );
+        assert_eq!(
+            telling_line("warming up\nno such key\n\n"),
+            Some("no such key")
+        );
+        assert_eq!(telling_line("\n  \n"), None);
+    }
 
     #[tokio::test]
     async fn one_trailing_newline_is_removed_and_failures_name_the_command() {

@@ -698,9 +698,10 @@ fn a_kill_9_after_a_commit_then_a_run_to_the_end_leaves_no_spool_of_the_first_ru
     signal(&child, "KILL");
     let _ = finish(child);
     assert_eq!(t.status(None).state_of("a"), "succeeded");
-    // What the kill left: the committed output, and c's prepared folder.
+    // What the kill left: the committed output (and c's prepared folder,
+    // unless another test's engine, connecting meanwhile, removed it as
+    // empty: tests share the home).
     let first = run_folder_with(&token).expect("a's output on the host after the kill");
-    assert!(first.join("c/1").is_dir(), "no prepared folder for c");
 
     t.run(&["resume"]).code(0).stdout_has("[c] c-ran");
     assert!(

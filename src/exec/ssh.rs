@@ -194,7 +194,8 @@ impl SshPool {
     }
 
     /// Notes that a step's result is committed: its spool folder goes with
-    /// the next command sent to the host (or when the pool closes).
+    /// a later detached step's command to the host, in a batch (within 2 s
+    /// while steps run there), or when the pool closes.
     pub fn discard(&self, host: &str, base: &str) {
         if let Ok(slot) = self.slot(host) {
             slot.chores.discard(base);

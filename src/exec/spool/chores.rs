@@ -13,9 +13,12 @@ use crate::exec::shell::{RemoteShell, ShellEnd};
 /// One host's spool housekeeping.
 #[derive(Default)]
 pub struct Chores {
-    /// Spool folders whose results are committed, removed with the next
-    /// detached step's command sent to the host (or when the pool closes).
-    discards: std::sync::Mutex<Vec<String>>,
+    /// Spool folders whose results are committed: to remove (sent after
+    /// the next detached step's command, so that the host removes them
+    /// while the engine commits that step), and sent (removed again, in
+    /// the foreground, when the pool closes: only then are they known to
+    /// be gone, and their records in the state can go).
+    discards: std::sync::Mutex<(Vec<String>, Vec<String>)>,
     /// Attempt folders of steps about to run: to make (with the next
     /// detached step's command), and made (the unused ones go when the pool
     /// closes).
@@ -83,11 +86,11 @@ impl Chores {
         }
     }
 
-    /// Notes that a step's result is committed: its spool folder goes with
-    /// the next detached step's command (or when the pool closes).
+    /// Notes that a step's result is committed: its spool folder goes
+    /// after the next detached step's command (or when the pool closes).
     pub fn discard(&self, base: &str) {
-        if let Ok(mut list) = self.discards.lock() {
-            list.push(base.to_string());
+        if let Ok(mut d) = self.discards.lock() {
+            d.0.push(base.to_string());
         }
     }
 
@@ -99,15 +102,10 @@ impl Chores {
         }
     }
 
-    /// What goes before the next detached step's command: the folders to
-    /// make ahead, and the removals (with the folders they remove, to put
-    /// back with [`Chores::requeue`] if they may not have run).
-    pub fn before(&self) -> (String, Vec<String>) {
-        let discards = self
-            .discards
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default();
+    /// What goes before the next detached step's command (the folders to
+    /// make ahead) and after it (the committed folders to remove, in the
+    /// background once the step has ended there).
+    pub fn around(&self) -> (String, String) {
         let prepare = match self.prepared.lock() {
             Ok(mut p) => {
                 let dirs = std::mem::take(&mut p.0);
@@ -117,15 +115,16 @@ impl Chores {
             }
             Err(_) => String::new(),
         };
-        let cmd = format!("{prepare}{}", script::discard_command(&discards, true));
-        (cmd, discards)
-    }
-
-    /// Puts back removals that may not have run (they are idempotent).
-    pub fn requeue(&self, bases: Vec<String>) {
-        if let Ok(mut list) = self.discards.lock() {
-            list.extend(bases);
-        }
+        let discard = match self.discards.lock() {
+            Ok(mut d) => {
+                let bases = std::mem::take(&mut d.0);
+                let cmd = script::discard_command(&bases, true);
+                d.1.extend(bases);
+                cmd
+            }
+            Err(_) => String::new(),
+        };
+        (prepare, discard)
     }
 
     /// Notes folders removed on the host.
@@ -143,18 +142,23 @@ impl Chores {
             .unwrap_or_default()
     }
 
-    /// At the end of the run, through an idle shell: removes the prepared
-    /// folders no step used and the folders still to remove.
+    /// At the end of the run, through an idle shell, in the foreground:
+    /// removes the prepared folders no step used and every committed
+    /// folder (again, for those sent already).
     pub async fn close(&self, host: &Host) {
         let made = self
             .prepared
             .lock()
             .map(|mut p| std::mem::take(&mut p.1))
             .unwrap_or_default();
-        let discards = self
+        let discards: Vec<String> = self
             .discards
             .lock()
-            .map(|mut l| std::mem::take(&mut *l))
+            .map(|mut d| {
+                let (mut pending, sent) = std::mem::take(&mut *d);
+                pending.extend(sent);
+                pending
+            })
             .unwrap_or_default();
         let command = format!(
             "{}{}",

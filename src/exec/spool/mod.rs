@@ -199,16 +199,14 @@ pub async fn run(
             Reached::Failed(e) => return Detached::failed(e, Fate::Done, progress),
             Reached::GaveUp => return unreachable_end(host, &step, cancel, reach.lost, progress),
         };
-        let (before, discards) = chores.before();
+        let around = chores.around();
         let ended = tokio::select! {
-            end = follow(&mut shell, &before, &step, &mut progress, sink) => Some(end),
+            end = follow(&mut shell, &around, &step, &mut progress, sink) => Some(end),
             _ = until(reach.deadline) => None,
             _ = cancel.cancelled() => None,
         };
         match ended {
             Some(FollowEnd::Ended(end)) => {
-                // The shell read the removals before it answered.
-                chores.removed_now(discards);
                 host.put_back(shell).await;
                 let folder = format!("~/{}/{}", step.base, step.attempt);
                 return ended_as(host, &folder, end, progress);
@@ -217,14 +215,12 @@ pub async fn run(
                 let session = shell.session.clone();
                 drop(shell);
                 host.forget(&session).await;
-                chores.requeue(discards);
                 tracing::warn!(host = %host.target.name, error = %e, "lost the SSH connection while a step ran there; reconnecting");
                 reach.lost = Some(e);
                 reach.backoff = RECONNECT_FIRST;
             }
             None => {
                 drop(shell);
-                chores.requeue(discards);
                 return stopped(host, &step, cancel, progress).await;
             }
         }
@@ -365,12 +361,13 @@ fn ended_as(host: &Host, folder: &str, end: End, progress: Progress) -> Detached
 
 /// Starts the attempt in `step.base/step.attempt` unless it was started
 /// there already (no `step.start`: only follows it), and follows its spool
-/// from `progress` to its end, sending its lines to `sink`. `before` is
-/// sent first (folders to make and to remove). A dropped future leaves the
-/// shell unusable, and the step runs on.
+/// from `progress` to its end, sending its lines to `sink`. `around.0`
+/// is sent before it (folders to make), `around.1` after it (folders to
+/// remove, which the shell reads once the step has ended). A dropped
+/// future leaves the shell unusable, and the step runs on.
 async fn follow(
     shell: &mut RemoteShell,
-    before: &str,
+    around: &(String, String),
     step: &Detach<'_>,
     progress: &mut Progress,
     sink: &LineSink,
@@ -380,7 +377,7 @@ async fn follow(
     if !shell.detach_ready {
         block.push_str(&script::prelude());
     }
-    block.push_str(before);
+    block.push_str(&around.0);
     let exports = step.start.map(|(_, env)| exports(env)).unwrap_or_default();
     block.push_str(&script::follow_command(
         &nonce,
@@ -389,6 +386,7 @@ async fn follow(
         (progress.out.offset, progress.err.offset),
         step.start.map(|(script, _)| (script, exports.as_str())),
     ));
+    block.push_str(&around.1);
     if let Err(e) = shell.send(&block).await {
         return FollowEnd::Lost(e.to_string());
     }

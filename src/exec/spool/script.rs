@@ -8,12 +8,15 @@ use crate::exec::quote::sh_quote;
 /// Where spool folders live, relative to the login user's home.
 pub const ROOT: &str = ".runbook/spool";
 
-/// The wrapper, run as `printf %s%s EXPORTS SCRIPT | setsid sh -c "$_rbw"
-/// _rbw DIR NONCE BELL UMASK SIZE` (the step's `export`s and script come on
-/// its standard input: no size limit, and never in a command line or a
-/// file; under 1 KiB, SIZE says, they are read with the shell's own `read`,
-/// which saves a `cat` process per step, and above it with `cat`, as `read`
-/// takes a byte at a time):
+/// The wrapper, run as `setsid SH -c "$_rbw" _rbw DIR NONCE BELL UMASK
+/// SIZE` with the step's `export`s and script on its standard input: no
+/// size limit, and never in a command line or a file. Under 1 KiB, SIZE
+/// says, they come in a here-document when the host's shell makes
+/// here-documents pipes (dash, busybox, bash 5.1+; `_rbi` checks, as older
+/// bash and mksh use temporary files), which saves the fork of a `printf`
+/// for a pipe, and are read with the shell's own `read`, which saves a
+/// `cat` process; otherwise `printf %s%s EXPORTS SCRIPT |` feeds them, and
+/// above 1 KiB `cat` reads them, as `read` takes a byte at a time. It
 /// claims the attempt's folder (or exits if another start did; a folder
 /// removed as empty by another engine's cleanup just before is made
 /// again), makes its
@@ -41,7 +44,9 @@ const WRAPPER: &str = concat!(
 /// `_rbi NONCE`: remembers the umask, makes the spool root and this
 /// shell's bell with its ticker (which rings while the file `BELL.t` is not
 /// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; and ends with the
-/// shell), learns the boot id, sweeps stale folders in the background.
+/// shell), learns the boot id, the shell's path (so that `setsid` searches
+/// no `PATH`) and whether a here-document is a pipe here, sweeps stale
+/// folders in the background.
 /// When the spool root, the bell or its ticker file cannot be made, `_rbnm`
 /// holds `make` and the host's error (and it runs again before the next
 /// step, in case the host was fixed).
@@ -76,6 +81,10 @@ const FUNCTIONS: &str = r#"_rbi() {
   fi
   umask "$_rbu"
   _rbboot=none; { read -r _rbboot </proc/sys/kernel/random/boot_id; } 2>/dev/null
+  _rbsh=$(command -v sh 2>/dev/null); case $_rbsh in /*) ;; *) _rbsh=sh;; esac
+  _rbhd=; { [ -p /dev/stdin ] && _rbhd=1; } <<_RBHD
+x
+_RBHD
   _rbsweep </dev/null >/dev/null 2>&1 3>&- 6>&- &
 }
 _rbsweep() {
@@ -127,7 +136,13 @@ _rbd() {
       fi
       umask "$_rbu"
     fi
-    printf %s%s "$7" "$6" | setsid sh -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) >/dev/null 2>&1 3>&- 6>&- &
+    if [ -n "$_rbhd" ] && [ $((${#6} + ${#7})) -lt 1024 ]; then
+      setsid "$_rbsh" -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) <<_RBEOF >/dev/null 2>&1 3>&- 6>&- &
+$7$6
+_RBEOF
+    else
+      printf %s%s "$7" "$6" | setsid "$_rbsh" -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) >/dev/null 2>&1 3>&- 6>&- &
+    fi
   fi
   while :; do
     if [ -z "$_rbp" ] && [ -s "$_rbdir/pgid" ]; then
@@ -256,33 +271,30 @@ rm -rf "$b"; rmdir "${{b%/*}}" 2>/dev/null; true
 }
 
 /// A command that removes spool folders whose results are committed: in
-/// the background (immune to the SIGTERM that ends a shell whose engine
-/// died, so a removal sent is a removal done) or, when the pool closes, in
-/// the foreground.
+/// the background while steps run (immune to the SIGTERM that ends a shell
+/// whose engine died) or, when the pool closes, in the foreground, with the
+/// run folders left empty.
 pub fn discard_command(bases: &[String], background: bool) -> String {
     if bases.is_empty() {
         return String::new();
     }
-    if !background {
-        let mut cmd = String::new();
-        for b in bases {
-            let q = sh_quote(b);
-            cmd.push_str(&format!(
-                "rm -rf \"$HOME\"/{q}; _x=\"$HOME\"/{q}; rmdir \"${{_x%/*}}\" 2>/dev/null; "
-            ));
-        }
-        cmd.push_str("true\n");
-        return cmd;
+    let words = |list: &mut dyn Iterator<Item = &str>| {
+        list.map(|w| format!(" {}", sh_quote(w)))
+            .collect::<String>()
+    };
+    let rm = words(&mut bases.iter().map(String::as_str));
+    if background {
+        // One process: the subshell becomes `rm`.
+        return format!(
+            "( trap '' TERM HUP; cd && exec rm -rf --{rm} ) </dev/null >/dev/null 2>&1 3>&- 6>&- &\n"
+        );
     }
-    let mut cmd = String::from("{ trap '' TERM HUP; ");
-    for b in bases {
-        let q = sh_quote(b);
-        cmd.push_str(&format!(
-            "rm -rf \"$HOME\"/{q}; _x=\"$HOME\"/{q}; rmdir \"${{_x%/*}}\"; "
-        ));
-    }
-    cmd.push_str("} </dev/null >/dev/null 2>&1 3>&- 6>&- &\n");
-    cmd
+    // And the run folders, which go once empty.
+    let mut runs: Vec<&str> = bases.iter().filter_map(|b| run_folder(b)).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    let rmdir = words(&mut runs.into_iter());
+    format!("( cd && rm -rf --{rm} && rmdir --{rmdir} 2>/dev/null; true )\n")
 }
 
 /// Whether `base` (from the state) names a folder under the spool root and

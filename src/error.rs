@@ -79,7 +79,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// Another live engine holds the run.
-    #[error("run {run_id} is locked by pid {pid} of {who}, last heard from {heard}; wait for it to finish or stop that process")]
+    #[error("run {run_id} is locked by pid {pid} of {who}, last heard from {heard}; wait for it to finish or stop that process{then}")]
     Locked {
         /// The locked run.
         run_id: i64,
@@ -89,6 +89,8 @@ pub enum Error {
         who: String,
         /// When it was last heard from (`3s ago (2026-…Z)`).
         heard: String,
+        /// What happens if it is gone (a lease: taken over once silent).
+        then: String,
     },
     /// The holder of the run's lease has not renewed it for a while: the
     /// lease runs out in `left_ms` (SPEC §11).

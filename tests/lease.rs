@@ -249,7 +249,11 @@ fn twenty_racing_resumes_one_winner_each_and_the_step_runs_once_per_round() {
                 refused += 1;
             }
         }
-        assert_eq!(t.lines("log").len(), round + 1, "round {round}");
+        assert_eq!(
+            t.lines("log").len(),
+            round + 1,
+            "round {round}: {one:?} {two:?}"
+        );
     }
     eprintln!(
         "{refused} of 20 rounds: the loser was refused (exit 4); else it came after the winner"

@@ -67,6 +67,8 @@ pub struct LockHolder {
     pub silent: Option<std::time::Duration>,
     /// Whether it waits (`--wait`) and would step aside.
     pub waiting: bool,
+    /// Its lease (PostgreSQL): how long it may stay silent.
+    pub lease: Option<std::time::Duration>,
 }
 
 impl LockHolder {
@@ -93,6 +95,13 @@ impl LockHolder {
             pid: self.pid,
             who: self.who(),
             heard: self.heard(),
+            then: match self.lease {
+                Some(l) => format!(
+                    "; if it is gone, `runbook resume {run_id}` takes the run over once it has been silent for {} (its RUNBOOK_LEASE)",
+                    seconds(l)
+                ),
+                None => String::new(),
+            },
         }
     }
 }
@@ -149,6 +158,7 @@ pub(super) fn live_holder(conn: &Connection, run_id: i64) -> rusqlite::Result<Op
             last_seen: acquired_at,
             silent: None,
             waiting: false,
+            lease: None,
         })
     }))
 }

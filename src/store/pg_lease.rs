@@ -62,6 +62,7 @@ fn lease_from(r: &Row) -> Sql<Lease> {
             last_seen: r.try_get(5)?,
             silent: Some(Duration::from_millis(silent_ms.max(0) as u64)),
             waiting: r.try_get(8)?,
+            lease: Some(Duration::from_millis(lease_ms.max(0) as u64)),
         },
         started: r.try_get(4)?,
         lease: Duration::from_millis(lease_ms.max(0) as u64),
@@ -110,6 +111,7 @@ pub(super) fn acquire(c: &mut Conn, run_id: i64, me: &ProcessId, asks: bool) -> 
             last_seen: String::new(),
             silent: None,
             waiting: false,
+            lease: None,
         }));
     };
     let old = lease_from(&row)?;

@@ -127,9 +127,8 @@ async fn run(command: &str, timeout: Duration, dir: &Path) -> Output {
 fn telling_line(stderr: &str) -> Option<&str> {
     let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
     lines()
-        .filter(|l| l.to_ascii_lowercase().contains("error:"))
-        .last()
-        .or_else(|| lines().last())
+        .rfind(|l| l.to_ascii_lowercase().contains("error:"))
+        .or_else(|| lines().next_back())
 }
 
 #[cfg(test)]

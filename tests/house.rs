@@ -288,7 +288,6 @@ fn over(all: &[Source]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "until issue 26 is done: scheduler/mod.rs (over 600 lines, start_ready, on_message)"]
 fn src_keeps_the_house_rules() {
     let mut all = Vec::new();
     sources(Path::new("src"), &mut all);

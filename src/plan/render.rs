@@ -193,3 +193,35 @@ fn check_delete(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_addressed_with_its_user_and_named_in_the_fingerprint_without_it() {
+        let yaml = "hosts:\n  web:\n    address: 10.0.0.7\n    user: deploy\n    port: 2222\n  db:\n    address: db.example\nsteps:\n  - id: a\n    on: web\n    run: 'true'\n  - id: b\n    on: db\n    run: 'true'\n  - id: c\n    run: 'true'\n";
+        let path = std::path::Path::new("/tmp/rb-unit/r.yaml");
+        let (file, source) = crate::runbook::load::parse_text(path, yaml.to_string()).unwrap();
+        let book = crate::runbook::validate::validate(file, source, &[]).unwrap();
+        let ctx = Context::new(&book.vars, minijinja::Value::from(()), 0);
+        let templater = Templater::for_placeholders();
+        let got: Vec<(Option<String>, Option<String>)> = book
+            .steps
+            .iter()
+            .map(|s| {
+                let r = render_step(&templater, &ctx, &book, s, &BTreeMap::new()).unwrap();
+                (r.host, r.place)
+            })
+            .collect();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (some("deploy@10.0.0.7:2222"), some("web 10.0.0.7:2222")),
+                (some("@db.example"), some("db db.example")),
+                (None, None),
+            ]
+        );
+    }
+}

@@ -5,7 +5,8 @@
 //! not run a second time.
 
 use super::job::JobSpool;
-use super::{settle, Options, Pass};
+use super::settle::settle;
+use super::{Options, Pass};
 use crate::error::Result;
 use crate::exec;
 use crate::plan::{PlannedStep, Rendered, RenderedAction};

@@ -220,6 +220,26 @@ fn the_dry_run_lists_what_an_upload_would_write_and_remove_on_a_host_and_diffs_i
     assert!(dest.join("stale.txt").exists() && !dest.join("new.txt").exists());
 }
 
+/// An upload of what an earlier step builds still says which host it is on,
+/// as every other remote step of the dry run does.
+#[test]
+fn a_built_upload_names_its_host() {
+    let sshd = support::sshd::Sshd::start();
+    let t = Test::new();
+    let dest = sshd.dir.path().join("app.txt");
+    t.put_runbook(
+        "r",
+        &format!(
+            "hosts:\n{}steps:\n  - id: build\n    run: echo v1 > app.txt\n  - id: ship\n    needs: [build]\n    on: box\n    upload: {{ src: app.txt, dest: \"{}\" }}\n",
+            sshd.host_yaml("box"),
+            dest.display()
+        ),
+    );
+    t.run(&["run", "r", "--dry-run"]).code(0).stdout_has(
+        "would run         ship  (its source is built by an earlier step; contents not known yet; on box)",
+    );
+}
+
 #[test]
 fn past_a_held_step_the_dry_run_lists_what_follows_once_it_is_released() {
     let t = Test::new();

@@ -340,8 +340,12 @@ impl Walk<'_> {
         }
         let is_upload = matches!(step.rendered.action, RenderedAction::Upload { .. });
         if is_upload && self.built[i] {
-            let why = "its source is built by an earlier step; contents not known yet";
-            return (self.run_verdict(i), self.reason(i, why));
+            let mut why =
+                "its source is built by an earlier step; contents not known yet".to_string();
+            if let Some(h) = step.host.as_deref() {
+                why.push_str(&format!("; on {h}"));
+            }
+            return (self.run_verdict(i), self.reason(i, &why));
         }
         match gate.prepare(i) {
             Ok(r) if !r.when => (Verdict::Skipped, "`when` is false".to_string()),

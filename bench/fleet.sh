@@ -12,7 +12,9 @@
 # made, else from sampling ps; the engine's own RSS comes from /usr/bin/time.
 #
 # Usage: bench/fleet.sh   (N=100 S=10; BIN=path/to/runbook; SKIP_PEERS=1
-#                          leaves Ansible and pyinfra out; ROUNDS=n)
+#                          leaves Ansible and pyinfra out; ROUNDS=n;
+#                          PG_URL=postgres://... adds runbook's rows with
+#                          the state there: bench/state.sh FLEET=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BIN:-}" ]; then
@@ -141,6 +143,12 @@ for _ in $(seq "${ROUNDS:-1}"); do
   read -r w1 _ _ < <(cd "$work" && measure "$bin" -q run fleet1 --jobs "$N")
   read -r wS peak own < <(cd "$work" && measure "$bin" -q run fleet"$S" --jobs "$N")
   row "runbook, --jobs $N" "$w1" "$wS" "$peak" "${own} MB"
+  if [ -n "${PG_URL:-}" ]; then
+    # The same fleet with the state in PostgreSQL (bench/state.sh).
+    read -r w1 _ _ < <(cd "$work" && RUNBOOK_STATE="$PG_URL" measure "$bin" -q run fleet1 --jobs "$N")
+    read -r wS peak own < <(cd "$work" && RUNBOOK_STATE="$PG_URL" measure "$bin" -q run fleet"$S" --jobs "$N")
+    row "runbook on PostgreSQL, --jobs $N" "$w1" "$wS" "$peak" "${own} MB"
+  fi
   # Reading the run back: N x S instances (1,000 by default).
   for cmd in "status" "status --hosts" "status --json" "handoff"; do
     # shellcheck disable=SC2086

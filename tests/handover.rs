@@ -199,3 +199,32 @@ fn a_remote_step_started_on_one_machine_is_reattached_from_another() {
         s.reason_of("build")
     );
 }
+
+#[test]
+fn a_runbook_found_nowhere_is_named_and_runbook_path_gives_it() {
+    let t = Test::new();
+    t.put_runbook(
+        "deploy",
+        &format!(
+            "steps:\n  - id: a\n    run: echo a >> {log}\n  - id: b\n    needs: [a]\n    run: echo b >> {log}; test -e {fixed}\n",
+            log = t.p("log"),
+            fixed = t.p("fixed")
+        ),
+    );
+    t.run(&["run", "deploy"]).code(1);
+    // The checkout laid out otherwise: the file is elsewhere.
+    std::fs::create_dir_all(t.path().join("ops")).unwrap();
+    std::fs::rename(
+        t.path().join("runbooks/deploy.yaml"),
+        t.path().join("ops/deploy.yaml"),
+    )
+    .unwrap();
+    t.write("fixed", "");
+    t.run(&["resume"])
+        .code(2)
+        .stderr_has("`runbooks/deploy.yaml` under this folder")
+        .stderr_has("--runbook PATH");
+    assert_eq!(t.lines("log"), ["a", "b"], "something ran");
+    t.run(&["resume", "--runbook", "ops/deploy.yaml"]).code(0);
+    assert_eq!(t.lines("log"), ["a", "b", "b"]);
+}

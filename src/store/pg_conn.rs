@@ -353,6 +353,11 @@ fn connect(
         .dbname(&url.dbname)
         .port(url.port)
         .connect_timeout(url.connect_timeout)
+        // A server that stops answering (a partition) fails the query in
+        // a bounded time instead of hanging it: the connection is then
+        // opened again, or the lease's renewal counted as failed.
+        .keepalives_idle(Duration::from_secs(10))
+        .tcp_user_timeout(url.connect_timeout.max(Duration::from_secs(5)))
         .application_name(&url.application_name)
         .options("-c search_path=runbook")
         .ssl_mode(match url.sslmode {

@@ -12,9 +12,10 @@
 # made, else from sampling ps; the engine's own RSS comes from /usr/bin/time.
 #
 # Usage: bench/fleet.sh   (N=100 S=10; BIN=path/to/runbook; SKIP_PEERS=1
-#                          leaves Ansible and pyinfra out; ROUNDS=n;
-#                          PG_URL=postgres://... adds runbook's rows with
-#                          the state there: bench/state.sh FLEET=1)
+#                          leaves Ansible and pyinfra out, SKIP_ANSIBLE=1
+#                          Ansible only; ROUNDS=n; PG_URL=postgres://...
+#                          adds runbook's rows with the state there:
+#                          bench/state.sh FLEET=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BIN:-}" ]; then
@@ -41,7 +42,7 @@ user=$(id -un)
 venv="$HOME/.cache/runbook-bench-venv"
 if [ -z "${SKIP_PEERS:-}" ]; then
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  [ -x "$venv/bin/ansible-playbook" ] || "$venv/bin/pip" install -q ansible-core
+  [ -n "${SKIP_ANSIBLE:-}" ] || [ -x "$venv/bin/ansible-playbook" ] || "$venv/bin/pip" install -q ansible-core
   [ -x "$venv/bin/pyinfra" ] || "$venv/bin/pip" install -q pyinfra
 fi
 
@@ -156,9 +157,11 @@ for _ in $(seq "${ROUNDS:-1}"); do
     reads+=("| \`runbook $cmd\` | $((N * S)) instances | $ms ms |")
   done
   if [ -z "${SKIP_PEERS:-}" ]; then
-    read -r w1 _ _ < <(cd "$work" && ANSIBLE_CONFIG="$work/ansible.cfg" measure "$venv/bin/ansible-playbook" "play1.yml")
-    read -r wS peak own < <(cd "$work" && ANSIBLE_CONFIG="$work/ansible.cfg" measure "$venv/bin/ansible-playbook" "play$S.yml")
-    row "ansible-playbook, forks=$N" "$w1" "$wS" "$peak" "${own} MB"
+    if [ -z "${SKIP_ANSIBLE:-}" ]; then
+      read -r w1 _ _ < <(cd "$work" && ANSIBLE_CONFIG="$work/ansible.cfg" measure "$venv/bin/ansible-playbook" "play1.yml")
+      read -r wS peak own < <(cd "$work" && ANSIBLE_CONFIG="$work/ansible.cfg" measure "$venv/bin/ansible-playbook" "play$S.yml")
+      row "ansible-playbook, forks=$N" "$w1" "$wS" "$peak" "${own} MB"
+    fi
     read -r w1 _ _ < <(cd "$work" && measure "$venv/bin/pyinfra" -y --parallel "$N" inventory.py deploy1.py)
     read -r wS peak own < <(cd "$work" && measure "$venv/bin/pyinfra" -y --parallel "$N" inventory.py "deploy$S.py")
     row "pyinfra, --parallel $N" "$w1" "$wS" "$peak" "${own} MB"

@@ -209,3 +209,111 @@ fn an_engine_whose_lease_ran_out_stops_its_steps_and_goes_on_when_nobody_took_ov
     assert_eq!(t.status(None).state, "succeeded");
     eprintln!("lease ran out: {}", ran.stderr.trim());
 }
+
+/// A TCP proxy on loopback in front of the database: cut, it drops every
+/// connection and refuses new ones (one engine cut off from the database,
+/// the others not: a partition).
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, l) = (cut.clone(), live.clone());
+        std::thread::spawn(move || {
+            for down in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let mut live = l.lock().unwrap();
+                live.push(down.try_clone().unwrap());
+                live.push(up.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, live }
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            for s in self.live.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_engine_cut_off_from_the_database_while_another_takes_over_writes_nothing_and_exits_4() {
+    let pg = Postgres::shared();
+    let db = pg.new_database();
+    let proxy = Proxy::start(pg.port);
+    let through = pg
+        .url(&db)
+        .replace(&format!(":{}/", pg.port), &format!(":{}/", proxy.port));
+    let t = Test::new()
+        .env("RUNBOOK_STATE", &pg.url(&db))
+        .env("RUNBOOK_LEASE", "2s")
+        .env("RUNBOOK_DB_RETRY", "30s");
+    t.put_runbook(
+        "long",
+        &format!(
+            "steps:\n  - id: a\n    run: echo a >> {log}\n  - id: b\n    needs: [a]\n    run: echo b-start >> {log}; sleep 5; echo b-done >> {log}\n  - id: c\n    needs: [b]\n    run: echo c >> {log}\n",
+            log = t.p("log")
+        ),
+    );
+    let mut cmd = t.command(&["run", "long"]);
+    cmd.env("RUNBOOK_STATE", &through);
+    let cut_off = machine::on("laptop", &cmd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || t.lines("log").len() == 2));
+    proxy.cut(true);
+    // The other machine waits the lease out, takes over and finishes.
+    std::thread::sleep(Duration::from_millis(2500));
+    let other = machine::run(&t, "desk", &["resume", "long"]);
+    other.code(0).stdout_has("took over run 1 from root@laptop");
+    let rows = |pg: &Postgres| {
+        pg.sql(
+            &db,
+            "SELECT string_agg(id || state || attempts, ',' ORDER BY id) || (SELECT count(*) FROM runbook.output)::text FROM runbook.steps",
+        )
+    };
+    let before = rows(pg);
+    proxy.cut(false);
+    let ran = finish(cut_off);
+    assert_eq!(ran.code, 4, "{ran:?}");
+    assert!(
+        ran.stderr.contains("was taken over by root@desk"),
+        "{ran:?}"
+    );
+    assert_eq!(rows(pg), before, "the cut-off engine wrote");
+    let log = t.lines("log");
+    assert_eq!(log.iter().filter(|l| *l == "c").count(), 1, "{log:?}");
+    assert!(
+        !log[..3].contains(&"b-done".to_string()),
+        "its b was stopped: {log:?}"
+    );
+    eprintln!("cut off: {}", ran.stderr.trim());
+}

@@ -663,3 +663,32 @@ fn handoff_notes_hold_the_doc_of_every_step_not_done() {
         .stdout_has("1 step is done")
         .stdout_has("- `c`: Restarts the service.");
 }
+
+/// `approve` and `reset` print a resume command that finds the same state
+/// again, as the run's own `next:` line does.
+#[test]
+fn approve_and_reset_name_a_state_that_is_not_the_default() {
+    let t = Test::new().runbook(
+        "gate",
+        "steps:\n  - id: ship\n    approval: \"Ship it?\"\n    run: echo shipped\n",
+    );
+    t.run(&["run", "gate", "--state", "other.db"])
+        .code(3)
+        .stdout_has("runbook resume 1 --state");
+    t.run(&["approve", "1", "ship", "--state", "other.db"])
+        .code(0)
+        .stdout_has("continue with: runbook resume 1 --state ")
+        .stdout_has("other.db");
+    t.run(&["reset", "1", "ship", "--state", "other.db"])
+        .code(0)
+        .stdout_has("continue with: runbook resume 1 --state ");
+    // The default state adds nothing.
+    let d = Test::new().runbook(
+        "gate",
+        "steps:\n  - id: ship\n    approval: \"Ship it?\"\n    run: echo shipped\n",
+    );
+    d.run(&["run", "gate"]).code(3);
+    d.run(&["approve", "1", "ship"])
+        .code(0)
+        .stdout_lacks("--state");
+}

@@ -103,8 +103,10 @@ impl Ctx {
             n => format!("`{step}` on {n} hosts"),
         };
         Ok(format!(
-            "approved {what} of run {} as {user}; continue with: runbook resume {}",
-            run.id, run.id
+            "approved {what} of run {} as {user}; continue with: runbook resume {}{}",
+            run.id,
+            run.id,
+            self.state_flag()
         ))
     }
 
@@ -116,7 +118,10 @@ impl Ctx {
             crate::report::count(reset.len(), "step"),
             reset.join(", ")
         );
-        println!("continue with: runbook resume {run_id}");
+        println!(
+            "continue with: runbook resume {run_id}{}",
+            self.state_flag()
+        );
         Ok(exit::OK)
     }
 

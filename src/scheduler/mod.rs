@@ -183,3 +183,15 @@ impl<'a> Pass<'a> {
         }
     }
 }
+
+/// A plan from runbook text (placeholders for secrets), for the unit tests
+/// of the scheduler's pieces.
+#[cfg(test)]
+pub(crate) fn plan_of(yaml: &str) -> crate::plan::Plan {
+    use crate::runbook::template::{Context, Templater};
+    let path = std::path::Path::new("/tmp/rb-unit/r.yaml");
+    let (file, source) = crate::runbook::load::parse_text(path, yaml.to_string()).unwrap();
+    let book = crate::runbook::validate::validate(file, source, &[]).unwrap();
+    let ctx = Context::new(&book.vars, minijinja::Value::from(()), 0);
+    crate::plan::build(&book, &ctx, &Templater::for_placeholders()).unwrap()
+}

@@ -160,16 +160,8 @@ pub fn reconcile(
 mod tests {
     //! Resume reconciliation: which stored rows run again, and why.
     use super::*;
-    use crate::runbook::template::{Context, Templater};
+    use crate::scheduler::plan_of;
     use crate::store::ProcessId;
-
-    fn plan_of(yaml: &str) -> Plan {
-        let path = std::path::Path::new("/tmp/rb-unit/r.yaml");
-        let (file, source) = crate::runbook::load::parse_text(path, yaml.to_string()).unwrap();
-        let book = crate::runbook::validate::validate(file, source, &[]).unwrap();
-        let ctx = Context::new(&book.vars, minijinja::Value::from(()), 0);
-        crate::plan::build(&book, &ctx, &Templater::for_placeholders()).unwrap()
-    }
 
     /// A store with one run whose rows are `states` (fingerprints of `ran_with`).
     fn stored(

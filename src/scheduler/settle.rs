@@ -141,15 +141,7 @@ impl Pass<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::template::{Context, Templater};
-
-    fn plan_of(yaml: &str) -> Plan {
-        let path = std::path::Path::new("/tmp/rb-unit/r.yaml");
-        let (file, source) = crate::runbook::load::parse_text(path, yaml.to_string()).unwrap();
-        let book = crate::runbook::validate::validate(file, source, &[]).unwrap();
-        let ctx = Context::new(&book.vars, minijinja::Value::from(()), 0);
-        crate::plan::build(&book, &ctx, &Templater::for_placeholders()).unwrap()
-    }
+    use crate::scheduler::plan_of;
 
     fn pending(plan: &Plan) -> Vec<StepRow> {
         let rows = plan.steps.iter().enumerate();

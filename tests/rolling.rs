@@ -532,6 +532,14 @@ fn dry_run_shows_the_batches_in_order_and_limit_limits_the_hosts() {
     assert!(at("rollout: batch 2 of 3: h2") < at("drain@h2"));
     assert!(at("finish@h2") < at("rollout: batch 3 of 3: h3"));
     assert!(at("finish@h3") < at("announce"));
+    // The block itself is no step that would run: its batches are.
+    assert!(
+        !dry.stdout
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("rollout")),
+        "the block listed as a step:\n{}",
+        dry.stdout
+    );
     assert!(t.lines("journal").is_empty(), "a dry run runs nothing");
     // --limit: only those hosts, in the block's order, one at a time.
     t.run(&["run", "r", "--limit", "h3,h2", "--jobs", "8"]);

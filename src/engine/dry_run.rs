@@ -269,6 +269,11 @@ impl Ctx {
                 Vec::new()
             };
             walk.verdict[i] = v;
+            // A rolling block's own row is its checkpoint, no step: its
+            // batches above are what would run (SPEC §15).
+            if plan.steps[i].block.as_deref() == Some(plan.steps[i].id.as_str()) {
+                continue;
+            }
             let why = if why.is_empty() {
                 why
             } else {

@@ -397,7 +397,7 @@ fn status_and_handoff_at_100_hosts_fit_on_one_screen() {
     // The header counts instances, not the collapsed lines.
     handoff
         .stdout_has("188 steps are done")
-        .stdout_has("2 wait for a person, 4 failed, 7 are blocked behind them");
+        .stdout_has("2 wait for a person, 4 failed and 7 are blocked behind them");
     let lines = handoff.stdout.lines().count();
     assert!(lines <= 75, "{lines} lines:\n{}", handoff.stdout);
 }

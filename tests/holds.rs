@@ -231,7 +231,9 @@ fn handoff_page_names_everything_a_person_needs() {
             "`{}` on the operator's machine",
             t.p("runbooks/prod.env")
         ))
-        .stdout_has("**It unblocks:** `use-token`, and after them `after`")
+        .stdout_has("**It unblocks:** `use-token`, and after it `after`")
+        .stdout_has("2 steps are done; 2 wait for a person and 1 is blocked behind them.")
+        .stdout_lacks("0 failed")
         .stdout_has("Applies the token to the test service.")
         .stdout_has("runbook resume 1");
     let out = t.p("handoff.md");
@@ -693,4 +695,65 @@ fn approve_and_reset_name_a_state_that_is_not_the_default() {
     approved.code(0);
     let want = format!("continue with: runbook resume 1{}\n", d.state_flag());
     assert!(approved.stdout.ends_with(&want), "{}", approved.stdout);
+}
+
+/// After `runbook approve`, `status` says the step is approved, by whom,
+/// and that resume runs it: it waits for nobody any more.
+#[test]
+fn status_after_approve_says_who_approved_and_that_resume_runs_it() {
+    let t = Test::new().runbook(
+        "gate",
+        "steps:\n  - id: ship\n    approval: \"Ship it?\"\n    run: echo shipped\n  - id: after\n    needs: [ship]\n    run: 'true'\n",
+    );
+    t.run(&["run", "gate"]).code(3);
+    t.run(&["approve", "1", "ship", "--by", "alice"]).code(0);
+    let want = format!("; runs on `runbook resume 1{}`", t.state_flag());
+    t.run(&["status"])
+        .code(0)
+        .stdout_has("approved by alice at ")
+        .stdout_has(&want)
+        .stdout_lacks("waiting for approval");
+    let s = t.status(None);
+    assert_eq!(s.state_of("ship"), "held");
+    assert!(
+        s.reason_of("ship").starts_with("approved by alice at "),
+        "{}",
+        s.reason_of("ship")
+    );
+    t.run(&["resume"]).code(0);
+    assert_eq!(t.status(None).state_of("ship"), "succeeded");
+}
+
+/// After `runbook reset`, `status` and the handoff say the run was reset
+/// and resume runs what went back to pending, not that it was interrupted;
+/// the JSON keeps SPEC §3's `interrupted`.
+#[test]
+fn after_a_reset_status_and_handoff_say_reset_and_what_resume_runs() {
+    let t = Test::new().runbook(
+        "two",
+        "steps:\n  - id: a\n    run: 'true'\n  - id: b\n    needs: [a]\n    run: 'true'\n  - id: c\n    needs: [b]\n    run: 'true'\n",
+    );
+    t.run(&["run", "two"]).code(0);
+    t.run(&["reset", "1", "b"]).code(0);
+    t.run(&["status"])
+        .code(0)
+        .stdout_has("run 1 of two: reset: 2 steps pending, resume runs them (1/3 done; started ")
+        .stdout_has(", last pass ended ")
+        .stdout_lacks("interrupted");
+    assert_eq!(t.status(None).state, "interrupted");
+    t.run(&["handoff"])
+        .code(0)
+        .stdout_has("# Handoff: two — run 1 was reset")
+        .stdout_has("was **reset**. 1 step is done. 2 steps were reset to pending; resume runs them. Nothing is waiting for anyone.")
+        .stdout_has("Continue the run")
+        .stdout_lacks("stopped **interrupted**")
+        .stdout_lacks("When the above is done");
+    t.run(&["handoff", "--format", "html"])
+        .code(0)
+        .stdout_has("run 1 was <span class=\"state interrupted\">reset</span>");
+    t.run(&["resume"]).code(0);
+    t.run(&["status"])
+        .code(0)
+        .stdout_has("run 1 of two: succeeded (3/3 done; started ")
+        .stdout_has(", ended ");
 }

@@ -255,7 +255,7 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
     // behind the failure are the blocked instances and h3's four.
     t.run(&["handoff"])
         .code(0)
-        .stdout_has("6 steps are done; 0 wait for a person, 1 failed, 6 are blocked behind them.")
+        .stdout_has("6 steps are done; 1 failed and 6 are blocked behind it.")
         .stdout_lacks("- `rollout`:")
         .stdout_has(
         "`rollout on h3`: not started, max_fail 0 reached (h2 failed); it goes once the hosts before it are through",

@@ -121,6 +121,7 @@ impl Ctx {
             .collect();
         let attempt_history = store.attempt_history(run.id)?;
         let approvals = store.approvals(run.id)?;
+        approved_reasons(&mut steps, &approvals, &self.state_flag(), run.id);
         Ok(StatusView {
             run,
             state,
@@ -222,5 +223,28 @@ impl Ctx {
                 .map(|a| format!("approval of {}", a.step)),
         );
         who
+    }
+}
+
+/// A held approval step that has been approved waits for nothing but the
+/// next pass: its reason says who approved it and that resume runs it, not
+/// the question it no longer waits on (the row stays `held` until then).
+fn approved_reasons(
+    steps: &mut [StepRow],
+    approvals: &[(String, crate::store::Approval)],
+    flag: &str,
+    run_id: i64,
+) {
+    for s in steps.iter_mut().filter(|s| s.state == StepState::Held) {
+        let asks = s
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("waiting for approval"));
+        if let (true, Some((_, a))) = (asks, approvals.iter().find(|(id, _)| *id == s.id)) {
+            s.reason = Some(format!(
+                "approved by {} at {}; runs on `runbook resume {run_id}{flag}`",
+                a.by, a.at
+            ));
+        }
     }
 }

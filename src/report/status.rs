@@ -7,6 +7,16 @@ use super::human_ms;
 use crate::state::{RunState, StepState};
 use crate::store::{RunRow, StepRow};
 
+/// Whether `runbook reset` sent this step back to pending (and nothing
+/// has run it since): its reason is the one reset writes.
+pub fn was_reset(row: &StepRow) -> bool {
+    row.state == StepState::Pending
+        && row
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("reset (with "))
+}
+
 /// `status --json`.
 #[derive(Debug, Serialize)]
 pub struct StatusJson {
@@ -228,7 +238,11 @@ pub fn to_table(
             id,
             palette.state(s.state),
             s.attempts.to_string(),
-            s.duration_ms.map(human_ms).unwrap_or_default(),
+            // A pending step's last duration is of a pass that no longer counts.
+            s.duration_ms
+                .filter(|_| s.state != StepState::Pending)
+                .map(human_ms)
+                .unwrap_or_default(),
             s.reason.clone().unwrap_or_default(),
         ]
     };
@@ -251,17 +265,35 @@ pub fn to_table(
         .filter(|s| !super::rolling::is_checkpoint(s))
         .collect();
     let done = counted.iter().filter(|s| s.state.satisfies_needs()).count();
+    let reset = counted.iter().filter(|s| was_reset(s)).count();
+    // A run whose steps `reset` sent back is `interrupted` in the JSON
+    // (SPEC §3), but nothing stopped it: say what happened to it.
+    let (words, ended) = match (state, reset) {
+        (RunState::Interrupted, 1..)
+            if !counted.iter().any(|s| s.state == StepState::Interrupted) =>
+        {
+            (
+                format!(
+                    "{}: {reset} {} pending, resume runs {}",
+                    palette.run_state_word(state, "reset"),
+                    if reset == 1 { "step" } else { "steps" },
+                    if reset == 1 { "it" } else { "them" }
+                ),
+                "last pass ended",
+            )
+        }
+        _ => (palette.run_state(state), "ended"),
+    };
     let ended = run
         .finished_at
         .as_deref()
-        .map(|f| format!(", ended {f}"))
+        .map(|f| format!(", {ended} {f}"))
         .unwrap_or_default();
     let lines: Vec<String> = table.lines().map(|l| l.trim_end().to_string()).collect();
     format!(
-        "run {} of {}: {} ({done}/{} done; started {}{ended})\n{}\n",
+        "run {} of {}: {words} ({done}/{} done; started {}{ended})\n{}\n",
         run.id,
         run.runbook,
-        palette.run_state(state),
         counted.len(),
         run.started_at,
         lines.join("\n")

@@ -57,13 +57,18 @@ impl Palette {
 
     /// A run state, coloured.
     pub fn run_state(&self, state: RunState) -> String {
+        self.run_state_word(state, state.as_str())
+    }
+
+    /// `word` in the colour of the run state `state`.
+    pub fn run_state_word(&self, state: RunState, word: &str) -> String {
         let style = match state {
             RunState::Succeeded => Style::new().green().bold(),
             RunState::Failed => Style::new().red().bold(),
             RunState::Held => Style::new().yellow().bold(),
             RunState::Interrupted | RunState::Running => Style::new().magenta().bold(),
         };
-        self.paint(style, state.as_str())
+        self.paint(style, word)
     }
 
     /// Dimmed text (step ids in prefixes, hints).

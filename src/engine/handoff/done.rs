@@ -100,6 +100,9 @@ pub(super) fn counts(steps: &[StepRow]) -> Counts {
         waiting: count(&|s| s.state.is_waiting()),
         failed: count(&|s| s.state == StepState::Failed),
         blocked: count(&|s| s.state == StepState::Blocked) + not_started,
+        pending: count(&|s| matches!(s.state, StepState::Pending | StepState::Interrupted))
+            .saturating_sub(not_started),
+        reset: count(&crate::report::status::was_reset),
     }
 }
 

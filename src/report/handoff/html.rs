@@ -49,7 +49,7 @@ pub fn to_html(h: &Handoff) -> String {
 
 /// The document's head: title, viewport, the inline style.
 fn head(b: &mut String, h: &Handoff) {
-    let title = format!("Handoff: {} — run {} is {}", h.runbook, h.run_id, h.state);
+    let title = format!("Handoff: {} — run {} {}", h.runbook, h.run_id, h.standing());
     b.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     b.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     b.push_str(&format!("<title>{}</title>\n", escape(&title)));
@@ -59,28 +59,39 @@ fn head(b: &mut String, h: &Handoff) {
 /// The title, the description, and where the run stands.
 fn header(b: &mut String, h: &Handoff) {
     b.push_str(&format!(
-        "<h1>Handoff: {} — run {} is <span class=\"state {}\">{}</span></h1>\n",
+        "<h1>Handoff: {} — run {} {} <span class=\"state {}\">{}</span></h1>\n",
         escape(&h.runbook),
         h.run_id,
+        if h.was_reset() { "was" } else { "is" },
         h.state,
-        h.state
+        if h.was_reset() {
+            "reset".to_string()
+        } else {
+            h.state.to_string()
+        }
     ));
     if let Some(d) = &h.description {
         b.push_str(&format!("<blockquote>{}</blockquote>\n", inline(d)));
     }
     let when = h.finished_at.as_deref().unwrap_or(&h.started_at);
-    let (done, rest) = h.header_counts();
-    let rest = match rest {
-        Some(rest) => format!("; {rest}."),
-        None => ". Nothing is waiting for anyone.".to_string(),
+    let counts = escape(&h.counts_sentences());
+    let stood = match h.was_reset() {
+        true => format!(
+            "(started {}, last pass ended {}) was <strong>reset</strong>",
+            escape(&h.started_at),
+            escape(when)
+        ),
+        false => format!(
+            "(started {}) stopped <strong>{}</strong> at {}",
+            escape(&h.started_at),
+            h.state,
+            escape(when)
+        ),
     };
     b.push_str(&format!(
-        "<p>Run {} of {} (started {}) stopped <strong>{}</strong> at {}. {done}{rest}</p>\n",
+        "<p>Run {} of {} {stood}. {counts}</p>\n",
         h.run_id,
         code(&h.runbook),
-        escape(&h.started_at),
-        h.state,
-        escape(when),
     ));
 }
 
@@ -137,7 +148,11 @@ fn secret(b: &mut String, s: &SecretNeed) {
     }
     let mut unblocks = codes(&s.held_steps);
     if !s.blocked_steps.is_empty() {
-        unblocks.push_str(&format!(", and after them {}", codes(&s.blocked_steps)));
+        unblocks.push_str(&format!(
+            ", and after {} {}",
+            s.after(),
+            codes(&s.blocked_steps)
+        ));
     }
     b.push_str(&format!(
         "<p><strong>It unblocks:</strong> {unblocks}</p>\n</div>\n"
@@ -212,7 +227,13 @@ fn then(b: &mut String, h: &Handoff) {
     if h.state == RunState::Succeeded {
         b.push_str("<p>Nothing: the run is complete.</p>\n");
     } else {
-        b.push_str("<p>When the above is done, continue the run (only what is not done yet runs again):</p>\n");
+        let when = match h.asks_anything() {
+            true => "When the above is done, continue",
+            false => "Continue",
+        };
+        b.push_str(&format!(
+            "<p>{when} the run (only what is not done yet runs again):</p>\n"
+        ));
         b.push_str(&format!("<pre>{}</pre>\n", escape(&h.resume_command)));
         b.push_str("<p>It exits 0 when everything is done, 3 if something still waits for a person (run <code>runbook handoff</code> again to see what), 1 if a step failed.</p>\n");
     }
@@ -243,7 +264,7 @@ mod tests {
         assert!(top.starts_with("<h1>Handoff: &lt;b&gt;x&lt;/b&gt; — run 7 is <span class=\"state held\">held</span></h1>\n<blockquote>Ship it.</blockquote>"), "{top}");
         assert!(
             top.contains(
-                "1 step is done; 1 wait for a person, 1 failed, 2 are blocked behind them.</p>"
+                "1 step is done; 1 waits for a person, 1 failed and 2 are blocked behind them.</p>"
             ),
             "{top}"
         );
@@ -259,7 +280,7 @@ mod tests {
             "{needed}"
         );
         assert!(
-            needed.contains("<code>deploy@w1</code>, and after them <code>check</code>"),
+            needed.contains("<code>deploy@w1</code>, and after it <code>check</code>"),
             "{needed}"
         );
         assert!(needed.contains("<li><code>approve</code>: Ship?<br>Approve with <code>runbook approve 7 approve</code></li>"));

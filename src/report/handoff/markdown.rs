@@ -32,21 +32,26 @@ fn steps_list(ids: &[String]) -> String {
 /// The title, the description, and where the run stands.
 fn header(md: &mut String, h: &Handoff) {
     md.push_str(&format!(
-        "# Handoff: {} — run {} is {}\n\n",
-        h.runbook, h.run_id, h.state
+        "# Handoff: {} — run {} {}\n\n",
+        h.runbook,
+        h.run_id,
+        h.standing()
     ));
     if let Some(d) = &h.description {
         md.push_str(&format!("> {d}\n\n"));
     }
     let when = h.finished_at.as_deref().unwrap_or(&h.started_at);
-    let (done, rest) = h.header_counts();
-    md.push_str(&format!(
-        "Run {} of `{}` (started {}) stopped **{}** at {when}. {done}",
-        h.run_id, h.runbook, h.started_at, h.state,
-    ));
-    match rest {
-        Some(rest) => md.push_str(&format!("; {rest}.\n\n")),
-        None => md.push_str(". Nothing is waiting for anyone.\n\n"),
+    let counts = h.counts_sentences();
+    if h.was_reset() {
+        md.push_str(&format!(
+            "Run {} of `{}` (started {}, last pass ended {when}) was **reset**. {counts}\n\n",
+            h.run_id, h.runbook, h.started_at,
+        ));
+    } else {
+        md.push_str(&format!(
+            "Run {} of `{}` (started {}) stopped **{}** at {when}. {counts}\n\n",
+            h.run_id, h.runbook, h.started_at, h.state,
+        ));
     }
 }
 
@@ -90,7 +95,8 @@ fn secret(md: &mut String, s: &SecretNeed) {
     let mut unblocks = steps_list(&s.held_steps);
     if !s.blocked_steps.is_empty() {
         unblocks.push_str(&format!(
-            ", and after them {}",
+            ", and after {} {}",
+            s.after(),
             steps_list(&s.blocked_steps)
         ));
     }
@@ -163,8 +169,12 @@ fn then(md: &mut String, h: &Handoff) {
     if h.state == RunState::Succeeded {
         md.push_str("Nothing: the run is complete.\n");
     } else {
+        let when = match h.asks_anything() {
+            true => "When the above is done, continue",
+            false => "Continue",
+        };
         md.push_str(&format!(
-            "When the above is done, continue the run (only what is not done yet runs again):\n\n```sh\n{}\n```\n\n\
+            "{when} the run (only what is not done yet runs again):\n\n```sh\n{}\n```\n\n\
              It exits 0 when everything is done, 3 if something still waits for a person (run `runbook handoff` again to see what), 1 if a step failed.\n",
             h.resume_command
         ));
@@ -189,7 +199,7 @@ mod tests {
             md.starts_with("# Handoff: deploy — run 7 is held\n\n> Ship it.\n\n"),
             "{md}"
         );
-        assert!(md.contains("stopped **held** at 2026-12-03T10:05:00Z. 1 step is done; 1 wait for a person, 1 failed, 2 are blocked behind them.\n"), "{md}");
+        assert!(md.contains("stopped **held** at 2026-12-03T10:05:00Z. 1 step is done; 1 waits for a person, 1 failed and 2 are blocked behind them.\n"), "{md}");
     }
 
     #[test]
@@ -204,7 +214,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("- **It unblocks:** `deploy@w1`, and after them `check`\n"),
+            md.contains("- **It unblocks:** `deploy@w1`, and after it `check`\n"),
             "{md}"
         );
         assert!(md.contains("- `approve`: Ship?\n  Approve with `runbook approve 7 approve`\n"));

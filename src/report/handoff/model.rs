@@ -52,6 +52,11 @@ pub struct Counts {
     pub failed: usize,
     /// Blocked behind held or failed ones.
     pub blocked: usize,
+    /// Not run yet and waiting for nobody (sent back by `reset`, left by
+    /// `--limit`, stopped by Ctrl-C): resume runs them.
+    pub pending: usize,
+    /// Of those, the ones `runbook reset` sent back.
+    pub reset: usize,
 }
 
 /// A step and a line about it.
@@ -151,22 +156,106 @@ pub struct FailedStep {
     pub logs_command: String,
 }
 
+impl SecretNeed {
+    /// `it` or `them`: what the blocked steps come after.
+    pub fn after(&self) -> &'static str {
+        if self.held_steps.len() == 1 {
+            "it"
+        } else {
+            "them"
+        }
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(parts: &[String]) -> String {
+    match parts {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 impl Handoff {
     /// The header every format states: what is done, and what waits for a
-    /// person, failed or is blocked (each instance counted once).
+    /// person, failed or is blocked (each instance counted once; a count
+    /// of 0 is left out).
     pub fn header_counts(&self) -> (String, Option<String>) {
         let c = &self.counts;
         let done = match c.done {
             1 => "1 step is done".to_string(),
             n => format!("{n} steps are done"),
         };
-        let rest = (c.waiting > 0 || c.failed > 0 || c.blocked > 0).then(|| {
-            format!(
-                "{} wait for a person, {} failed, {} are blocked behind them",
-                c.waiting, c.failed, c.blocked
-            )
-        });
-        (done, rest)
+        let mut parts = Vec::new();
+        match c.waiting {
+            0 => {}
+            1 => parts.push("1 waits for a person".to_string()),
+            n => parts.push(format!("{n} wait for a person")),
+        }
+        if c.failed > 0 {
+            parts.push(format!("{} failed", c.failed));
+        }
+        if c.blocked > 0 {
+            let verb = if c.blocked == 1 { "is" } else { "are" };
+            let behind = match c.waiting + c.failed {
+                0 => String::new(),
+                1 => " behind it".to_string(),
+                _ => " behind them".to_string(),
+            };
+            parts.push(format!("{} {verb} blocked{behind}", c.blocked));
+        }
+        (done, (!parts.is_empty()).then(|| and_list(&parts)))
+    }
+
+    /// Whether the run is unfinished only because `runbook reset` sent
+    /// steps back (no step waits, failed, or was stopped).
+    pub fn was_reset(&self) -> bool {
+        let c = &self.counts;
+        self.state == RunState::Interrupted
+            && c.reset > 0
+            && c.reset == c.pending
+            && c.waiting + c.failed + c.blocked == 0
+    }
+
+    /// What the title says of the run: `is held`, `was reset`.
+    pub fn standing(&self) -> String {
+        match self.was_reset() {
+            true => "was reset".to_string(),
+            false => format!("is {}", self.state),
+        }
+    }
+
+    /// The counts as the header's sentences: what is done, what waits,
+    /// what resume runs.
+    pub fn counts_sentences(&self) -> String {
+        let (done, rest) = self.header_counts();
+        let mut out = done;
+        if let Some(rest) = &rest {
+            out.push_str(&format!("; {rest}"));
+        }
+        out.push('.');
+        let (n, them) = match self.counts.pending {
+            1 => (1, "it"),
+            n => (n, "them"),
+        };
+        if n > 0 {
+            let what = match (self.counts.reset == n, n) {
+                (true, 1) => "1 step was reset to pending".to_string(),
+                (true, n) => format!("{n} steps were reset to pending"),
+                (false, 1) => "1 step has not run yet".to_string(),
+                (false, n) => format!("{n} steps have not run yet"),
+            };
+            out.push_str(&format!(" {what}; resume runs {them}."));
+        }
+        if rest.is_none() {
+            out.push_str(" Nothing is waiting for anyone.");
+        }
+        out
+    }
+
+    /// Whether anything above the Then section asks a person to act.
+    pub fn asks_anything(&self) -> bool {
+        self.counts.waiting + self.counts.failed > 0
     }
 }
 
@@ -224,6 +313,7 @@ pub(crate) mod tests {
                 waiting: 1,
                 failed: 1,
                 blocked: 2,
+                ..Counts::default()
             },
         }
     }
@@ -235,7 +325,7 @@ pub(crate) mod tests {
             h.header_counts(),
             (
                 "1 step is done".to_string(),
-                Some("1 wait for a person, 1 failed, 2 are blocked behind them".to_string())
+                Some("1 waits for a person, 1 failed and 2 are blocked behind them".to_string())
             )
         );
         h.counts = Counts {
@@ -243,6 +333,49 @@ pub(crate) mod tests {
             ..Counts::default()
         };
         assert_eq!(h.header_counts(), ("3 steps are done".to_string(), None));
+        // A zero is left out, one is singular, and what is blocked is
+        // behind the one step that holds it.
+        h.counts = Counts {
+            done: 0,
+            waiting: 1,
+            blocked: 1,
+            ..Counts::default()
+        };
+        assert_eq!(
+            h.header_counts().1.as_deref(),
+            Some("1 waits for a person and 1 is blocked behind it")
+        );
+        h.counts = Counts {
+            done: 2,
+            failed: 2,
+            blocked: 1,
+            ..Counts::default()
+        };
+        assert_eq!(
+            h.counts_sentences(),
+            "2 steps are done; 2 failed and 1 is blocked behind them."
+        );
+        // After a reset: what resume runs, and nothing waits.
+        h.state = RunState::Interrupted;
+        h.counts = Counts {
+            done: 1,
+            pending: 2,
+            reset: 2,
+            ..Counts::default()
+        };
+        assert!(h.was_reset());
+        assert_eq!(h.standing(), "was reset");
+        assert_eq!(
+            h.counts_sentences(),
+            "1 step is done. 2 steps were reset to pending; resume runs them. Nothing is waiting for anyone."
+        );
+        h.counts.pending = 1;
+        h.counts.reset = 0;
+        assert!(!h.was_reset());
+        assert_eq!(
+            h.counts_sentences(),
+            "1 step is done. 1 step has not run yet; resume runs it. Nothing is waiting for anyone."
+        );
         assert_eq!(h.blocked[0].label(), "deploy on w1, w2");
         assert_eq!(h.done[0].label(), "fetch");
     }

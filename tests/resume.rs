@@ -394,3 +394,27 @@ fn a_var_is_kept_with_the_run_and_a_changed_one_reruns_only_what_it_changes() {
     assert!(lines.iter().any(|l| l == "s-l"), "{lines:?}");
     assert_eq!(t.status(None).run_id, 2);
 }
+
+#[test]
+fn an_attempt_keeps_its_last_5000_lines_of_output() {
+    // Two steps, so the first's lines are flushed by its end and the
+    // second's by a flush of their own (1,000 lines or 500 ms).
+    let t = Test::new().runbook(
+        "r",
+        "steps:\n  - id: a\n    run: seq 1 7000\n  - id: b\n    needs: [a]\n    run: seq 1 6000; sleep 1\n",
+    );
+    t.run(&["run", "r"]).code(0);
+    for (step, first, last) in [("a", "2001", "7000"), ("b", "1001", "6000")] {
+        let logs = t.run(&["logs", "1", step]);
+        logs.code(0);
+        let lines: Vec<&str> = logs.stdout.lines().filter(|l| !l.is_empty()).collect();
+        let numbers: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert_eq!(numbers.len(), 5000, "{step}: {}", logs.stdout);
+        assert_eq!(numbers.first(), Some(&first), "{step}");
+        assert_eq!(numbers.last(), Some(&last), "{step}");
+    }
+}

@@ -136,12 +136,9 @@ impl Pass<'_> {
     /// A step ended: its lines and state are committed, then its
     /// dependents are released or blocked.
     fn on_done(&mut self, step: usize, outcome: Outcome, keep_spool: bool) -> Result<()> {
+        // Every flush trims the attempts it wrote to: nothing is left to
+        // trim here.
         self.flush_output()?;
-        if self.current_attempt[step] > 0 {
-            let id = &self.plan.steps[step].id;
-            self.store
-                .trim_output(self.run_id, id, self.current_attempt[step])?;
-        }
         self.running -= 1;
         if let Some(family) = &self.plan.steps[step].family {
             let count = self.families.entry(family.step.clone()).or_default();

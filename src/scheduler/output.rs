@@ -37,7 +37,33 @@ impl OutputBuffer {
         }
     }
 
+    /// Commits the waiting lines and trims their attempts, in one
+    /// transaction (the open group commit's, or one of its own), so no
+    /// attempt's output is left untrimmed; nothing when none wait.
     pub(super) fn flush(&mut self, store: &mut Store, run_id: i64) -> Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let own = !store.in_batch();
+        if own {
+            store.begin_batch()?;
+        }
+        match self.write(store, run_id) {
+            Ok(()) if own => store.commit_batch()?,
+            Ok(()) => {}
+            Err(e) => {
+                if own {
+                    store.rollback_batch();
+                }
+                return Err(e);
+            }
+        }
+        self.lines.clear();
+        self.since = None;
+        Ok(())
+    }
+
+    fn write(&self, store: &mut Store, run_id: i64) -> Result<()> {
         store.append_output(run_id, &self.lines)?;
         // Kept to its last lines as it goes, so an attempt cut off by a
         // crash is no longer than one that ended.
@@ -51,8 +77,6 @@ impl OutputBuffer {
         for (step, attempt) in attempts {
             store.trim_output(run_id, step, attempt)?;
         }
-        self.lines.clear();
-        self.since = None;
         Ok(())
     }
 }

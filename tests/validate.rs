@@ -628,3 +628,23 @@ hosts:
     }
     ran.stderr_has("bad.yaml:14:30: unknown key `portt` in hosts.web\n");
 }
+
+/// An undefined name in a template: the hint offers the near miss and
+/// lists every name the renderer provides, `step.host` and `host` too.
+#[test]
+fn an_undefined_template_name_gets_a_near_miss_and_the_names_provided() {
+    rejects(
+        "hosts:\n  web1: { address: 127.0.0.1 }\nsteps:\n  - id: a\n    on: web1\n    run: touch MARK {{ step.hots }}\n",
+        "`step.hots` is undefined",
+        6,
+    )
+    .stderr_has("did you mean `step.host`?")
+    .stderr_has("step.host (the host's name, empty on a local step)")
+    .stderr_has("host.vars");
+    rejects(
+        "steps:\n  - id: a\n    run: touch MARK {{ host.name }}\n",
+        "`host.name` is undefined",
+        3,
+    )
+    .stderr_has("`host` is defined only on a step with `on:`");
+}

@@ -263,12 +263,92 @@ fn template_diagnostic(
     .hint(undefined_hint(&e.message))
 }
 
+/// Every fixed name the renderer gives a template
+/// ([`Context::for_instance`]; `vars`, `env`, `secrets` and `hosts` are
+/// open maps). `host` is there only on a step on a host or a group; the
+/// unit test below holds this list to the renderer.
+const TEMPLATE_NAMES: &[&str] = &[
+    "vars",
+    "env",
+    "secrets",
+    "hosts",
+    "run.id",
+    "step.id",
+    "step.host",
+    "host.name",
+    "host.address",
+    "host.user",
+    "host.port",
+    "host.vars",
+];
+
 fn undefined_hint(message: &str) -> String {
     if message.contains("`env.") {
-        "set that environment variable, or give a fallback with `| default(\"...\")`".to_string()
-    } else if message.contains("`vars.") {
-        "declare it under `vars:` or pass `--var name=value`".to_string()
-    } else {
-        "names available in templates: vars, env, secrets (those the step requires), hosts, host (on a step with `on:`), run.id, step.id".to_string()
+        return "set that environment variable, or give a fallback with `| default(\"...\")`"
+            .to_string();
+    }
+    if message.contains("`vars.") {
+        return "declare it under `vars:` or pass `--var name=value`".to_string();
+    }
+    // The name the message quotes: `step.hots` is undefined.
+    let used = message.split('`').nth(1).unwrap_or_default();
+    let mut hint = String::new();
+    if used == "host" || used.starts_with("host.") {
+        hint.push_str("`host` is defined only on a step with `on:` (a host or a group); ");
+    } else if let Some(near) =
+        crate::runbook::suggest::nearest(used, TEMPLATE_NAMES.iter().copied())
+    {
+        hint.push_str(&format!("did you mean `{near}`? "));
+    }
+    hint.push_str(
+        "names available in templates: vars, env, secrets (those the step requires), hosts, run.id, step.id, step.host (the host's name, empty on a local step); on a step with `on:` also host (host.name, host.address, host.user, host.port, host.vars)",
+    );
+    hint
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of a context, nested maps' fields as `map.field`.
+    fn names(v: &minijinja::Value, prefix: &str, out: &mut Vec<String>) {
+        let Ok(keys) = v.try_iter() else { return };
+        for k in keys {
+            let key = k.to_string();
+            let full = format!("{prefix}{key}");
+            match v.get_attr(&key).ok() {
+                Some(inner) if ["run", "step", "host"].contains(&full.as_str()) => {
+                    names(&inner, &format!("{full}."), out)
+                }
+                _ => out.push(full),
+            }
+        }
+    }
+
+    #[test]
+    fn the_hint_lists_what_the_renderer_gives_a_step_on_a_host() {
+        let hosts = serde_json::json!({"web1": {"name": "web1", "address": "a", "user": "", "port": "", "vars": {}}});
+        let ctx = Context::new(
+            &indexmap::IndexMap::new(),
+            minijinja::Value::from_serialize(&hosts),
+            1,
+        );
+        let mut got = Vec::new();
+        names(
+            &ctx.for_instance("a", Some("web1"), &BTreeMap::new()),
+            "",
+            &mut got,
+        );
+        got.sort();
+        let mut want: Vec<String> = TEMPLATE_NAMES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want);
+        let hint = undefined_hint("`step.hots` is undefined");
+        assert!(hint.starts_with("did you mean `step.host`? "), "{hint}");
+        for n in TEMPLATE_NAMES {
+            assert!(hint.contains(n), "{n} missing from {hint}");
+        }
+        assert!(undefined_hint("`host.name` is undefined").starts_with("`host` is defined only"));
+        assert!(!undefined_hint("`nope` is undefined").contains("did you mean"));
     }
 }

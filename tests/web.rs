@@ -186,6 +186,56 @@ async fn a_cross_origin_change_is_refused() {
     t.run(&["resume", "1"]).code(0);
 }
 
+/// docs/web.md: a change with no `Origin` and no `Sec-Fetch-Site` (curl,
+/// a script) is taken on its token alone, and refused without it.
+#[tokio::test]
+async fn a_change_without_origin_is_taken_on_its_token_alone() {
+    let t = held_run();
+    let s = Server::start(&t);
+    let c = client();
+    let approve = s.url("/api/runs/1/steps/gate/approve");
+    let body = serde_json::json!({"by": "script"});
+    let r = c.post(&approve).json(&body).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(&approve)
+        .bearer_auth(&s.token)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let st = t.status(Some("1"));
+    assert_eq!(st.step("gate").approved_by.as_deref(), Some("script"));
+}
+
+/// The run page says who approved a step, as status does: while it waits
+/// for the resume (no Approve button any more), and once it has run.
+#[tokio::test]
+async fn the_run_page_shows_who_approved_a_step() {
+    let t = held_run();
+    let s = Server::start(&t);
+    let c = client();
+    let page = |c: Client, url: String, token: String| async move {
+        let r = c.get(url).bearer_auth(token).send().await.expect("get");
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.expect("text")
+    };
+    let url = s.url("/runs/1");
+    let before = page(c.clone(), url.clone(), s.token.clone()).await;
+    assert!(before.contains("data-act=\"approve\""), "{before}");
+    t.run(&["approve", "1", "gate", "--by", "Lukas"]).code(0);
+    let waiting = page(c.clone(), url.clone(), s.token.clone()).await;
+    assert!(waiting.contains("approved by Lukas at "), "{waiting}");
+    assert!(!waiting.contains("data-act=\"approve\""), "{waiting}");
+    t.run(&["resume", "1"]).code(0);
+    let after = page(c.clone(), url, s.token.clone()).await;
+    assert!(
+        after.contains("<div class=\"approved\">approved by Lukas at "),
+        "{after}"
+    );
+}
+
 #[tokio::test]
 async fn the_api_documents_equal_the_cli() {
     let t = Test::new();

@@ -112,6 +112,9 @@ fn run_ctx(view: &RunView) -> minijinja::Value {
         .map(|s| {
             let approvable = s.state == StepState::Held
                 && s.reason.as_deref().is_some_and(|r| r.contains("waiting for approval"));
+            // Who approved it (SPEC §11), unless its reason says so already.
+            let approved = approved_line(view, &s.id)
+                .filter(|_| !s.reason.as_deref().is_some_and(|r| r.starts_with("approved by")));
             context! {
                 id => s.id,
                 url => urlencode(&s.id),
@@ -125,6 +128,7 @@ fn run_ctx(view: &RunView) -> minijinja::Value {
                     (s.state == StepState::Running).then(|| s.started_at.as_deref().and_then(|t| between(t, None))).flatten()
                 }).map(human_ms),
                 approvable,
+                approved,
                 resettable => engine_free && s.state != StepState::Pending,
             }
         })
@@ -138,6 +142,18 @@ fn run_ctx(view: &RunView) -> minijinja::Value {
         duration => between(&view.started_at, view.finished_at.as_deref()).map(human_ms),
         svg,
         steps,
+    }
+}
+
+/// `approved by WHO at WHEN` of a step, from the status document's
+/// `approved_by` and `approved_at`.
+fn approved_line(view: &RunView, id: &str) -> Option<String> {
+    let steps = view.doc["steps"].as_array()?;
+    let step = steps.iter().find(|s| s["id"].as_str() == Some(id))?;
+    let by = step["approved_by"].as_str()?;
+    match step["approved_at"].as_str() {
+        Some(at) => Some(format!("approved by {by} at {at}")),
+        None => Some(format!("approved by {by}")),
     }
 }
 

@@ -59,14 +59,16 @@ const WRAPPER: &str = concat!(
 /// folder, or its files, which the wrapper reports on the bell) ends it at
 /// once with `\036X NONCE nospool make|write ERROR`, the step not started.
 /// `_rbsweep`: removes run folders untouched for a week whose steps no
-/// longer run, bells of shells that are gone (named `bell.PID.NONCE`), and
-/// bells a day old.
+/// longer run (one `find` lists them: a host's sweep costs two `find`s
+/// however many run folders its spool holds; a name with a newline is never
+/// one of ours and is left alone), bells of shells that are gone (named
+/// `bell.PID.NONCE`), and bells a day old.
 const FUNCTIONS: &str = r#"_rbi() {
   _rbu=$(umask); umask 077; _rbb= _rbnm=
   if ! command -v setsid >/dev/null 2>&1; then :
-  elif ! mkdir -p "$HOME/.runbook/spool" 2>/dev/null; then _rbnm="make $(mkdir -p "$HOME/.runbook/spool" 2>&1)"
+  elif ! { [ -d "$HOME/.runbook/spool" ] || mkdir -p "$HOME/.runbook/spool" 2>/dev/null; }; then _rbnm="make $(mkdir -p "$HOME/.runbook/spool" 2>&1)"
   else
-    _rbb="$HOME/.runbook/spool/bell.$$.$1"; rm -f "$_rbb"; _rbtf=$_rbb.t
+    _rbb="$HOME/.runbook/spool/bell.$$.$1"; [ ! -e "$_rbb" ] || rm -f "$_rbb"; _rbtf=$_rbb.t
     if ! mkfifo "$_rbb" 2>/dev/null; then _rbnm="make $(mkfifo "$_rbb" 2>&1)"; _rbb=
     elif ! { true >"$_rbtf"; } 2>/dev/null; then _rbnm="make $({ true >"$_rbtf"; } 2>&1)"; rm -f "$_rbb"; _rbb=
     else
@@ -88,9 +90,9 @@ _RBHD
   _rbsweep </dev/null >/dev/null 2>&1 3>&- 6>&- &
 }
 _rbsweep() {
-  for _r in "$HOME"/.runbook/spool/*/; do
-    [ -d "$_r" ] && [ ! -h "${_r%/}" ] || continue
-    [ -n "$(find "$_r" -prune -mmin +10080 2>/dev/null)" ] || continue
+  find "$HOME/.runbook/spool" -mindepth 1 -maxdepth 1 -type d -mmin +10080 ! -name '*
+*' 2>/dev/null | while IFS= read -r _r; do
+    _r=$_r/; [ -d "$_r" ] && [ ! -h "${_r%/}" ] || continue
     _l=
     for _f in "$_r"*/*/pgid; do
       [ -s "$_f" ] || continue; [ -s "${_f%pgid}status" ] && continue

@@ -288,3 +288,45 @@ fn a_table_changed_by_hand_is_an_error_not_a_panic() {
         .stderr_has("changed by hand");
     assert!(!r.stderr.contains("panicked"), "{r:?}");
 }
+
+#[test]
+fn a_local_step_writes_its_row_three_times_on_postgres() {
+    // Made running (with its first attempt counted), settled: the rows of
+    // a 20-step chain are written 20 times at the start and twice per step
+    // after (was three times: the attempt's own write).
+    let (t, pg, db) = on_pg();
+    let mut yaml = String::from("steps:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!("  - id: s{i}\n    run: 'true'\n"));
+        if i > 0 {
+            yaml.push_str(&format!("    needs: [s{}]\n", i - 1));
+        }
+    }
+    t.put_runbook("chain", &yaml);
+    t.run(&["run", "chain"]).code(0);
+    let written = || -> i64 {
+        pg.sql(
+            &db,
+            "SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = 'runbook' AND relname = 'steps'",
+        )
+        .parse()
+        .unwrap_or(0)
+    };
+    // The engine's session counts its writes when it ends, just after the
+    // command exits: read until two reads agree.
+    let mut last = -1;
+    support::wait_for(std::time::Duration::from_secs(10), || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = written();
+        let same = now == last && now > 0;
+        last = now;
+        same
+    });
+    assert_eq!(last, 60, "writes of the steps' rows over 20 steps");
+    let status = t.status(None);
+    assert_eq!(status.state, "succeeded");
+    for step in &status.steps {
+        assert_eq!(step.attempts, 1, "{step:?}");
+        assert_eq!(step.attempt_history.len(), 1, "{step:?}");
+    }
+}

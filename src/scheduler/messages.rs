@@ -68,8 +68,11 @@ impl Pass<'_> {
         }
         self.attempt_start[step] = Some((crate::store::now(), Instant::now()));
         self.current_attempt[step] = attempt;
-        self.rows[step].attempts = attempt;
-        self.store.save_step(self.run_id, &self.rows[step])?;
+        // A first attempt `begin` counted already was committed with it.
+        if self.rows[step].attempts != attempt {
+            self.rows[step].attempts = attempt;
+            self.store.save_step(self.run_id, &self.rows[step])?;
+        }
         self.reporter.event(&Event::StepStarted {
             run_id: self.run_id,
             step: self.plan.steps[step].id.clone(),

@@ -198,6 +198,13 @@ impl Pass<'_> {
             // What this attempt ships, read as it started (SPEC §14).
             row.source_hash = source_hash.clone();
         }
+        let first_attempt = row.attempts + 1;
+        if spool.is_none() && rendered.unless.is_none() {
+            // Its job begins attempt `first_attempt` at once (no probe, no
+            // spool to look at first): counted here, in the write that
+            // makes it running, so its `Msg::Attempt` writes nothing.
+            row.attempts = first_attempt;
+        }
         let record = self.spools[i]
             .clone()
             .filter(|_| spool.as_ref().is_some_and(|s| !s.reattach));
@@ -217,7 +224,7 @@ impl Pass<'_> {
         }
         Ok(Some(Job {
             step: i,
-            first_attempt: row.attempts + 1,
+            first_attempt,
             rendered,
             host: step.host.clone(),
             execs: options.execs.clone(),

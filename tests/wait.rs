@@ -168,7 +168,8 @@ fn wait_gives_up_at_the_timeout_with_the_run_still_held() {
     let took = start.elapsed();
     ran.code(3)
         .stdout_has("waiting for RB_TOKEN (missing)")
-        .stdout_has("stopped waiting: --timeout passed");
+        .stdout_has("stopped waiting: --timeout passed")
+        .stdout_has("; the run is still held: once a person has acted, runbook resume 1");
     assert!(
         took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
         "took {took:?}"
@@ -234,9 +235,17 @@ fn an_approval_from_another_terminal_releases_the_wait() {
     );
     let waiting = Watched::start(&t, &["run", "ap", "--wait", "--interval", "1s"]);
     waiting.expect("waiting for approval of `ship`", Duration::from_secs(5));
-    t.run(&["approve", "1", "ship"]).code(0);
+    // The waiting engine goes on by itself: nothing to resume by hand.
+    t.run(&["approve", "1", "ship"])
+        .code(0)
+        .stdout_has("the engine waiting on it (")
+        .stdout_has("goes on by itself")
+        .stdout_lacks("continue with");
     let ran = waiting.finish(Duration::from_secs(10));
-    ran.code(0).stdout_has("`ship`: approved by");
+    ran.code(0)
+        .stdout_has("`ship`: approved by")
+        .stdout_has("this command goes on by itself once they have\nwaiting for approval of `ship`")
+        .stdout_lacks("then: runbook resume");
     assert_eq!(t.read("shipped"), "shipped\n");
 }
 

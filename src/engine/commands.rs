@@ -102,6 +102,18 @@ impl Ctx {
             1 => format!("`{}`", targets[0]),
             n => format!("`{step}` on {n} hosts"),
         };
+        // An engine waiting on the run (`--wait`) takes it up by itself: a
+        // live holder of a run stored as held is one (SQLite's lock does not
+        // record the waiting; PostgreSQL's lease does).
+        let waiting = |h: &crate::store::LockHolder| h.waiting || run.state == RunState::Held;
+        if let Some(h) = store.live_holder(run.id)?.filter(waiting) {
+            return Ok(format!(
+                "approved {what} of run {} as {user}; the engine waiting on it ({}, pid {}) goes on by itself",
+                run.id,
+                h.who(),
+                h.pid
+            ));
+        }
         Ok(format!(
             "approved {what} of run {} as {user}; continue with: runbook resume {}{}",
             run.id,

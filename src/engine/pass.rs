@@ -41,7 +41,8 @@ impl Session<'_> {
             .collect();
         self.store
             .save_secrets(self.run.id, &secrets.rows, &env_files)?;
-        let mut reporter = self.ctx.reporter(&self.loaded.plan, self.args.json);
+        let waits = self.args.wait.is_some();
+        let mut reporter = self.ctx.reporter(&self.loaded.plan, self.args.json, waits);
         reporter.event(&Event::RunStarted {
             run_id: self.run.id,
             runbook: self.loaded.runbook.name.clone(),
@@ -134,7 +135,7 @@ impl Session<'_> {
 impl Ctx {
     /// NDJSON with `--json`; the live view on a terminal (unless quiet);
     /// plain lines otherwise.
-    fn reporter(&self, plan: &Plan, json: bool) -> Box<dyn Reporter> {
+    fn reporter(&self, plan: &Plan, json: bool, waits: bool) -> Box<dyn Reporter> {
         let palette = self.palette();
         let flag = self.state_flag();
         // The instances of rolling blocks' inner steps, with their block.
@@ -147,9 +148,17 @@ impl Ctx {
         if json {
             Box::new(JsonReporter)
         } else if std::io::stdout().is_terminal() && self.verbosity != Verbosity::Quiet {
-            Box::new(LiveReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
+            Box::new(
+                LiveReporter::new(self.verbosity, palette, &flag)
+                    .with_blocks(blocks)
+                    .under_wait(waits),
+            )
         } else {
-            Box::new(PlainReporter::new(self.verbosity, palette, &flag).with_blocks(blocks))
+            Box::new(
+                PlainReporter::new(self.verbosity, palette, &flag)
+                    .with_blocks(blocks)
+                    .under_wait(waits),
+            )
         }
     }
 }

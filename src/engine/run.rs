@@ -253,11 +253,17 @@ impl Session<'_> {
                     self.store.set_run_state(self.run.id, RunState::Running)?;
                 }
                 WaitEnd::TimedOut => {
-                    self.say("stopped waiting: --timeout passed; the run is still held");
+                    self.say(&format!(
+                        "stopped waiting: --timeout passed; the run is still held: {}",
+                        self.resume_later()
+                    ));
                     return Ok(exit::HELD);
                 }
                 WaitEnd::Interrupted => {
-                    self.say("stopped waiting (signal); the run is still held");
+                    self.say(&format!(
+                        "stopped waiting (signal); the run is still held: {}",
+                        self.resume_later()
+                    ));
                     return Ok(exit::INTERRUPTED);
                 }
                 WaitEnd::SteppedAside(by) => {
@@ -323,6 +329,16 @@ impl Session<'_> {
                 &mut say,
             )
             .await
+    }
+
+    /// What to type once the wait is given up: the summary under `--wait`
+    /// named no resume.
+    fn resume_later(&self) -> String {
+        let flag = self.ctx.state_flag();
+        format!(
+            "once a person has acted, runbook resume {}{flag}",
+            self.run.id
+        )
     }
 
     fn say(&self, line: &str) {

@@ -60,6 +60,13 @@ impl LiveReporter {
         }
     }
 
+    /// Under `--wait`: the summary of a held pass says the command goes on
+    /// by itself, not to type a resume.
+    pub fn under_wait(mut self, waits: bool) -> Self {
+        self.summary = std::mem::take(&mut self.summary).under_wait(waits);
+        self
+    }
+
     /// The instances of rolling blocks' inner steps (instance id, block
     /// id), in plan order: each block is one line naming the hosts in it
     /// now (SPEC §15).

@@ -31,6 +31,13 @@ impl PlainReporter {
         }
     }
 
+    /// Under `--wait`: the summary of a held pass says the command goes on
+    /// by itself, not to type a resume.
+    pub fn under_wait(mut self, waits: bool) -> Self {
+        self.summary = std::mem::take(&mut self.summary).under_wait(waits);
+        self
+    }
+
     /// The instances of rolling blocks' inner steps (instance id, block
     /// id), in plan order: the summary counts them, not the blocks' own
     /// rows, and a block's end says how many hosts went through it.

@@ -30,9 +30,19 @@ pub struct Summary {
     /// Rolling blocks' ids: a block's own row is no step of its own, so
     /// no count counts it (its hosts' instances are counted).
     blocks: Vec<String>,
+    /// The command waits on a held run by itself (`--wait`): no resume to
+    /// type.
+    waits: bool,
 }
 
 impl Summary {
+    /// A summary for a command that, under `--wait`, goes on by itself
+    /// once a held run is released.
+    pub fn under_wait(mut self, waits: bool) -> Self {
+        self.waits = waits;
+        self
+    }
+
     /// A summary of a run with these rolling blocks.
     pub fn with_blocks(mut self, mut blocks: Vec<String>) -> Self {
         blocks.sort();
@@ -153,7 +163,7 @@ impl Summary {
         if let Some(line) = self.not_run(palette) {
             out.push_str(&line);
         }
-        if let Some(next) = next_command(run_id, state, state_flag) {
+        if let Some(next) = next_command(run_id, state, state_flag, self.waits) {
             out.push_str(&format!("next: {next}\n"));
         }
         out
@@ -276,9 +286,13 @@ impl Shown {
     }
 }
 
-/// The command to type next, for a run that ended in `state`.
-fn next_command(run_id: i64, state: RunState, state_flag: &str) -> Option<String> {
+/// The command to type next, for a run that ended in `state`; under
+/// `--wait` (`waits`) a held run needs no resume typed: the command goes on.
+fn next_command(run_id: i64, state: RunState, state_flag: &str, waits: bool) -> Option<String> {
     match state {
+        RunState::Held if waits => Some(format!(
+            "a person must act: runbook handoff {run_id}{state_flag}   (says who and what); this command goes on by itself once they have"
+        )),
         RunState::Succeeded => None,
         RunState::Failed => Some(format!(
             "fix the cause above, then: runbook resume {run_id}{state_flag}"

@@ -212,8 +212,10 @@ impl SshPool {
 
     /// Spool folders earlier engines left to remove on hosts (their
     /// records in the state), as (host, folder): each goes, with the empty
-    /// attempt folders a killed engine prepared, when this pool first uses
-    /// a connection to its host, before anything runs there.
+    /// attempt folders a killed engine prepared, sent ahead of the first
+    /// command on a connection to its host (in the background there: no
+    /// reply is waited for), and again when the pool closes; only then do
+    /// their records go.
     pub fn remove_left(&self, left: impl IntoIterator<Item = (String, String)>) {
         for (host, base) in left {
             if let Ok(slot) = self.slot(&host) {

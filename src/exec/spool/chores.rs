@@ -1,7 +1,7 @@
 //! The spool's housekeeping on one host: folders to remove once their
 //! results are committed, attempt folders to make ahead, and what a new
-//! connection removes before anything runs there (folders earlier engines
-//! left, empty prepared folders).
+//! connection removes, in the background ahead of its first command
+//! (folders earlier engines left, empty prepared folders).
 
 use tokio::sync::Mutex;
 
@@ -23,39 +23,41 @@ pub struct Chores {
     /// detached step's command), and made (the unused ones go when the pool
     /// closes).
     prepared: std::sync::Mutex<(Vec<String>, Vec<String>)>,
-    /// The connection whose cleanup ran (0: none yet), and the spool
+    /// The connection whose cleanup was sent (0: none yet), and the spool
     /// folders earlier engines left to remove.
     cleanup: Mutex<(u64, Vec<String>)>,
+    /// Those folders once their cleanup was sent: removed again in the
+    /// foreground when the pool closes, and only then are their records
+    /// forgotten.
+    left_sent: std::sync::Mutex<Vec<String>>,
     /// Spool folders removed on the host: their records can go.
     removed: std::sync::Mutex<Vec<String>>,
 }
 
 impl Chores {
-    /// A shell of the host; the first one on a new connection removes what
-    /// earlier engines left (see [`script::cleanup_command`]) before anyone
-    /// uses it.
+    /// A shell of the host; the first one on a new connection is sent the
+    /// removal of what earlier engines left (see
+    /// [`script::cleanup_preamble`]) ahead of its first command, in the
+    /// background, with no wait for a reply.
     pub async fn shell(&self, host: &Host) -> Result<RemoteShell, SshError> {
         let mut shell = host.shell().await?;
         let mut cleanup = self.cleanup.lock().await;
         if shell.connection <= cleanup.0 {
             return Ok(shell);
         }
-        let command = script::cleanup_command(&cleanup.1, &self.own_run_folders());
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        match shell.run(&command, &[], &tx).await {
-            ShellEnd::Exited(_) => {
-                let bases = std::mem::take(&mut cleanup.1);
-                self.removed_now(bases);
-                cleanup.0 = shell.connection;
-                Ok(shell)
-            }
-            ShellEnd::Lost(e) => {
-                drop(cleanup);
-                let message = format!("lost the SSH connection to {}: {e}", host.describe());
-                host.settle(shell, &ShellEnd::Lost(e)).await;
-                Err(SshError(message))
-            }
+        let command = script::cleanup_preamble(&cleanup.1, &self.own_run_folders());
+        if let Err(e) = shell.send(&command).await {
+            drop(cleanup);
+            let message = format!("lost the SSH connection to {}: {e}", host.describe());
+            host.settle(shell, &ShellEnd::Lost(e.to_string())).await;
+            return Err(SshError(message));
         }
+        let bases = std::mem::take(&mut cleanup.1);
+        if let Ok(mut sent) = self.left_sent.lock() {
+            sent.extend(bases);
+        }
+        cleanup.0 = shell.connection;
+        Ok(shell)
     }
 
     /// The run folders of this engine's prepared attempt folders.
@@ -160,6 +162,10 @@ impl Chores {
                 pending
             })
             .unwrap_or_default();
+        let mut discards = discards;
+        if let Ok(mut left) = self.left_sent.lock() {
+            discards.append(&mut left);
+        }
         let command = format!(
             "{}{}",
             script::unprepare_command(&made),

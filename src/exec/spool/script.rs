@@ -344,6 +344,18 @@ pub fn cleanup_command(bases: &[String], keep: &[String]) -> String {
     cmd
 }
 
+/// [`cleanup_command`] as a new connection's first shell is sent it: in a
+/// background subshell that ignores the shell's SIGTERM and writes nowhere,
+/// sent ahead of that shell's first command, so that reaching a host waits
+/// for no reply of it. Steps of this engine are safe beside it: their run
+/// folders are in `keep`, and the folders it removes are earlier engines'.
+pub fn cleanup_preamble(bases: &[String], keep: &[String]) -> String {
+    format!(
+        "( trap '' TERM HUP\n{}) </dev/null >/dev/null 2>&1 3>&- 6>&- &\n",
+        cleanup_command(bases, keep)
+    )
+}
+
 /// The run folder (`ROOT/<run>-<key>`) a spool folder is in.
 pub fn run_folder(folder: &str) -> Option<&str> {
     let rest = folder.strip_prefix(ROOT)?.strip_prefix('/')?;
@@ -401,6 +413,10 @@ mod tests {
             discard_command(&["a b".into()], true),
             discard_command(&["a b".into()], false),
             cleanup_command(
+                &[".runbook/spool/1-k/a b".into()],
+                &[".runbook/spool/2-k".into()],
+            ),
+            cleanup_preamble(
                 &[".runbook/spool/1-k/a b".into()],
                 &[".runbook/spool/2-k".into()],
             ),

@@ -10,6 +10,7 @@ mod notifications;
 mod pg;
 mod pg_conn;
 mod pg_lease;
+mod pg_pipe;
 mod pg_records;
 mod pg_runs;
 mod pg_schema;

@@ -2,7 +2,10 @@
 //! prepared once, transactions, the lease's fence checked at the start of
 //! every transaction, and a lost connection opened again within
 //! `RUNBOOK_DB_RETRY` with the open group commit's writes replayed, so no
-//! commit is lost. Imports nothing else of the PostgreSQL backend.
+//! commit is lost. A transaction's `BEGIN`, fence and plain writes wait in
+//! a queue and go with the next statement whose answer is needed, in one
+//! pipeline (`pg_pipe`). Imports nothing else of the PostgreSQL backend
+//! but that.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
+use super::pg_pipe::{self as pipe, Failed, Param, Queued};
 use super::pgurl::{PgUrl, SslMode};
 use crate::error::Error;
 
@@ -53,6 +57,10 @@ pub(super) struct Conn {
     /// Whether a transaction of [`Conn::tx`] is open (one inside it joins it).
     in_tx: bool,
     log: Vec<Replay<()>>,
+    /// What the open transaction sends with its next statement.
+    queue: Vec<Queued>,
+    /// Whether the open transaction's `BEGIN` went to the server.
+    begun: bool,
     /// How long a lost connection is tried again (`RUNBOOK_DB_RETRY`).
     pub(super) retry: Duration,
     /// Whether it gave up reaching the database.
@@ -81,6 +89,8 @@ impl Conn {
             in_batch: false,
             in_tx: false,
             log: Vec::new(),
+            queue: Vec::new(),
+            begun: false,
             retry: retry_from_env(),
             down: false,
         })
@@ -95,47 +105,114 @@ impl Conn {
         Ok(s)
     }
 
-    /// Runs one statement; the number of rows it changed.
+    /// Runs one statement (after what is queued); the number of rows it changed.
     pub(super) fn exec(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<u64> {
         let s = self.prep(sql)?;
-        Ok(self.rt.block_on(self.client.execute(&s, p))?)
+        let queued = std::mem::take(&mut self.queue);
+        let r = (self.rt).block_on(pipe::pipeline(
+            &self.client,
+            &queued,
+            self.client.execute(&s, p),
+        ));
+        self.answered(&queued, r)
+    }
+
+    /// Queues a write whose answer nothing reads: it goes to the server
+    /// with the transaction's next statement (its error is that one's).
+    /// Outside a transaction it runs at once.
+    pub(super) fn send(&mut self, sql: &'static str, p: Vec<Param>) -> Sql<()> {
+        let s = self.prep(sql)?;
+        self.queue.push(Queued::Write(s, p));
+        if self.in_tx || self.in_batch {
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut self.queue);
+        let r = (self.rt).block_on(pipe::pipeline(&self.client, &queued, async { Ok(()) }));
+        self.answered(&queued, r)
     }
 
     /// Every row a query returns.
     pub(super) fn query(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Vec<Row>> {
         let s = self.prep(sql)?;
-        Ok(self.rt.block_on(self.client.query(&s, p))?)
+        let queued = std::mem::take(&mut self.queue);
+        let r = (self.rt).block_on(pipe::pipeline(
+            &self.client,
+            &queued,
+            self.client.query(&s, p),
+        ));
+        self.answered(&queued, r)
     }
 
     /// The one row a query returns, if any.
     pub(super) fn opt(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Option<Row>> {
         let s = self.prep(sql)?;
-        Ok(self.rt.block_on(self.client.query_opt(&s, p))?)
+        let queued = std::mem::take(&mut self.queue);
+        let r = (self.rt).block_on(pipe::pipeline(
+            &self.client,
+            &queued,
+            self.client.query_opt(&s, p),
+        ));
+        self.answered(&queued, r)
     }
 
     /// Statements without parameters (BEGIN, COMMIT, migrations).
     pub(super) fn batch(&mut self, sql: &str) -> Sql<()> {
-        Ok(self.rt.block_on(self.client.batch_execute(sql))?)
+        let queued = std::mem::take(&mut self.queue);
+        let r = (self.rt).block_on(pipe::pipeline(
+            &self.client,
+            &queued,
+            self.client.batch_execute(sql),
+        ));
+        self.answered(&queued, r)
+    }
+
+    /// A pipeline's result: the first queued statement's error (the
+    /// fence's as the lease lost, its transaction rolled back), or the
+    /// last statement's own.
+    fn answered<T>(&mut self, queued: &[Queued], r: Result<Result<T, PgError>, Failed>) -> Sql<T> {
+        self.begun |= queued.iter().any(|q| matches!(q, Queued::Begin));
+        match r {
+            Ok(r) => Ok(r?),
+            Err(Failed::Pg(e)) => Err(e.into()),
+            Err(Failed::Fence(run_id)) => {
+                let _ = self.end(false);
+                let by = self.holder_named(run_id);
+                Err(Fail::Runbook(Error::LeaseLost { run_id, by }))
+            }
+        }
     }
 
     /// BEGIN, then the fence: a write of an engine that lost its lease
-    /// fails here, before it writes anything. The lease row stays locked
-    /// (`FOR KEY SHARE`) until the transaction ends, so a take-over waits
-    /// for it and every later transaction sees the new token.
+    /// fails there, before it writes anything (`pg_pipe::FENCE`). Both are
+    /// queued: they go with the transaction's first statement whose answer
+    /// is needed, or its COMMIT; a transaction that writes nothing sends
+    /// nothing.
     fn begin(&mut self) -> Sql<()> {
-        self.batch("BEGIN")?;
+        self.queue.clear();
+        self.begun = false;
+        self.queue.push(Queued::Begin);
         if let Some((run_id, token)) = self.fence {
-            let held = self.opt(
-                "SELECT 1 FROM leases WHERE run_id = $1 AND token = $2 AND NOT released FOR KEY SHARE",
-                &[&run_id, &token],
-            )?;
-            if held.is_none() {
-                let by = self.holder_named(run_id);
-                let _ = self.batch("ROLLBACK");
-                return Err(Fail::Runbook(Error::LeaseLost { run_id, by }));
-            }
+            let s = self.prep(pipe::FENCE)?;
+            self.queue.push(Queued::Fence(s, run_id, token));
         }
         Ok(())
+    }
+
+    /// Ends the open transaction: COMMIT (with what is queued) or ROLLBACK
+    /// (what is queued dropped); nothing when nothing went to the server
+    /// and nothing is queued to write.
+    fn end(&mut self, commit: bool) -> Sql<()> {
+        let writes = self.queue.iter().any(|q| matches!(q, Queued::Write(..)));
+        if !self.begun && !(commit && writes) {
+            self.queue.clear();
+            return Ok(());
+        }
+        if !commit {
+            self.queue.clear();
+        }
+        let done = self.batch(if commit { "COMMIT" } else { "ROLLBACK" });
+        self.begun = false;
+        done
     }
 
     /// Who holds a run's lease now, for the message of one that lost it.
@@ -171,11 +248,11 @@ impl Conn {
         self.in_tx = false;
         match done {
             Ok(v) => {
-                self.batch("COMMIT")?;
+                self.end(true)?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.batch("ROLLBACK");
+                let _ = self.end(false);
                 Err(e)
             }
         }
@@ -201,13 +278,13 @@ impl Conn {
             return Ok(());
         }
         let deadline = Instant::now() + self.retry;
-        let mut result = self.batch("COMMIT");
+        let mut result = self.end(true);
         while let Err(e) = result {
             if let Err(e) = self.recover(e, deadline) {
                 result = Err(e);
                 break;
             }
-            result = self.replay().and_then(|()| self.batch("COMMIT"));
+            result = self.replay().and_then(|()| self.end(true));
         }
         self.in_batch = false;
         self.log.clear();
@@ -217,7 +294,7 @@ impl Conn {
     /// Drops the group commit's writes.
     pub(super) fn rollback_batch(&mut self) {
         if self.in_batch {
-            let _ = self.batch("ROLLBACK");
+            let _ = self.end(false);
             self.in_batch = false;
             self.log.clear();
         }
@@ -297,6 +374,8 @@ impl Conn {
                 self.client = client;
                 self.cache.clear();
                 self.in_tx = false;
+                self.queue.clear();
+                self.begun = false;
                 let session = self.session.clone();
                 if session.iter().all(|s| self.batch(s).is_ok()) {
                     self.down = false;

@@ -3,6 +3,7 @@
 
 use super::pg::Pg;
 use super::pg_conn::{Conn, Sql};
+use super::pg_pipe::p;
 use super::{
     now, Approval, NotificationRow, Records, RunRow, SecretRow, Sent, SpoolRow, OUTPUT_LINES_KEPT,
 };
@@ -21,11 +22,17 @@ fn insert_lines(
     lines: &[(String, i64, &'static str, String)],
 ) -> Sql<()> {
     for (step, attempt, stream, line) in lines {
-        c.exec(
+        c.send(
             "INSERT INTO output (run_id, step_id, attempt, seq, stream, line)
              VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM output
                                   WHERE run_id = $1 AND step_id = $2 AND attempt = $3), $4, $5)",
-            &[&run_id, step, attempt, stream, &pg_text(line)],
+            vec![
+                p(run_id),
+                p(step.clone()),
+                p(*attempt),
+                p(stream.to_string()),
+                p(pg_text(line)),
+            ],
         )?;
     }
     Ok(())
@@ -68,12 +75,11 @@ impl Records for Pg {
     fn trim_output(&self, run_id: i64, step: &str, attempt: i64) -> Result<()> {
         let step = step.to_string();
         self.write(move |c| {
-            c.exec(
+            c.send(
                 "DELETE FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3
                  AND seq <= (SELECT MAX(seq) FROM output WHERE run_id = $1 AND step_id = $2 AND attempt = $3) - $4",
-                &[&run_id, &step, &attempt, &OUTPUT_LINES_KEPT],
+                vec![p(run_id), p(step.clone()), p(attempt), p(OUTPUT_LINES_KEPT)],
             )
-            .map(|_| ())
         })
     }
 
@@ -177,14 +183,13 @@ impl Records for Pg {
         self.write(move |c| {
             // One statement: the record of what to remove and the end of
             // the spool record are one write.
-            c.exec(
+            c.send(
                 "WITH gone AS (DELETE FROM spools WHERE run_id = $1 AND step_id = $2
                                RETURNING run_id, host, base)
                  INSERT INTO spool_discards (run_id, host, base)
                  SELECT run_id, host, base FROM gone ON CONFLICT DO NOTHING",
-                &[&run_id, &step],
+                vec![p(run_id), p(step.clone())],
             )
-            .map(|_| ())
         })
     }
 

@@ -7,6 +7,7 @@ use super::lock::{self, LockHolder, ProcessId};
 use super::pg::Pg;
 use super::pg_conn::{Conn, Fail, Sql};
 use super::pg_lease::{self, Outcome};
+use super::pg_pipe::p;
 use super::{json_list, merge_vars, now, vars_json, AttemptRow, Backend, RunRow, StepRow};
 use crate::error::{Error, Result};
 use crate::state::{RunState, StepState};
@@ -110,31 +111,31 @@ fn upsert_step(c: &mut Conn, run_id: i64, row: &StepRow) -> Sql<()> {
     let needs = serde_json::to_string(&row.needs).unwrap_or_default();
     let missing = serde_json::to_string(&row.missing).unwrap_or_default();
     let rejected = serde_json::to_string(&row.rejected).unwrap_or_default();
-    c.exec(
+    c.send(
         "INSERT INTO steps (run_id, id, position, state, attempts, started_at, finished_at, duration_ms,
                             exit_code, reason, fingerprint, needs, host, missing, rejected, source_hash, block)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (run_id, id) DO UPDATE SET position = $3, state = $4, attempts = $5, started_at = $6,
             finished_at = $7, duration_ms = $8, exit_code = $9, reason = $10, fingerprint = $11,
             needs = $12, host = $13, missing = $14, rejected = $15, source_hash = $16, block = $17",
-        &[
-            &run_id,
-            &row.id,
-            &row.position,
-            &row.state.as_str(),
-            &row.attempts,
-            &row.started_at,
-            &row.finished_at,
-            &row.duration_ms,
-            &row.exit_code,
-            &row.reason,
-            &row.fingerprint,
-            &needs,
-            &row.host,
-            &missing,
-            &rejected,
-            &row.source_hash,
-            &row.block,
+        vec![
+            p(run_id),
+            p(row.id.clone()),
+            p(row.position),
+            p(row.state.as_str().to_string()),
+            p(row.attempts),
+            p(row.started_at.clone()),
+            p(row.finished_at.clone()),
+            p(row.duration_ms),
+            p(row.exit_code),
+            p(row.reason.clone()),
+            p(row.fingerprint.clone()),
+            p(needs),
+            p(row.host.clone()),
+            p(missing),
+            p(rejected),
+            p(row.source_hash.clone()),
+            p(row.block.clone()),
         ],
     )?;
     Ok(())
@@ -334,23 +335,22 @@ impl Backend for Pg {
     fn save_attempt(&self, run_id: i64, step: &str, a: &AttemptRow) -> Result<()> {
         let (step, a) = (step.to_string(), a.clone());
         self.write(move |c| {
-            c.exec(
+            c.send(
                 "INSERT INTO attempt_history
                  (run_id, step_id, attempt, exit_code, reason, started_at, duration_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET exit_code = $4, reason = $5,
                     started_at = $6, duration_ms = $7",
-                &[
-                    &run_id,
-                    &step,
-                    &a.attempt,
-                    &a.exit_code,
-                    &a.reason,
-                    &a.started_at,
-                    &a.duration_ms,
+                vec![
+                    p(run_id),
+                    p(step.clone()),
+                    p(a.attempt),
+                    p(a.exit_code),
+                    p(a.reason.clone()),
+                    p(a.started_at.clone()),
+                    p(a.duration_ms),
                 ],
             )
-            .map(|_| ())
         })
     }
 

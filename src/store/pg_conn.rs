@@ -203,7 +203,8 @@ impl Conn {
     /// and nothing is queued to write.
     fn end(&mut self, commit: bool) -> Sql<()> {
         let writes = self.queue.iter().any(|q| matches!(q, Queued::Write(..)));
-        if !self.begun && !(commit && writes) {
+        let sends = self.begun || (commit && writes);
+        if !sends {
             self.queue.clear();
             return Ok(());
         }

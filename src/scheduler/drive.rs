@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fence::{lease_news, lease_ok};
 use super::job::Msg;
+use super::start::spawn;
 use super::{Options, Pass};
 use crate::error::Result;
 use crate::exec;
@@ -69,8 +70,18 @@ impl Pass<'_> {
                     Err(_) => break,
                 }
             }
+            // What they released starts in the same transaction: a step's
+            // result and its dependents' `running` rows (with their spools'
+            // records) are made durable together, with one sync, before
+            // any of those dependents starts.
+            let jobs = if !stopping && !cancel.is_cancelled() && lease_ok(&options.lease) {
+                self.begin_ready(options)?
+            } else {
+                Vec::new()
+            };
             self.store.commit_batch()?;
             self.discard_committed();
+            spawn(jobs, &tx, cancel);
         }
     }
 

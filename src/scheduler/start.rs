@@ -19,6 +19,13 @@ use crate::plan::{Rendered, RenderedAction};
 use crate::state::StepState;
 use crate::store::now;
 
+/// Starts the jobs of steps whose `running` rows are committed.
+pub(super) fn spawn(jobs: Vec<Job>, tx: &mpsc::UnboundedSender<Msg>, cancel: &CancellationToken) {
+    for job in jobs {
+        tokio::spawn(job.run(tx.clone(), cancel.clone()));
+    }
+}
+
 /// Whether a ready step may start now.
 enum May {
     Go,
@@ -37,10 +44,20 @@ impl Pass<'_> {
         tx: &mpsc::UnboundedSender<Msg>,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let mut deferred = Vec::new();
         // Steps start once their `running` rows are committed, together.
-        let mut jobs = Vec::new();
         self.store.begin_batch()?;
+        let jobs = self.begin_ready(options)?;
+        self.store.commit_batch()?;
+        spawn(jobs, tx, cancel);
+        Ok(())
+    }
+
+    /// The ready steps up to `--jobs` made running in the open batch (or
+    /// settled there, when the gate holds, fails or skips them): their
+    /// jobs, which the caller starts once the batch is committed.
+    pub(super) fn begin_ready(&mut self, options: &Options) -> Result<Vec<Job>> {
+        let mut deferred = Vec::new();
+        let mut jobs = Vec::new();
         self.stop_rollouts()?;
         while self.running < options.jobs {
             let Some(i) = self.ready.pop_front() else {
@@ -64,14 +81,10 @@ impl Pass<'_> {
                 jobs.push(job);
             }
         }
-        self.store.commit_batch()?;
-        for job in jobs {
-            tokio::spawn(job.run(tx.clone(), cancel.clone()));
-        }
         for i in deferred.into_iter().rev() {
             self.ready.push_front(i);
         }
-        Ok(())
+        Ok(jobs)
     }
 
     /// A rolling block's turn, and for an instance of a step on a group

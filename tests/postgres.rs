@@ -158,7 +158,16 @@ fn the_password_comes_from_pgpassword_or_pgpass() {
     let t3 = Test::new()
         .env("RUNBOOK_STATE", &url)
         .env("PGPASSFILE", "/nonexistent");
-    t3.run(&["status"]).code(1).stderr_has("password");
+    t3.run(&["status"])
+        .code(1)
+        .stderr_has("password")
+        .stderr_has("PGPASSFILE /nonexistent (there is no such file)")
+        .stderr_lacks("~/.pgpass");
+    // A pgpass file others may read is ignored, as libpq does, and said so.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    t2.run(&["status"])
+        .code(1)
+        .stderr_has("(ignored: others may read it; chmod 0600 it)");
 }
 
 #[test]
@@ -182,7 +191,10 @@ fn malformed_urls_and_unknown_parameters_are_usage_errors() {
     for (url, says) in [
         ("postgres://h:99999/db", "port"),
         ("postgres://h/db?sslmode=maybe", "sslmode=maybe"),
-        ("postgres://h/db?sslmod=require", "unknown parameter"),
+        (
+            "postgres://h/db?sslmod=require",
+            "unknown parameter \"sslmod\" (known: sslmode, sslrootcert, host, connect_timeout, application_name); did you mean `sslmode`?",
+        ),
         ("postgresql://u:pw@h/db?%zz=1", "hex"),
     ] {
         let r = t.run(&["--state", url, "run", "p"]);

@@ -268,8 +268,9 @@ pub(super) fn describe(url: &PgUrl, e: Fail) -> Error {
             let what = db.message();
             match code {
                 "28P01" | "28000" => format!(
-                    "{what} (as role {}): check the password in the URL, PGPASSWORD or ~/.pgpass",
-                    url.user
+                    "{what} (as role {}): check the password in {}",
+                    url.user,
+                    url.password_places()
                 ),
                 "25006" => format!(
                     "{what}: role {} may only read here; this command writes (use a role with write grants)",
@@ -294,8 +295,9 @@ pub(super) fn describe(url: &PgUrl, e: Fail) -> Error {
                 )
             } else if detail.contains("password missing") {
                 format!(
-                    "the server at {} asks for a password and none was given: put it in the URL, PGPASSWORD or ~/.pgpass (mode 0600)",
-                    url.place()
+                    "the server at {} asks for a password and none was found in {}: put it in one of them (a pgpass file must have mode 0600)",
+                    url.place(),
+                    url.password_places()
                 )
             } else {
                 format!("cannot reach {}: {e}{detail}", url.place())

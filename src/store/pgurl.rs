@@ -134,9 +134,20 @@ impl PgUrl {
             }
             "application_name" => self.application_name = value.to_string(),
             other => {
+                const KNOWN: [&str; 5] = [
+                    "sslmode",
+                    "sslrootcert",
+                    "host",
+                    "connect_timeout",
+                    "application_name",
+                ];
+                let mean = crate::runbook::suggest::nearest(other, KNOWN.into_iter())
+                    .map(|k| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default();
                 return Err(format!(
-                "unknown parameter {other:?} (known: sslmode, sslrootcert, host, connect_timeout, application_name)"
-            ))
+                    "unknown parameter {other:?} (known: {}){mean}",
+                    KNOWN.join(", ")
+                ));
             }
         }
         Ok(())
@@ -164,9 +175,7 @@ impl PgUrl {
     /// escapes); a file others can read is ignored, as libpq does.
     fn pgpass_password(&self) -> Option<String> {
         use std::os::unix::fs::PermissionsExt;
-        let file = env("PGPASSFILE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
+        let file = pgpass_file()?;
         let meta = std::fs::metadata(&file).ok()?;
         if meta.permissions().mode() & 0o077 != 0 {
             return None;
@@ -191,6 +200,37 @@ impl PgUrl {
             .map(|mut f| f.swap_remove(4))
     }
 
+    /// Where the password was looked for, for messages: `the URL,
+    /// PGPASSWORD or FILE`, naming the pgpass file actually consulted
+    /// (`PGPASSFILE`'s, else `~/.pgpass`) and why it gave none.
+    pub fn password_places(&self) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let place = match pgpass_file() {
+            None => "~/.pgpass (HOME is not set)".to_string(),
+            Some(f) => {
+                let named = match env("PGPASSFILE") {
+                    Some(_) => format!("PGPASSFILE {}", f.display()),
+                    None => f.display().to_string(),
+                };
+                match std::fs::metadata(&f) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        format!("{named} (there is no such file)")
+                    }
+                    Err(e) => format!("{named} (cannot be read: {e})"),
+                    Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                        format!("{named} (ignored: others may read it; chmod 0600 it)")
+                    }
+                    Ok(_) => format!(
+                        "{named} (no line for {} as user {})",
+                        self.place(),
+                        self.user
+                    ),
+                }
+            }
+        };
+        format!("the URL, PGPASSWORD or {place}")
+    }
+
     /// Where the server is, for messages: host, port and database.
     pub fn place(&self) -> String {
         format!(
@@ -198,6 +238,13 @@ impl PgUrl {
             self.host, self.port, self.dbname
         )
     }
+}
+
+/// The pgpass file libpq reads: `PGPASSFILE`, else `~/.pgpass`.
+fn pgpass_file() -> Option<PathBuf> {
+    env("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))
 }
 
 fn pgpass_fields(line: &str) -> Vec<String> {
@@ -328,6 +375,12 @@ mod tests {
         assert!(PgUrl::parse("postgres://h/db?sslmod=require")
             .unwrap_err()
             .contains("unknown parameter \"sslmod\""));
+        assert!(PgUrl::parse("postgres://h/db?sslmod=require")
+            .unwrap_err()
+            .ends_with("; did you mean `sslmode`?"));
+        assert!(!PgUrl::parse("postgres://h/db?zzz=1")
+            .unwrap_err()
+            .contains("did you mean"));
         assert!(PgUrl::parse("postgres://h:99999/db")
             .unwrap_err()
             .contains("port"));

@@ -375,6 +375,17 @@ impl Ran {
         );
         self
     }
+
+    /// Asserts stderr does not contain `text`.
+    #[track_caller]
+    pub fn stderr_lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.stderr.contains(text),
+            "stderr has {text:?}\nstderr:\n{}",
+            self.stderr
+        );
+        self
+    }
 }
 
 /// Waits until `cond` holds, up to `limit`.

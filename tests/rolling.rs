@@ -276,6 +276,12 @@ fn a_failed_check_stops_the_rollout_and_resume_goes_on_from_there() {
     // After the fix, h2's remaining steps run before any step on h3, and
     // nothing on h1.
     std::fs::remove_file(t.p("broken-h2")).unwrap();
+    // The dry run gives no stale reason for the next host: what stopped the
+    // last pass is not why this one runs it.
+    let dry = t.run(&["resume", "r", "--dry-run"]);
+    dry.code(0)
+        .stdout_has("would run         drain@h3  (on h3)");
+    assert!(!dry.stdout.contains("not started"), "{}", dry.stdout);
     std::fs::remove_file(t.p("journal")).unwrap();
     // The block's end says every host went through, not its own row's time.
     t.run(&["resume", "r", "--jobs", "8"])

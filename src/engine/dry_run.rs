@@ -488,7 +488,10 @@ impl Walk<'_> {
     /// The reason the run would print, then what else is known.
     fn reason(&self, i: usize, extra: &str) -> String {
         let mut parts: Vec<&str> = Vec::new();
-        if let Some(r) = self.rows[i].reason.as_deref() {
+        // A host a rollout did not start (`not started, max_fail 0
+        // reached`): what stopped the last pass is not why this one runs it.
+        let reason = self.rows[i].reason.as_deref();
+        if let Some(r) = reason.filter(|r| !r.starts_with("not started")) {
             parts.push(r);
         }
         if !extra.is_empty() {

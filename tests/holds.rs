@@ -722,6 +722,12 @@ fn status_after_approve_says_who_approved_and_that_resume_runs_it() {
     );
     t.run(&["resume"]).code(0);
     assert_eq!(t.status(None).state_of("ship"), "succeeded");
+    // The approval stays through a reset, and status says it will not ask.
+    t.run(&["reset", "1", "ship"]).code(0);
+    t.run(&["status"])
+        .code(0)
+        .stdout_has("reset (with `ship`); approved by alice at ")
+        .stdout_has(", so it runs without asking again");
 }
 
 /// After `runbook reset`, `status` and the handoff say the run was reset
@@ -741,6 +747,10 @@ fn after_a_reset_status_and_handoff_say_reset_and_what_resume_runs() {
         .stdout_has(", last pass ended ")
         .stdout_lacks("interrupted");
     assert_eq!(t.status(None).state, "interrupted");
+    t.run(&["list"])
+        .code(0)
+        .stdout_has(" reset ")
+        .stdout_lacks("interrupted");
     t.run(&["handoff"])
         .code(0)
         .stdout_has("# Handoff: two — run 1 was reset")

@@ -352,12 +352,19 @@ impl Ctx {
             if !runs.is_empty() {
                 println!("recent runs:");
                 for run in runs {
+                    // A run `reset` sent steps of back to pending is
+                    // `interrupted` (SPEC §3), but nothing stopped it.
+                    let mut state = run.state.as_str();
+                    if run.state == RunState::Interrupted {
+                        let steps = store.steps(run.id)?;
+                        let stopped = steps.iter().any(|s| s.state == StepState::Interrupted);
+                        if !stopped && steps.iter().any(report::status::was_reset) {
+                            state = "reset";
+                        }
+                    }
                     println!(
                         "  {:>5}  {:<24} {:<12} {}",
-                        run.id,
-                        run.runbook,
-                        run.state.as_str(),
-                        run.started_at
+                        run.id, run.runbook, state, run.started_at
                     );
                 }
             }

@@ -235,6 +235,16 @@ fn approved_reasons(
     flag: &str,
     run_id: i64,
 ) {
+    for s in steps.iter_mut().filter(|s| report::status::was_reset(s)) {
+        // An approval given stays through a reset (docs/reference.md).
+        if let Some((_, a)) = approvals.iter().find(|(id, _)| *id == s.id) {
+            let reason = s.reason.take().unwrap_or_default();
+            s.reason = Some(format!(
+                "{reason}; approved by {} at {}, so it runs without asking again",
+                a.by, a.at
+            ));
+        }
+    }
     for s in steps.iter_mut().filter(|s| s.state == StepState::Held) {
         let asks = s
             .reason

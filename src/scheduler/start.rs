@@ -212,10 +212,17 @@ impl Pass<'_> {
             row.source_hash = source_hash.clone();
         }
         let first_attempt = row.attempts + 1;
-        if spool.is_none() && rendered.unless.is_none() {
+        // A new spool of a remote step starts at once too (a resume finds
+        // the attempt by probing its host from the attempt recorded, which
+        // is this one either way).
+        let at_once = spool
+            .as_ref()
+            .is_none_or(|s| !s.reattach && s.stale.is_none());
+        if at_once && rendered.unless.is_none() {
             // Its job begins attempt `first_attempt` at once (no probe, no
-            // spool to look at first): counted here, in the write that
-            // makes it running, so its `Msg::Attempt` writes nothing.
+            // earlier spool to look at or stop first): counted here, in
+            // the write that makes it running, so its `Msg::Attempt`
+            // writes nothing.
             row.attempts = first_attempt;
         }
         let record = self.spools[i]

@@ -715,3 +715,17 @@ fn a_kill_9_after_a_commit_then_a_run_to_the_end_leaves_no_spool_of_the_first_ru
         .unwrap();
     assert_eq!(left, 0, "records of removed folders left in the state");
 }
+
+#[test]
+fn a_remote_step_sees_the_locale_of_the_host_shell_not_the_wrappers() {
+    // The wrapper and the follower's helpers run with `LC_ALL=C` (no
+    // locale files loaded per step); the step itself gets the shell's
+    // `LC_ALL` back, here none.
+    let sshd = Sshd::start();
+    let t = Test::new();
+    let steps = "  - id: a\n    on: box\n    timeout: 60s\n    run: echo \"lc=${LC_ALL-unset} lang=${LANG-unset}\"\n";
+    t.put_runbook("r", &runbook(&sshd, steps));
+    t.run(&["run", "r"]).code(0);
+    let logs = t.run(&["logs", "1", "a"]);
+    assert!(logs.stdout.contains("lc=unset "), "{}", logs.stdout);
+}

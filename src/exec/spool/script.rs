@@ -8,8 +8,11 @@ use crate::exec::quote::sh_quote;
 /// Where spool folders live, relative to the login user's home.
 pub const ROOT: &str = ".runbook/spool";
 
-/// The wrapper, run as `setsid SH -c "$_rbw" _rbw DIR NONCE BELL UMASK
-/// SIZE` with the step's `export`s and script on its standard input: no
+/// The wrapper, run as `LC_ALL=C setsid SH -c "$_rbw" _rbw DIR NONCE BELL
+/// UMASK SIZE BOOT LCALL` with the step's `export`s and script on its
+/// standard input (`LC_ALL=C`: `setsid` loads no locale files; the step
+/// gets the shell's `LC_ALL` back from LCALL, `x` and the value, or empty
+/// when it had none; BOOT is the boot id the shell learned): no
 /// size limit, and never in a command line or a file. Under 1 KiB, SIZE
 /// says, they come in a here-document when the host's shell makes
 /// here-documents pipes (dash, busybox, bash 5.1+; `_rbi` checks, as older
@@ -27,14 +30,14 @@ pub const ROOT: &str = ".runbook/spool";
 const WRAPPER: &str = concat!(
     "_rbw='_d=$1; _s=; if [ \"${5:-65536}\" -lt 1024 ]; then ",
     "while IFS= read -r _l || [ -n \"$_l\" ]; do _s=\"$_s$_l\n\"; done; else _s=$(cat); fi; ",
-    "umask 077; set -C; _b=none; ",
-    "{ read -r _b </proc/sys/kernel/random/boot_id; } 2>/dev/null; ",
+    "umask 077; set -C; _b=${6:-none}; ",
     "if ! { true >\"$_d/pgid\"; } 2>/dev/null && ! { [ ! -d \"$_d\" ] && { mkdir -p \"$_d\" || mkdir -p \"$_d\"; } 2>/dev/null && ",
     "{ true >\"$_d/pgid\"; } 2>/dev/null; }; then [ -e \"$_d/pgid\" ] || [ -z \"$3\" ] || ",
     "echo \"n $2 $({ true >\"$_d/pgid\"; } 2>&1)\" 1<>\"$3\"; exit 0; fi; set +C; ",
     "{ true >>\"$_d/out\" && true >>\"$_d/err\" && echo \"$$ $2 $_b\" >\"$_d/pgid\"; } 2>/dev/null || ",
     "{ [ -z \"$3\" ] || echo \"n $2 $(echo x | cat 2>&1 >\"$_d/probe\"; rm -f \"$_d/probe\")\" 1<>\"$3\"; exit 0; }; ",
     "exec >>\"$_d/out\" 2>>\"$_d/err\" </dev/null; [ -z \"$3\" ] || echo p 1<>\"$3\"; umask \"$4\"; ",
+    "if [ -n \"$7\" ]; then LC_ALL=${7#x}; else unset LC_ALL; fi; ",
     "(eval \"unset _d _b _s _l; set --\n$_s\"); _c=$?; umask 077; echo \"$_c\" >\"$_d/status\"; [ -z \"$3\" ] || echo x 1<>\"$3\"'\n",
 );
 
@@ -75,7 +78,7 @@ const FUNCTIONS: &str = r#"_rbi() {
       exec 6<>"$_rbb"
       (_n=0; while kill -0 $$ 2>/dev/null; do
         if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)); else _n=0; _t=0.2; fi
-        sleep $_t || exit
+        LC_ALL=C sleep $_t || exit
       done) </dev/null >/dev/null 2>&1 3>&- &
       _rbtk=$!
       trap 'kill "$_rbtk" 2>/dev/null; rm -f "$_rbb" "$_rbtf"' EXIT
@@ -111,11 +114,11 @@ _rbsweep() {
 }
 _rbc() {
   _rbm=$3; [ -s "$2" ] || return 0
-  _rbs=$(wc -c <"$2") || return 0; set -- "$1" "$2" "$3" $_rbs
+  _rbs=$(LC_ALL=C wc -c <"$2") || return 0; set -- "$1" "$2" "$3" $_rbs
   [ "${4:-0}" -gt "$3" ] 2>/dev/null || return 0
   _rbl=$(($4 - $3)); [ "$_rbl" -gt 1048576 ] && { _rbl=1048576; _rbmore=1; }
   printf '\036C%s %s %s\n' "$_rbn" "$1" "$_rbl"
-  tail -c +$(($3 + 1)) "$2" | head -c "$_rbl"
+  LC_ALL=C tail -c +$(($3 + 1)) "$2" | LC_ALL=C head -c "$_rbl"
   _rbm=$(($3 + _rbl))
 }
 _rbd() {
@@ -139,11 +142,11 @@ _rbd() {
       umask "$_rbu"
     fi
     if [ -n "$_rbhd" ] && [ $((${#6} + ${#7})) -lt 1024 ]; then
-      setsid "$_rbsh" -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) <<_RBEOF >/dev/null 2>&1 3>&- 6>&- &
+      LC_ALL=C setsid "$_rbsh" -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) "$_rbboot" "${LC_ALL+x$LC_ALL}" <<_RBEOF >/dev/null 2>&1 3>&- 6>&- &
 $7$6
 _RBEOF
     else
-      printf %s%s "$7" "$6" | setsid "$_rbsh" -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) >/dev/null 2>&1 3>&- 6>&- &
+      printf %s%s "$7" "$6" | LC_ALL=C setsid "$_rbsh" -c "$_rbw" _rbw "$_rbdir" "$1" "$_rbb" "$_rbu" $((${#6} + ${#7})) "$_rbboot" "${LC_ALL+x$LC_ALL}" >/dev/null 2>&1 3>&- 6>&- &
     fi
   fi
   while :; do
@@ -288,7 +291,7 @@ pub fn discard_command(bases: &[String], background: bool) -> String {
     if background {
         // One process: the subshell becomes `rm`.
         return format!(
-            "( trap '' TERM HUP; cd && exec rm -rf --{rm} ) </dev/null >/dev/null 2>&1 3>&- 6>&- &\n"
+            "( trap '' TERM HUP; LC_ALL=C; export LC_ALL; cd && exec rm -rf --{rm} ) </dev/null >/dev/null 2>&1 3>&- 6>&- &\n"
         );
     }
     // And the run folders, which go once empty.

@@ -13,7 +13,8 @@
 #
 # Usage: bench/fleet.sh   (N=100 S=10; BIN=path/to/runbook; SKIP_PEERS=1
 #                          leaves Ansible and pyinfra out, SKIP_ANSIBLE=1
-#                          Ansible only; ROUNDS=n; PG_URL=postgres://...
+#                          Ansible only; ROUNDS=n; BEFORE=path/to/runbook
+#                          adds another build's rows; PG_URL=postgres://...
 #                          adds runbook's rows with the state there:
 #                          bench/state.sh FLEET=1)
 set -euo pipefail
@@ -144,6 +145,13 @@ for _ in $(seq "${ROUNDS:-1}"); do
   read -r w1 _ _ < <(cd "$work" && measure "$bin" -q run fleet1 --jobs "$N")
   read -r wS peak own < <(cd "$work" && measure "$bin" -q run fleet"$S" --jobs "$N")
   row "runbook, --jobs $N" "$w1" "$wS" "$peak" "${own} MB"
+  if [ -n "${BEFORE:-}" ]; then
+    # Another build of runbook (BEFORE=path), on the same hosts in the same run.
+    rm -rf "$work/state"
+    read -r w1 _ _ < <(cd "$work" && measure "$(realpath "$BEFORE")" -q run fleet1 --jobs "$N")
+    read -r wS peak own < <(cd "$work" && measure "$(realpath "$BEFORE")" -q run fleet"$S" --jobs "$N")
+    row "runbook BEFORE, --jobs $N" "$w1" "$wS" "$peak" "${own} MB"
+  fi
   if [ -n "${PG_URL:-}" ]; then
     # The same fleet with the state in PostgreSQL (bench/state.sh).
     read -r w1 _ _ < <(cd "$work" && RUNBOOK_STATE="$PG_URL" measure "$bin" -q run fleet1 --jobs "$N")

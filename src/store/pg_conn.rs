@@ -65,6 +65,8 @@ pub(super) struct Conn {
     pub(super) retry: Duration,
     /// Whether it gave up reaching the database.
     down: bool,
+    /// The run whose lease a fence found lost: nothing is written again.
+    lost: Option<i64>,
 }
 
 impl Conn {
@@ -93,6 +95,7 @@ impl Conn {
             begun: false,
             retry: retry_from_env(),
             down: false,
+            lost: None,
         })
     }
 
@@ -107,6 +110,7 @@ impl Conn {
 
     /// Runs one statement (after what is queued); the number of rows it changed.
     pub(super) fn exec(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<u64> {
+        self.still_fenced()?;
         let s = self.prep(sql)?;
         let queued = std::mem::take(&mut self.queue);
         let r = (self.rt).block_on(pipe::pipeline(
@@ -121,6 +125,7 @@ impl Conn {
     /// with the transaction's next statement (its error is that one's).
     /// Outside a transaction it runs at once.
     pub(super) fn send(&mut self, sql: &'static str, p: Vec<Param>) -> Sql<()> {
+        self.still_fenced()?;
         let s = self.prep(sql)?;
         self.queue.push(Queued::Write(s, p));
         if self.in_tx || self.in_batch {
@@ -176,9 +181,27 @@ impl Conn {
             Err(Failed::Pg(e)) => Err(e.into()),
             Err(Failed::Fence(run_id)) => {
                 let _ = self.end(false);
+                // The group commit ends with its transaction: nothing of
+                // it is replayed or sent later without a fence.
+                self.in_batch = false;
+                self.in_tx = false;
+                self.log.clear();
+                self.lost = Some(run_id);
                 let by = self.holder_named(run_id);
                 Err(Fail::Runbook(Error::LeaseLost { run_id, by }))
             }
+        }
+    }
+
+    /// Refuses a write once a fence found the lease lost (SPEC §11: an
+    /// engine that lost its lease writes nothing more).
+    fn still_fenced(&mut self) -> Sql<()> {
+        match self.lost {
+            Some(run_id) => {
+                let by = self.holder_named(run_id);
+                Err(Fail::Runbook(Error::LeaseLost { run_id, by }))
+            }
+            None => Ok(()),
         }
     }
 
@@ -188,6 +211,7 @@ impl Conn {
     /// is needed, or its COMMIT; a transaction that writes nothing sends
     /// nothing.
     fn begin(&mut self) -> Sql<()> {
+        self.still_fenced()?;
         self.queue.clear();
         self.begun = false;
         self.queue.push(Queued::Begin);

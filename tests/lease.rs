@@ -128,16 +128,28 @@ fn after_kill_9_another_machine_waits_out_the_lease_and_takes_over() {
     assert!(t.status(None).holder.is_none());
 }
 
-/// The rows an engine writes, to compare before and after.
+/// Every row of every table in runbook's schema, table by table, to
+/// compare before and after: a write of any kind shows.
 fn rows(pg: &Postgres, db: &str) -> String {
-    pg.sql(
+    let tables = pg.sql(
         db,
-        "SELECT (SELECT string_agg(id || ':' || state || ':' || attempts || ':' || COALESCE(finished_at, ''), ',' ORDER BY id) FROM runbook.steps)
-         || '|' || (SELECT count(*) FROM runbook.output)
-         || '|' || (SELECT count(*) FROM runbook.attempt_history)
-         || '|' || (SELECT string_agg(state || COALESCE(finished_at, ''), ',') FROM runbook.runs)
-         || '|' || (SELECT string_agg(token || ':' || host || ':' || released, ',') FROM runbook.leases)",
-    )
+        "SELECT string_agg(table_name, ' ' ORDER BY table_name) FROM information_schema.tables
+         WHERE table_schema = 'runbook' AND table_type = 'BASE TABLE'",
+    );
+    assert!(tables.contains("spool_discards"), "{tables}");
+    tables
+        .split_whitespace()
+        .map(|table| {
+            let all = pg.sql(
+                db,
+                &format!(
+                    "SELECT string_agg(r::text, ' ; ' ORDER BY r::text) FROM runbook.{table} r"
+                ),
+            );
+            format!("{table}: {all}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -169,6 +181,70 @@ fn a_frozen_holder_is_taken_over_and_when_it_wakes_writes_nothing_and_exits_4() 
     assert!(woke.stderr.contains("wrote nothing more"), "{woke:?}");
     assert_eq!(rows(pg, &db), before, "the woken engine wrote");
     assert_eq!(t.lines("log"), ["a", "a", "b"], "the woken engine ran b");
+    assert_eq!(t.status(None).state, "succeeded");
+}
+
+/// f50ac5f: the fence fails in the middle of a group commit (on the spool
+/// record of a remote step the woken engine starts, a statement whose
+/// answer is needed), not at its COMMIT. The holder is frozen while its
+/// lease is made to look an hour old in the database, as a machine
+/// suspended for an hour leaves it (its monotonic clock stopped, so when
+/// it wakes its lease looks fine to it and it starts the next step). The
+/// run's other host, `h1`, has a committed spool folder whose record
+/// (`spool_discards`) the taker, never connecting to `h1`, leaves: the
+/// woken engine removes that folder as it closes, and must not forget its
+/// record, nor write anything else, once the fence failed mid-batch.
+#[test]
+fn a_fence_failing_mid_group_commit_ends_it_and_the_woken_engine_writes_nothing() {
+    assert!(machine::available(), "unshare --uts is needed");
+    let sshd = support::sshd::Sshd::start();
+    let pg = Postgres::shared();
+    let db = pg.new_database();
+    // A lease no renewal of the frozen engine comes within the test to
+    // tell it that it was taken over: the fence must.
+    let t = Test::new()
+        .env("RUNBOOK_STATE", &pg.url(&db))
+        .env("RUNBOOK_LEASE", "300s");
+    t.put_runbook(
+        "job",
+        &format!(
+            "hosts:\n{h1}{h2}steps:\n  - id: z\n    on: h1\n    run: echo z >> {log}\n  - id: a\n    needs: [z]\n    run: echo a >> {log}; sleep 1\n  - id: b\n    needs: [a]\n    on: h2\n    run: echo b >> {log}\n",
+            h1 = sshd.host_yaml("h1"),
+            h2 = sshd.host_yaml("h2"),
+            log = t.p("log")
+        ),
+    );
+    let first = machine::spawn(&t, "laptop", &["run", "job"]);
+    assert!(wait_for(Duration::from_secs(30), || t.lines("log").len() == 2));
+    signal(&first, "STOP");
+    pg.sql(
+        &db,
+        "UPDATE runbook.leases SET renewed_at = renewed_at - interval '1 hour'",
+    );
+    let second = machine::run(&t, "desk", &["resume", "job"]);
+    second
+        .code(0)
+        .stdout_has("took over run 1 from ")
+        .stdout_has("@laptop (pid ");
+    assert_eq!(t.lines("log"), ["z", "a", "a", "b"]);
+    let left = "SELECT count(*) FROM runbook.spool_discards WHERE host = 'h1'";
+    assert_eq!(pg.sql(&db, left), "1", "z's folder record left for h1");
+    // The frozen engine's own `a` (sleep 1) ended while the taker ran.
+    let before = rows(pg, &db);
+    signal(&first, "CONT");
+    let woke = finish(first);
+    assert_eq!(woke.code, 4, "{woke:?}");
+    assert!(
+        woke.stderr.contains("was taken over by root@desk (pid "),
+        "{woke:?}"
+    );
+    assert_eq!(rows(pg, &db), before, "the woken engine wrote");
+    assert_eq!(pg.sql(&db, left), "1", "the woken engine forgot a record");
+    assert_eq!(
+        t.lines("log"),
+        ["z", "a", "a", "b"],
+        "the woken engine ran b"
+    );
     assert_eq!(t.status(None).state, "succeeded");
 }
 

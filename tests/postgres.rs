@@ -177,12 +177,77 @@ fn a_wrong_password_says_so_without_showing_it() {
     let url = pg.url(&db).replace(PASSWORD, "not-the-Password-42");
     let t = Test::new()
         .env("RUNBOOK_STATE", &url)
+        .env("PGPASSWORD", "not-the-Password-43")
         .runbook("p", "steps:\n  - id: a\n    run: 'true'\n");
     let r = t.run(&["run", "p"]);
     r.code(1)
         .stderr_has("password authentication failed")
-        .stderr_has("PGPASSWORD");
-    assert!(!r.stderr.contains("not-the-Password-42"), "{}", r.stderr);
+        .stderr_has("the password sent came from the URL (it goes before PGPASSWORD")
+        .stderr_lacks("no line for");
+    assert!(!r.stderr.contains("not-the-Password-4"), "{}", r.stderr);
+}
+
+/// A refused password is said to come from where it was found: the URL,
+/// PGPASSWORD, or the pgpass file's line (never the password itself).
+#[test]
+fn a_refused_password_names_where_it_came_from() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = Postgres::shared();
+    let db = pg.new_database();
+    let url = pg.url_without_password(&db);
+    let wrong = "not-the-Password-44";
+    let env_pw = Test::new()
+        .env("RUNBOOK_STATE", &url)
+        .env("PGPASSWORD", wrong)
+        .env("PGPASSFILE", "/nonexistent");
+    let r = env_pw.run(&["status"]);
+    r.code(1)
+        .stderr_has("password authentication failed")
+        .stderr_has("(as role postgres): the password sent came from PGPASSWORD (it goes before the pgpass file): check it there")
+        .stderr_lacks("no line for")
+        .stderr_lacks(wrong);
+    // The matching line is the third: a comment and another server's first.
+    let lines = format!(
+        "# ops\nelsewhere:5432:*:postgres:other-Password-45\n127.0.0.1:{}:*:postgres:{wrong}\n",
+        pg.port
+    );
+    let (home, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (file, named) in [
+        (dir.path().join("pgpass"), "PGPASSFILE "),
+        (home.path().join(".pgpass"), ""),
+    ] {
+        std::fs::write(&file, &lines).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut t = Test::new().env("RUNBOOK_STATE", &url);
+        t = match named {
+            "" => t.env("HOME", &home.path().display().to_string()),
+            _ => t.env("PGPASSFILE", &file.display().to_string()),
+        };
+        let r = t.run(&["status"]);
+        r.code(1)
+            .stderr_has("password authentication failed")
+            .stderr_has(&format!(
+                "the password sent came from line 3 of {named}{}: check it there",
+                file.display()
+            ))
+            .stderr_lacks("no line for")
+            .stderr_lacks(wrong)
+            .stderr_lacks("other-Password-45");
+    }
+    // No line for this server: none found, and said so as before.
+    let none = dir.path().join("none");
+    std::fs::write(&none, "elsewhere:5432:*:postgres:other-Password-45\n").unwrap();
+    std::fs::set_permissions(&none, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Test::new()
+        .env("RUNBOOK_STATE", &url)
+        .env("PGPASSFILE", &none.display().to_string())
+        .run(&["status"])
+        .code(1)
+        .stderr_has(&format!(
+            "(no line for host 127.0.0.1 port {} database {db} as user postgres)",
+            pg.port
+        ))
+        .stderr_lacks("came from");
 }
 
 #[test]

@@ -267,6 +267,11 @@ pub(super) fn describe(url: &PgUrl, e: Fail) -> Error {
             let code = db.code().code();
             let what = db.message();
             match code {
+                "28P01" if url.password_from.is_some() => format!(
+                    "{what} (as role {}): the password sent came from {}: check it there",
+                    url.user,
+                    url.password_source().unwrap_or_default()
+                ),
                 "28P01" | "28000" => format!(
                     "{what} (as role {}): check the password in {}",
                     url.user,

@@ -21,6 +21,17 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// Where a state URL's password was found (libpq's order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordFrom {
+    /// The URL's user part.
+    Url,
+    /// `PGPASSWORD`.
+    Env,
+    /// This line (from 1) of the pgpass file (`PGPASSFILE`'s, else `~/.pgpass`).
+    Pgpass { file: PathBuf, line: usize },
+}
+
 /// A parsed state URL.
 #[derive(Clone)]
 pub struct PgUrl {
@@ -36,6 +47,8 @@ pub struct PgUrl {
     pub dbname: String,
     /// From the URL, `PGPASSWORD` or `~/.pgpass`; never shown.
     pub password: Option<String>,
+    /// Where [`PgUrl::password`] came from, when it was found.
+    pub password_from: Option<PasswordFrom>,
     /// TLS.
     pub sslmode: SslMode,
     /// Root certificates for `verify-ca`/`verify-full`.
@@ -94,6 +107,7 @@ impl PgUrl {
                 None => env_port()?,
             },
             dbname: decode(path)?,
+            password_from: password.as_ref().map(|_| PasswordFrom::Url),
             password,
             sslmode: SslMode::Prefer,
             sslrootcert: None,
@@ -166,14 +180,19 @@ impl PgUrl {
             self.dbname = env("PGDATABASE").unwrap_or_else(|| self.user.clone());
         }
         if self.password.is_none() {
-            self.password = env("PGPASSWORD").or_else(|| self.pgpass_password());
+            let found = match env("PGPASSWORD") {
+                Some(pw) => Some((pw, PasswordFrom::Env)),
+                None => self.pgpass_password(),
+            };
+            (self.password, self.password_from) = found.unzip();
         }
     }
 
     /// The first matching line of `PGPASSFILE` or `~/.pgpass`
     /// (`host:port:database:user:password`, `*` matches anything, `\`
-    /// escapes); a file others can read is ignored, as libpq does.
-    fn pgpass_password(&self) -> Option<String> {
+    /// escapes); a file others can read is ignored, as libpq does. The
+    /// password, and the file and line it is on.
+    fn pgpass_password(&self) -> Option<(String, PasswordFrom)> {
         use std::os::unix::fs::PermissionsExt;
         let file = pgpass_file()?;
         let meta = std::fs::metadata(&file).ok()?;
@@ -194,10 +213,26 @@ impl PgUrl {
             self.user.as_str(),
         ];
         text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(pgpass_fields)
-            .find(|f| f.len() == 5 && (0..4).all(|i| f[i] == "*" || f[i] == want[i]))
-            .map(|mut f| f.swap_remove(4))
+            .enumerate()
+            .filter(|(_, l)| !l.starts_with('#'))
+            .map(|(n, l)| (n + 1, pgpass_fields(l)))
+            .find(|(_, f)| f.len() == 5 && (0..4).all(|i| f[i] == "*" || f[i] == want[i]))
+            .map(|(line, mut f)| (f.swap_remove(4), PasswordFrom::Pgpass { file, line }))
+    }
+
+    /// Where the password sent came from, for the message of a server
+    /// that refused it (never the password): `the URL`, `PGPASSWORD`, or
+    /// `line N of FILE` (`PGPASSFILE FILE` when that named it); `None`
+    /// when none was found.
+    pub fn password_source(&self) -> Option<String> {
+        Some(match self.password_from.as_ref()? {
+            PasswordFrom::Url => "the URL (it goes before PGPASSWORD and the pgpass file)".into(),
+            PasswordFrom::Env => "PGPASSWORD (it goes before the pgpass file)".into(),
+            PasswordFrom::Pgpass { file, line } => match env("PGPASSFILE") {
+                Some(_) => format!("line {line} of PGPASSFILE {}", file.display()),
+                None => format!("line {line} of {}", file.display()),
+            },
+        })
     }
 
     /// Where the password was looked for, for messages: `the URL,

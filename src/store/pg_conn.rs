@@ -179,6 +179,16 @@ impl Conn {
         match r {
             Ok(r) => Ok(r?),
             Err(Failed::Pg(e)) => Err(e.into()),
+            Err(Failed::Unsent(e)) => {
+                // Rolled back in the pipeline: the group commit ends with
+                // its transaction, as a fence's does (nothing of it is
+                // replayed, or sent later without a BEGIN).
+                self.begun = false;
+                self.in_batch = false;
+                self.in_tx = false;
+                self.log.clear();
+                Err(e.into())
+            }
             Err(Failed::Fence(run_id)) => {
                 let _ = self.end(false);
                 // The group commit ends with its transaction: nothing of

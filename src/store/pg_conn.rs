@@ -8,6 +8,7 @@
 //! but that.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,16 +109,27 @@ impl Conn {
         Ok(s)
     }
 
+    /// Sends what is queued, then the statement `tail` makes with the
+    /// client, in one pipeline (`pg_pipe`); what was queued (for
+    /// [`Conn::answered`]) and what came back.
+    fn pipe<'a, T, F>(
+        &'a mut self,
+        tail: impl FnOnce(&'a Client) -> F,
+    ) -> (Vec<Queued>, Result<Result<T, PgError>, Failed>)
+    where
+        F: Future<Output = Result<T, PgError>> + 'a,
+    {
+        let queued = std::mem::take(&mut self.queue);
+        let this: &'a Conn = self;
+        let r = (this.rt).block_on(pipe::pipeline(&this.client, &queued, tail(&this.client)));
+        (queued, r)
+    }
+
     /// Runs one statement (after what is queued); the number of rows it changed.
     pub(super) fn exec(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<u64> {
         self.still_fenced()?;
         let s = self.prep(sql)?;
-        let queued = std::mem::take(&mut self.queue);
-        let r = (self.rt).block_on(pipe::pipeline(
-            &self.client,
-            &queued,
-            self.client.execute(&s, p),
-        ));
+        let (queued, r) = self.pipe(|c| c.execute(&s, p));
         self.answered(&queued, r)
     }
 
@@ -131,43 +143,27 @@ impl Conn {
         if self.in_tx || self.in_batch {
             return Ok(());
         }
-        let queued = std::mem::take(&mut self.queue);
-        let r = (self.rt).block_on(pipe::pipeline(&self.client, &queued, async { Ok(()) }));
+        let (queued, r) = self.pipe(|_| async { Ok(()) });
         self.answered(&queued, r)
     }
 
     /// Every row a query returns.
     pub(super) fn query(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Vec<Row>> {
         let s = self.prep(sql)?;
-        let queued = std::mem::take(&mut self.queue);
-        let r = (self.rt).block_on(pipe::pipeline(
-            &self.client,
-            &queued,
-            self.client.query(&s, p),
-        ));
+        let (queued, r) = self.pipe(|c| c.query(&s, p));
         self.answered(&queued, r)
     }
 
     /// The one row a query returns, if any.
     pub(super) fn opt(&mut self, sql: &'static str, p: &[&(dyn ToSql + Sync)]) -> Sql<Option<Row>> {
         let s = self.prep(sql)?;
-        let queued = std::mem::take(&mut self.queue);
-        let r = (self.rt).block_on(pipe::pipeline(
-            &self.client,
-            &queued,
-            self.client.query_opt(&s, p),
-        ));
+        let (queued, r) = self.pipe(|c| c.query_opt(&s, p));
         self.answered(&queued, r)
     }
 
     /// Statements without parameters (BEGIN, COMMIT, migrations).
     pub(super) fn batch(&mut self, sql: &str) -> Sql<()> {
-        let queued = std::mem::take(&mut self.queue);
-        let r = (self.rt).block_on(pipe::pipeline(
-            &self.client,
-            &queued,
-            self.client.batch_execute(sql),
-        ));
+        let (queued, r) = self.pipe(|c| c.batch_execute(sql));
         self.answered(&queued, r)
     }
 

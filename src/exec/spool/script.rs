@@ -46,10 +46,13 @@ const WRAPPER: &str = concat!(
 ///
 /// `_rbi NONCE`: remembers the umask, makes the spool root and this
 /// shell's bell with its ticker (which rings while the file `BELL.t` is not
-/// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; and ends with the
-/// shell), learns the boot id, the shell's path (so that `setsid` searches
-/// no `PATH`) and whether a here-document is a pipe here, sweeps stale
-/// folders in the background.
+/// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; idle, it sleeps 200 ms
+/// ten times, then 5 s at a time with `BELL.i` saying so, and `_rbd` wakes
+/// it with SIGUSR1: an idle shell costs one `sleep` every 5 s, not five a
+/// second, which a fleet's hundred idle shells on one machine would feel;
+/// it ends with the shell), learns the boot id, the shell's path (so that
+/// `setsid` searches no `PATH`) and whether a here-document is a pipe here,
+/// sweeps stale folders in the background.
 /// When the spool root, the bell or its ticker file cannot be made, `_rbnm`
 /// holds `make` and the host's error (and it runs again before the next
 /// step, in case the host was fixed).
@@ -71,17 +74,23 @@ const FUNCTIONS: &str = r#"_rbi() {
   if ! command -v setsid >/dev/null 2>&1; then :
   elif ! { [ -d "$HOME/.runbook/spool" ] || mkdir -p "$HOME/.runbook/spool" 2>/dev/null; }; then _rbnm="make $(mkdir -p "$HOME/.runbook/spool" 2>&1)"
   else
-    _rbb="$HOME/.runbook/spool/bell.$$.$1"; [ ! -e "$_rbb" ] || rm -f "$_rbb"; _rbtf=$_rbb.t
+    _rbb="$HOME/.runbook/spool/bell.$$.$1"; [ ! -e "$_rbb" ] || rm -f "$_rbb"; _rbtf=$_rbb.t _rbil=$_rbb.i
     if ! mkfifo "$_rbb" 2>/dev/null; then _rbnm="make $(mkfifo "$_rbb" 2>&1)"; _rbb=
     elif ! { true >"$_rbtf"; } 2>/dev/null; then _rbnm="make $({ true >"$_rbtf"; } 2>&1)"; rm -f "$_rbb"; _rbb=
     else
       exec 6<>"$_rbb"
-      (_n=0; while kill -0 $$ 2>/dev/null; do
-        if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)); else _n=0; _t=0.2; fi
+      (trap '_w=1' USR1; _n=0 _i=0; while kill -0 $$ 2>/dev/null; do
+        if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)) _i=0
+        elif [ "$_i" -lt 10 ]; then _n=0 _t=0.2 _i=$((_i + 1))
+        else
+          _n=0 _w=; echo 1 >"$_rbil"; LC_ALL=C sleep 5 & _s=$!
+          [ ! -s "$_rbtf" ] || _w=1; [ -n "$_w" ] || wait $_s || [ -n "$_w" ] || { : >"$_rbil"; exit; }
+          [ -z "$_w" ] || { kill $_s; wait $_s; } 2>/dev/null; : >"$_rbil"; continue
+        fi
         LC_ALL=C sleep $_t || exit
       done) </dev/null >/dev/null 2>&1 3>&- &
       _rbtk=$!
-      trap 'kill "$_rbtk" 2>/dev/null; rm -f "$_rbb" "$_rbtf"' EXIT
+      trap 'kill "$_rbtk" 2>/dev/null; rm -f "$_rbb" "$_rbtf" "$_rbil"' EXIT
     fi
   fi
   umask "$_rbu"
@@ -128,7 +137,8 @@ _rbd() {
     if [ -n "$_rbnm" ]; then printf '\036X%s nospool %s\n' "$1" "$_rbnm"; else printf '\036X%s nosetsid\n' "$1"; fi
     return
   fi
-  if ! { echo 1 >"$_rbtf"; } 2>/dev/null; then
+  if { echo 1 >"$_rbtf"; } 2>/dev/null; then [ ! -s "$_rbil" ] || kill -USR1 "$_rbtk" 2>/dev/null
+  else
     if [ -n "$6" ]; then printf '\036X%s nospool write %s\n' "$1" "$(echo 1 | cat 2>&1 >"$_rbtf")"; return; fi
     _rbpoll=1
   fi
@@ -483,6 +493,56 @@ mod tests {
         }
         assert!(ended, "the start still ran after the stop");
         assert!(!home.path().join("s").exists());
+    }
+
+    /// An idle shell's ticker goes to its long sleep (`BELL.i` says so),
+    /// and the next step wakes it: its output comes while it runs, not at
+    /// its end.
+    #[test]
+    fn an_idle_ticker_sleeps_long_and_the_next_step_wakes_it() {
+        use std::io::{BufRead, Write};
+        let home = tempfile::tempdir().unwrap();
+        let mut sh = std::process::Command::new("sh")
+            .arg("-s")
+            .env("HOME", home.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = sh.stdin.take().unwrap();
+        let mut lines = std::io::BufReader::new(sh.stdout.take().unwrap()).lines();
+        let first = follow_command("n1", "s/a", 1, (0, 0), Some(("true", "")));
+        write!(stdin, "{}{first}", prelude()).unwrap();
+        let until = |lines: &mut dyn Iterator<Item = std::io::Result<String>>, end: &str| {
+            let mut seen = Vec::new();
+            for line in &mut *lines {
+                let line = line.unwrap();
+                seen.push((std::time::Instant::now(), line.clone()));
+                if line.starts_with(end) {
+                    break;
+                }
+            }
+            seen
+        };
+        until(&mut lines, "\u{1e}Xn1");
+        std::thread::sleep(std::time::Duration::from_millis(2700));
+        let spool = home.path().join(ROOT);
+        let idle: Vec<_> = std::fs::read_dir(&spool)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".i"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert_eq!(idle, ["1\n"], "the ticker is not in its long sleep");
+        let script = "echo a; sleep 0.6; echo b";
+        let second = follow_command("n2", "s/b", 1, (0, 0), Some((script, "")));
+        stdin.write_all(second.as_bytes()).unwrap();
+        let seen = until(&mut lines, "\u{1e}Xn2");
+        let at = |text: &str| seen.iter().find(|(_, l)| l == text).map(|(t, _)| *t);
+        let (a, end) = (at("a").unwrap(), seen.last().unwrap().0);
+        assert!(end - a > std::time::Duration::from_millis(300), "{seen:?}");
+        drop(stdin);
+        sh.wait().unwrap();
     }
 
     #[test]

@@ -151,6 +151,21 @@ pub(super) fn remove_stale_control_dirs(dir: &Path) {
     }
 }
 
+/// [`remove_stale_control_dirs`] once per engine, before its first
+/// connection, on a blocking thread: the directories it removes are dead
+/// engines', and the live masters it would try are this engine's own (a
+/// fleet of 100 hosts tried each other's masters about 5,000 times, on the
+/// runtime's threads, while connecting).
+pub(super) async fn remove_stale_control_dirs_once(dir: &Path) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let dir = dir.to_path_buf();
+            let _ = tokio::task::spawn_blocking(move || remove_stale_control_dirs(&dir)).await;
+        })
+        .await;
+}
+
 /// Opens a master connection to `t` with its control socket in
 /// `control_dir`, idling out after `idle` seconds with no session.
 pub(super) async fn connect(

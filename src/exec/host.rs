@@ -81,7 +81,7 @@ impl Host {
         if let Some(s) = guard.as_ref() {
             return Ok(s.clone());
         }
-        connection::remove_stale_control_dirs(&self.control_dir);
+        connection::remove_stale_control_dirs_once(&self.control_dir).await;
         let session =
             Arc::new(connection::connect(&self.target, &self.control_dir, self.idle).await?);
         tracing::info!(host = %self.target.name, "ssh master connection opened");

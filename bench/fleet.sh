@@ -16,7 +16,8 @@
 #                          Ansible only; ROUNDS=n; BEFORE=path/to/runbook
 #                          adds another build's rows; PG_URL=postgres://...
 #                          adds runbook's rows with the state there:
-#                          bench/state.sh FLEET=1)
+#                          bench/state.sh FLEET=1; FLEET_USER=name logs in
+#                          as that user)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BIN:-}" ]; then
@@ -34,11 +35,19 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 t0=$(date +%s.%N)
-bash tests/support/fleet.sh up "$work/hosts" "$N"
+FLEET_USER=${FLEET_USER:-} bash tests/support/fleet.sh up "$work/hosts" "$N"
 t1=$(date +%s.%N)
 mode=$(cat "$work/hosts/mode")
 printf 'fleet: %s hosts (%s) up in %.1f s\n\n' "$N" "$mode" "$(echo "$t1 - $t0" | bc -l)"
-user=$(id -un)
+# FLEET_USER=name logs in to every host as that user (made, as root, with
+# Debian's default dotfiles when missing), as a fleet's servers would have
+# it; by default, as the user running the bench (whose ~/.bashrc every
+# login sources: see bench/README.md).
+user=${FLEET_USER:-$(id -un)}
+if [ -n "${FLEET_USER:-}" ] && ! id "$user" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$user" && usermod -p '*' "$user"
+fi
+[ -z "${FLEET_USER:-}" ] || chmod o+x "$work" "$work/hosts"
 
 venv="$HOME/.cache/runbook-bench-venv"
 if [ -z "${SKIP_PEERS:-}" ]; then

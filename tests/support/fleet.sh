@@ -65,7 +65,8 @@ mkdir -p "$dir"
 [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
 cp "$dir/client_key.pub" "$dir/authorized_keys"
 hostkey=$(cut -d' ' -f1,2 "$dir/host_key.pub")
-user=$(id -un)
+# FLEET_USER: the user every host is logged in as (default: this one).
+user=${FLEET_USER:-$(id -un)}
 trap 'down "$dir"' ERR
 
 config() { # address port pidfile

@@ -10,17 +10,12 @@ use crate::exec::connection::SshError;
 use crate::exec::host::Host;
 use crate::exec::shell::{RemoteShell, ShellEnd};
 
-/// How many committed spool folders wait before they are removed in one
-/// background `rm` (the rest go when the pool closes): one process for
-/// eight steps, not one a step.
-const DISCARD_BATCH: usize = 8;
-
 /// One host's spool housekeeping.
 #[derive(Default)]
 pub struct Chores {
     /// Spool folders whose results are committed: to remove (sent after
-    /// a detached step's command once [`DISCARD_BATCH`] wait, so that the
-    /// host removes them while the engine commits that step), and sent (removed again, in
+    /// the next detached step's command, so that the host removes them
+    /// while the engine commits that step), and sent (removed again, in
     /// the foreground, when the pool closes: only then are they known to
     /// be gone, and their records in the state can go).
     discards: std::sync::Mutex<(Vec<String>, Vec<String>)>,
@@ -94,7 +89,7 @@ impl Chores {
     }
 
     /// Notes that a step's result is committed: its spool folder goes
-    /// with the next batch of them (or when the pool closes).
+    /// after the next detached step's command (or when the pool closes).
     pub fn discard(&self, base: &str) {
         if let Ok(mut d) = self.discards.lock() {
             d.0.push(base.to_string());
@@ -110,9 +105,8 @@ impl Chores {
     }
 
     /// What goes before the next detached step's command (the folders to
-    /// make ahead) and after it (the committed folders to remove, once a
-    /// batch of them waits, in the background once the step has ended
-    /// there).
+    /// make ahead) and after it (the committed folders to remove, in the
+    /// background once the step has ended there).
     pub fn around(&self) -> (String, String) {
         let prepare = match self.prepared.lock() {
             Ok(mut p) => {
@@ -124,7 +118,6 @@ impl Chores {
             Err(_) => String::new(),
         };
         let discard = match self.discards.lock() {
-            Ok(d) if d.0.len() < DISCARD_BATCH => String::new(),
             Ok(mut d) => {
                 let bases = std::mem::take(&mut d.0);
                 let cmd = script::discard_command(&bases, true);

@@ -48,7 +48,9 @@ const WRAPPER: &str = concat!(
 /// shell's bell with its ticker (which rings while the file `BELL.t` is not
 /// empty: 20 ms, 50 ms, 100 ms, then every 200 ms; idle, it sleeps 200 ms
 /// ten times, then 5 s at a time with `BELL.i` saying so, and `_rbd` wakes
-/// it with SIGUSR1: an idle shell costs one `sleep` every 5 s, not five a
+/// it with SIGUSR1, sent only while /proc says the ticker is still this
+/// shell's child (without /proc it wakes within 5 s; when `BELL.i` cannot
+/// be written it keeps to 200 ms; ended, it ends its `sleep` too): an idle shell costs one `sleep` every 5 s, not five a
 /// second, which a fleet's hundred idle shells on one machine would feel;
 /// it ends with the shell), learns the boot id, the shell's path (so that
 /// `setsid` searches no `PATH`) and whether a here-document is a pipe here,
@@ -79,13 +81,14 @@ const FUNCTIONS: &str = r#"_rbi() {
     elif ! { true >"$_rbtf"; } 2>/dev/null; then _rbnm="make $({ true >"$_rbtf"; } 2>&1)"; rm -f "$_rbb"; _rbb=
     else
       exec 6<>"$_rbb"
-      (trap '_w=1' USR1; _n=0 _i=0; while kill -0 $$ 2>/dev/null; do
+      (trap '_w=1' USR1; trap '[ -z "$_s" ] || kill $_s 2>/dev/null; exit 0' TERM; _s= _n=0 _i=0; while kill -0 $$ 2>/dev/null; do
         if [ -s "$_rbtf" ]; then echo t >&6 || exit; case $_n in 0) _t=0.02;; 1) _t=0.05;; 2) _t=0.1;; *) _t=0.2;; esac; _n=$((_n + 1)) _i=0
         elif [ "$_i" -lt 10 ]; then _n=0 _t=0.2 _i=$((_i + 1))
         else
-          _n=0 _w=; echo 1 >"$_rbil"; LC_ALL=C sleep 5 & _s=$!
-          [ ! -s "$_rbtf" ] || _w=1; [ -n "$_w" ] || wait $_s || [ -n "$_w" ] || { : >"$_rbil"; exit; }
-          [ -z "$_w" ] || { kill $_s; wait $_s; } 2>/dev/null; : >"$_rbil"; continue
+          _n=0 _w= _t=0.2; { echo 1 >"$_rbil"; } 2>/dev/null && [ -s "$_rbil" ] || { LC_ALL=C sleep $_t || exit; continue; }
+          LC_ALL=C sleep 5 & _s=$!; if [ -s "$_rbtf" ] || [ -n "$_w" ]; then _x=129; else wait $_s; _x=$?; fi
+          if [ "$_x" -gt 128 ]; then { kill $_s; wait $_s; } 2>/dev/null; elif [ "$_x" != 0 ]; then { true >"$_rbil"; } 2>/dev/null; exit; fi
+          _s=; { true >"$_rbil"; } 2>/dev/null; continue
         fi
         LC_ALL=C sleep $_t || exit
       done) </dev/null >/dev/null 2>&1 3>&- &
@@ -137,7 +140,8 @@ _rbd() {
     if [ -n "$_rbnm" ]; then printf '\036X%s nospool %s\n' "$1" "$_rbnm"; else printf '\036X%s nosetsid\n' "$1"; fi
     return
   fi
-  if { echo 1 >"$_rbtf"; } 2>/dev/null; then [ ! -s "$_rbil" ] || kill -USR1 "$_rbtk" 2>/dev/null
+  if { echo 1 >"$_rbtf"; } 2>/dev/null; then
+    [ ! -s "$_rbil" ] || { { read -r _rbq _rbq _rbq _rbpp _rbq <"/proc/$_rbtk/stat"; } 2>/dev/null && [ "$_rbpp" = $$ ] && kill -USR1 "$_rbtk" 2>/dev/null; }
   else
     if [ -n "$6" ]; then printf '\036X%s nospool write %s\n' "$1" "$(echo 1 | cat 2>&1 >"$_rbtf")"; return; fi
     _rbpoll=1
@@ -525,7 +529,7 @@ mod tests {
             seen
         };
         until(&mut lines, "\u{1e}Xn1");
-        std::thread::sleep(std::time::Duration::from_millis(2700));
+        std::thread::sleep(std::time::Duration::from_millis(3500));
         let spool = home.path().join(ROOT);
         let idle: Vec<_> = std::fs::read_dir(&spool)
             .unwrap()

@@ -395,6 +395,32 @@ fn a_var_is_kept_with_the_run_and_a_changed_one_reruns_only_what_it_changes() {
     assert_eq!(t.status(None).run_id, 2);
 }
 
+/// A `--var` given to `resume` (by name or by run id) is kept with the
+/// run too: the next plain resume goes on with it, it does not roll the
+/// step back to the value the run started with (found by a newcomer: a
+/// plain resume rebuilt v7 after `resume --var tag=v8`).
+#[test]
+fn a_var_given_to_resume_is_kept_for_the_next_resume() {
+    let t = Test::new();
+    let yaml = format!(
+        "vars: {{ tag: v1 }}\nsteps:\n  - id: build\n    run: echo build-{{{{ vars.tag }}}} >> {log}\n  - id: ship\n    needs: [build]\n    run: test -e {fixed}\n",
+        log = t.p("log"),
+        fixed = t.p("fixed")
+    );
+    t.put_runbook("r", &yaml);
+    t.run(&["run", "r", "--var", "tag=v7"]).code(1);
+    t.run(&["resume", "r", "--var", "tag=v8"]).code(1);
+    t.run(&["resume", "r"]).code(1);
+    t.run(&["resume", "1", "--var", "tag=v9"]).code(1);
+    t.write("fixed", "");
+    t.run(&["resume", "1"]).code(0);
+    assert_eq!(
+        t.lines("log"),
+        ["build-v7", "build-v8", "build-v9"],
+        "a plain resume went back to an earlier --var"
+    );
+}
+
 #[test]
 fn an_attempt_keeps_its_last_5000_lines_of_output() {
     // Two steps, so the first's lines are flushed by its end and the

@@ -76,6 +76,14 @@ impl Ctx {
             fresh,
         });
         let (run, resumed) = lease::take_run(&mut store, begin, previous.as_ref(), &me, args.json)?;
+        // A resume's `--var`s are kept with the run from then on (SPEC
+        // §14); `begin_run` stores those of a `run` that resumes.
+        if !starts_new && !args.vars.is_empty() {
+            if let Err(e) = store.set_run_vars(run.id, &vars) {
+                let _ = store.unlock_run(run.id, &me);
+                return Err(e);
+            }
+        }
         if let Err(e) = super::handover::record_file(&store, run.id, &self.cwd, &path) {
             let _ = store.unlock_run(run.id, &me);
             return Err(e);

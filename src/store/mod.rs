@@ -187,6 +187,9 @@ pub trait Backend: Records + Send {
     fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>>;
     /// Sets a run's state; a settled state also records the end time.
     fn set_run_state(&self, id: i64, state: RunState) -> Result<()>;
+    /// Stores a run's `--var`s (those a `resume` gave, over the ones
+    /// before), so the next resume goes on with them.
+    fn set_run_vars(&self, id: i64, vars: &[(String, String)]) -> Result<()>;
     /// Every step of a run, in runbook order.
     fn steps(&self, run_id: i64) -> Result<Vec<StepRow>>;
     /// Writes the given steps (a whole pass's start-up changes) in one

@@ -266,6 +266,14 @@ impl Backend for Pg {
         })
     }
 
+    fn set_run_vars(&self, id: i64, vars: &[(String, String)]) -> Result<()> {
+        let vars = vars_json(vars);
+        self.write(move |c| {
+            c.exec("UPDATE runs SET vars = $2 WHERE id = $1", &[&id, &vars])
+                .map(|_| ())
+        })
+    }
+
     fn steps(&self, run_id: i64) -> Result<Vec<StepRow>> {
         self.call(move |c| {
             c.query(

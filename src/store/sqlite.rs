@@ -205,6 +205,16 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn set_run_vars(&self, id: i64, vars: &[(String, String)]) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET vars = ?2 WHERE id = ?1",
+                params![id, vars_json(vars)],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
     /// Every step of a run, in runbook order.
     fn steps(&self, run_id: i64) -> Result<Vec<StepRow>> {
         let mut stmt = self

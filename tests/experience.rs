@@ -263,3 +263,22 @@ fn one_step_is_one_step() {
         .code(2)
         .stderr_has("has 1 attempt; pick --attempt 1..=1");
 }
+
+/// `logs` of a step that never started says so, as it does for a fleet's
+/// instance, rather than asking for an `--attempt` in `1..=0` (found by a
+/// newcomer's hand run).
+#[test]
+fn logs_of_a_step_that_never_started_says_so() {
+    let t = Test::new();
+    t.put_runbook(
+        "two",
+        "steps:\n  - id: a\n    run: 'false'\n  - id: b\n    needs: [a]\n    run: 'true'\n",
+    );
+    t.run(&["run", "two"]).code(1);
+    t.run(&["logs", "1", "b"])
+        .code(0)
+        .stdout_has("(b has not started: it is blocked)\n");
+    t.run(&["logs", "1", "b", "--attempt", "1"])
+        .code(2)
+        .stderr_has("has not started (it is blocked): there is no attempt 1 to show");
+}

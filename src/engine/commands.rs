@@ -241,6 +241,16 @@ impl Ctx {
             }
             return instance_lines(&store, run.id, &steps, &instances, attempt);
         };
+        if row.attempts < 1 {
+            // As for a fleet's instance that has not started.
+            return match attempt {
+                None => Ok(vec![format!("({step} has not started: it is {})", row.state)]),
+                Some(n) => Err(Error::Usage(format!(
+                    "step `{step}` of run {} has not started (it is {}): there is no attempt {n} to show",
+                    run.id, row.state
+                ))),
+            };
+        }
         let attempt = attempt.unwrap_or(row.attempts);
         if attempt < 1 || attempt > row.attempts {
             return Err(Error::Usage(format!(

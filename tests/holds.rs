@@ -767,3 +767,26 @@ fn after_a_reset_status_and_handoff_say_reset_and_what_resume_runs() {
         .stdout_has("run 1 of two: succeeded (3/3 done; started ")
         .stdout_has(", ended ");
 }
+
+/// A step that asks for an approval and is blocked behind a held one is
+/// not one that "runs by itself": the handoff says it then waits for an
+/// approval (found by a newcomer's hand run), and stops saying so once it
+/// is approved.
+#[test]
+fn a_blocked_step_that_asks_for_an_approval_says_so_in_the_handoff() {
+    let t = Test::new();
+    t.put_runbook(
+        "gate",
+        "secrets:\n  RB_GATE_TOKEN:\n    owner: Lukas\n    description: a token\nsteps:\n  - id: use-token\n    requires: [RB_GATE_TOKEN]\n    run: 'true'\n  - id: ship\n    needs: [use-token]\n    approval: Ship it?\n    run: 'true'\n  - id: after\n    needs: [use-token]\n    run: 'true'\n",
+    );
+    t.run(&["run", "gate"]).code(3);
+    t.run(&["handoff"])
+        .code(0)
+        .stdout_has("- `ship`: `use-token` is held; then it waits for an approval\n")
+        .stdout_has("- `after`: `use-token` is held\n");
+    t.run(&["approve", "1", "ship"]).code(0);
+    t.run(&["handoff"])
+        .code(0)
+        .stdout_has("- `ship`: `use-token` is held\n")
+        .stdout_lacks("waits for an approval");
+}

@@ -48,16 +48,26 @@ pub(super) fn with_approvals(
 
 /// The steps blocked behind held or failed ones, with why, then the
 /// hosts rolling blocks have not started.
-pub(super) fn blocked(steps: &[StepRow]) -> Vec<StepLine> {
+/// A step that asks for an approval none has given says so: it does not
+/// run by itself once what it waits for is done.
+pub(super) fn blocked(f: &Facts, approved: impl Fn(&str) -> bool) -> Vec<StepLine> {
+    let line = |s: &StepRow| {
+        let mut text = s.reason.clone().unwrap_or_default();
+        let asks = f.spec_of(&s.id).is_some_and(|st| st.approval.is_some());
+        if asks && !approved(&s.id) {
+            text.push_str("; then it waits for an approval");
+        }
+        StepLine::new(s.id.clone(), text)
+    };
     collapse(
-        steps
+        f.steps
             .iter()
             .filter(|s| s.state == StepState::Blocked && !is_checkpoint(s))
-            .map(|s| StepLine::new(s.id.clone(), s.reason.clone().unwrap_or_default()))
+            .map(line)
             .collect(),
     )
     .into_iter()
-    .chain(not_started(steps))
+    .chain(not_started(f.steps))
     .collect()
 }
 
@@ -192,7 +202,7 @@ mod tests {
             .map(|l| (l.id.as_str(), l.text.as_str()))
             .collect();
         assert_eq!(ids, [("a", ""), ("b", "its `when` is false")]);
-        let lines = blocked(&steps);
+        let lines = blocked(&facts(&steps, ""), |_| false);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].label(), "d on h1, h2");
         let c = counts(&steps);

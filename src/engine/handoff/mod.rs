@@ -90,7 +90,7 @@ impl Ctx {
             owners: held::owners(&f, secret_rows, &sources),
             approvals: instructions::approvals(&f, approved),
             failed: failed::failed(&f, tail)?,
-            blocked: done::blocked(steps),
+            blocked: done::blocked(&f, approved),
             notes: instructions::notes(&f),
             resume_command: instructions::resume_command(&f, env_files),
             counts: done::counts(steps),

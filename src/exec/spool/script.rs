@@ -256,13 +256,15 @@ pub fn follow_command(
 /// or after `attempt`. It prints `found N`, or `gone N` when attempt N never
 /// started there (or its folder is gone); then it marks N so that a start
 /// of N still on its way does not run.
+/// A folder that another engine's cleanup at connect removes as empty
+/// while it is being made is made again (up to five tries).
 pub fn probe_script(base: &str, attempt: i64) -> String {
     format!(
         r#"b="$HOME"/{base}; a={attempt}
 for x in "$b"/*/pgid; do [ -s "$x" ] || continue; x=${{x%/pgid}}; x=${{x##*/}}; case $x in ''|*[!0-9]*) continue;; esac; [ "$x" -gt "$a" ] && a=$x; done
 d=$b/$a
-if [ ! -s "$d/pgid" ]; then umask 077; mkdir -p "$d" || exit 1; set -C; if {{ echo "0 gone none" >"$d/pgid"; }} 2>/dev/null; then echo "gone $a"; exit 0; fi; set +C; fi
-read -r p x y <"$d/pgid"; if [ "$p" = 0 ]; then echo "gone $a"; else echo "found $a"; fi
+i=0; while [ ! -e "$d/pgid" ] && [ $i -lt 5 ]; do i=$((i+1)); umask 077; mkdir -p "$d" 2>/dev/null; set -C; if {{ echo "0 gone none" >"$d/pgid"; }} 2>/dev/null; then echo "gone $a"; exit 0; fi; set +C; done
+[ -e "$d/pgid" ] || {{ mkdir -p "$d"; exit 1; }}; read -r p x y <"$d/pgid"; if [ "$p" = 0 ]; then echo "gone $a"; else echo "found $a"; fi
 "#,
         base = sh_quote(base)
     )

@@ -50,9 +50,10 @@ const WRAPPER: &str = concat!(
 /// ten times, then 5 s at a time with `BELL.i` saying so, and `_rbd` wakes
 /// it with SIGUSR1, sent only while /proc says the ticker is still this
 /// shell's child (without /proc it wakes within 5 s; when `BELL.i` cannot
-/// be written it keeps to 200 ms; ended, it ends its `sleep` too): an idle shell costs one `sleep` every 5 s, not five a
-/// second, which a fleet's hundred idle shells on one machine would feel;
-/// it ends with the shell), learns the boot id, the shell's path (so that
+/// be written it keeps to 200 ms; ended, it ends its `sleep` too): an idle
+/// shell costs one `sleep` every 5 s, not five a second, which a fleet's
+/// hundred idle shells on one machine would feel; it ends with the
+/// shell), learns the boot id, the shell's path (so that
 /// `setsid` searches no `PATH`) and whether a here-document is a pipe here,
 /// sweeps stale folders in the background.
 /// When the spool root, the bell or its ticker file cannot be made, `_rbnm`
